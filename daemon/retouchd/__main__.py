@@ -1,0 +1,3 @@
+from retouchd.cli import main
+
+main()

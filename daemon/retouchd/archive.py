@@ -1,0 +1,185 @@
+"""The commit order (SPEC §6.1): output durable → DB says so → original archived → DB says so.
+
+Each file move is announced in the database before it happens, so that after a crash at any instant the
+recovery sweep can tell which side of the move the file is on and finish the job exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import structlog
+
+from retouchd.fsops import TEMP_PREFIX, move_verified, publish, safe_join, sha256_file, unique_path
+from retouchd.pipeline import TaskResult
+from retouchd.rules import RuleFolders
+from retouchd.store import Job, JobState, Store, utcnow
+
+log = structlog.get_logger("retouchd.archive")
+
+FaultHook = Callable[[str], None]
+
+
+def _no_fault(point: str) -> None:
+    """Production: no fault injection."""
+
+
+def error_json_path(failed_file: Path) -> Path:
+    return failed_file.with_name(failed_file.name + ".error.json")
+
+
+@dataclass
+class Committer:
+    store: Store
+    folders: dict[str, RuleFolders]
+    file_mode: int = 0o644
+    retry_backoff: float = 30.0
+    fault: FaultHook = _no_fault
+
+    # -- success -------------------------------------------------------------------------------------------
+    def success(self, job: Job, owner: str, result: TaskResult) -> None:
+        assert result.tmp_path and result.output_name and result.output_sha256
+        folders = self.folders[job.rule]
+        base = folders.review if result.review else folders.outbox
+        target = unique_path(safe_join(base, Path(job.rel_path).parent / result.output_name))
+        self.store.plan_output(job.id, owner, output_path=str(target), output_sha256=result.output_sha256,
+                               tmp=result.tmp_path, steps=result.steps)
+        self.fault("before-publish")
+        publish(Path(result.tmp_path), target, mode=self.file_mode)
+        self.fault("after-publish")
+        self.store.finish(job.id, owner, review=result.review)
+        self.fault("after-finish")
+        self.archive(job.id)
+
+    def archive(self, job_id: int) -> None:
+        """Move a finished job's original (and sidecar) to the archive, hash-checked."""
+        job = self.store.get(job_id)
+        assert job is not None and job.state in (JobState.DONE, JobState.REVIEW)
+        src = Path(job.source_path)
+        if job.archive_path and not os.path.lexists(src) and Path(job.archive_path).exists():
+            self._archive_sidecar(job)  # crashed after the move, before the DB said so
+            self.store.archived(job.id)
+            return
+        if not src.exists():
+            log.warning("original missing at archive time", job_id=job.id, rule=job.rule, path=str(src))
+            self.store.archived(job.id)
+            return
+        if sha256_file(src) != job.sha256:
+            # The inbox file was replaced after processing: keep it for the watcher as new content.
+            log.warning("original replaced before archiving; left in the inbox", job_id=job.id, path=str(src))
+            self.store.archived(job.id)
+            return
+        day = date.today().isoformat()
+        root = self.folders[job.rule].archive / day
+        target = unique_path(safe_join(root, job.rel_path))
+        sidecar_target = None
+        if job.sidecar_path:
+            sidecar_target = unique_path(safe_join(root, Path(job.rel_path).parent / Path(job.sidecar_path).name))
+        self.store.plan_archive(job.id, str(target), str(sidecar_target) if sidecar_target else None)
+        self.fault("before-archive")
+        move_verified(src, target, job.sha256)
+        self.fault("after-archive-move")
+        job.archive_path, job.sidecar_archive_path = str(target), str(sidecar_target) if sidecar_target else None
+        self._archive_sidecar(job)
+        self.store.archived(job.id)
+
+    def _archive_sidecar(self, job: Job) -> None:
+        if job.sidecar_path and job.sidecar_archive_path and os.path.lexists(job.sidecar_path):
+            dst = Path(job.sidecar_archive_path)
+            if os.path.lexists(dst):
+                dst = unique_path(dst)
+            move_verified(Path(job.sidecar_path), dst, None)
+
+    # -- failure -------------------------------------------------------------------------------------------
+    def failure(self, job: Job, owner: str | None, result: TaskResult) -> JobState:
+        """Retry later (transient, attempts left) or move to failed/ with the reason; return the new state."""
+        if result.tmp_path:
+            with contextlib.suppress(OSError):
+                os.unlink(result.tmp_path)
+        if result.vanished:
+            self.store.fail(job.id, owner, error=result.error or "file vanished", step=result.error_step,
+                            traceback_id=None, steps=result.steps)
+            return JobState.FAILED
+        if not result.permanent and job.attempts < job.max_attempts:
+            delay = self.retry_backoff * (2 ** max(0, job.attempts - 1))
+            self.store.requeue(job.id, owner, error=result.error, delay=delay)
+            log.info("job will be retried", job_id=job.id, rule=job.rule, path=job.source_path,
+                     attempts=job.attempts, delay=delay, error=result.error)
+            return JobState.QUEUED
+        self.to_failed(job, owner, result.error or "unknown error", result.error_step, result.traceback_id,
+                       result.steps)
+        return JobState.FAILED
+
+    def to_failed(self, job: Job, owner: str | None, error: str, step: str | None, traceback_id: str | None,
+                  steps: list[dict[str, object]] | None = None) -> None:
+        folders = self.folders[job.rule]
+        src = Path(job.source_path)
+        target = Path(job.failed_path) if job.failed_path else unique_path(safe_join(folders.failed, job.rel_path))
+        if not job.failed_path:
+            self.store.plan_failed(job.id, str(target))
+        if os.path.lexists(src) and not os.path.lexists(target):
+            move_verified(src, target, None)
+        if job.sidecar_path and os.path.lexists(job.sidecar_path):
+            move_verified(Path(job.sidecar_path), unique_path(target.with_name(Path(job.sidecar_path).name)), None)
+        report = {
+            "job_id": job.id, "rule": job.rule, "source": job.source_path, "sha256": job.sha256,
+            "reason": error, "step": step, "attempts": job.attempts, "traceback_id": traceback_id,
+            "time": utcnow().isoformat(), "retry": f"retouchd retry {job.id}",
+        }
+        if target.exists():
+            tmp = target.with_name(f"{TEMP_PREFIX}{target.name}.error.json.tmp")
+            tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            os.chmod(tmp, self.file_mode)
+            os.replace(tmp, error_json_path(target))
+        self.store.fail(job.id, owner, error=error, step=step, traceback_id=traceback_id, steps=steps)
+        log.warning("job failed", job_id=job.id, rule=job.rule, path=job.source_path, step=step, error=error,
+                    failed_path=str(target))
+
+    # -- crash recovery ------------------------------------------------------------------------------------
+    def recover_running(self, job: Job, *, refund: bool) -> str:
+        """Finish or requeue a job whose owner died. Returns what was done."""
+        if job.output_path and job.output_sha256 and Path(job.output_path).exists():
+            if sha256_file(Path(job.output_path)) == job.output_sha256:
+                review = self._under(Path(job.output_path), self.folders[job.rule].review)
+                self.store.finish(job.id, None, review=review)
+                self.archive(job.id)
+                return "finished"
+        if job.failed_path:
+            self.to_failed(job, None, job.error or "interrupted while failing", job.error_step, job.traceback_id)
+            return "failed"
+        if job.output_tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(job.output_tmp)
+        if job.output_path:
+            stale = Path(job.output_path)
+            with contextlib.suppress(OSError):
+                stale.with_name(f"{TEMP_PREFIX}{stale.name}.tmp").unlink()
+        self.store.requeue(job.id, None, error="interrupted (the process holding it stopped)", delay=0, refund=refund)
+        return "requeued"
+
+    @staticmethod
+    def _under(path: Path, root: Path) -> bool:
+        return os.path.commonpath([path, root]) == str(root)
+
+
+def lease_dead(host: str, my_pid: int, my_instance: str, alive: Callable[[int], bool]) -> Callable[[Job, datetime], bool]:
+    """A predicate for jobs whose owner is gone: lease expired, or a dead process on this host."""
+
+    def is_dead(job: Job, now: datetime) -> bool:
+        if job.lease_expires is not None and job.lease_expires < now:
+            return True
+        owner = (job.lease_owner or "").split(":")
+        if len(owner) < 3 or owner[0] != host:
+            return False
+        pid, instance = int(owner[1]), owner[2]
+        if pid == my_pid:
+            return instance != my_instance
+        return not alive(pid)
+
+    return is_dead

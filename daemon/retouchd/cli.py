@@ -1,0 +1,196 @@
+"""Command line. Heavy modules (store, pool, models) are imported inside commands: `--help` stays fast."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from retouchd import __version__
+from retouchd.exceptions import ConfigError, RetouchdError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK, EXIT_FAILED_JOBS, EXIT_CONFIG, EXIT_RUNTIME = 0, 1, 2, 3
+
+
+def common_options(func: F) -> F:
+    """--root, --config, --rules, --database-url on every command (SPEC §7)."""
+
+    @click.option("--root", type=click.Path(path_type=Path), help="Folder that holds inbox/, outbox/, … [./retouch]")
+    @click.option("--config", "config_file", type=click.Path(path_type=Path), envvar="RETOUCHD_CONFIG",
+                  help="TOML settings file [$RETOUCHD_CONFIG, else /etc/retouchd/retouchd.toml if present]")
+    @click.option("--rules", "rule_files", type=click.Path(path_type=Path), multiple=True,
+                  help="Rule file (repeatable) [the shipped rules/default.toml]")
+    @click.option("--database-url", help="SQLAlchemy URL [sqlite in ROOT/state/retouchd.db]")
+    @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default=None)
+    @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
+    @functools.wraps(func)
+    def wrapper(*args: Any, root: Path | None, config_file: Path | None, rule_files: tuple[Path, ...],
+                database_url: str | None, log_format: str | None, log_level: str | None, **kwargs: Any) -> Any:
+        from retouchd.logging import configure_logging
+        from retouchd.settings import load_settings
+
+        overrides: dict[str, Any] = {"root": root, "database_url": database_url}
+        if rule_files:
+            overrides["rule_files"] = list(rule_files)
+        log_overrides = {k: v for k, v in (("format", log_format), ("level", log_level)) if v}
+        try:
+            settings = load_settings(config_file, **overrides)
+            if log_overrides:
+                settings.log = settings.log.model_copy(update=log_overrides)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        configure_logging(settings.log.format, settings.log.level)
+        return func(*args, settings=settings, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _rules(settings: Any) -> Any:
+    from retouchd.rules import load_rules
+
+    try:
+        return load_rules(settings.rule_files or None)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"retouchd: {message}", err=True)
+    sys.exit(code)
+
+
+click.ClickException.exit_code = EXIT_CONFIG
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="retouchd")
+def main() -> None:
+    """retouchd: drop images into inbox folders; get them cleaned and upscaled in the outbox."""
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Process what is there (waiting for files to settle), then exit.")
+@common_options
+def run(settings: Any, once: bool) -> None:
+    """Run the daemon: create the folders, watch the inboxes, process files as they arrive."""
+    from retouchd.daemon import Daemon
+
+    rules = _rules(settings)
+    try:
+        code = Daemon(settings, rules, once=once).run()
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    except RetouchdError as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--rule", "rule_name", required=True, help="Name of the rule whose steps to run.")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@common_options
+def process(settings: Any, files: tuple[Path, ...], rule_name: str, out_dir: Path) -> None:
+    """Run a rule's steps on FILES once (no watching, no archiving); exit 0 only if every file succeeded."""
+    from retouchd.commands.process import process_files
+
+    rules = _rules(settings)
+    try:
+        rule = rules.by_name(rule_name)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    failures = process_files(settings, rule, list(files), out_dir)
+    sys.exit(EXIT_FAILED_JOBS if failures else EXIT_OK)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@common_options
+def status(settings: Any, as_json: bool) -> None:
+    """Queue by rule, jobs in flight, throughput and recent failures."""
+    from retouchd.commands.history import show_status
+
+    show_status(settings, as_json=as_json)
+
+
+@main.command()
+@click.option("--failed", "only_failed", is_flag=True, help="Only failed jobs.")
+@click.option("--since", default=None, help="Only jobs changed within this period, e.g. 30m, 12h, 1d, 2w.")
+@click.option("--limit", default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@common_options
+def history(settings: Any, only_failed: bool, since: str | None, limit: int, as_json: bool) -> None:
+    """Past jobs, newest first."""
+    from retouchd.commands.history import show_history
+
+    show_history(settings, only_failed=only_failed, since=since, limit=limit, as_json=as_json)
+
+
+@main.command()
+@click.argument("job_ids", nargs=-1, type=int)
+@click.option("--failed", "all_failed", is_flag=True, help="Retry every failed job.")
+@common_options
+def retry(settings: Any, job_ids: tuple[int, ...], all_failed: bool) -> None:
+    """Send failed files back to their inbox for another try."""
+    from retouchd.commands.history import retry_jobs
+
+    if not job_ids and not all_failed:
+        raise click.UsageError("give job IDs or --failed")
+    sys.exit(retry_jobs(settings, list(job_ids), all_failed=all_failed))
+
+
+@main.group()
+def rules() -> None:
+    """Inspect rule files."""
+
+
+@rules.command("check")
+@click.argument("args", nargs=-1, type=click.Path(path_type=Path))
+@common_options
+def rules_check(settings: Any, args: tuple[Path, ...]) -> None:
+    """Validate rules ([FILE.toml]) and say which rule and steps each PATH would get."""
+    from retouchd.commands.rulecheck import check
+
+    files = [a for a in args if a.suffix == ".toml" and not _under_inbox(settings, a)]
+    paths = [a for a in args if a not in files]
+    if files:
+        settings.rule_files = files
+    sys.exit(check(settings, paths))
+
+
+def _under_inbox(settings: Any, path: Path) -> bool:
+    return settings.inbox in path.absolute().parents
+
+
+@main.group()
+def models() -> None:
+    """Super-resolution and inpainting models: what is installed, and whether it loads."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def models_list(as_json: bool) -> None:
+    """Models available offline, their source, parameter count and checksum."""
+    from retouchd.commands.modelcmd import list_command
+
+    sys.exit(list_command(as_json=as_json))
+
+
+@models.command("verify")
+@click.option("--json", "as_json", is_flag=True)
+def models_verify(as_json: bool) -> None:
+    """Load every bundled model and check its weights; exit 1 if any fails."""
+    from retouchd.commands.modelcmd import verify_command
+
+    sys.exit(verify_command(as_json=as_json))
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))

@@ -1,0 +1,257 @@
+"""The daemon: startup() → main_loop() (a short tick) → shutdown(). Signal handlers only set flags."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from retouchd.archive import Committer, lease_dead
+from retouchd.exceptions import ConfigError, RetouchdError
+from retouchd.fsops import ensure_dir
+from retouchd.intake import Intake, Outcome
+from retouchd.notify import Notifier
+from retouchd.pool import Identity, Pool, slot_devices
+from retouchd.rules import RuleFolders, RuleSet, folders_for, load_rules
+from retouchd.settings import Settings
+from retouchd.settle import IgnoreMatcher, SettleTracker
+from retouchd.steps import build_step
+from retouchd.store import JobState, Store, open_store
+from retouchd.watcher import Watcher
+
+log = structlog.get_logger("retouchd.daemon")
+TICK = 0.1
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def rule_folders(settings: Settings, rules: RuleSet) -> dict[str, RuleFolders]:
+    return {
+        rule.name: folders_for(rule, inbox=settings.inbox, outbox=settings.outbox, archive=settings.archive,
+                               failed=settings.failed, review=settings.review)
+        for rule in rules.rules if rule.enabled
+    }
+
+
+class Daemon:
+    def __init__(self, settings: Settings, rules: RuleSet, *, once: bool = False) -> None:
+        self.settings, self.rules, self.once = settings, rules, once
+        self.should_exit = self.force_exit = self.reload_requested = False
+        self.identity = Identity()
+        self.notifier = Notifier(settings.notify_socket)
+        self.tracker = SettleTracker(settings.watch.settle_time)
+        self.ignore = IgnoreMatcher(settings.watch.ignore)
+        self.store: Store | None = None
+        self.pool: Pool | None = None
+        self.watcher: Watcher | None = None
+        self._last_status = self._last_watchdog = self._last_sweep = 0.0
+        self._scanned_once = False
+
+    # -- signals -------------------------------------------------------------------------------------------
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+
+    def handle_reload(self, sig: int, frame: FrameType | None) -> None:
+        self.reload_requested = True
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self.handle_reload)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def run(self) -> int:
+        with self.capture_signals():
+            self.startup()
+            try:
+                while not self.should_exit:
+                    self.main_loop()
+                    if self.once and self.idle():
+                        break
+                    time.sleep(TICK)
+            finally:
+                self.shutdown()
+        return 0
+
+    # -- phases --------------------------------------------------------------------------------------------
+    def _wire(self, rules: RuleSet) -> None:
+        folders = rule_folders(self.settings, rules)
+        for rule in rules.rules:
+            for options in rule.steps:
+                build_step(options).preflight(dict(self.settings.engines))
+        for f in folders.values():
+            for path in (f.inbox, f.outbox, f.archive, f.failed, f.review):
+                ensure_dir(path)
+        self.rules, self.folders = rules, folders
+        assert self.store is not None
+        self.committer = Committer(self.store, folders, file_mode=self.settings.file_mode,
+                                   retry_backoff=self.settings.workers.retry_backoff, fault=self._fault)
+        self.intake = Intake(self.store, {r.name: r for r in rules.rules if r.enabled}, folders,
+                             max_attempts=self.settings.workers.max_attempts)
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.watcher = Watcher([(name, f.inbox) for name, f in folders.items()], mode=self.settings.watch.mode,
+                               poll_interval=self.settings.watch.poll_interval,
+                               rescan_interval=self.settings.watch.rescan_interval, ignore=self.ignore)
+
+    def _fault(self, point: str) -> None:
+        if self.settings.fault_point == point:
+            os._exit(87)
+
+    def startup(self) -> None:
+        settings = self.settings
+        ensure_dir(settings.inbox)
+        ensure_dir(settings.work)
+        self.store = open_store(settings.db_url)
+        self._wire(self.rules)
+        self.recover(startup=True)
+        self._clean_work()
+        devices = slot_devices(settings)
+        self.pool = Pool(settings, self.rules, self.store, self.committer, self.identity, devices)
+        self.pool.start()
+        assert self.watcher is not None
+        self.watcher.start()
+        log.info("retouchd started", root=str(settings.root.absolute()), rules=[r.name for r in self.rules.rules],
+                 slots=devices, database=self.store.engine.url.render_as_string(hide_password=True))
+        self.notifier.send(ready=1, status=f"watching {len(self.folders)} inbox(es) with {len(devices)} slot(s)")
+
+    def recover(self, *, startup: bool) -> None:
+        """Requeue or finish jobs whose owner died; finish commits that were cut short."""
+        assert self.store is not None
+        is_dead = lease_dead(self.identity.host, self.identity.pid, self.identity.instance, _pid_alive)
+        for job in self.store.stale_running(is_dead):
+            if job.rule not in self.folders:
+                continue
+            outcome = self.committer.recover_running(job, refund=True)
+            log.info("recovered interrupted job", job_id=job.id, rule=job.rule, path=job.source_path, outcome=outcome)
+        if startup:
+            for job in self.store.in_states([JobState.DONE, JobState.REVIEW]):
+                if job.rule in self.folders:
+                    self.committer.archive(job.id)
+                    log.info("finished archiving", job_id=job.id, rule=job.rule, path=job.source_path)
+
+    def _clean_work(self) -> None:
+        for leftover in self.settings.work.glob("*.tmp"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+    def main_loop(self) -> None:
+        assert self.watcher is not None and self.pool is not None and self.store is not None
+        if self.reload_requested:
+            self.reload_requested = False
+            self.reload()
+        sightings, present = self.watcher.poll()
+        self._scanned_once = True
+        for s in sightings:
+            self.tracker.observe(s.rule, s.path, s.st, closed=s.closed)
+        if present is not None:
+            self.tracker.prune_taken(present)
+        ready = self.tracker.ready()
+        if ready:
+            self._take(ready)
+        for job_id in self.pool.take_recoveries():
+            job = self.store.get(job_id)
+            if job is not None and job.state == JobState.RUNNING:
+                self.committer.recover_running(job, refund=False)
+            elif job is not None and job.state in (JobState.DONE, JobState.REVIEW):
+                self.committer.archive(job.id)
+        self.pool.wake.clear()
+        now = time.monotonic()
+        if now - self._last_sweep > self.settings.workers.lease_seconds / 2:
+            self._last_sweep = now
+            self.recover(startup=False)
+        self._heartbeat(now)
+
+    def _take(self, ready: list) -> None:  # type: ignore[type-arg]
+        assert self.store is not None and self.pool is not None
+        room = self.settings.workers.queue_bound - self.store.count_claimable()
+        for candidate in ready:
+            if room <= 0:
+                self.tracker.requeue(candidate)
+                continue
+            try:
+                outcome = self.intake.offer(candidate.rule, candidate.path)
+            except RetouchdError as exc:
+                log.warning("cannot take file", rule=candidate.rule, path=str(candidate.path), error=str(exc))
+                self.tracker.mark_taken(candidate)
+                continue
+            except OSError as exc:
+                log.warning("cannot take file yet", rule=candidate.rule, path=str(candidate.path), error=str(exc))
+                self.tracker.requeue(candidate)
+                continue
+            if outcome is Outcome.WAIT:
+                self.tracker.requeue(candidate)
+            else:
+                self.tracker.mark_taken(candidate)
+            if outcome is Outcome.QUEUED:
+                room -= 1
+                self.pool.wake.set()
+            elif outcome is Outcome.MOVED:
+                self.pool.wake.set()
+
+    def _heartbeat(self, now: float) -> None:
+        assert self.pool is not None
+        usec = self.settings.watchdog_usec
+        if usec and now - self._last_watchdog > usec / 2e6:
+            self._last_watchdog = now
+            self.notifier.send(watchdog=1)
+        if self.notifier.enabled and now - self._last_status > 5:
+            self._last_status = now
+            done = sum(self.pool.outcomes.values())
+            self.notifier.send(status=f"{self.pool.busy()} running, {len(self.tracker)} settling, {done} finished")
+
+    def idle(self) -> bool:
+        assert self.store is not None and self.pool is not None
+        return (self._scanned_once and len(self.tracker) == 0 and self.pool.busy() == 0
+                and self.store.count_claimable(self.pool.rule_names()) == 0)
+
+    def reload(self) -> None:
+        try:
+            rules = load_rules(self.rules.files)
+            assert self.pool is not None
+            self._wire(rules)
+            self.pool.rules, self.pool.committer = rules, self.committer
+            assert self.watcher is not None
+            self.watcher.start()
+        except ConfigError as exc:
+            log.error("rules not reloaded; keeping the old ones", error=str(exc))
+            return
+        log.info("rules reloaded", rules=[r.name for r in rules.rules])
+
+    def shutdown(self) -> None:
+        self.notifier.send(stopping=1, status="draining")
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.pool is not None:
+            timeout = 0.0 if self.force_exit else self.settings.workers.drain_timeout
+            log.info("stopping: draining in-flight jobs", running=self.pool.busy(), timeout=timeout)
+            cut = self.pool.stop(timeout, lambda: self.force_exit)
+            if cut:
+                log.info("requeued jobs cut short by shutdown", jobs=[job.id for job in cut])
+            self.recover(startup=False)
+        log.info("retouchd stopped")
+
+
+def folders_to_create(settings: Settings) -> list[Path]:
+    return [settings.inbox, settings.outbox, settings.archive, settings.failed, settings.review, settings.work]

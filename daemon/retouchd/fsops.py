@@ -1,0 +1,145 @@
+"""Durable file operations: no-clobber names, fsync'd publishes and moves, paths that cannot escape a root."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from retouchd.exceptions import TransientError, UnsafePathError
+
+CHUNK = 1 << 20
+TEMP_PREFIX = ".retouchd-"
+TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ESTALE, errno.EAGAIN, errno.EBUSY,
+                    errno.ETIMEDOUT, errno.ENOTCONN, errno.EHOSTDOWN, errno.ENODEV}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def safe_join(root: Path, rel: str | Path) -> Path:
+    """`root / rel`, refusing absolute parts and `..` so that the result stays under `root`."""
+    rel_path = Path(rel)
+    if rel_path.is_absolute() or any(part in ("..", "") for part in rel_path.parts) or not rel_path.parts:
+        raise UnsafePathError(f"path {str(rel)!r} would leave {root}; files must stay inside their folder")
+    joined = root / rel_path
+    if os.path.commonpath([root, joined]) != str(root):
+        raise UnsafePathError(f"path {str(rel)!r} would leave {root}")
+    return joined
+
+
+def unique_path(target: Path) -> Path:
+    """`target`, or `name (2).ext`, `name (3).ext`, … : the first name that does not exist yet."""
+    if not os.path.lexists(target):
+        return target
+    stem, suffix = target.stem, target.suffix
+    n = 2
+    while True:
+        candidate = target.with_name(f"{stem} ({n}){suffix}")
+        if not os.path.lexists(candidate):
+            return candidate
+        n += 1
+
+
+def ensure_dir(path: Path, mode: int = 0o755) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+
+
+def _link_into_place(src: Path, dst: Path) -> None:
+    """Atomically give `src`'s inode the name `dst` without ever replacing an existing `dst`."""
+    try:
+        os.link(src, dst)
+    except OSError as exc:
+        if exc.errno == errno.EEXIST:
+            raise
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, "exists", str(dst)) from None
+        os.rename(src, dst)
+        return
+    os.unlink(src)
+
+
+def _copy_durably(src: Path, dst: Path, mode: int | None) -> str:
+    """Copy `src` to a hidden sibling of `dst`, fsync it, rename into place; return the copy's sha256."""
+    tmp = dst.with_name(f"{TEMP_PREFIX}{dst.name}.tmp")
+    digest = hashlib.sha256()
+    src_fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        with os.fdopen(src_fd, "rb") as fin, open(tmp, "wb") as fout:
+            while chunk := fin.read(CHUNK):
+                digest.update(chunk)
+                fout.write(chunk)
+            fout.flush()
+            os.fsync(fout.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        shutil.copystat(src, tmp, follow_symlinks=False)
+        _link_into_place(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return digest.hexdigest()
+
+
+def publish(tmp: Path, dst: Path, *, mode: int | None = None) -> None:
+    """Move a finished, fsync'd temp file to `dst` (which must not exist); durable when this returns."""
+    ensure_dir(dst.parent)
+    if mode is not None:
+        os.chmod(tmp, mode)
+    try:
+        _link_into_place(tmp, dst)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        _copy_durably(tmp, dst, mode)
+        tmp.unlink()
+    fsync_dir(dst.parent)
+
+
+def move_verified(src: Path, dst: Path, expected_sha256: str | None) -> None:
+    """Move `src` to `dst` (no clobber); across devices copy + fsync + verify + delete."""
+    ensure_dir(dst.parent)
+    if os.path.islink(src):
+        raise UnsafePathError(f"{src} became a symlink; refusing to move it")
+    try:
+        _link_into_place(src, dst)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        digest = _copy_durably(src, dst, None)
+        if expected_sha256 is not None and digest != expected_sha256:
+            dst.unlink()
+            raise TransientError(f"{src} changed while being moved (hash mismatch); will retry") from None
+        fsync_dir(dst.parent)
+        src.unlink()
+        fsync_dir(src.parent)
+        return
+    fsync_dir(dst.parent)
+    fsync_dir(src.parent)
+
+
+def as_transient(exc: OSError) -> bool:
+    return exc.errno in TRANSIENT_ERRNOS

@@ -1,0 +1,183 @@
+"""Run one rule's steps on one file: read (hash-checked) → decode → steps → encode to a durable temp file.
+
+This is the whole of a job's risky work. It runs inside a worker process (pool.py) or in-process for
+`retouchd process`, and it never touches the database, the outbox or the archive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import structlog
+
+from retouchd.exceptions import InputError, LimitError, RetouchdError, SourceChangedError, TransientError
+from retouchd.fsops import as_transient
+from retouchd.images import OutputSpec, decode, encode, output_name
+from retouchd.steps import build_step, step_class
+from retouchd.steps.base import StepContext, StepOptions
+from retouchd.typing import ModelCache, ProgressFn
+
+log = structlog.get_logger("retouchd.pipeline")
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything a worker needs for one job; plain data so that it crosses a process boundary."""
+
+    rule: str
+    source: str
+    steps: list[dict[str, Any]]
+    output: dict[str, Any]
+    work_dir: str
+    job_id: int | None = None
+    sha256: str | None = None
+    sidecar: str | None = None
+    device: str = "cpu"
+    allow_cpu_fallback: bool = True
+    cpu_threads: int = 0
+    max_input_pixels: int = 100_000_000
+    max_dimension: int = 65_535
+    max_file_bytes: int = 512 * 1024 * 1024
+    max_output_pixels: int = 400_000_000
+    engines: dict[str, str] = field(default_factory=dict)
+    fault_point: str | None = None
+
+
+@dataclass
+class TaskResult:
+    ok: bool
+    tmp_path: str | None = None
+    output_name: str | None = None
+    output_sha256: str | None = None
+    review: bool = False
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    error_step: str | None = None
+    permanent: bool = True
+    traceback_id: str | None = None
+    vanished: bool = False
+
+
+class _HashingWriter(io.RawIOBase):
+    """A write-only file that hashes what passes through it."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self.digest = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self.digest.update(view)
+        return self._fh.write(view)
+
+
+def fault(task: Task, point: str) -> None:
+    """Test-only fault injection: die abruptly at `point` when the settings ask for it."""
+    if task.fault_point == point:
+        os._exit(86)
+
+
+def _read_source(task: Task) -> bytes:
+    try:
+        fd = os.open(task.source, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP: the path is a symlink
+            raise InputError("the file is a symlink; symlinks are not followed in an inbox") from None
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > task.max_file_bytes:
+            raise LimitError(
+                f"file is {size:,} bytes, over limits.max_file_bytes {task.max_file_bytes:,}; raise the limit to accept it"
+            )
+        if size == 0:
+            raise InputError("empty file (0 bytes); write the image again")
+        data = fh.read(task.max_file_bytes + 1)
+    if task.sha256 is not None and hashlib.sha256(data).hexdigest() != task.sha256:
+        raise SourceChangedError("the file changed after it was queued (hash mismatch); it will be retried")
+    return data
+
+
+def run_task(task: Task, *, models: ModelCache | None = None, progress: ProgressFn | None = None,
+             on_step: Any = None) -> TaskResult:
+    """Process one file; never raises for a problem with the job (the result says what went wrong)."""
+    records: list[dict[str, Any]] = []
+    current = "read"
+    bound = log.bind(job_id=task.job_id, rule=task.rule, path=task.source)
+    try:
+        data = _read_source(task)
+        current = "decode"
+        decoded = decode(data, max_pixels=task.max_input_pixels, max_dimension=task.max_dimension)
+        del data
+        frame, review = decoded.frame, False
+        ctx = StepContext(
+            rule=task.rule, source=Path(task.source), job_id=task.job_id,
+            sidecar_mask=Path(task.sidecar) if task.sidecar else None, device=task.device,
+            allow_cpu_fallback=task.allow_cpu_fallback, max_output_pixels=task.max_output_pixels,
+            cpu_threads=task.cpu_threads, engines=dict(task.engines), log=bound,
+        )
+        if models is not None:
+            ctx.models = models
+        if progress is not None:
+            ctx.progress = progress
+        for raw in task.steps:
+            options: StepOptions = step_class(raw["op"]).options_model.model_validate(raw)
+            current = options.op
+            if on_step is not None:
+                on_step(current)
+            ctx.log = bound.bind(step=current)
+            started = time.perf_counter()
+            result = build_step(options).run(frame, ctx)
+            seconds = time.perf_counter() - started
+            frame = result.frame
+            review = review or bool(result.metrics.get("review"))
+            records.append({"op": current, "seconds": round(seconds, 4), "metrics": result.metrics})
+            ctx.log.info("step done", seconds=round(seconds, 3), **{k: v for k, v in result.metrics.items()})
+            fault(task, f"after-step-{current}")
+        current = "encode"
+        spec = OutputSpec.model_validate(task.output)
+        name = output_name(Path(task.source).name, decoded.info, spec)
+        tmp = Path(task.work_dir) / f"{task.job_id or 'x'}-{uuid.uuid4().hex[:12]}.tmp"
+        with open(tmp, "wb") as fh:
+            writer = _HashingWriter(fh)
+            encode(frame, decoded.info, spec, writer)  # type: ignore[arg-type]
+            fh.flush()
+            os.fsync(fh.fileno())
+        fault(task, "after-encode")
+        return TaskResult(ok=True, tmp_path=str(tmp), output_name=name, output_sha256=writer.digest.hexdigest(),
+                          review=review, steps=records)
+    except FileNotFoundError:
+        return TaskResult(ok=False, error="the file disappeared from the inbox before it was processed",
+                          error_step=current, permanent=True, steps=records, vanished=True)
+    except RetouchdError as exc:
+        bound.warning("job step failed", step=exc.step or current, error=str(exc), permanent=exc.permanent)
+        return TaskResult(ok=False, error=str(exc), error_step=exc.step or current, permanent=exc.permanent,
+                          steps=records)
+    except OSError as exc:
+        transient = as_transient(exc)
+        bound.warning("job I/O error", step=current, error=str(exc), transient=transient)
+        return TaskResult(ok=False, error=f"I/O error: {exc}", error_step=current, permanent=not transient,
+                          steps=records)
+    except MemoryError:
+        return TaskResult(ok=False, error="out of memory; lower limits.max_input_pixels or the number of slots",
+                          error_step=current, permanent=False, steps=records)
+    except Exception as exc:
+        tb_id = uuid.uuid4().hex[:10]
+        bound.error("internal error", step=current, traceback_id=tb_id, traceback=traceback.format_exc())
+        return TaskResult(ok=False, error=f"internal error in {current}: {exc!r} (traceback {tb_id} in the log)",
+                          error_step=current, permanent=False, traceback_id=tb_id, steps=records)
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, TransientError) or (isinstance(exc, OSError) and as_transient(exc))

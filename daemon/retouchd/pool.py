@@ -1,0 +1,200 @@
+"""Slots: one thread + one worker process per slot, bound to a device. Slots pull jobs from the store."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from retouchd.archive import Committer
+from retouchd.pipeline import Task, TaskResult
+from retouchd.rules import RuleSet
+from retouchd.settings import Settings
+from retouchd.store import Job, JobState, Store
+from retouchd.worker import Worker, WorkerDied
+
+log = structlog.get_logger("retouchd.pool")
+
+
+def resolve_devices(setting: str) -> list[str]:
+    """`auto` = every CUDA device (torch is imported only if an NVIDIA device node exists), else the CPU."""
+    if setting == "cpu":
+        return ["cpu"]
+    if setting != "auto":
+        return setting.split(",")
+    if not Path("/dev/nvidiactl").exists():
+        return ["cpu"]
+    try:
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # a broken driver install means CPU, not a crash
+        count = 0
+    return [f"cuda:{i}" for i in range(count)] or ["cpu"]
+
+
+def slot_devices(settings: Settings) -> list[str]:
+    devices = []
+    for device in resolve_devices(settings.workers.devices):
+        per = settings.workers.cpu_slots if device == "cpu" else settings.workers.slots_per_device
+        devices.extend([device] * per)
+    return devices
+
+
+@dataclass
+class Identity:
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    def owner(self, slot: int) -> str:
+        return f"{self.host}:{self.pid}:{self.instance}:{slot}"
+
+
+class Slot(threading.Thread):
+    def __init__(self, index: int, device: str, pool: Pool) -> None:
+        super().__init__(name=f"slot-{index}-{device}", daemon=True)
+        self.index, self.device, self.pool = index, device, pool
+        self.owner = pool.identity.owner(index)
+        self.worker = Worker(device, pool.settings.log.format, pool.settings.log.level)
+        self.current: Job | None = None
+
+    def run(self) -> None:
+        self.worker.start()
+        while not self.pool.stopping.is_set():
+            try:
+                job = self.pool.store.claim(self.owner, self.pool.identity.host, self.device,
+                                            self.pool.settings.workers.lease_seconds, self.pool.rule_names())
+            except Exception as exc:  # the database is busy or gone: wait and try again
+                log.warning("cannot claim a job", error=str(exc), slot=self.index)
+                self.pool.wake.wait(2.0)
+                continue
+            if job is None:
+                self.pool.wake.wait(0.5)
+                continue
+            self.current = job
+            try:
+                self.execute(job)
+            except Exception:
+                log.exception("job commit failed; the job will be recovered", job_id=job.id, rule=job.rule,
+                              path=job.source_path)
+                self.pool.recover_later(job.id)
+            finally:
+                self.current = None
+                self.pool.job_finished()
+        self.worker.stop()
+
+    def _task(self, job: Job) -> Task:
+        settings = self.pool.settings
+        rule = self.pool.rules.by_name(job.rule)
+        return Task(
+            rule=job.rule, source=job.source_path, job_id=job.id, sha256=job.sha256, sidecar=job.sidecar_path,
+            steps=[options.model_dump() for options in rule.steps], output=rule.output.model_dump(),
+            work_dir=str(settings.work), device=self.device, allow_cpu_fallback=rule.cpu_fallback,
+            cpu_threads=self.pool.cpu_threads, max_input_pixels=settings.limits.max_input_pixels,
+            max_dimension=settings.limits.max_dimension, max_file_bytes=settings.limits.max_file_bytes,
+            max_output_pixels=settings.limits.max_output_pixels, engines=dict(settings.engines),
+            fault_point=settings.fault_point,
+        )
+
+    def execute(self, job: Job) -> None:
+        bound = log.bind(job_id=job.id, rule=job.rule, path=job.source_path)
+        bound.info("job started", attempt=job.attempts, device=self.device)
+        started = time.monotonic()
+        settings = self.pool.settings
+        lease = settings.workers.lease_seconds
+        state: dict[str, Any] = {"step": None, "progress": None}
+
+        def on_message(message: tuple[Any, ...]) -> None:
+            if message[0] == "step":
+                state["step"], state["progress"] = message[1], None
+            elif message[0] == "progress":
+                state["progress"] = message[1] / max(1, message[2])
+
+        def tick() -> None:
+            self.pool.store.heartbeat(job.id, self.owner, lease, step=state["step"], progress=state["progress"])
+
+        try:
+            result = self.worker.run(self._task(job), timeout=settings.workers.job_timeout, on_message=on_message,
+                                     tick=tick, tick_every=min(5.0, lease / 3))
+        except WorkerDied as exc:
+            if self.pool.stopping.is_set() and self.pool.force.is_set():
+                self.pool.store.requeue(job.id, self.owner, error="daemon stopped", delay=0, refund=True)
+                return
+            bound.error("worker died", reason=str(exc))
+            result = TaskResult(ok=False, error=str(exc), error_step=state["step"], permanent=False)
+        if result.ok:
+            self.pool.committer.success(job, self.owner, result)
+            bound.info("job done", seconds=round(time.monotonic() - started, 3), review=result.review)
+            self.pool.record_outcome("review" if result.review else "done")
+        else:
+            outcome = self.pool.committer.failure(job, self.owner, result)
+            self.pool.record_outcome("retry" if outcome == JobState.QUEUED else "failed")
+
+
+class Pool:
+    """A fixed set of slots. `stop()` stops claiming, drains in-flight jobs, then kills what is left."""
+
+    def __init__(self, settings: Settings, rules: RuleSet, store: Store, committer: Committer,
+                 identity: Identity, devices: Sequence[str]) -> None:
+        self.settings, self.rules, self.store, self.committer, self.identity = settings, rules, store, committer, identity
+        self.stopping, self.force, self.wake = threading.Event(), threading.Event(), threading.Event()
+        cores = os.cpu_count() or 1
+        cpu_slots = max(1, sum(1 for d in devices if d == "cpu"))
+        self.cpu_threads = settings.workers.cpu_threads or max(1, cores // cpu_slots)
+        self.slots = [Slot(i, device, self) for i, device in enumerate(devices)]
+        self._lock = threading.Lock()
+        self.outcomes: dict[str, int] = {}
+        self._recover: list[int] = []
+        self.on_job_finished: Callable[[], None] = lambda: None
+
+    def rule_names(self) -> list[str]:
+        return [rule.name for rule in self.rules.rules if rule.enabled]
+
+    def start(self) -> None:
+        for slot in self.slots:
+            slot.start()
+
+    def busy(self) -> int:
+        return sum(1 for slot in self.slots if slot.current is not None)
+
+    def record_outcome(self, outcome: str) -> None:
+        with self._lock:
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+    def job_finished(self) -> None:
+        self.on_job_finished()
+
+    def recover_later(self, job_id: int) -> None:
+        with self._lock:
+            self._recover.append(job_id)
+
+    def take_recoveries(self) -> list[int]:
+        with self._lock:
+            items, self._recover = self._recover, []
+        return items
+
+    def stop(self, drain_timeout: float, forced: Callable[[], bool] = lambda: False) -> list[Job]:
+        """Drain: wait up to `drain_timeout` (or until `forced()`) for in-flight jobs; then kill workers.
+        Returns the jobs cut short (they are requeued without losing an attempt)."""
+        self.stopping.set()
+        self.wake.set()
+        deadline = time.monotonic() + drain_timeout
+        while any(slot.is_alive() for slot in self.slots) and time.monotonic() < deadline and not forced():
+            time.sleep(0.05)
+        cut = [slot.current for slot in self.slots if slot.is_alive() and slot.current is not None]
+        if any(slot.is_alive() for slot in self.slots):
+            self.force.set()
+            for slot in self.slots:
+                slot.worker.kill()
+            for slot in self.slots:
+                slot.join(10)
+        return [job for job in cut if job is not None]

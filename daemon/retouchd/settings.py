@@ -1,0 +1,214 @@
+"""Settings: command-line flags > RETOUCHD_* environment (nested with `__`) > TOML file > defaults.
+
+This module only holds settings and the folder layout derived from them; nothing here does work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from retouchd.exceptions import ConfigError
+
+SYSTEM_CONFIG = Path("/etc/retouchd/retouchd.toml")
+
+BUILTIN_IGNORES = (
+    "*.part", "*.partial", "*.tmp", "*.crdownload", "*.download", "~$*", ".~lock*", ".*", "Thumbs.db",
+    "desktop.ini", "@eaDir", "#recycle", "#snapshot", ".sync*", "*.error.json", "lost+found",
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WatchSettings(_Section):
+    mode: Literal["auto", "events", "poll"] = "auto"
+    poll_interval: float = Field(2.0, gt=0, le=3600)
+    settle_time: float = Field(2.0, ge=0, le=3600)
+    rescan_interval: float = Field(300.0, gt=0)
+    ignore: list[str] = Field(default_factory=list)
+    """Extra glob patterns to ignore, added to the built-in list (partial downloads, system files)."""
+
+
+class WorkerSettings(_Section):
+    devices: str = "auto"
+    """`auto` (every CUDA device, else the CPU), `cpu`, or a list such as `cuda:0,cuda:1`."""
+    slots_per_device: int = Field(1, ge=1, le=64)
+    cpu_slots: int = Field(1, ge=1, le=256)
+    cpu_threads: int = Field(0, ge=0, le=1024)
+    """Threads per CPU worker for numeric libraries; 0 = cores / CPU slots."""
+    queue_bound: int = Field(256, ge=1)
+    max_attempts: int = Field(3, ge=1, le=100)
+    retry_backoff: float = Field(30.0, ge=0)
+    drain_timeout: float = Field(90.0, ge=0)
+    lease_seconds: float = Field(60.0, ge=5)
+    job_timeout: float = Field(3600.0, gt=0)
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("auto", "cpu"):
+            return value
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        for part in parts:
+            if part != "cpu" and not (part.startswith("cuda:") and part[5:].isdigit()):
+                raise ValueError(f"'{part}' is not a device; use auto, cpu or a list like cuda:0,cuda:1")
+        if not parts:
+            raise ValueError("empty device list; use auto, cpu or a list like cuda:0,cuda:1")
+        return ",".join(parts)
+
+
+class LimitSettings(_Section):
+    max_input_pixels: int = Field(100_000_000, ge=1)
+    max_output_pixels: int = Field(400_000_000, ge=1)
+    max_file_bytes: int = Field(512 * 1024 * 1024, ge=1)
+    max_dimension: int = Field(65_535, ge=1)
+
+
+class LogSettings(_Section):
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RETOUCHD_", env_nested_delimiter="__", extra="forbid", validate_default=True,
+    )
+
+    root: Path = Path("retouch")
+    inbox_dir: Path | None = None
+    outbox_dir: Path | None = None
+    archive_dir: Path | None = None
+    failed_dir: Path | None = None
+    review_dir: Path | None = None
+    state_dir: Path | None = None
+    database_url: str | None = None
+    rule_files: list[Path] = Field(default_factory=list)
+    file_mode: int = Field(0o644, ge=0, le=0o777)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
+    workers: WorkerSettings = Field(default_factory=WorkerSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    engines: dict[str, str] = Field(default_factory=dict)
+    """Paths of user-supplied model files by engine name, e.g. lama = "/models/big-lama.pt"."""
+    notify_socket: str | None = Field(None, validation_alias="NOTIFY_SOCKET")
+    watchdog_usec: int | None = Field(None, validation_alias="WATCHDOG_USEC")
+    fault_point: str | None = None
+    """Test-only fault injection: `NAME` makes the process exit abruptly at that point of a job."""
+
+    @field_validator("file_mode", mode="before")
+    @classmethod
+    def _octal(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return int(value, 8)
+        return value
+
+    # Folder layout (SPEC §3): each may be set explicitly, else it lives under root.
+    def _under_root(self, explicit: Path | None, name: str) -> Path:
+        return (explicit if explicit is not None else self.root / name).absolute()
+
+    @property
+    def inbox(self) -> Path:
+        return self._under_root(self.inbox_dir, "inbox")
+
+    @property
+    def outbox(self) -> Path:
+        return self._under_root(self.outbox_dir, "outbox")
+
+    @property
+    def archive(self) -> Path:
+        return self._under_root(self.archive_dir, "archive")
+
+    @property
+    def failed(self) -> Path:
+        return self._under_root(self.failed_dir, "failed")
+
+    @property
+    def review(self) -> Path:
+        return self._under_root(self.review_dir, "review")
+
+    @property
+    def state(self) -> Path:
+        return self._under_root(self.state_dir, "state")
+
+    @property
+    def work(self) -> Path:
+        return self.state / "work"
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.state / 'retouchd.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = settings_cls.model_config.get("toml_file")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in error["loc"]) or "settings"
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"unknown setting '{key}'; check its spelling against the README's configuration table"
+    if error["type"] == "literal_error":
+        return f"invalid setting '{key}' = {error.get('input')!r}: {msg}"
+    return f"invalid setting '{key}' = {error.get('input')!r}: {msg}"
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    env: bool = True,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings; raise ConfigError with one line naming the key on any invalid value.
+
+    `config_file` falls back to $RETOUCHD_CONFIG (read by the CLI), then /etc/retouchd/retouchd.toml if it exists.
+    """
+    if config_file is None and SYSTEM_CONFIG.is_file():
+        config_file = SYSTEM_CONFIG
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist; pass an existing file to --config")
+    config: SettingsConfigDict = {}
+    if config_file is not None:
+        config["toml_file"] = config_file
+    if not env:
+        config["env_prefix"] = "RETOUCHD_DISABLED_"
+    cls = type("Settings", (Settings,), {"model_config": {**Settings.model_config, **config}})
+    try:
+        settings: Settings = cls(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = dict(exc.errors()[0])
+        env_name = "RETOUCHD_" + "__".join(str(p) for p in first["loc"]).upper()
+        where = f"; it comes from a flag, ${env_name}" + (f" or {config_file}" if config_file else "")
+        raise ConfigError(_describe(first) + where) from None
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"cannot read the configuration {config_file}: {exc}") from None
+    return settings

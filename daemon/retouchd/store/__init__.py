@@ -1,0 +1,15 @@
+"""Persistence: the job table, its state machine and migrations."""
+
+from retouchd.store.db import make_engine, migrate
+from retouchd.store.jobs import Store
+from retouchd.store.schema import Duplicate, Job
+from retouchd.store.states import ACTIVE, JobState, transition, utcnow
+
+__all__ = ["ACTIVE", "Duplicate", "Job", "JobState", "Store", "make_engine", "migrate", "transition", "utcnow"]
+
+
+def open_store(url: str) -> Store:
+    """Connect, migrate to the newest schema, and return the store."""
+    engine = make_engine(url)
+    migrate(engine)
+    return Store(engine)

@@ -1,0 +1,210 @@
+"""The job store: every database read and write the daemon makes, each in its own short transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from retouchd.exceptions import StoreError
+from retouchd.store.schema import Duplicate, Job
+from retouchd.store.states import JobState, transition, utcnow
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._factory = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._factory.begin() as session:
+            yield session
+
+    def _owned(self, session: Session, job_id: int, owner: str | None) -> Job:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise StoreError(f"job {job_id} does not exist")
+        if owner is not None and job.lease_owner != owner:
+            raise StoreError(f"job {job_id}: lease held by {job.lease_owner!r}, not {owner!r}")
+        return job
+
+    # -- intake --------------------------------------------------------------------------------------------
+    def get(self, job_id: int) -> Job | None:
+        with self.session() as s:
+            return s.get(Job, job_id)
+
+    def find(self, rule: str, content_key: str) -> Job | None:
+        with self.session() as s:
+            return s.scalars(select(Job).where(Job.rule == rule, Job.content_key == content_key)).first()
+
+    def enqueue(self, **fields: Any) -> tuple[Job, bool]:
+        """Insert a queued job; if (rule, content_key) exists, return that one and False."""
+        now = utcnow()
+        job = Job(state=JobState.QUEUED, attempts=0, created_at=now, updated_at=now, **fields)
+        try:
+            with self.session() as s:
+                s.add(job)
+            return job, True
+        except IntegrityError:
+            existing = self.find(fields["rule"], fields["content_key"])
+            if existing is None:
+                raise
+            return existing, False
+
+    def move_source(self, job_id: int, source: str, rel: str, sidecar: str | None) -> None:
+        """A queued job's file was renamed inside the inbox (or came back after vanishing)."""
+        with self.session() as s:
+            job = self._owned(s, job_id, None)
+            job.source_path, job.rel_path, job.sidecar_path = source, rel, sidecar
+            if job.state == JobState.FAILED:
+                transition(job, JobState.QUEUED)
+            job.updated_at = utcnow()
+
+    def add_duplicate(self, job_id: int, source: str, archive_path: str) -> None:
+        with self.session() as s:
+            s.add(Duplicate(job_id=job_id, source_path=source, archive_path=archive_path, created_at=utcnow()))
+
+    # -- claiming and leases -------------------------------------------------------------------------------
+    def claim(self, owner: str, host: str, device: str, lease_seconds: float, rules: Sequence[str]) -> Job | None:
+        now = utcnow()
+        with self.session() as s:
+            query = (
+                select(Job)
+                .where(Job.state == JobState.QUEUED, Job.rule.in_(rules))
+                .where((Job.not_before.is_(None)) | (Job.not_before <= now))
+                .order_by(Job.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            job = s.scalars(query).first()
+            if job is None:
+                return None
+            transition(job, JobState.RUNNING, now=now)
+            job.lease_owner, job.host, job.device = owner, host, device
+            job.lease_expires = now + timedelta(seconds=lease_seconds)
+            job.not_before = None
+            return job
+
+    def heartbeat(
+        self, job_id: int, owner: str, lease_seconds: float, *, step: str | None = None, progress: float | None = None
+    ) -> None:
+        with self.session() as s:
+            job = self._owned(s, job_id, owner)
+            job.lease_expires = utcnow() + timedelta(seconds=lease_seconds)
+            if step is not None:
+                job.current_step = step
+            if progress is not None:
+                job.progress = progress
+
+    # -- the commit order: output → DB → archive -------------------------------------------------------------
+    def plan_output(
+        self, job_id: int, owner: str, *, output_path: str, output_sha256: str, tmp: str, steps: list[dict[str, Any]]
+    ) -> None:
+        with self.session() as s:
+            job = self._owned(s, job_id, owner)
+            job.output_path, job.output_sha256, job.output_tmp, job.steps = output_path, output_sha256, tmp, steps
+
+    def finish(self, job_id: int, owner: str | None, *, review: bool) -> Job:
+        with self.session() as s:
+            job = self._owned(s, job_id, owner)
+            transition(job, JobState.REVIEW if review else JobState.DONE)
+            job.output_tmp = None
+            return job
+
+    def plan_archive(self, job_id: int, archive_path: str, sidecar_archive_path: str | None) -> None:
+        with self.session() as s:
+            job = self._owned(s, job_id, None)
+            job.archive_path, job.sidecar_archive_path = archive_path, sidecar_archive_path
+
+    def archived(self, job_id: int) -> None:
+        with self.session() as s:
+            job = self._owned(s, job_id, None)
+            transition(job, JobState.ARCHIVED)
+            job.archived_at = utcnow()
+
+    # -- failures --------------------------------------------------------------------------------------------
+    def requeue(
+        self, job_id: int, owner: str | None, *, error: str | None, delay: float, refund: bool = False
+    ) -> None:
+        """Back to the queue; `refund` gives back the attempt when the job was interrupted, not at fault."""
+        with self.session() as s:
+            job = self._owned(s, job_id, owner)
+            transition(job, JobState.QUEUED, error=error)
+            if refund:
+                job.attempts = max(0, job.attempts - 1)
+            job.output_path = job.output_sha256 = job.output_tmp = None
+            job.not_before = utcnow() + timedelta(seconds=delay) if delay > 0 else None
+
+    def plan_failed(self, job_id: int, failed_path: str | None) -> None:
+        with self.session() as s:
+            self._owned(s, job_id, None).failed_path = failed_path
+
+    def fail(
+        self, job_id: int, owner: str | None, *, error: str, step: str | None, traceback_id: str | None,
+        steps: list[dict[str, Any]] | None = None,
+    ) -> None:
+        with self.session() as s:
+            job = self._owned(s, job_id, owner)
+            transition(job, JobState.FAILED, error=error)
+            job.error_step, job.traceback_id = step, traceback_id
+            job.output_path = job.output_sha256 = job.output_tmp = None
+            if steps is not None:
+                job.steps = steps
+
+    def retry(self, job_id: int, source: str, rel: str) -> Job:
+        with self.session() as s:
+            job = self._owned(s, job_id, None)
+            transition(job, JobState.QUEUED)
+            job.source_path, job.rel_path = source, rel
+            job.error = job.error_step = job.traceback_id = None
+            return job
+
+    # -- recovery and queries --------------------------------------------------------------------------------
+    def stale_running(self, is_dead: Callable[[Job, datetime], bool]) -> list[Job]:
+        now = utcnow()
+        with self.session() as s:
+            running = s.scalars(select(Job).where(Job.state == JobState.RUNNING)).all()
+            return [job for job in running if is_dead(job, now)]
+
+    def in_states(self, states: Sequence[JobState], *, limit: int | None = None) -> list[Job]:
+        with self.session() as s:
+            query = select(Job).where(Job.state.in_(list(states))).order_by(Job.id)
+            if limit is not None:
+                query = query.limit(limit)
+            return list(s.scalars(query).all())
+
+    def count_by_state(self) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.execute(select(Job.state, func.count()).group_by(Job.state)).all()
+            return {str(state): int(n) for state, n in rows}
+
+    def count_claimable(self, rules: Sequence[str] | None = None) -> int:
+        now = utcnow()
+        with self.session() as s:
+            query = select(func.count()).select_from(Job).where(Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
+            query = query.where((Job.not_before.is_(None)) | (Job.not_before <= now))
+            if rules is not None:
+                query = query.where(Job.rule.in_(list(rules)))
+            return int(s.scalar(query) or 0)
+
+    def history(
+        self, *, since: datetime | None = None, states: Sequence[JobState] | None = None, limit: int = 200
+    ) -> list[Job]:
+        with self.session() as s:
+            query = select(Job).order_by(Job.updated_at.desc(), Job.id.desc()).limit(limit)
+            if since is not None:
+                query = query.where(Job.updated_at >= since)
+            if states:
+                query = query.where(Job.state.in_(list(states)))
+            return list(s.scalars(query).all())
+
+    def duplicates_of(self, job_id: int) -> list[Duplicate]:
+        with self.session() as s:
+            return list(s.scalars(select(Duplicate).where(Duplicate.job_id == job_id)).all())

@@ -1,0 +1,164 @@
+"""Worker processes: the risky work (decode, models, encode) runs in a child so that its death costs one
+attempt of one job, never the daemon. The child keeps its models cached between jobs."""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+import structlog
+
+from retouchd.pipeline import Task, TaskResult
+
+log = structlog.get_logger("retouchd.worker")
+_CTX = multiprocessing.get_context("spawn")
+
+
+class _Cache:
+    def __init__(self) -> None:
+        self._items: dict[str, object] = {}
+
+    def get(self, key: str, load: Callable[[], object]) -> object:
+        if key not in self._items:
+            self._items[key] = load()
+        return self._items[key]
+
+
+def child_main(conn: Connection, device: str, log_format: str, log_level: str) -> None:
+    """Entry point of a worker process: run tasks until told to stop or the parent goes away."""
+    # The parent decides when work stops (drain); a Ctrl-C or SIGTERM to the process group must not
+    # kill a job half-way.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from retouchd.logging import configure_logging
+    from retouchd.pipeline import run_task
+
+    configure_logging(log_format, log_level)
+    cache = _Cache()
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message[0] == "stop":
+            return
+        task: Task = message[1]
+
+        def progress(done: int, total: int) -> None:
+            conn.send(("progress", done, total))
+
+        def on_step(name: str) -> None:
+            conn.send(("step", name))
+
+        conn.send(("result", run_task(task, models=cache, progress=progress, on_step=on_step)))
+
+
+class WorkerDied(Exception):
+    """The child process ended while it held a job."""
+
+
+class Worker:
+    """Parent-side handle of one worker process; restarts it on demand."""
+
+    def __init__(self, device: str, log_format: str, log_level: str) -> None:
+        self.device = device
+        self._log = (log_format, log_level)
+        self._proc: Any = None
+        self._conn: Connection | None = None
+        self.restarts = 0
+
+    def _ensure(self) -> Connection:
+        if self._proc is None or not self._proc.is_alive() or self._conn is None:
+            if self._proc is not None:
+                self.restarts += 1
+                self._close()
+            parent, child = _CTX.Pipe()
+            self._proc = _CTX.Process(
+                target=child_main, args=(child, self.device, *self._log), name=f"retouchd-worker-{self.device}",
+                daemon=True,
+            )
+            self._proc.start()
+            child.close()
+            self._conn = parent
+        return self._conn
+
+    def start(self) -> None:
+        self._ensure()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def run(
+        self, task: Task, *, timeout: float, on_message: Callable[[tuple[Any, ...]], None],
+        tick: Callable[[], None], tick_every: float,
+    ) -> TaskResult:
+        """Run `task` in the child; raise WorkerDied if it ends or overruns `timeout` (it is then killed)."""
+        conn = self._ensure()
+        conn.send(("task", task))
+        started = last_tick = time.monotonic()
+        while True:
+            try:
+                ready = conn.poll(0.2)
+            except (EOFError, OSError):
+                ready = True
+            if ready:
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):
+                    raise WorkerDied(self._death()) from None
+                if message[0] == "result":
+                    result: TaskResult = message[1]
+                    return result
+                on_message(message)
+                continue
+            if not self._proc.is_alive():
+                raise WorkerDied(self._death())
+            now = time.monotonic()
+            if now - started > timeout:
+                self.kill()
+                raise WorkerDied(f"job timed out after {timeout:.0f} s (workers.job_timeout); the worker was killed")
+            if now - last_tick >= tick_every:
+                last_tick = now
+                tick()
+
+    def _death(self) -> str:
+        self._proc.join(2)
+        code = self._proc.exitcode
+        self._close()
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = str(-code)
+            return f"worker died (killed by {name})"
+        return f"worker died (exit code {code})"
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        self._proc = None
+
+    def kill(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(5)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._proc is None:
+            return
+        if self._conn is not None:
+            try:
+                self._conn.send(("stop",))
+            except OSError:
+                pass
+        self._proc.join(timeout)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(5)
+        self._close()
