@@ -1,0 +1,91 @@
+"""Crash safety (SPEC §6.1, §6.4): killed at a commit point, restarted, every file ends once."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import cli, db_rows, files_under, save_image, sha256
+
+
+def _drop(root: Path, n: int = 2) -> dict[str, str]:
+    inbox = root / "inbox" / "upscale"
+    return {f"f{i}.png": sha256(save_image(inbox / f"f{i}.png", seed=i)) for i in range(n)}
+
+
+def _assert_all_done_once(root: Path, hashes: dict[str, str]) -> None:
+    rows = db_rows(root)
+    assert sorted(r["rel_path"] for r in rows) == sorted(hashes)
+    for row in rows:
+        assert row["state"] == "archived", row
+        assert sha256(Path(row["archive_path"])) == hashes[row["rel_path"]]
+        assert sha256(Path(row["output_path"])) == row["output_sha256"]
+    outputs = files_under(root / "outbox")
+    assert sorted(p.name for p in outputs) == sorted(hashes), "an output was written twice or is missing"
+    assert len(files_under(root / "archive")) == len(hashes)
+    assert files_under(root / "inbox") == []
+    assert list((root / "state" / "work").glob("*")) == []
+
+
+@pytest.mark.parametrize("point", ["before-publish", "after-publish", "after-finish", "before-archive",
+                                   "after-archive-move"])
+def test_killed_at_commit_point_then_restart(root: Path, point: str) -> None:
+    """The daemon dies abruptly at a commit point; a restart finishes every job exactly once."""
+    hashes = _drop(root)
+    first = cli("run", "--once", "--root", str(root), env={"RETOUCHD_FAULT_POINT": point,
+                                                            "RETOUCHD_WATCH__SETTLE_TIME": "0"})
+    assert first.returncode == 87, first.stderr[-2000:]
+    assert not [p for p in files_under(root / "outbox") if p.name.startswith(".")]
+    second = cli("run", "--once", "--root", str(root), env={"RETOUCHD_WATCH__SETTLE_TIME": "0"})
+    assert second.returncode == 0, second.stderr[-2000:]
+    _assert_all_done_once(root, hashes)
+    assert all(r["attempts"] == 1 for r in db_rows(root)), "an interrupted job cost an attempt"
+
+
+def test_stale_running_job_is_requeued(root: Path) -> None:
+    """A job left `running` by a dead host (expired lease) is taken again after restart."""
+    hashes = _drop(root, 1)
+    assert cli("run", "--once", "--root", str(root), env={"RETOUCHD_FAULT_POINT": "before-publish",
+                                                          "RETOUCHD_WATCH__SETTLE_TIME": "0"}).returncode == 87
+    conn = sqlite3.connect(root / "state" / "retouchd.db")
+    expired = (datetime.now(UTC) - timedelta(minutes=5)).replace(tzinfo=None).isoformat(sep=" ")
+    conn.execute("UPDATE jobs SET lease_owner = 'otherhost:1:dead:0', lease_expires = ?", (expired,))
+    conn.commit()
+    conn.close()
+    assert db_rows(root)[0]["state"] == "running"
+    assert cli("run", "--once", "--root", str(root), env={"RETOUCHD_WATCH__SETTLE_TIME": "0"}).returncode == 0
+    _assert_all_done_once(root, hashes)
+
+
+def test_worker_death_costs_one_attempt_then_fails(root: Path) -> None:
+    """A worker that dies mid-step costs one attempt per try; after max_attempts the file goes to failed/
+    with "worker died" and the daemon itself keeps running to the end."""
+    _drop(root, 1)
+    result = cli("run", "--once", "--root", str(root), env={
+        "RETOUCHD_FAULT_POINT": "after-step-upscale", "RETOUCHD_WORKERS__MAX_ATTEMPTS": "2",
+        "RETOUCHD_WATCH__SETTLE_TIME": "0",
+    })
+    assert result.returncode == 0, result.stderr[-2000:]
+    (row,) = db_rows(root)
+    assert row["state"] == "failed" and row["attempts"] == 2
+    assert "worker died" in row["error"]
+    assert (root / "failed" / "upscale" / "f0.png").exists()
+    assert (root / "failed" / "upscale" / "f0.png.error.json").exists()
+
+
+def test_retry_sends_failed_file_back(root: Path) -> None:
+    """`retouchd retry --failed` moves the file back to its inbox and the next run processes it."""
+    _drop(root, 1)
+    env = {"RETOUCHD_WATCH__SETTLE_TIME": "0"}
+    assert cli("run", "--once", "--root", str(root), env={**env, "RETOUCHD_FAULT_POINT": "after-step-upscale",
+                                                          "RETOUCHD_WORKERS__MAX_ATTEMPTS": "1"}).returncode == 0
+    assert db_rows(root)[0]["state"] == "failed"
+    retried = cli("retry", "--failed", "--root", str(root))
+    assert retried.returncode == 0, retried.stderr
+    assert (root / "inbox" / "upscale" / "f0.png").exists()
+    assert not (root / "failed" / "upscale" / "f0.png.error.json").exists()
+    assert cli("run", "--once", "--root", str(root), env=env).returncode == 0
+    (row,) = db_rows(root)
+    assert row["state"] == "archived" and row["attempts"] == 1
