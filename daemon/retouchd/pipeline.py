@@ -83,9 +83,11 @@ class _HashingWriter(io.RawIOBase):
 
 
 def fault(task: Task, point: str) -> None:
-    """Test-only fault injection: die abruptly at `point` when the settings ask for it."""
+    """Test-only fault injection: die abruptly (or hang, with `hang-<point>`) at `point` when asked to."""
     if task.fault_point == point:
         os._exit(86)
+    if task.fault_point == f"hang-{point}":
+        time.sleep(3600)
 
 
 def _read_source(task: Task) -> bytes:

@@ -94,7 +94,7 @@ class Rule(BaseModel):
     def describe_steps(self) -> str:
         parts = []
         for options in self.steps:
-            extra = ", ".join(f"{k}={v}" for k, v in options.model_dump(exclude={"op"}, exclude_defaults=True).items())
+            extra = ", ".join(f"{k}={v}" for k, v in options.model_dump(exclude={"op"}).items())
             parts.append(f"{options.op}({extra})" if extra else options.op)
         return " → ".join(parts)
 
@@ -155,11 +155,14 @@ def _load_file(path: Path) -> list[Rule]:
         try:
             rule = Rule.model_validate(table)
         except ValidationError as exc:
-            err = exc.errors()[0]
+            # A misspelt key also makes the real one "missing": report the unknown key first.
+            err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
             key = ".".join(str(p) for p in err["loc"]) or "rule"
             msg = str(err["msg"]).removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
+            elif err["type"] == "missing":
+                msg = "missing (required)"
             raise RuleError(f"{path}: {label}: '{key}': {msg}") from None
         if rule.removal_after_upscale() and not rule.allow_upscale_first:
             raise RuleError(

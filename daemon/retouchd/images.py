@@ -1,0 +1,427 @@
+"""Images at the edges: file bytes → Frame (decode) and Frame → file bytes (encode).
+
+Every conversion of colour model, bit depth and orientation happens here and nowhere else.
+
+What survives a round trip:
+- orientation: EXIF orientation is applied on decode; EXIF goes out with orientation 1.
+- colour: RGB and grayscale keep their ICC profile; CMYK becomes sRGB (through its ICC profile when it
+  has one) and is written as RGB with an sRGB profile.
+- bit depth: the pipeline works in 8 bits. A 16-bit grayscale source is rounded to 8 bits (v / 257) and
+  written back as 16-bit PNG/TIFF (v * 257): the container stays 16-bit but only 256 levels survive.
+  Pillow reads 16-bit colour as 8 bits per channel; such images come out as 8-bit.
+- alpha rides in `Frame.alpha`; JPEG output flattens it on white.
+- animated images (GIF, APNG, WebP, MPO, multi-page TIFF): only the first frame is decoded and written;
+  `ImageInfo.frames` records how many there were.
+- EXIF thumbnails and XMP are dropped: a thumbnail would still show the untouched image.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any, BinaryIO, Literal, TypeAlias
+
+import numpy as np
+import structlog
+from PIL import Image, ImageCms, UnidentifiedImageError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from retouchd.exceptions import DecodeError, LimitError, RetouchdError, StepError, TransientError
+from retouchd.sniff import failure_reason, unidentified_reason
+from retouchd.typing import Frame
+
+log = structlog.get_logger(__name__)
+
+Array: TypeAlias = np.ndarray[Any, Any]
+
+# Formats with a known, bounded decoder; EPS (runs Ghostscript), PSD, JPEG 2000 and the rest are refused.
+INPUT_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "TIFF", "GIF", "BMP", "PPM", "AVIF")
+# `format = "same"` writes these as themselves; any other source format is written as lossless PNG.
+_SAME = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WEBP", "TIFF": "TIFF"}
+_CHOSEN = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF"}
+EXTENSIONS = {
+    "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
+    "PNG": (".png",),
+    "WEBP": (".webp",),
+    "TIFF": (".tif", ".tiff"),
+}
+# Largest side each encoder accepts (libjpeg's JPEG_MAX_DIMENSION, libwebp's WEBP_MAX_DIMENSION).
+_MAX_SIDE = {"JPEG": 65_500, "WEBP": 16_383, "PNG": 2**31 - 1, "TIFF": 2**32 - 1}
+_JPEG_MAX_EXIF = 65_527  # one APP1 segment, less its "Exif\0\0" header
+
+_ORIENTATION = 0x0112
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# TIFF tags that describe the source file's pixel layout; copied into another file they would lie.
+_LAYOUT_TAGS = frozenset(
+    {254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 320, 322, 323, 324, 325, 330,
+     338, 339, 340, 341, 513, 514, 530, 34675}
+)
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_GRAY = ("1", "L", "LA", "La")
+_OUT_OF_MEMORY = "out of memory while {}; it will be retried, lower workers.cpu_slots if it recurs"
+_TEXT_BOMB = ("Decompressed data too large", "Too much memory used in text chunks")
+
+
+class OutputSpec(BaseModel):
+    """A rule's `output = {...}`: the format, quality and name suffix of results."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["same", "png", "jpeg", "webp", "tiff"] = "same"
+    """`same` keeps the real format of the content (GIF, BMP, PPM and AVIF sources become PNG)."""
+    quality: int = Field(92, ge=1, le=100)
+    """JPEG and WebP quality; PNG and TIFF are lossless. WebP at 100 is written lossless."""
+    suffix: str = ""
+    """Appended to the stem: `photo.jpg` with `_clean` gives `photo_clean.jpg`."""
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _alias(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return {"jpg": "jpeg", "tif": "tiff"}.get(value, value)
+        return value
+
+    @field_validator("suffix")
+    @classmethod
+    def _plain_suffix(cls, value: str) -> str:
+        if "/" in value or "\\" in value or any(ord(c) < 32 for c in value):
+            raise ValueError("suffix must not contain '/', '\\' or control characters; use e.g. \"_clean\"")
+        return value
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What encode needs to know about the source. Sizes are after orientation."""
+
+    format: str
+    """Pillow's name for the source format, e.g. "JPEG", "PNG", "MPO"."""
+    mode: str
+    """Pillow's mode of the source, e.g. "RGB", "CMYK", "I;16", "P"."""
+    width: int
+    height: int
+    bits: Literal[8, 16]
+    grayscale: bool
+    has_alpha: bool
+    icc_profile: bytes | None
+    """The profile that describes the Frame's colours (sRGB for a converted CMYK source)."""
+    exif: bytes | None
+    """EXIF to write (b"Exif\\0\\0" + TIFF data): orientation 1, no layout tags, no thumbnail."""
+    frames: int
+
+
+@dataclass(frozen=True)
+class Decoded:
+    frame: Frame
+    info: ImageInfo
+
+
+def decode(data: bytes, *, max_pixels: int, max_dimension: int = 65535) -> Decoded:
+    """Decode the first frame of an image file, upright, as RGB uint8 plus optional alpha.
+
+    The size in the header is checked against the limits before any pixel is decoded.
+    Raises LimitError (too large), DecodeError (not a readable image) or TransientError (out of memory).
+    """
+    if not data:
+        raise DecodeError("empty file (0 bytes): there is no image in it; copy the file again")
+    _raise_pillow_backstop(max_pixels)
+    seen: dict[str, str] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            decoded = _decode(data, max_pixels, max_dimension, seen)
+        except RetouchdError:
+            raise
+        except Image.DecompressionBombError as exc:
+            raise LimitError(_bomb_message(str(exc), max_pixels)) from None
+        except UnidentifiedImageError:
+            raise DecodeError(unidentified_reason(data)) from None
+        except MemoryError:
+            raise TransientError(_OUT_OF_MEMORY.format("decoding")) from None
+        except ValueError as exc:
+            if str(exc).startswith(_TEXT_BOMB):
+                raise LimitError(
+                    "PNG text chunks decompress to more than Pillow's safety limit (a decompression bomb); "
+                    "the file is refused, strip its metadata to process it"
+                ) from None
+            raise DecodeError(failure_reason(data, exc, seen.get("format"))) from None
+        except Exception as exc:  # a third-party parser fed untrusted bytes: any failure means a bad file
+            raise DecodeError(failure_reason(data, exc, seen.get("format"))) from None
+    for warning in caught:
+        log.debug("image decode warning", warning=str(warning.message))
+    return decoded
+
+
+def output_format(info: ImageInfo, spec: OutputSpec) -> str:
+    """The Pillow format name that encode will write for this source and spec."""
+    if spec.format == "same":
+        return _SAME.get(info.format, "PNG")
+    return _CHOSEN[spec.format]
+
+
+def output_name(source_name: str, info: ImageInfo, spec: OutputSpec) -> str:
+    """The result's file name: stem + suffix + an extension that matches the format written.
+
+    The source's extension is kept when it already names that format (`a.JPEG` stays `a.JPEG`).
+    A leading folder in `source_name` is kept.
+    """
+    path = PurePosixPath(source_name)
+    extensions = EXTENSIONS[output_format(info, spec)]
+    extension = path.suffix if path.suffix.lower() in extensions else extensions[0]
+    return str(path.with_name(path.stem + spec.suffix + extension))
+
+
+def encode(frame: Frame, info: ImageInfo, spec: OutputSpec, fp: BinaryIO) -> str:
+    """Write `frame` to `fp` in the spec's format, with the source's ICC profile and EXIF; return the format.
+
+    The file is built in memory and then written, so `fp` only needs `write`. Errors from `fp` propagate
+    as OSError; an image the format cannot hold raises LimitError, an encoder failure StepError.
+    """
+    fmt = output_format(info, spec)
+    if max(frame.width, frame.height) > _MAX_SIDE[fmt]:
+        raise LimitError(
+            f"{fmt} cannot store a {frame.width}x{frame.height} image (at most {_MAX_SIDE[fmt]} px a side); "
+            "set the rule's output format to png or tiff",
+            step="encode",
+        )
+    image = _to_pil(frame, info, fmt)
+    params = _save_params(image.mode, info, spec, fmt)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            image.save(buffer, format=fmt, **params)
+        except MemoryError:
+            raise TransientError(_OUT_OF_MEMORY.format("encoding")) from None
+        except Exception as exc:  # encoder failures are Pillow/libjpeg/libwebp errors of many types
+            raise StepError(f"cannot write {fmt} ({exc}); try another output format", step="encode") from None
+    for warning in caught:
+        log.debug("image encode warning", warning=str(warning.message))
+    _write_all(fp, buffer.getbuffer())
+    return fmt
+
+
+@functools.cache
+def _input_formats() -> tuple[str, ...]:
+    Image.init()
+    return tuple(f for f in INPUT_FORMATS if f in Image.OPEN)
+
+
+def _raise_pillow_backstop(max_pixels: int) -> None:
+    # Our limit is checked first; Pillow's own check (error at 2x its limit, inside open and some seeks)
+    # must not refuse images our limit allows, so its limit is raised to ours. It only ever grows.
+    current = Image.MAX_IMAGE_PIXELS
+    if current is not None and current < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def _bomb_message(pillow_message: str, max_pixels: int) -> str:
+    match = re.search(r"\((\d+) pixels\)", pillow_message)
+    declared = f"{int(match.group(1)):,} pixels" if match else "more pixels than allowed"
+    return (
+        f"image declares {declared}, over limits.max_input_pixels {max_pixels:,} "
+        "(a decompression bomb or an absurdly large image); raise the limit only if the image is genuine"
+    )
+
+
+def _check_size(width: int, height: int, max_pixels: int, max_dimension: int) -> None:
+    if width <= 0 or height <= 0:
+        raise DecodeError(f"the header declares an empty image ({width}x{height}); the file is corrupt")
+    if max(width, height) > max_dimension:
+        raise LimitError(
+            f"image is {width}x{height}, a side over limits.max_dimension {max_dimension:,}; "
+            "raise the limit or resize the image"
+        )
+    if width * height > max_pixels:
+        raise LimitError(
+            f"image is {width}x{height} = {width * height:,} pixels, over limits.max_input_pixels "
+            f"{max_pixels:,}; raise the limit or downscale the image"
+        )
+
+
+def _decode(data: bytes, max_pixels: int, max_dimension: int, seen: dict[str, str]) -> Decoded:
+    """Decode; `seen` learns the format as soon as Pillow names it, to word a later failure."""
+    with Image.open(io.BytesIO(data), formats=_input_formats()) as im:
+        source_format, source_mode = str(im.format), im.mode
+        seen["format"] = source_format
+        _check_size(im.width, im.height, max_pixels, max_dimension)
+        frames = int(getattr(im, "n_frames", 1))
+        if frames > 1:
+            im.seek(0)
+        im.load()
+        # A later frame or tile may enlarge the canvas (GIF); check what was actually decoded.
+        _check_size(im.width, im.height, max_pixels, max_dimension)
+        orientation, exif = _read_exif(im)
+        raw_icc = im.info.get("icc_profile")
+        icc = bytes(raw_icc) if isinstance(raw_icc, bytes | bytearray) and raw_icc else None
+        upright: Image.Image = im.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else im
+        frame, grayscale, bits, icc = _to_frame(upright, icc)
+    info = ImageInfo(
+        format=source_format, mode=source_mode, width=frame.width, height=frame.height, bits=bits,
+        grayscale=grayscale, has_alpha=frame.alpha is not None, icc_profile=icc, exif=exif, frames=frames,
+    )
+    return Decoded(frame=frame, info=info)
+
+
+def _read_exif(im: Image.Image) -> tuple[int, bytes | None]:
+    """The EXIF orientation (1-8) and the EXIF to write out; corrupt EXIF costs the EXIF, not the image."""
+    try:
+        exif = im.getexif()
+        orientation = exif.get(_ORIENTATION, 1)
+        if not isinstance(orientation, int) or orientation not in range(1, 9):
+            orientation = 1
+    except Exception as exc:  # EXIF parsing raises many types on corrupt data
+        log.debug("unreadable EXIF dropped", error=str(exc))
+        return 1, None
+    try:
+        for tag in _LAYOUT_TAGS.intersection(exif):
+            del exif[tag]
+        if not len(exif):
+            return orientation, None
+        # Set even when absent: Pillow already turned a TIFF upright on load and dropped its tag.
+        exif[_ORIENTATION] = 1
+        return orientation, exif.tobytes()
+    except Exception as exc:  # tags that cannot be written back (bad types, loops)
+        log.debug("unwritable EXIF dropped", error=str(exc))
+        return orientation, None
+
+
+def _icc_space(icc: bytes | None) -> bytes:
+    """The colour space an ICC profile describes (b"RGB ", b"GRAY", b"CMYK"…), from its header."""
+    return icc[16:20] if icc is not None and len(icc) >= 128 else b""
+
+
+@functools.cache
+def _srgb_profile() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes | None]:
+    if _icc_space(icc) == b"CMYK":
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc or b""))
+            converted = ImageCms.profileToProfile(im, source, _srgb_profile(), outputMode="RGB")
+            if converted is not None:
+                return converted, _srgb_profile().tobytes()
+        except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+            log.debug("CMYK profile unusable, converting without it", error=str(exc))
+    return im.convert("RGB"), None
+
+
+def _writable(array: Any) -> Array:
+    # Pillow exports read-only arrays; steps get arrays they own.
+    out = np.asarray(array)
+    return out if out.flags.writeable and out.flags.c_contiguous else np.array(out, order="C")
+
+
+def _to_frame(im: Image.Image, icc: bytes | None) -> tuple[Frame, bool, Literal[8, 16], bytes | None]:
+    """Convert a decoded Pillow image to a Frame; also say grayscale, bit depth and the profile to keep."""
+    mode = im.mode
+    transparency = im.info.get("transparency")
+    if mode == "CMYK":
+        rgb_image, icc = _cmyk_to_rgb(im, icc)
+        return Frame(_writable(rgb_image)), False, 8, icc
+    if mode in _SIXTEEN_BIT or mode == "F":
+        gray, alpha = _deep_gray(im, transparency)
+        bits: Literal[8, 16] = 16 if mode in _SIXTEEN_BIT else 8
+        return _gray_frame(gray, alpha), True, bits, icc if _icc_space(icc) == b"GRAY" else None
+    if mode in _GRAY:
+        if mode in ("LA", "La") or transparency is not None:
+            la = np.asarray(im.convert("LA"))
+            gray, alpha = la[..., 0], _writable(la[..., 1])
+        else:
+            gray, alpha = np.asarray(im.convert("L")), None
+        return _gray_frame(gray, alpha), True, 8, icc if _icc_space(icc) == b"GRAY" else None
+    keep_icc = icc if _icc_space(icc) == b"RGB " else None
+    if mode in ("RGBA", "RGBa", "PA") or transparency is not None:
+        rgba = np.asarray(im.convert("RGBA"))
+        return Frame(_writable(rgba[..., :3]), _writable(rgba[..., 3])), False, 8, keep_icc
+    try:
+        rgb_image = im.convert("RGB")
+    except ValueError:
+        raise DecodeError(f"unsupported colour mode {mode}; convert the image to RGB first") from None
+    return Frame(_writable(rgb_image)), False, 8, keep_icc
+
+
+def _deep_gray(im: Image.Image, transparency: Any) -> tuple[Array, Array | None]:
+    """16-bit, 32-bit integer or float grayscale to 8 bits (16-bit: round(v / 257))."""
+    values = np.asarray(im)
+    alpha = None
+    if isinstance(transparency, int):
+        alpha = np.where(values == transparency, 0, 255).astype(np.uint8)
+    if im.mode == "F":
+        floats = np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        # Float images are usually 0-1; anything larger is taken as already 0-255.
+        scale = 255.0 if floats.size and float(floats.max()) <= 1.0 else 1.0
+        return np.clip(floats * scale + 0.5, 0, 255).astype(np.uint8), alpha
+    wide = np.clip(values.astype(np.int64), 0, 65535)
+    return ((wide * 255 + 32767) // 65535).astype(np.uint8), alpha
+
+
+def _gray_frame(gray: Array, alpha: Array | None) -> Frame:
+    return Frame(np.repeat(gray[..., None], 3, axis=2), alpha)
+
+
+def _flatten_on_white(frame: Frame) -> Array:
+    if frame.alpha is None:
+        return frame.rgb
+    a = frame.alpha.astype(np.uint32)[..., None]
+    blended = (frame.rgb.astype(np.uint32) * a + 255 * (255 - a) + 127) // 255
+    return blended.astype(np.uint8)
+
+
+def _to_pil(frame: Frame, info: ImageInfo, fmt: str) -> Image.Image:
+    """The Pillow image to save: grayscale sources go back to L/LA/16-bit where the format allows."""
+    alpha = frame.alpha
+    rgb = frame.rgb
+    if fmt == "JPEG" and alpha is not None:
+        rgb, alpha = _flatten_on_white(frame), None
+    if not info.grayscale or fmt == "WEBP":  # libwebp stores colour only
+        if alpha is None:
+            return Image.fromarray(rgb, "RGB")
+        return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    gray = Image.fromarray(rgb, "RGB").convert("L")  # exact for gray pixels; luma for any colour added
+    if alpha is not None:
+        return Image.merge("LA", [gray, Image.fromarray(alpha, "L")])
+    if info.bits == 16 and fmt in ("PNG", "TIFF"):
+        return Image.fromarray(np.asarray(gray).astype(np.uint16) * 257)  # uint16 gives I;16
+    return gray
+
+
+def _save_params(mode: str, info: ImageInfo, spec: OutputSpec, fmt: str) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    wanted_space = b"GRAY" if mode in ("L", "LA", "I;16") else b"RGB "
+    if info.icc_profile is not None and _icc_space(info.icc_profile) == wanted_space:
+        params["icc_profile"] = info.icc_profile
+    if info.exif is not None and not (fmt == "JPEG" and len(info.exif) > _JPEG_MAX_EXIF):
+        params["exif"] = info.exif
+    if fmt == "JPEG":
+        params["quality"] = spec.quality
+    elif fmt == "WEBP":
+        params["quality"] = spec.quality
+        params["lossless"] = spec.quality == 100
+    elif fmt == "TIFF":
+        params["compression"] = "raw"
+    return params
+
+
+def _write_all(fp: BinaryIO, data: memoryview) -> None:
+    view = data.cast("B")
+    while view:
+        written = fp.write(view)
+        if not written:
+            raise OSError("the output file accepted no bytes; it must be a blocking, writable file")
+        view = view[written:]
+

@@ -1,0 +1,222 @@
+"""`upscale`: enlarge ×N with a super-resolution network (or Lanczos), tiled, then resample to the exact size.
+
+Any scale in (1, 8]: the network runs at its native scale(s) and a high-quality resample makes the exact
+size. Alpha is resampled on its own. Importing this module imports no torch; running a network does.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from retouchd.exceptions import ConfigError, DeviceOutOfMemoryError, LimitError, ModelError
+from retouchd.models.registry import BUNDLED, MODEL_NAMES, bundled_files, is_weights_path, native_scales
+from retouchd.steps.base import Step, StepContext, StepOptions, StepResult
+from retouchd.tiling import MIN_TILE, auto_tile, tiled_upscale
+from retouchd.typing import Alpha, Frame, Metrics, RGBImage
+
+if TYPE_CHECKING:
+    from retouchd.models.registry import SRNet
+
+
+class UpscaleOptions(StepOptions):
+    op: Literal["upscale"] = "upscale"
+    scale: float = Field(2.0, gt=1.0, le=8.0)
+    model: str = "fast"
+    """A bundled model name or a path to user weights (.pth / .safetensors)."""
+    tile: int | Literal["auto"] = "auto"
+    tile_pad: int | Literal["auto"] = "auto"
+    """Context pixels around each tile; auto = the network's receptive radius."""
+    fp16: bool | Literal["auto"] = "auto"
+    """Half precision on CUDA; auto = on CUDA only. The CPU always runs float32."""
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value in MODEL_NAMES or is_weights_path(value):
+            return value
+        raise ValueError(
+            f"unknown upscale model {value!r}; use one of {', '.join(MODEL_NAMES)} "
+            "or a path to weights ending in .pth or .safetensors"
+        )
+
+    @field_validator("tile")
+    @classmethod
+    def _tile_size(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < MIN_TILE:
+            raise ValueError(f"tile must be 'auto' or at least {MIN_TILE} pixels, not {value}")
+        return value
+
+    @field_validator("tile_pad")
+    @classmethod
+    def _pad_size(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 0 <= value <= 128:
+            raise ValueError(f"tile_pad must be 'auto' or 0–128 pixels, not {value}")
+        return value
+
+
+def target_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def plan_passes(natives: tuple[int, ...], scale: float) -> tuple[int, ...]:
+    """Native scales to run, in order, before the final resample to `scale`.
+
+    One pass with the smallest native scale that reaches `scale`. Beyond the largest, a model with several
+    native scales chains two passes (the smallest product that reaches `scale`, smaller pass first: it is
+    the cheaper order); a single-scale network is not chained, because running it on its own output costs
+    scale² times more and invents texture, so Lanczos makes up the rest.
+    """
+    reaching = [n for n in natives if n >= scale]
+    if reaching:
+        return (min(reaching),)
+    pairs = [(a, b) for a, b in itertools.product(natives, repeat=2) if a * b >= scale and a <= b]
+    if len(natives) > 1 and pairs:
+        return min(pairs, key=lambda pair: (pair[0] * pair[1], pair[0]))
+    return (max(natives),)
+
+
+def _cv2_resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return np.asarray(cv2.resize(array, size, interpolation=cv2.INTER_LANCZOS4))
+
+
+def _pil_resize(array: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
+    from PIL import Image
+
+    out = Image.fromarray(array, mode).resize(size, Image.Resampling.LANCZOS)
+    return np.asarray(out, dtype=np.uint8).copy()
+
+
+def resample_rgb(rgb: RGBImage, size: tuple[int, int]) -> RGBImage:
+    """High-quality Lanczos resample of an RGB image to `size` = (width, height).
+
+    Enlarging goes through OpenCV straight into one numpy buffer (Pillow would hold the result twice, as
+    padded RGBX and as bytes); shrinking goes through Pillow, whose Lanczos widens with the ratio and so
+    does not alias.
+    """
+    height, width = rgb.shape[:2]
+    if size[0] >= width and size[1] >= height:
+        return _cv2_resize(np.ascontiguousarray(rgb), size)
+    return _pil_resize(rgb, size, "RGB")
+
+
+def resample_alpha(alpha: Alpha, size: tuple[int, int]) -> Alpha:
+    height, width = alpha.shape[:2]
+    if size[0] >= width and size[1] >= height:
+        return _cv2_resize(np.ascontiguousarray(alpha), size)
+    return _pil_resize(alpha, size, "L")
+
+
+def _prepare(net: SRNet, device: str, fp16: bool) -> SRNet:
+    """Move a freshly loaded network to its device and dtype, in the layout oneDNN / cuDNN run fastest."""
+    import torch
+
+    module = net.module.to(torch.device(device), memory_format=torch.channels_last)
+    module = module.half() if fp16 else module.float()
+    module.eval().requires_grad_(False)
+    return net
+
+
+class UpscaleStep(Step[UpscaleOptions]):
+    name = "upscale"
+    options_model: ClassVar[type[StepOptions]] = UpscaleOptions
+
+    def preflight(self, engines: dict[str, str]) -> None:
+        """Bundled weights are installed; user weights exist and load as one of our architectures."""
+        model = self.options.model
+        try:
+            if is_weights_path(model):
+                from retouchd.models.registry import load_user
+
+                load_user(Path(model).expanduser())
+            elif BUNDLED[model].package is not None:
+                for scale in native_scales(model):
+                    bundled_files(BUNDLED[model], scale)
+        except ModelError as exc:
+            raise ConfigError(f"upscale model {model!r} is not usable: {exc}", step=self.name) from exc
+
+    def run(self, frame: Frame, ctx: StepContext) -> StepResult:
+        size = target_size(frame.width, frame.height, self.options.scale)
+        self._check_pixels(size, ctx, "output")
+        metrics: Metrics = {"scale": self.options.scale, "model": self.options.model,
+                            "width": size[0], "height": size[1]}
+        if self.options.model == "lanczos":
+            rgb = resample_rgb(frame.rgb, size)
+            metrics.update(native_scale=1, device="cpu", fp16=False)
+        else:
+            rgb = self._super_resolve(frame.rgb, size, ctx, metrics)
+        alpha = resample_alpha(frame.alpha, size) if frame.alpha is not None else None
+        return StepResult(Frame(rgb, alpha), metrics)
+
+    def _check_pixels(self, size: tuple[int, int], ctx: StepContext, what: str) -> None:
+        pixels = size[0] * size[1]
+        if pixels > ctx.max_output_pixels:
+            raise LimitError(
+                f"{what} would be {size[0]}×{size[1]} = {pixels:,} pixels, over max_output_pixels "
+                f"{ctx.max_output_pixels:,}; lower the rule's scale or raise limits.max_output_pixels",
+                step=self.name,
+            )
+
+    def _network(self, scale: int | None, device: str, fp16: bool, ctx: StepContext) -> SRNet:
+        from retouchd.models.registry import load_network
+
+        model = self.options.model
+        key = f"upscale:{model}:x{scale}:{device}:{'fp16' if fp16 else 'fp32'}"
+        net = ctx.models.get(key, lambda: _prepare(load_network(model, scale), device, fp16))
+        return net  # type: ignore[return-value]
+
+    def _super_resolve(self, rgb: RGBImage, size: tuple[int, int], ctx: StepContext, metrics: Metrics) -> RGBImage:
+        import torch
+
+        if ctx.cpu_threads > 0:
+            torch.set_num_threads(ctx.cpu_threads)
+        try:
+            return self._on_device(rgb, size, ctx, ctx.device, metrics)
+        except DeviceOutOfMemoryError as exc:
+            if ctx.device == "cpu" or not ctx.allow_cpu_fallback:
+                raise
+            ctx.log.warning("upscale_cpu_fallback", device=ctx.device, error=str(exc))
+            metrics["cpu_fallback"] = True
+            return self._on_device(rgb, size, ctx, "cpu", metrics)
+
+    def _on_device(
+        self, rgb: RGBImage, size: tuple[int, int], ctx: StepContext, device: str, metrics: Metrics
+    ) -> RGBImage:
+        import torch
+
+        opts = self.options
+        fp16 = device.startswith("cuda") and opts.fp16 in (True, "auto")
+        if is_weights_path(opts.model):
+            natives: tuple[int, ...] = (self._network(None, device, fp16, ctx).scale,)
+        else:
+            natives = native_scales(opts.model)
+        passes = plan_passes(natives, opts.scale)
+        height, width = rgb.shape[:2]
+        for index in range(len(passes)):
+            factor = int(np.prod(passes[: index + 1]))
+            self._check_pixels((width * factor, height * factor), ctx, f"the ×{factor} intermediate")
+        image, tiles, tile_used, offset = rgb, 0, None, 0
+
+        def progress(done: int, total: int) -> None:
+            ctx.progress(offset + done, offset + total)
+
+        for native in passes:
+            net = self._network(None if is_weights_path(opts.model) else native, device, fp16, ctx)
+            tile = opts.tile if isinstance(opts.tile, int) else auto_tile(net.bytes_per_pixel, device, fp16)
+            pad = net.receptive_radius if opts.tile_pad == "auto" else opts.tile_pad
+            with torch.inference_mode():
+                result = tiled_upscale(net.module, image, net.scale, tile=tile, tile_pad=pad, device=device,
+                                       fp16=fp16, channels_last=True, progress=progress)
+            image, tiles, offset = result.image, tiles + result.tiles, offset + result.tiles
+            tile_used = result.tile if tile_used is None else min(tile_used, result.tile)
+        if image.shape[:2] != (size[1], size[0]):
+            image = resample_rgb(image, size)
+        metrics.update(native_scale=int(np.prod(passes)), passes="×".join(map(str, passes)), tile=tile_used,
+                       tiles=tiles, device=device, fp16=fp16)
+        return image

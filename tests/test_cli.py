@@ -1,0 +1,64 @@
+"""The command line: fast --help without torch, status / history output, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import cli, save_image
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["process", "--help"], ["status", "--help"],
+                                  ["rules", "check", "--help"], ["models", "--help"]])
+def test_help_does_not_import_torch(args: list[str]) -> None:
+    """`--help` of every command works without importing torch (or cv2)."""
+    code = (
+        "import sys\nfrom retouchd.cli import main\n"
+        f"try:\n    main({args!r})\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        "heavy = [m for m in ('torch', 'cv2', 'onnxruntime') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+
+
+def test_status_and_history_after_a_run(root: Path) -> None:
+    """status and history report what the database holds, as text and as JSON."""
+    save_image(root / "inbox" / "upscale" / "a.png")
+    (root / "inbox" / "upscale" / "b.png").write_bytes(b"not an image")
+    assert cli("run", "--once", "--root", str(root), env={"RETOUCHD_WATCH__SETTLE_TIME": "0"}).returncode == 0
+    status = json.loads(cli("status", "--json", "--root", str(root)).stdout)
+    assert status["queue"]["upscale"] == {"archived": 1, "failed": 1}
+    assert status["throughput"]["last_5_min"] == 1
+    assert status["recent_failures"][0]["path"] == "b.png"
+    text = cli("status", "--root", str(root)).stdout
+    assert "upscale" in text and "recent failures" in text
+    history = json.loads(cli("history", "--json", "--since", "1h", "--root", str(root)).stdout)
+    assert sorted(j["state"] for j in history) == ["archived", "failed"]
+    failed = json.loads(cli("history", "--failed", "--json", "--root", str(root)).stdout)
+    assert [j["rel_path"] for j in failed] == ["b.png"] and "not an image" in failed[0]["error"]
+    bad_since = cli("history", "--since", "yesterday", "--root", str(root))
+    assert bad_since.returncode == 2 and "30m, 12h, 1d" in bad_since.stderr
+
+
+def test_process_one_off(tmp_path: Path) -> None:
+    """`process` writes DIR/<name>.<ext> for each file and exits 1 if any failed."""
+    good = save_image(tmp_path / "in" / "a.jpg", 30, 20, fmt="JPEG")
+    bad = tmp_path / "in" / "b.png"
+    bad.write_bytes(b"\x89PNG broken")
+    out = tmp_path / "out"
+    result = cli("process", str(good), "--rule", "upscale", "--out", str(out), "--root", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    from PIL import Image
+
+    with Image.open(out / "a.jpg") as im:
+        assert im.size == (60, 40) and im.format == "JPEG"
+    assert good.exists(), "process never moves or archives its input"
+    result = cli("process", str(good), str(bad), "--rule", "upscale", "--out", str(out), "--root", str(tmp_path))
+    assert result.returncode == 1 and "FAILED" in result.stderr and "b.png" in result.stderr
+    result = cli("process", str(good), "--rule", "nope", "--out", str(out), "--root", str(tmp_path))
+    assert result.returncode == 2 and "no rule named 'nope'" in result.stderr

@@ -1,0 +1,89 @@
+"""The job store: state machine, once-per-content uniqueness, claiming, SQLite set-up, migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+from retouchd.exceptions import StoreError
+from retouchd.store import JobState, Store, open_store
+from retouchd.store.schema import Base, Job
+from retouchd.store.states import TRANSITIONS, transition
+
+
+def _fields(**over: Any) -> dict[str, Any]:
+    base = {"rule": "r", "content_key": "k", "sha256": "k", "source_path": "/in/a.png", "rel_path": "a.png",
+            "sidecar_path": None, "size": 10, "mtime": 1.0, "max_attempts": 3}
+    return {**base, **over}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return open_store(f"sqlite:///{tmp_path / 'state' / 'db.sqlite'}")
+
+
+def test_transitions_map_is_enforced() -> None:
+    """Every transition outside the map raises; allowed ones stamp attempts and times."""
+    for old in JobState:
+        for new in JobState:
+            job = Job(id=1, state=old, attempts=0)
+            if new in TRANSITIONS[old]:
+                transition(job, new)
+                assert job.state == new and job.updated_at is not None
+            else:
+                with pytest.raises(StoreError, match="illegal state change"):
+                    transition(job, new)
+    job = Job(id=2, state=JobState.QUEUED, attempts=0)
+    transition(job, JobState.RUNNING)
+    assert job.attempts == 1 and job.started_at is not None
+
+
+def test_once_per_content(store: Store) -> None:
+    """The same (rule, sha256) gives the same job; another rule gets its own."""
+    first, created = store.enqueue(**_fields())
+    again, created_again = store.enqueue(**_fields(source_path="/in/b.png", rel_path="b.png"))
+    other, created_other = store.enqueue(**_fields(rule="s"))
+    assert created and not created_again and again.id == first.id and again.source_path == "/in/a.png"
+    assert created_other and other.id != first.id
+
+
+def test_claim_lease_and_owner(store: Store) -> None:
+    """A claim takes the oldest queued job once; only the lease owner may finish it."""
+    a, _ = store.enqueue(**_fields(content_key="a"))
+    b, _ = store.enqueue(**_fields(content_key="b"))
+    got = store.claim("h:1:x:0", "h", "cpu", 60, ["r"])
+    assert got is not None and got.id == a.id and got.state == JobState.RUNNING and got.attempts == 1
+    assert store.claim("h:1:x:1", "h", "cpu", 60, ["r"]).id == b.id  # type: ignore[union-attr]
+    assert store.claim("h:1:x:2", "h", "cpu", 60, ["r"]) is None
+    with pytest.raises(StoreError, match="lease held by"):
+        store.finish(a.id, "someone-else", review=False)
+    store.requeue(a.id, "h:1:x:0", error="disk full", delay=3600)
+    assert store.claim("h:1:x:0", "h", "cpu", 60, ["r"]) is None  # backoff not over
+    assert store.get(a.id).error == "disk full"  # type: ignore[union-attr]
+
+
+def test_sqlite_wal_and_busy_timeout(store: Store) -> None:
+    """SQLite runs in WAL mode with a busy timeout."""
+    with store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+
+
+def test_migrations_match_models(store: Store) -> None:
+    """Alembic's head schema is exactly the ORM schema (no drift)."""
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_migrate_keeps_rows(tmp_path: Path) -> None:
+    """Opening an existing database again (upgrade to head) keeps its history."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    store = open_store(url)
+    store.enqueue(**_fields())
+    assert open_store(url).count_by_state() == {"queued": 1}

@@ -1,0 +1,69 @@
+"""The watcher: mount detection, scans that never follow symlinks, inboxes that vanish and come back."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from retouchd.mounts import mount_of, read_mounts, watch_mode_for
+from retouchd.settle import IgnoreMatcher
+from retouchd.watcher import Watcher
+
+MOUNTINFO = """\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+40 22 0:40 / /mnt/nas rw,relatime shared:2 - nfs4 nas:/export rw
+41 22 0:41 / /mnt/smb\\040share rw - cifs //srv/photos rw
+42 22 0:42 / /mnt/fuse rw - fuse.sshfs host:/x rw
+43 40 0:43 / /mnt/nas/local rw - ext4 /dev/sdb1 rw
+"""
+
+
+def test_mount_table_and_auto_mode() -> None:
+    """auto polls NFS, CIFS (escaped names) and FUSE mounts and uses events on local disks."""
+    mounts = read_mounts(MOUNTINFO)
+    assert mount_of(Path("/mnt/nas/inbox"), mounts).fstype == "nfs4"  # type: ignore[union-attr]
+    assert mount_of(Path("/mnt/nas/local/in"), mounts).fstype == "ext4"  # type: ignore[union-attr]
+    assert watch_mode_for(Path("/mnt/nas/inbox"), "auto", mounts) == "poll"
+    assert watch_mode_for(Path("/mnt/smb share/in"), "auto", mounts) == "poll"
+    assert watch_mode_for(Path("/mnt/fuse/in"), "auto", mounts) == "poll"
+    assert watch_mode_for(Path("/home/x/in"), "auto", mounts) == "events"
+    assert watch_mode_for(Path("/mnt/nas/inbox"), "events", mounts) == "events"
+
+
+def _watcher(inbox: Path) -> Watcher:
+    return Watcher([("r", inbox)], mode="poll", poll_interval=0.0, rescan_interval=60, ignore=IgnoreMatcher())
+
+
+def test_scan_skips_symlinks_and_ignored(tmp_path: Path) -> None:
+    """Symlinked files and folders (which could lead outside the inbox) and ignored names are not reported."""
+    inbox, outside = tmp_path / "inbox", tmp_path / "outside"
+    (inbox / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(b"x")
+    (inbox / "ok.jpg").write_bytes(b"x")
+    (inbox / "sub" / "deep.jpg").write_bytes(b"x")
+    (inbox / "x.part").write_bytes(b"x")
+    os.symlink(outside / "secret.jpg", inbox / "link.jpg")
+    os.symlink(outside, inbox / "linkdir")
+    (inbox / "dir.jpg").mkdir()
+    seen, present = _watcher(inbox).poll(now=0)
+    assert sorted(s.path.relative_to(inbox).as_posix() for s in seen) == ["ok.jpg", "sub/deep.jpg"]
+    assert present == {inbox / "ok.jpg", inbox / "sub" / "deep.jpg"}
+
+
+def test_vanished_inbox_is_paused_not_emptied(tmp_path: Path) -> None:
+    """An inbox that disappears is paused (reported, no full scan result), and resumes when it returns."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.jpg").write_bytes(b"x")
+    watcher = _watcher(inbox)
+    seen, present = watcher.poll(now=0)
+    assert len(seen) == 1 and present == {inbox / "a.jpg"}
+    shutil.move(inbox, tmp_path / "gone")
+    seen, present = watcher.poll(now=1)
+    assert seen == [] and present is None, "a missing inbox must not look like an empty one"
+    assert "r" in watcher.paused()
+    shutil.move(tmp_path / "gone", inbox)
+    seen, present = watcher.poll(now=2)
+    assert watcher.paused() == {} and [s.path for s in seen] == [inbox / "a.jpg"]
