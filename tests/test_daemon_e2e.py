@@ -9,8 +9,9 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import db_rows, files_under, save_image, sha256, wait_for
 from PIL import Image
+
+from conftest import db_rows, files_under, save_image, sha256, wait_for
 
 
 def _archived(root: Path, n: int) -> bool:

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from conftest import cli, db_rows, files_under, png_bomb, save_image, sha256
 from PIL import Image
+
+from conftest import cli, db_rows, files_under, png_bomb, save_image, sha256
 
 
 def _exif_rotated_jpeg(path: Path) -> None:
@@ -33,7 +34,7 @@ def test_once_mixed_inbox(root: Path) -> None:
     }
     _exif_rotated_jpeg(inbox / "rotated.jpg")
     good["rotated.jpg"] = inbox / "rotated.jpg"
-    Image.fromarray((np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50)).save(inbox / "deep16.png")
+    Image.fromarray(np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50).save(inbox / "deep16.png")
     good["deep16.png"] = inbox / "deep16.png"
     hashes = {name: sha256(path) for name, path in good.items()}
 
@@ -74,9 +75,9 @@ def test_once_mixed_inbox(root: Path) -> None:
     assert (out / "deep/er/nested.jpg").exists() and (out / "café ☕ 写真.png").exists()
 
     failed = root / "failed" / "upscale"
-    for name in bad:
+    for name, data in bad.items():
         assert rows[name]["state"] == "failed"
-        assert (failed / name).read_bytes() == bad[name]
+        assert (failed / name).read_bytes() == data
         report = json.loads((failed / f"{name}.error.json").read_text())
         assert report["reason"] and report["attempts"] == 1 and report["job_id"] == rows[name]["id"]
     assert "empty" in rows["empty.jpg"]["error"]

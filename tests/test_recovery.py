@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from conftest import cli, db_rows, files_under, save_image, sha256
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import cli
 
+from conftest import cli
 from retouchd import steps as step_registry
 from retouchd.exceptions import RuleError
 from retouchd.rules import default_rule_file, load_rules
@@ -27,7 +27,8 @@ def test_shipped_rule_files_load() -> None:
 
 
 @pytest.mark.parametrize(("text", "needle"), [
-    ('[[rule]]\nname="a"\ninbox="a"\nsteps=[{op="upscale", scael=2}]\n', "rule 'a': 'steps': step 1 (upscale): 'scael': unknown key"),
+    ('[[rule]]\nname="a"\ninbox="a"\nsteps=[{op="upscale", scael=2}]\n',
+     "rule 'a': 'steps': step 1 (upscale): 'scael': unknown key"),
     ('[[rule]]\nname="a"\ninbox="a"\nsteps=[{op="sharpen"}]\n', "unknown op 'sharpen'"),
     ('[[rule]]\nname="a"\ninbox="a"\nstep=[{op="upscale"}]\n', "'step': unknown key"),
     ('[[rule]]\nname="a"\ninbox="a"\nsteps=[{op="upscale", scale=9}]\n', "less than or equal to 8"),
@@ -70,7 +71,8 @@ def test_removal_after_upscale_needs_permission(tmp_path: Path, monkeypatch: pyt
 
 def test_matching_is_case_insensitive(tmp_path: Path) -> None:
     """Globs match names regardless of case."""
-    rule = load_rules([_write(tmp_path, '[[rule]]\nname="a"\ninbox="a"\nmatch=["*.jpg"]\nsteps=[{op="upscale"}]\n')]).rules[0]
+    text = '[[rule]]\nname="a"\ninbox="a"\nmatch=["*.jpg"]\nsteps=[{op="upscale"}]\n'
+    rule = load_rules([_write(tmp_path, text)]).rules[0]
     assert rule.matches("IMG_0001.JPG") and rule.matches("x.jpg") and not rule.matches("x.png")
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import cli
 
+from conftest import cli
 from retouchd.exceptions import ConfigError
 from retouchd.settings import load_settings
 

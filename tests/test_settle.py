@@ -23,7 +23,7 @@ def test_growing_file_is_not_taken(tmp_path: Path) -> None:
     clock = Clock()
     tracker = SettleTracker(2.0, clock=clock, wall=lambda: os.stat(tmp_path).st_mtime)
     path = tmp_path / "a.jpg"
-    for i in range(5):
+    for _ in range(5):
         with open(path, "ab") as fh:
             fh.write(b"x" * 100)
         tracker.observe("r", path, os.stat(path))

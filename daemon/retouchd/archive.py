@@ -144,12 +144,11 @@ class Committer:
     # -- crash recovery ------------------------------------------------------------------------------------
     def recover_running(self, job: Job, *, refund: bool) -> str:
         """Finish or requeue a job whose owner died. Returns what was done."""
-        if job.output_path and job.output_sha256 and Path(job.output_path).exists():
-            if sha256_file(Path(job.output_path)) == job.output_sha256:
-                review = self._under(Path(job.output_path), self.folders[job.rule].review)
-                self.store.finish(job.id, None, review=review)
-                self.archive(job.id)
-                return "finished"
+        output = Path(job.output_path) if job.output_path else None
+        if output is not None and output.exists() and sha256_file(output) == job.output_sha256:
+            self.store.finish(job.id, None, review=self._under(output, self.folders[job.rule].review))
+            self.archive(job.id)
+            return "finished"
         if job.failed_path:
             self.to_failed(job, None, job.error or "interrupted while failing", job.error_step, job.traceback_id)
             return "failed"
@@ -168,7 +167,9 @@ class Committer:
         return os.path.commonpath([path, root]) == str(root)
 
 
-def lease_dead(host: str, my_pid: int, my_instance: str, alive: Callable[[int], bool]) -> Callable[[Job, datetime], bool]:
+def lease_dead(
+    host: str, my_pid: int, my_instance: str, alive: Callable[[int], bool]
+) -> Callable[[Job, datetime], bool]:
     """A predicate for jobs whose owner is gone: lease expired, or a dead process on this host."""
 
     def is_dead(job: Job, now: datetime) -> bool:

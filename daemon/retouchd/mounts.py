@@ -52,9 +52,9 @@ def mount_of(path: Path, mounts: list[Mount] | None = None) -> Mount | None:
     resolved = Path(os.path.realpath(path))
     best: Mount | None = None
     for mount in mounts if mounts is not None else read_mounts():
-        if resolved == mount.point or mount.point in resolved.parents:
-            if best is None or len(mount.point.parts) >= len(best.point.parts):
-                best = mount
+        inside = resolved == mount.point or mount.point in resolved.parents
+        if inside and (best is None or len(mount.point.parts) >= len(best.point.parts)):
+            best = mount
     return best
 
 

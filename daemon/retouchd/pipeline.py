@@ -101,7 +101,8 @@ def _read_source(task: Task) -> bytes:
         size = os.fstat(fh.fileno()).st_size
         if size > task.max_file_bytes:
             raise LimitError(
-                f"file is {size:,} bytes, over limits.max_file_bytes {task.max_file_bytes:,}; raise the limit to accept it"
+                f"file is {size:,} bytes, over limits.max_file_bytes {task.max_file_bytes:,}; "
+                "raise the limit to accept it"
             )
         if size == 0:
             raise InputError("empty file (0 bytes); write the image again")
@@ -153,7 +154,7 @@ def run_task(task: Task, *, models: ModelCache | None = None, progress: Progress
         tmp = Path(task.work_dir) / f"{task.job_id or 'x'}-{uuid.uuid4().hex[:12]}.tmp"
         with open(tmp, "wb") as fh:
             writer = _HashingWriter(fh)
-            encode(frame, decoded.info, spec, writer)  # type: ignore[arg-type]
+            encode(frame, decoded.info, spec, writer)
             fh.flush()
             os.fsync(fh.fileno())
         fault(task, "after-encode")

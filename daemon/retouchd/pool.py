@@ -145,7 +145,8 @@ class Pool:
 
     def __init__(self, settings: Settings, rules: RuleSet, store: Store, committer: Committer,
                  identity: Identity, devices: Sequence[str]) -> None:
-        self.settings, self.rules, self.store, self.committer, self.identity = settings, rules, store, committer, identity
+        self.settings, self.rules, self.store = settings, rules, store
+        self.committer, self.identity = committer, identity
         self.stopping, self.force, self.wake = threading.Event(), threading.Event(), threading.Event()
         cores = os.cpu_count() or 1
         cpu_slots = max(1, sum(1 for d in devices if d == "cpu"))

@@ -145,7 +145,8 @@ def _load_file(path: Path) -> list[Rule]:
         raise RuleError(f"{path}: not valid TOML ({exc}); fix the syntax and try again") from None
     unknown = set(data) - {"rule"}
     if unknown:
-        raise RuleError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}; a rule file holds [[rule]] tables")
+        keys = ", ".join(sorted(unknown))
+        raise RuleError(f"{path}: unknown top-level key(s) {keys}; a rule file holds [[rule]] tables")
     tables = data.get("rule", [])
     if not isinstance(tables, list) or not tables:
         raise RuleError(f"{path}: no [[rule]] tables found")
@@ -200,7 +201,9 @@ def load_rules(files: Sequence[Path] | None = None) -> RuleSet:
     for i, (name_a, a) in enumerate(inboxes):
         for name_b, b in inboxes[i + 1 :]:
             if a == b or a in b.parents or b in a.parents:
-                raise RuleError(f"rules {name_a!r} and {name_b!r} watch overlapping inboxes ({a}, {b}); give each its own")
+                raise RuleError(
+                    f"rules {name_a!r} and {name_b!r} watch overlapping inboxes ({a}, {b}); give each its own"
+                )
     return RuleSet(tuple(rules), paths)
 
 

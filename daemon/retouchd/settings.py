@@ -100,10 +100,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
     rule_files: list[Path] = Field(default_factory=list)
     file_mode: int = Field(0o644, ge=0, le=0o777)
-    watch: WatchSettings = Field(default_factory=WatchSettings)
-    workers: WorkerSettings = Field(default_factory=WorkerSettings)
-    limits: LimitSettings = Field(default_factory=LimitSettings)
-    log: LogSettings = Field(default_factory=LogSettings)
+    watch: WatchSettings = WatchSettings()
+    workers: WorkerSettings = WorkerSettings()
+    limits: LimitSettings = LimitSettings()
+    log: LogSettings = LogSettings()
     engines: dict[str, str] = Field(default_factory=dict)
     """Paths of user-supplied model files by engine name, e.g. lama = "/models/big-lama.pt"."""
     notify_socket: str | None = Field(None, validation_alias="NOTIFY_SOCKET")
@@ -205,8 +205,8 @@ def load_settings(
     try:
         settings: Settings = cls(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        first = dict(exc.errors()[0])
-        env_name = "RETOUCHD_" + "__".join(str(p) for p in first["loc"]).upper()
+        first: dict[str, Any] = dict(exc.errors()[0])
+        env_name = "RETOUCHD_" + "__".join(str(part) for part in first["loc"]).upper()
         where = f"; it comes from a flag, ${env_name}" + (f" or {config_file}" if config_file else "")
         raise ConfigError(_describe(first) + where) from None
     except (ValueError, OSError) as exc:

@@ -7,6 +7,7 @@ disappears is paused and logged, never read as "all files deleted".
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import stat
@@ -87,10 +88,8 @@ class Watcher:
 
     def _detach(self, inbox: Inbox) -> None:
         if inbox.watch is not None and self._observer is not None:
-            try:
+            with contextlib.suppress(KeyError, OSError, ValueError):
                 self._observer.unschedule(inbox.watch)
-            except (KeyError, OSError, ValueError):
-                pass
         inbox.watch = None
 
     def _available(self, inbox: Inbox) -> bool:

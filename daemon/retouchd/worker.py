@@ -3,6 +3,7 @@ attempt of one job, never the daemon. The child keeps its models cached between 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
 import time
@@ -153,10 +154,8 @@ class Worker:
         if self._proc is None:
             return
         if self._conn is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._conn.send(("stop",))
-            except OSError:
-                pass
         self._proc.join(timeout)
         if self._proc.is_alive():
             self._proc.kill()
