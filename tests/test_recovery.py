@@ -90,3 +90,18 @@ def test_retry_sends_failed_file_back(root: Path) -> None:
     assert cli("run", "--once", "--root", str(root), env=env).returncode == 0
     (row,) = db_rows(root)
     assert row["state"] == "archived" and row["attempts"] == 1
+
+
+def test_disk_full_at_publish_never_loses_the_original(root: Path) -> None:
+    """A commit that fails like a full disk costs an attempt, is retried, and after max_attempts the original
+    goes to failed/ with the reason; no output or temp file is left behind."""
+    hashes = _drop(root, 1)
+    result = cli("run", "--once", "--root", str(root), env={
+        "RETOUCHD_FAULT_POINT": "enospc-before-publish", "RETOUCHD_WORKERS__MAX_ATTEMPTS": "2",
+        "RETOUCHD_WATCH__SETTLE_TIME": "0",
+    })
+    assert result.returncode == 0, result.stderr[-2000:]
+    (row,) = db_rows(root)
+    assert row["state"] == "failed" and row["attempts"] == 2 and "No space left" in row["error"]
+    assert sha256(root / "failed" / "upscale" / "f0.png") == hashes["f0.png"]
+    assert files_under(root / "outbox") == [] and list((root / "state" / "work").glob("*")) == []

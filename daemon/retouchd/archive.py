@@ -142,8 +142,9 @@ class Committer:
                     failed_path=str(target))
 
     # -- crash recovery ------------------------------------------------------------------------------------
-    def recover_running(self, job: Job, *, refund: bool) -> str:
-        """Finish or requeue a job whose owner died. Returns what was done."""
+    def recover_running(self, job: Job, *, refund: bool, error: str | None = None) -> str:
+        """Finish, requeue or fail a job whose owner died (`refund`: not the job's fault, the attempt is
+        given back) or whose commit raised (`error`: counts as an attempt, retried with backoff)."""
         output = Path(job.output_path) if job.output_path else None
         if output is not None and output.exists() and sha256_file(output) == job.output_sha256:
             self.store.finish(job.id, None, review=self._under(output, self.folders[job.rule].review))
@@ -159,8 +160,12 @@ class Committer:
             stale = Path(job.output_path)
             with contextlib.suppress(OSError):
                 stale.with_name(f"{TEMP_PREFIX}{stale.name}.tmp").unlink()
-        self.store.requeue(job.id, None, error="interrupted (the process holding it stopped)", delay=0, refund=refund)
-        return "requeued"
+        if refund:
+            self.store.requeue(job.id, None, error="interrupted (the process holding it stopped)", delay=0,
+                               refund=True)
+            return "requeued"
+        result = TaskResult(ok=False, error=error or "interrupted", error_step="commit", permanent=False)
+        return str(self.failure(job, None, result))
 
     @staticmethod
     def _under(path: Path, root: Path) -> bool:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -22,7 +24,7 @@ from retouchd.rules import RuleFolders, RuleSet, folders_for, load_rules
 from retouchd.settings import Settings
 from retouchd.settle import IgnoreMatcher, SettleTracker
 from retouchd.steps import build_step
-from retouchd.store import JobState, Store, open_store
+from retouchd.store import JobState, Store, open_store, utcnow
 from retouchd.watcher import Watcher
 
 log = structlog.get_logger("retouchd.daemon")
@@ -116,8 +118,11 @@ class Daemon:
                                rescan_interval=self.settings.watch.rescan_interval, ignore=self.ignore)
 
     def _fault(self, point: str) -> None:
+        """Test-only: die abruptly at `point`, or fail there as a full disk would (`enospc-<point>`)."""
         if self.settings.fault_point == point:
             os._exit(87)
+        if self.settings.fault_point == f"enospc-{point}":
+            raise OSError(errno.ENOSPC, "No space left on device (injected)")
 
     def startup(self) -> None:
         settings = self.settings
@@ -143,13 +148,26 @@ class Daemon:
         for job in self.store.stale_running(is_dead):
             if job.rule not in self.folders:
                 continue
-            outcome = self.committer.recover_running(job, refund=True)
+            try:
+                outcome = self.committer.recover_running(job, refund=True)
+            except OSError as exc:
+                log.warning("recovery failed; will try again", job_id=job.id, error=str(exc))
+                continue
             log.info("recovered interrupted job", job_id=job.id, rule=job.rule, path=job.source_path, outcome=outcome)
-        if startup:
-            for job in self.store.in_states([JobState.DONE, JobState.REVIEW]):
-                if job.rule in self.folders:
-                    self.committer.archive(job.id)
-                    log.info("finished archiving", job_id=job.id, rule=job.rule, path=job.source_path)
+        # Output published but original not archived: a crash, or an archive error (disk full) to retry.
+        # Outside start-up only jobs left alone for a lease period, so as not to race a slot that is
+        # archiving right now.
+        settled = utcnow() - timedelta(seconds=0 if startup else self.settings.workers.lease_seconds)
+        for job in self.store.in_states([JobState.DONE, JobState.REVIEW]):
+            if job.rule not in self.folders or job.updated_at > settled:
+                continue
+            try:
+                self.committer.archive(job.id)
+                log.info("finished archiving", job_id=job.id, rule=job.rule, path=job.source_path)
+            except Exception as exc:
+                if startup and not isinstance(exc, OSError):
+                    raise
+                log.warning("archiving failed; will try again", job_id=job.id, rule=job.rule, error=str(exc))
 
     def _clean_work(self) -> None:
         for leftover in self.settings.work.glob("*.tmp"):
@@ -170,12 +188,13 @@ class Daemon:
         ready = self.tracker.ready()
         if ready:
             self._take(ready)
-        for job_id in self.pool.take_recoveries():
+        for job_id, error in self.pool.take_recoveries():
             job = self.store.get(job_id)
-            if job is not None and job.state == JobState.RUNNING:
-                self.committer.recover_running(job, refund=False)
-            elif job is not None and job.state in (JobState.DONE, JobState.REVIEW):
-                self.committer.archive(job.id)
+            try:
+                if job is not None and job.state == JobState.RUNNING:
+                    self.committer.recover_running(job, refund=False, error=error)
+            except Exception as exc:  # the sweep tries again later; the daemon keeps running
+                log.warning("recovery failed; will try again", job_id=job_id, error=str(exc))
         self.pool.wake.clear()
         now = time.monotonic()
         if now - self._last_sweep > self.settings.workers.lease_seconds / 2:

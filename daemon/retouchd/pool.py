@@ -83,10 +83,10 @@ class Slot(threading.Thread):
             self.current = job
             try:
                 self.execute(job)
-            except Exception:
-                log.exception("job commit failed; the job will be recovered", job_id=job.id, rule=job.rule,
+            except Exception as exc:
+                log.exception("job commit failed; the job will be retried", job_id=job.id, rule=job.rule,
                               path=job.source_path)
-                self.pool.recover_later(job.id)
+                self.pool.recover_later(job.id, f"commit failed: {exc}")
             finally:
                 self.current = None
                 self.pool.job_finished()
@@ -120,7 +120,10 @@ class Slot(threading.Thread):
                 state["progress"] = message[1] / max(1, message[2])
 
         def tick() -> None:
-            self.pool.store.heartbeat(job.id, self.owner, lease, step=state["step"], progress=state["progress"])
+            try:
+                self.pool.store.heartbeat(job.id, self.owner, lease, step=state["step"], progress=state["progress"])
+            except Exception as exc:  # a busy database must not abandon the worker mid-job
+                bound.warning("lease heartbeat failed", error=str(exc))
 
         try:
             result = self.worker.run(self._task(job), timeout=settings.workers.job_timeout, on_message=on_message,
@@ -154,7 +157,7 @@ class Pool:
         self.slots = [Slot(i, device, self) for i, device in enumerate(devices)]
         self._lock = threading.Lock()
         self.outcomes: dict[str, int] = {}
-        self._recover: list[int] = []
+        self._recover: list[tuple[int, str]] = []
         self.on_job_finished: Callable[[], None] = lambda: None
 
     def rule_names(self) -> list[str]:
@@ -174,11 +177,11 @@ class Pool:
     def job_finished(self) -> None:
         self.on_job_finished()
 
-    def recover_later(self, job_id: int) -> None:
+    def recover_later(self, job_id: int, error: str) -> None:
         with self._lock:
-            self._recover.append(job_id)
+            self._recover.append((job_id, error))
 
-    def take_recoveries(self) -> list[int]:
+    def take_recoveries(self) -> list[tuple[int, str]]:
         with self._lock:
             items, self._recover = self._recover, []
         return items
