@@ -13,6 +13,13 @@ What survives a round trip:
 - animated images (GIF, APNG, WebP, MPO, multi-page TIFF): only the first frame is decoded and written;
   `ImageInfo.frames` records how many there were.
 - EXIF thumbnails and XMP are dropped: a thumbnail would still show the untouched image.
+- `format = "same"` keeps JPEG, PNG, WebP and TIFF; GIF, BMP, PPM and AVIF sources are written as PNG.
+  TIFF is written uncompressed (Pillow's LZW/deflate writers cannot carry EXIF sub-IFDs); WebP at quality
+  100 is written lossless.
+
+Pillow's warnings (corrupt EXIF, its own bomb warning) are logged at debug level, never raised. The
+filter that catches them is process-wide: with several threads decoding at once, one may reach the default
+warning handler (printed once, harmless outside a test run that turns warnings into errors).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, BinaryIO, Literal, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 import numpy as np
 import structlog
@@ -43,15 +50,11 @@ INPUT_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "TIFF", "GIF", "BMP", "PPM", "AVI
 # `format = "same"` writes these as themselves; any other source format is written as lossless PNG.
 _SAME = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WEBP", "TIFF": "TIFF"}
 _CHOSEN = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF"}
-EXTENSIONS = {
-    "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
-    "PNG": (".png",),
-    "WEBP": (".webp",),
-    "TIFF": (".tif", ".tiff"),
-}
+EXTENSIONS = {"JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"), "PNG": (".png",), "WEBP": (".webp",),
+              "TIFF": (".tif", ".tiff")}
 # Largest side each encoder accepts (libjpeg's JPEG_MAX_DIMENSION, libwebp's WEBP_MAX_DIMENSION).
 _MAX_SIDE = {"JPEG": 65_500, "WEBP": 16_383, "PNG": 2**31 - 1, "TIFF": 2**32 - 1}
-_JPEG_MAX_EXIF = 65_527  # one APP1 segment, less its "Exif\0\0" header
+_JPEG_MAX_EXIF = 65_533  # one APP1 segment: 65535 bytes less its length field
 
 _ORIENTATION = 0x0112
 _TRANSPOSE = {
@@ -74,6 +77,12 @@ _OUT_OF_MEMORY = "out of memory while {}; it will be retried, lower workers.cpu_
 _TEXT_BOMB = ("Decompressed data too large", "Too much memory used in text chunks")
 
 
+class WritableFile(Protocol):
+    """What encode writes to: any binary file object, buffered or raw (a short write is continued)."""
+
+    def write(self, data: memoryview, /) -> int | None: ...
+
+
 class OutputSpec(BaseModel):
     """A rule's `output = {...}`: the format, quality and name suffix of results."""
 
@@ -81,7 +90,7 @@ class OutputSpec(BaseModel):
 
     format: Literal["same", "png", "jpeg", "webp", "tiff"] = "same"
     """`same` keeps the real format of the content (GIF, BMP, PPM and AVIF sources become PNG)."""
-    quality: int = Field(92, ge=1, le=100)
+    quality: int = Field(default=92, ge=1, le=100)
     """JPEG and WebP quality; PNG and TIFF are lossless. WebP at 100 is written lossless."""
     suffix: str = ""
     """Appended to the stem: `photo.jpg` with `_clean` gives `photo_clean.jpg`."""
@@ -150,14 +159,12 @@ def decode(data: bytes, *, max_pixels: int, max_dimension: int = 65535) -> Decod
             raise DecodeError(unidentified_reason(data)) from None
         except MemoryError:
             raise TransientError(_OUT_OF_MEMORY.format("decoding")) from None
-        except ValueError as exc:
-            if str(exc).startswith(_TEXT_BOMB):
+        except Exception as exc:  # a third-party parser fed untrusted bytes: any failure means a bad file
+            if isinstance(exc, ValueError) and str(exc).startswith(_TEXT_BOMB):
                 raise LimitError(
                     "PNG text chunks decompress to more than Pillow's safety limit (a decompression bomb); "
                     "the file is refused, strip its metadata to process it"
                 ) from None
-            raise DecodeError(failure_reason(data, exc, seen.get("format"))) from None
-        except Exception as exc:  # a third-party parser fed untrusted bytes: any failure means a bad file
             raise DecodeError(failure_reason(data, exc, seen.get("format"))) from None
     for warning in caught:
         log.debug("image decode warning", warning=str(warning.message))
@@ -183,7 +190,7 @@ def output_name(source_name: str, info: ImageInfo, spec: OutputSpec) -> str:
     return str(path.with_name(path.stem + spec.suffix + extension))
 
 
-def encode(frame: Frame, info: ImageInfo, spec: OutputSpec, fp: BinaryIO) -> str:
+def encode(frame: Frame, info: ImageInfo, spec: OutputSpec, fp: WritableFile) -> str:
     """Write `frame` to `fp` in the spec's format, with the source's ICC profile and EXIF; return the format.
 
     The file is built in memory and then written, so `fp` only needs `write`. Errors from `fp` propagate
@@ -349,7 +356,7 @@ def _to_frame(im: Image.Image, icc: bytes | None) -> tuple[Frame, bool, Literal[
         rgba = np.asarray(im.convert("RGBA"))
         return Frame(_writable(rgba[..., :3]), _writable(rgba[..., 3])), False, 8, keep_icc
     try:
-        rgb_image = im.convert("RGB")
+        rgb_image = im if mode == "RGB" else im.convert("RGB")
     except ValueError:
         raise DecodeError(f"unsupported colour mode {mode}; convert the image to RGB first") from None
     return Frame(_writable(rgb_image)), False, 8, keep_icc
@@ -390,11 +397,11 @@ def _to_pil(frame: Frame, info: ImageInfo, fmt: str) -> Image.Image:
         rgb, alpha = _flatten_on_white(frame), None
     if not info.grayscale or fmt == "WEBP":  # libwebp stores colour only
         if alpha is None:
-            return Image.fromarray(rgb, "RGB")
-        return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
-    gray = Image.fromarray(rgb, "RGB").convert("L")  # exact for gray pixels; luma for any colour added
+            return Image.fromarray(rgb)
+        return Image.fromarray(np.dstack([rgb, alpha]))
+    gray = Image.fromarray(rgb).convert("L")  # exact for gray pixels; luma for any colour added
     if alpha is not None:
-        return Image.merge("LA", [gray, Image.fromarray(alpha, "L")])
+        return Image.merge("LA", [gray, Image.fromarray(alpha)])
     if info.bits == 16 and fmt in ("PNG", "TIFF"):
         return Image.fromarray(np.asarray(gray).astype(np.uint16) * 257)  # uint16 gives I;16
     return gray
@@ -417,7 +424,7 @@ def _save_params(mode: str, info: ImageInfo, spec: OutputSpec, fmt: str) -> dict
     return params
 
 
-def _write_all(fp: BinaryIO, data: memoryview) -> None:
+def _write_all(fp: WritableFile, data: memoryview) -> None:
     view = data.cast("B")
     while view:
         written = fp.write(view)
