@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +89,20 @@ def test_once_mixed_inbox(root: Path) -> None:
     left = {p.relative_to(inbox).as_posix() for p in files_under(inbox)}
     assert left == set(untouched)
     assert len(rows) == len(good) + len(bad)
+
+
+def test_hostile_names(root: Path) -> None:
+    """Names with invalid UTF-8 bytes, newlines and backslashes are processed like any other, and a file
+    that is a symlink (to outside the inbox) is never read."""
+    inbox = root / "inbox" / "upscale"
+    names = [os.fsdecode(b"bad\xffbyte.png"), "new\nline.png", "back\\slash.png", "x" * 200 + ".png"]
+    for i, name in enumerate(names):
+        save_image(inbox / name, seed=i)
+    secret = root / "secret.png"
+    save_image(secret, seed=9)
+    (inbox / "link.png").symlink_to(secret)
+    assert cli("run", "--once", "--root", str(root), env={"RETOUCHD_WATCH__SETTLE_TIME": "0"}).returncode == 0
+    for name in names:
+        assert (root / "outbox" / "upscale" / name).exists(), repr(name)
+    assert {r["state"] for r in db_rows(root)} == {"archived"} and len(db_rows(root)) == len(names)
+    assert (inbox / "link.png").is_symlink() and secret.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,13 @@ def test_migrate_keeps_rows(tmp_path: Path) -> None:
     store = open_store(url)
     store.enqueue(**_fields())
     assert open_store(url).count_by_state() == {"queued": 1}
+
+
+@pytest.mark.parametrize("name", ["plain.jpg", "new\nline.jpg", "back\\slash.jpg", "caf\u00e9.png",
+                                  os.fsdecode(b"bad\xffbyte.png"), "\uf8ffb64:looks-like-the-marker.png"])
+def test_any_linux_file_name_round_trips(store: Store, name: str) -> None:
+    """Paths with newlines, backslashes or invalid UTF-8 bytes are stored and read back exactly."""
+    key = os.fsencode(name).hex()[:100]
+    job, _ = store.enqueue(**_fields(source_path=f"/in/{name}", rel_path=name, content_key=key))
+    again = store.get(job.id)
+    assert again is not None and again.source_path == f"/in/{name}" and again.rel_path == name

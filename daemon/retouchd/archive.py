@@ -134,7 +134,8 @@ class Committer:
         }
         if target.exists():
             tmp = target.with_name(f"{TEMP_PREFIX}{target.name}.error.json.tmp")
-            tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+            tmp.write_bytes(text.encode("utf-8", "backslashreplace"))
             os.chmod(tmp, self.file_mode)
             os.replace(tmp, error_json_path(target))
         self.store.fail(job.id, owner, error=error, step=step, traceback_id=traceback_id, steps=steps)

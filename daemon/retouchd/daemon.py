@@ -219,6 +219,11 @@ class Daemon:
                 log.warning("cannot take file yet", rule=candidate.rule, path=str(candidate.path), error=str(exc))
                 self.tracker.requeue(candidate)
                 continue
+            except Exception:  # one odd file must never stop the daemon
+                log.exception("file skipped after an internal error; touch or rename it to try again",
+                              rule=candidate.rule, path=str(candidate.path))
+                self.tracker.mark_taken(candidate)
+                continue
             if outcome is Outcome.WAIT:
                 self.tracker.requeue(candidate)
             else:

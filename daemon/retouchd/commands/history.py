@@ -15,6 +15,7 @@ from retouchd.exceptions import RetouchdError
 from retouchd.fsops import move_verified, unique_path
 from retouchd.settings import Settings
 from retouchd.store import Job, JobState, Store, open_store, utcnow
+from retouchd.store.states import printable
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -113,7 +114,8 @@ def show_history(settings: Settings, *, only_failed: bool, since: str | None, li
         when = j.updated_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
         seconds = sum(float(s.get("seconds", 0)) for s in j.steps or [])
         detail = j.error if j.state == JobState.FAILED else (j.output_path or "")
-        click.echo(f"#{j.id:<6} {when} {j.rule:<14} {j.state:<9} {seconds:6.2f}s {j.rel_path}  {detail}")
+        name = printable(j.rel_path).replace("\n", "\\n")
+        click.echo(f"#{j.id:<6} {when} {j.rule:<14} {j.state:<9} {seconds:6.2f}s {name}  {printable(detail)}")
     if not jobs:
         click.echo("no jobs match")
 

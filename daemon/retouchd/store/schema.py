@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +50,34 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+_B64 = "\uf8ffb64:"
+"""Marks a path stored as base64: names that are not valid UTF-8 (or that start with the marker)."""
+
+
+class FsPath(TypeDecorator[str]):
+    """A file-system path as text, reversible for any name Linux allows (invalid UTF-8 bytes included)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        raw = os.fsencode(value)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is None or text.startswith(_B64):
+            return _B64 + base64.b64encode(raw).decode("ascii")
+        return text
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None or not value.startswith(_B64):
+            return value
+        return os.fsdecode(base64.b64decode(value[len(_B64):]))
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -63,9 +93,9 @@ class Job(Base):
     rule: Mapped[str] = mapped_column(String(64))
     content_key: Mapped[str] = mapped_column(String(128))
     sha256: Mapped[str] = mapped_column(String(64), index=True)
-    source_path: Mapped[str] = mapped_column(Text)
-    rel_path: Mapped[str] = mapped_column(Text)
-    sidecar_path: Mapped[str | None] = mapped_column(Text)
+    source_path: Mapped[str] = mapped_column(FsPath)
+    rel_path: Mapped[str] = mapped_column(FsPath)
+    sidecar_path: Mapped[str | None] = mapped_column(FsPath)
     size: Mapped[int] = mapped_column(BigInteger)
     mtime: Mapped[float] = mapped_column(Float)
     state: Mapped[str] = mapped_column(String(16))
@@ -80,12 +110,12 @@ class Job(Base):
     progress: Mapped[float | None] = mapped_column(Float)
     steps: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     """Per-step records: op, seconds, metrics."""
-    output_path: Mapped[str | None] = mapped_column(Text)
+    output_path: Mapped[str | None] = mapped_column(FsPath)
     output_sha256: Mapped[str | None] = mapped_column(String(64))
-    output_tmp: Mapped[str | None] = mapped_column(Text)
-    archive_path: Mapped[str | None] = mapped_column(Text)
-    sidecar_archive_path: Mapped[str | None] = mapped_column(Text)
-    failed_path: Mapped[str | None] = mapped_column(Text)
+    output_tmp: Mapped[str | None] = mapped_column(FsPath)
+    archive_path: Mapped[str | None] = mapped_column(FsPath)
+    sidecar_archive_path: Mapped[str | None] = mapped_column(FsPath)
+    failed_path: Mapped[str | None] = mapped_column(FsPath)
     error: Mapped[str | None] = mapped_column(Text)
     error_step: Mapped[str | None] = mapped_column(String(32))
     traceback_id: Mapped[str | None] = mapped_column(String(16))
@@ -103,6 +133,6 @@ class Duplicate(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    source_path: Mapped[str] = mapped_column(Text)
-    archive_path: Mapped[str] = mapped_column(Text)
+    source_path: Mapped[str] = mapped_column(FsPath)
+    archive_path: Mapped[str] = mapped_column(FsPath)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -66,4 +66,9 @@ def transition(job: Job, new: JobState, *, now: datetime | None = None, error: s
         job.lease_expires = None
         job.current_step = None
     if error is not None:
-        job.error = error
+        job.error = printable(error)
+
+
+def printable(text: str) -> str:
+    """Text safe to store anywhere: undecodable bytes of file names become backslash escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
