@@ -13,6 +13,7 @@ from pathlib import Path
 from types import FrameType
 
 import structlog
+from sqlalchemy.exc import DBAPIError
 
 from retouchd.archive import Committer, lease_dead
 from retouchd.exceptions import ConfigError, RetouchdError
@@ -88,7 +89,11 @@ class Daemon:
             self.startup()
             try:
                 while not self.should_exit:
-                    self.main_loop()
+                    try:
+                        self.main_loop()
+                    except DBAPIError as exc:  # busy or unreachable database: wait, keep every file
+                        log.warning("database unavailable; retrying", error=str(exc).splitlines()[0])
+                        time.sleep(1.0)
                     if self.once and self.idle():
                         break
                     time.sleep(TICK)
@@ -204,7 +209,12 @@ class Daemon:
 
     def _take(self, ready: list) -> None:  # type: ignore[type-arg]
         assert self.store is not None and self.pool is not None
-        room = self.settings.workers.queue_bound - self.store.count_claimable()
+        try:
+            room = self.settings.workers.queue_bound - self.store.count_claimable()
+        except DBAPIError:
+            for candidate in ready:
+                self.tracker.requeue(candidate)
+            raise
         for candidate in ready:
             if room <= 0:
                 self.tracker.requeue(candidate)
@@ -215,8 +225,9 @@ class Daemon:
                 log.warning("cannot take file", rule=candidate.rule, path=str(candidate.path), error=str(exc))
                 self.tracker.mark_taken(candidate)
                 continue
-            except OSError as exc:
-                log.warning("cannot take file yet", rule=candidate.rule, path=str(candidate.path), error=str(exc))
+            except (OSError, DBAPIError) as exc:
+                log.warning("cannot take file yet", rule=candidate.rule, path=str(candidate.path),
+                            error=str(exc).splitlines()[0])
                 self.tracker.requeue(candidate)
                 continue
             except Exception:  # one odd file must never stop the daemon

@@ -48,14 +48,33 @@ def safe_join(root: Path, rel: str | Path) -> Path:
     return joined
 
 
+NAME_MAX = 255
+
+
+def _fit(stem: str, tail: str) -> str:
+    """`stem + tail`, with the stem shortened so that the name fits in NAME_MAX bytes."""
+    budget = NAME_MAX - len(os.fsencode(tail))
+    raw = os.fsencode(stem)
+    if len(raw) <= budget:
+        return stem + tail
+    for cut in range(budget, max(0, budget - 4), -1):  # do not split a UTF-8 character
+        try:
+            return raw[:cut].decode("utf-8") + tail
+        except UnicodeDecodeError:
+            continue
+    return os.fsdecode(raw[:budget]) + tail
+
+
 def unique_path(target: Path) -> Path:
-    """`target`, or `name (2).ext`, `name (3).ext`, … : the first name that does not exist yet."""
-    if not os.path.lexists(target):
-        return target
+    """`target`, or `name (2).ext`, `name (3).ext`, … : the first name that does not exist yet (shortened
+    if needed to stay a legal file name)."""
     stem, suffix = target.stem, target.suffix
+    first = target.with_name(_fit(stem, suffix))
+    if not os.path.lexists(first):
+        return first
     n = 2
     while True:
-        candidate = target.with_name(f"{stem} ({n}){suffix}")
+        candidate = target.with_name(_fit(stem, f" ({n}){suffix}"))
         if not os.path.lexists(candidate):
             return candidate
         n += 1

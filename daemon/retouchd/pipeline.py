@@ -49,6 +49,8 @@ class Task:
     max_output_pixels: int = 400_000_000
     engines: dict[str, str] = field(default_factory=dict)
     fault_point: str | None = None
+    inbox: str | None = None
+    """The rule's inbox root: a missing file in a missing inbox is an outage, not a deletion."""
 
 
 @dataclass
@@ -83,11 +85,21 @@ class _HashingWriter(io.RawIOBase):
 
 
 def fault(task: Task, point: str) -> None:
-    """Test-only fault injection: die abruptly (or hang, with `hang-<point>`) at `point` when asked to."""
-    if task.fault_point == point:
+    """Test-only fault injection at `point`: `POINT` exits abruptly, `hang-POINT` hangs, `segv-POINT`
+    segfaults; `...@NAME` limits it to the file called NAME."""
+    if not task.fault_point:
+        return
+    spec, _, only = task.fault_point.partition("@")
+    if only and Path(task.source).name != only:
+        return
+    if spec == point:
         os._exit(86)
-    if task.fault_point == f"hang-{point}":
+    if spec == f"hang-{point}":
         time.sleep(3600)
+    if spec == f"segv-{point}":
+        import ctypes
+
+        ctypes.string_at(0)
 
 
 def _read_source(task: Task) -> bytes:
@@ -161,8 +173,14 @@ def run_task(task: Task, *, models: ModelCache | None = None, progress: Progress
         return TaskResult(ok=True, tmp_path=str(tmp), output_name=name, output_sha256=writer.digest.hexdigest(),
                           review=review, steps=records)
     except FileNotFoundError:
+        if task.inbox and not os.path.isdir(task.inbox):
+            return TaskResult(ok=False, error=f"the inbox {task.inbox} is unavailable (unmounted?); will retry",
+                              error_step=current, permanent=False, steps=records)
         return TaskResult(ok=False, error="the file disappeared from the inbox before it was processed",
                           error_step=current, permanent=True, steps=records, vanished=True)
+    except PermissionError as exc:
+        return TaskResult(ok=False, error=f"permission denied: {exc}; fix the file's or share's permissions",
+                          error_step=current, permanent=False, steps=records)
     except RetouchdError as exc:
         bound.warning("job step failed", step=exc.step or current, error=str(exc), permanent=exc.permanent)
         return TaskResult(ok=False, error=str(exc), error_step=exc.step or current, permanent=exc.permanent,

@@ -102,7 +102,7 @@ class Slot(threading.Thread):
             cpu_threads=self.pool.cpu_threads, max_input_pixels=settings.limits.max_input_pixels,
             max_dimension=settings.limits.max_dimension, max_file_bytes=settings.limits.max_file_bytes,
             max_output_pixels=settings.limits.max_output_pixels, engines=dict(settings.engines),
-            fault_point=settings.fault_point,
+            fault_point=settings.fault_point, inbox=str(self.pool.committer.folders[job.rule].inbox),
         )
 
     def execute(self, job: Job) -> None:

@@ -35,6 +35,7 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
     # kill a job half-way.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
     from retouchd.logging import configure_logging
     from retouchd.pipeline import run_task
 
@@ -56,6 +57,17 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
             conn.send(("step", name))
 
         conn.send(("result", run_task(task, models=cache, progress=progress, on_step=on_step)))
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker if the daemon dies (kill -9), so no orphan keeps writing."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class WorkerDied(Exception):
