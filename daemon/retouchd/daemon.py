@@ -19,6 +19,7 @@ from retouchd.archive import Committer, lease_dead
 from retouchd.exceptions import ConfigError, RetouchdError
 from retouchd.fsops import ensure_dir
 from retouchd.intake import Intake, Outcome
+from retouchd.monitor import Monitor
 from retouchd.notify import Notifier
 from retouchd.pool import Identity, Pool, slot_devices
 from retouchd.rules import RuleFolders, RuleSet, folders_for, load_rules
@@ -64,6 +65,7 @@ class Daemon:
         self.watcher: Watcher | None = None
         self._last_status = self._last_watchdog = self._last_sweep = 0.0
         self._scanned_once = False
+        self.monitor = Monitor(self)
 
     # -- signals -------------------------------------------------------------------------------------------
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -137,9 +139,12 @@ class Daemon:
         self._wire(self.rules)
         self.recover(startup=True)
         self._clean_work()
+        self.monitor.serve_metrics()
         devices = slot_devices(settings)
         self.pool = Pool(settings, self.rules, self.store, self.committer, self.identity, devices)
+        self.pool.on_result = self.monitor.on_result
         self.pool.start()
+        self.monitor.start()
         assert self.watcher is not None
         self.watcher.start()
         log.info("retouchd started", root=str(settings.root.absolute()), rules=[r.name for r in self.rules.rules],
@@ -240,6 +245,7 @@ class Daemon:
             else:
                 self.tracker.mark_taken(candidate)
             if outcome is Outcome.QUEUED:
+                self._fault("after-queue")
                 room -= 1
                 self.pool.wake.set()
             elif outcome is Outcome.MOVED:
@@ -285,6 +291,7 @@ class Daemon:
             if cut:
                 log.info("requeued jobs cut short by shutdown", jobs=[job.id for job in cut])
             self.recover(startup=False)
+        self.monitor.stop()
         log.info("retouchd stopped")
 
 

@@ -48,9 +48,7 @@ def transition(job: Job, new: JobState, *, now: datetime | None = None, error: s
     job.updated_at = now
     if new is JobState.RUNNING:
         job.attempts += 1
-        job.started_at = now
-        job.error = None
-        job.error_step = None
+        job.started_at = now  # `error` keeps the previous attempt's reason until this one ends
     elif new is JobState.QUEUED:
         job.lease_owner = None
         job.lease_expires = None
