@@ -1,0 +1,99 @@
+"""One job's work (read → decode → steps → encode): outcomes are an output or a reason, never an exception."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from retouchd.pipeline import Task, run_task
+
+STEPS = [{"op": "upscale", "scale": 2, "model": "lanczos"}]
+
+
+def _task(tmp_path: Path, source: Path, **over: object) -> Task:
+    fields: dict[str, object] = {"rule": "r", "source": str(source), "steps": STEPS, "output": {},
+                                 "work_dir": str(tmp_path), "max_input_pixels": 4_000_000}
+    fields.update(over)
+    return Task(**fields)  # type: ignore[arg-type]
+
+
+def _seed_images() -> list[bytes]:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    out = []
+    for fmt, mode in (("PNG", "RGB"), ("JPEG", "RGB"), ("WEBP", "RGB"), ("TIFF", "RGB"), ("PNG", "RGBA"),
+                      ("PNG", "P"), ("GIF", "P")):
+        buf = io.BytesIO()
+        Image.fromarray(pixels).convert(mode).save(buf, fmt)
+        out.append(buf.getvalue())
+    return out
+
+
+SEEDS = _seed_images()
+
+
+def test_success_writes_a_hashed_temp_output(tmp_path: Path) -> None:
+    """A good file gives a fsync'd temp output whose recorded sha256 matches its bytes."""
+    source = tmp_path / "a.png"
+    source.write_bytes(SEEDS[0])
+    result = run_task(_task(tmp_path, source, sha256=hashlib.sha256(SEEDS[0]).hexdigest()))
+    assert result.ok and result.tmp_path and result.output_name == "a.png"
+    data = Path(result.tmp_path).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == result.output_sha256
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.size == (64, 48)
+    assert result.steps[0]["op"] == "upscale" and result.steps[0]["metrics"]["width"] == 64
+
+
+def test_changed_since_queued_is_transient(tmp_path: Path) -> None:
+    """Bytes that differ from the hash taken at queue time give a retryable error, not a failure."""
+    source = tmp_path / "a.png"
+    source.write_bytes(SEEDS[0])
+    result = run_task(_task(tmp_path, source, sha256="0" * 64))
+    assert not result.ok and not result.permanent and "changed" in (result.error or "")
+
+
+def test_missing_inbox_is_an_outage_not_a_deletion(tmp_path: Path) -> None:
+    """A file missing because its whole inbox is gone (unmounted) is retried; missing alone, it vanished."""
+    gone = tmp_path / "share" / "a.png"
+    result = run_task(_task(tmp_path, gone, inbox=str(tmp_path / "share")))
+    assert not result.ok and not result.permanent and "unavailable" in (result.error or "")
+    (tmp_path / "share").mkdir()
+    result = run_task(_task(tmp_path, gone, inbox=str(tmp_path / "share")))
+    assert not result.ok and result.permanent and result.vanished
+
+
+def test_symlink_source_is_refused(tmp_path: Path) -> None:
+    """A source that is a symlink is not read (O_NOFOLLOW)."""
+    target = tmp_path / "t.png"
+    target.write_bytes(SEEDS[0])
+    (tmp_path / "l.png").symlink_to(target)
+    result = run_task(_task(tmp_path, tmp_path / "l.png"))
+    assert not result.ok and result.permanent and "symlink" in (result.error or "")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.sampled_from(SEEDS), edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)),
+                                                    max_size=12),
+       cut=st.integers(0, 10_000))
+def test_fuzz_decode_step_encode(tmp_path: Path, seed: bytes, edits: list[tuple[int, int]], cut: int) -> None:
+    """Mutated and truncated real images give either an output or a failed result with a reason."""
+    data = bytearray(seed)
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    data = data[: max(1, len(data) - cut % len(data))] if cut % 3 == 0 else data
+    source = tmp_path / "f.img"
+    source.write_bytes(bytes(data))
+    result = run_task(_task(tmp_path, source))
+    if result.ok:
+        assert result.tmp_path and Path(result.tmp_path).stat().st_size > 0
+        Path(result.tmp_path).unlink()
+    else:
+        assert result.error and result.error_step in ("read", "decode", "upscale", "encode")
+        assert result.traceback_id is None, f"unexpected internal error: {result.error}"
