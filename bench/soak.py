@@ -1,0 +1,177 @@
+"""Soak: steady arrivals for N minutes with random faults injected; then count what came out.
+
+    python bench/soak.py [--minutes 30] [--rate 3] [--seed 1]
+
+Arrivals: small unique PNGs, plus ~5 % corrupt files and ~5 % re-drops of earlier content under a new name.
+Faults: a worker SIGKILLed about every 45 s, the daemon kill -9'd and restarted about every 4 min, and the
+SQLite write lock held by another process for 2 s about every 90 s. At the end arrivals stop, the daemon
+drains and is stopped with SIGTERM, and every file dropped is looked for in exactly one place.
+Prints a table, then one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+ENV = {"RETOUCHD_WATCH__SETTLE_TIME": "0.5", "RETOUCHD_WORKERS__RETRY_BACKOFF": "1",
+       "RETOUCHD_WORKERS__CPU_SLOTS": "2", "RETOUCHD_WORKERS__LEASE_SECONDS": "10",
+       "RETOUCHD_WORKERS__MAX_ATTEMPTS": "5", "RETOUCHD_LOG__FORMAT": "json", "RETOUCHD_LOG__LEVEL": "warning"}
+
+
+def rss_kib(pid: int) -> int:
+    total = 0
+    pids = [pid] + [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(int(p.name)) == pid]
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+class Daemon:
+    def __init__(self, root: Path, log: Path) -> None:
+        self.root, self.log = root, log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        fh = open(self.log, "ab")  # noqa: SIM115 - inherited by the child
+        self.proc = subprocess.Popen([sys.executable, "-m", "retouchd", "run", "--root", str(self.root)],
+                                     env={**os.environ, **ENV}, stdout=fh, stderr=subprocess.STDOUT)
+        fh.close()
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        self.restarts += 1
+        self.start()
+
+    def workers(self) -> list[int]:
+        assert self.proc is not None
+        return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(int(p.name)) == self.proc.pid]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--rate", type=float, default=3.0, help="files per second")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "root"
+        inbox = root / "inbox" / "upscale"
+        inbox.mkdir(parents=True)
+        daemon = Daemon(root, Path(tmp) / "daemon.log")
+        daemon.start()
+        dropped: dict[str, str] = {}  # name → kind (good, corrupt, dup)
+        good_bytes: list[bytes] = []
+        faults = {"worker_kills": 0, "daemon_kills": 0, "db_locks": 0}
+        peak_rss = 0
+        end = time.monotonic() + args.minutes * 60
+        next_worker_kill, next_daemon_kill, next_lock = (time.monotonic() + rng.uniform(20, 70),
+                                                        time.monotonic() + rng.uniform(120, 360),
+                                                        time.monotonic() + rng.uniform(45, 135))
+        n = 0
+        while time.monotonic() < end:
+            n += 1
+            name = f"s{n:06d}.png"
+            roll = rng.random()
+            tmp_file = Path(tmp) / name
+            if roll < 0.05:
+                tmp_file.write_bytes(os.urandom(rng.randint(0, 3000)))
+                dropped[name] = "corrupt"
+            elif roll < 0.10 and good_bytes:
+                tmp_file.write_bytes(rng.choice(good_bytes))
+                dropped[name] = "dup"
+            else:
+                image = Image.new("RGB", (64, 48), (n % 256, (n // 256) % 256, rng.randrange(256)))
+                image.save(tmp_file)
+                good_bytes.append(tmp_file.read_bytes())
+                dropped[name] = "good"
+            os.rename(tmp_file, inbox / name)
+            now = time.monotonic()
+            if now > next_worker_kill and daemon.workers():
+                os.kill(rng.choice(daemon.workers()), signal.SIGKILL)
+                faults["worker_kills"] += 1
+                next_worker_kill = now + rng.uniform(20, 70)
+            if now > next_daemon_kill:
+                daemon.kill9()
+                faults["daemon_kills"] += 1
+                next_daemon_kill = now + rng.uniform(120, 360)
+            if now > next_lock and (root / "state" / "retouchd.db").exists():
+                conn = sqlite3.connect(root / "state" / "retouchd.db", timeout=30, isolation_level=None)
+                conn.execute("BEGIN EXCLUSIVE")
+                time.sleep(2)
+                conn.execute("COMMIT")
+                conn.close()
+                faults["db_locks"] += 1
+                next_lock = now + rng.uniform(45, 135)
+            if daemon.proc is not None:
+                peak_rss = max(peak_rss, rss_kib(daemon.proc.pid))
+            time.sleep(rng.expovariate(args.rate))
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            conn = sqlite3.connect(root / "state" / "retouchd.db", timeout=30)
+            busy = conn.execute("SELECT count(*) FROM jobs WHERE state IN ('queued','running','done')").fetchone()[0]
+            conn.close()
+            if busy == 0 and not any(inbox.iterdir()):
+                break
+            time.sleep(1)
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGTERM)
+        code = daemon.proc.wait(120)
+        conn = sqlite3.connect(root / "state" / "retouchd.db")
+        jobs = conn.execute("SELECT rel_path, state, attempts FROM jobs").fetchall()
+        duplicates = conn.execute("SELECT count(*) FROM duplicates").fetchone()[0]
+        conn.close()
+        outputs = [p for p in (root / "outbox").rglob("*") if p.is_file()]
+        failed = [p for p in (root / "failed").rglob("*") if p.is_file() and not p.name.endswith(".error.json")]
+        archived = [p for p in (root / "archive").rglob("*") if p.is_file()]
+        left = [p for p in inbox.iterdir()]
+        found = {p.name for p in failed} | {p.name for p in archived} | {p.name for p in left}
+        lost = sorted(set(dropped) - found)
+        twice = [p.name for p in outputs if " (" in p.name]
+        good_jobs = [j for j in jobs if j[1] == "archived"]
+        result = {
+            "benchmark": "soak", "minutes": args.minutes, "files_in": len(dropped),
+            "good": sum(1 for k in dropped.values() if k == "good"),
+            "corrupt": sum(1 for k in dropped.values() if k == "corrupt"),
+            "redropped": sum(1 for k in dropped.values() if k == "dup"),
+            "files_out": len(outputs), "jobs_archived": len(good_jobs), "files_failed": len(failed),
+            "duplicates_archived": duplicates, "left_in_inbox": len(left), "lost": len(lost),
+            "processed_twice": len(twice), "max_attempts_seen": max((j[2] for j in jobs), default=0),
+            "peak_rss_mib": round(peak_rss / 1024, 1), "faults": faults, "exit_code": code,
+        }
+    print(f"{'in':>6} {'out':>6} {'failed':>6} {'dups':>5} {'lost':>5} {'twice':>6} {'peak RSS MiB':>13}")
+    print(f"{result['files_in']:>6} {result['files_out']:>6} {result['files_failed']:>6} "
+          f"{result['duplicates_archived']:>5} {result['lost']:>5} {result['processed_twice']:>6} "
+          f"{result['peak_rss_mib']:>13}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
