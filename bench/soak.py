@@ -71,10 +71,11 @@ class Daemon:
 
     def workers(self) -> list[int]:
         assert self.proc is not None
-        return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(int(p.name)) == self.proc.pid]
+        pid = self.proc.pid
+        return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(int(p.name)) == pid]
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0915 - one linear script: arrive, inject, drain, count
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--rate", type=float, default=3.0, help="files per second")

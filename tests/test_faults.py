@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli, db_rows, files_under, kill_hard, save_image, sha256, wait_for
 from PIL import Image
+
+from conftest import cli, db_rows, files_under, kill_hard, save_image, sha256, wait_for
 
 ONCE = {"RETOUCHD_WATCH__SETTLE_TIME": "0"}
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli
 from retouchd import steps as step_registry
 from retouchd.exceptions import RuleError
 from retouchd.rules import default_rule_file, load_rules
+
+from conftest import cli
 
 
 def _write(tmp_path: Path, text: str) -> Path:

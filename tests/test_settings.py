@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli
 from retouchd.exceptions import ConfigError
 from retouchd.settings import load_settings
+
+from conftest import cli
 
 
 def test_defaults_and_layout(tmp_path: Path) -> None:

@@ -111,13 +111,16 @@ def process(settings: Any, files: tuple[Path, ...], rule_name: str, out_dir: Pat
 
 
 @main.command()
+@click.option("--once", is_flag=True, help="Print one frame and exit (also what happens when not on a terminal).")
+@click.option("--interval", type=click.FloatRange(0.2, 3600), default=2.0, show_default=True,
+              help="Seconds between refreshes of the live view.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @common_options
-def status(settings: Any, as_json: bool) -> None:
-    """Queue by rule, jobs in flight, throughput and recent failures."""
-    from retouchd.commands.history import show_status
+def status(settings: Any, once: bool, interval: float, as_json: bool) -> None:
+    """Live view of the queue by rule, jobs in flight, throughput, devices and recent failures (q quits)."""
+    from retouchd.commands.status import show_status
 
-    show_status(settings, as_json=as_json)
+    show_status(settings, as_json=as_json, once=once, interval=interval)
 
 
 @main.command()
@@ -131,6 +134,35 @@ def history(settings: Any, only_failed: bool, since: str | None, limit: int, as_
     from retouchd.commands.history import show_history
 
     show_history(settings, only_failed=only_failed, since=since, limit=limit, as_json=as_json)
+
+
+@main.command()
+@click.option("--since", default="1d", show_default=True, help="Jobs finished within this period (30m, 12h, 1d, "
+              "2w), or 'all'.")
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path, dir_okay=False), default=Path("report.html"),
+              show_default=True, help="The HTML file to write.")
+@click.option("--rule", "rule_names", multiple=True, help="Only this rule (repeatable).")
+@click.option("--outcome", "outcomes", multiple=True, type=click.Choice(["done", "review", "failed"]),
+              help="Only this outcome (repeatable).")
+@click.option("--limit", type=click.IntRange(1), default=500, show_default=True, help="Newest jobs to include.")
+@click.option("--thumb-size", type=click.IntRange(64, 2048), default=360, show_default=True,
+              help="Longest side of each preview, in pixels.")
+@click.option("--external-images", is_flag=True, help="Write previews into OUTPUT_files/ beside the page "
+              "instead of embedding them.")
+@common_options
+def report(settings: Any, since: str, out: Path, rule_names: tuple[str, ...], outcomes: tuple[str, ...], limit: int,
+           thumb_size: int, external_images: bool) -> None:
+    """A before/after HTML gallery of finished jobs with their steps, timings and metrics; failures with reasons."""
+    from retouchd.commands.history import open_store_or_exit, parse_since
+    from retouchd.commands.report import write_report
+
+    period = None if since.strip().lower() == "all" else parse_since(since)
+    summary = write_report(settings, open_store_or_exit(settings), out, since=period,
+                           since_text=None if period is None else since, rules=list(rule_names),
+                           outcomes=list(outcomes), limit=limit, box=thumb_size, external=external_images)
+    click.echo(f"wrote {summary['path']}: {summary['jobs']} job(s) ({summary['done']} done, {summary['review']} "
+               f"review, {summary['failed']} failed), {summary['previews']} preview(s)"
+               + (f"; {summary['pending']} still queued or running" if summary["pending"] else ""))
 
 
 @main.command()

@@ -66,6 +66,8 @@ class Slot(threading.Thread):
         self.owner = pool.identity.owner(index)
         self.worker = Worker(device, pool.settings.log.format, pool.settings.log.level)
         self.current: Job | None = None
+        self.live: dict[str, Any] = {}
+        """What the running job last reported (step, tiles done / total); read by the status monitor."""
 
     def run(self) -> None:
         self.worker.start()
@@ -111,13 +113,14 @@ class Slot(threading.Thread):
         started = time.monotonic()
         settings = self.pool.settings
         lease = settings.workers.lease_seconds
-        state: dict[str, Any] = {"step": None, "progress": None}
+        state: dict[str, Any] = {"step": None, "progress": None, "done": None, "total": None}
+        self.live = state
 
         def on_message(message: tuple[Any, ...]) -> None:
             if message[0] == "step":
-                state["step"], state["progress"] = message[1], None
+                state.update(step=message[1], progress=None, done=None, total=None)
             elif message[0] == "progress":
-                state["progress"] = message[1] / max(1, message[2])
+                state.update(progress=message[1] / max(1, message[2]), done=message[1], total=message[2])
 
         def tick() -> None:
             try:
@@ -137,10 +140,12 @@ class Slot(threading.Thread):
         if result.ok:
             self.pool.committer.success(job, self.owner, result)
             bound.info("job done", seconds=round(time.monotonic() - started, 3), review=result.review)
-            self.pool.record_outcome("review" if result.review else "done")
+            outcome = "review" if result.review else "done"
         else:
-            outcome = self.pool.committer.failure(job, self.owner, result)
-            self.pool.record_outcome("retry" if outcome == JobState.QUEUED else "failed")
+            state_after = self.pool.committer.failure(job, self.owner, result)
+            outcome = "retry" if state_after == JobState.QUEUED else "failed"
+        self.pool.record_outcome(outcome)
+        self.pool.on_result(job, result, outcome)
 
 
 class Pool:
@@ -159,6 +164,8 @@ class Pool:
         self.outcomes: dict[str, int] = {}
         self._recover: list[tuple[int, str]] = []
         self.on_job_finished: Callable[[], None] = lambda: None
+        self.on_result: Callable[[Job, TaskResult, str], None] = lambda job, result, outcome: None
+        """Called as each attempt ends, with its outcome (done, review, retry, failed): metrics hook."""
 
     def rule_names(self) -> list[str]:
         return [rule.name for rule in self.rules.rules if rule.enabled]

@@ -5,6 +5,7 @@ This module only holds settings and the folder layout derived from them; nothing
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -106,6 +107,10 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     engines: dict[str, str] = Field(default_factory=dict)
     """Paths of user-supplied model files by engine name, e.g. lama = "/models/big-lama.pt"."""
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    """Serve Prometheus metrics at http://metrics_address:PORT/metrics; off when unset; 0 = any free port."""
+    metrics_address: str = "127.0.0.1"
+    """Interface the metrics endpoint listens on; 0.0.0.0 lets a Prometheus on another host scrape it."""
     notify_socket: str | None = Field(None, validation_alias="NOTIFY_SOCKET")
     watchdog_usec: int | None = Field(None, validation_alias="WATCHDOG_USEC")
     fault_point: str | None = None
@@ -116,6 +121,14 @@ class Settings(BaseSettings):
     def _octal(cls, value: Any) -> Any:
         if isinstance(value, str):
             return int(value, 8)
+        return value
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        value = value.strip().strip("[]")
+        if not re.fullmatch(r"[A-Za-z0-9.:%-]+", value):
+            raise ValueError("not an address; use an IP address such as 127.0.0.1, 0.0.0.0 or ::, or a host name")
         return value
 
     # Folder layout (SPEC §3): each may be set explicitly, else it lives under root.

@@ -1,4 +1,4 @@
-"""`retouchd status`, `history` and `retry`: read (and for retry, requeue) jobs in the database."""
+"""`retouchd history` and `retry`: read (and for retry, requeue) jobs in the database."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def parse_since(text: str) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
-def _store(settings: Settings) -> Store:
+def open_store_or_exit(settings: Settings) -> Store:
     try:
         return open_store(settings.db_url)
     except RetouchdError as exc:
@@ -45,66 +45,10 @@ def job_dict(job: Job) -> dict[str, Any]:
     }
 
 
-def status_data(store: Store) -> dict[str, Any]:
-    now = utcnow()
-    jobs = store.history(since=now - timedelta(days=1), limit=100_000)
-    by_rule: dict[str, dict[str, int]] = {}
-    with store.session() as s:
-        from sqlalchemy import func, select
-
-        for rule, state, n in s.execute(select(Job.rule, Job.state, func.count()).group_by(Job.rule, Job.state)):
-            by_rule.setdefault(rule, {})[state] = int(n)
-    finished = [j for j in jobs if j.finished_at is not None and j.state != JobState.FAILED]
-    recent = {m: sum(1 for j in finished if j.finished_at and j.finished_at >= now - timedelta(minutes=m))
-              for m in (5, 60)}
-    running = store.in_states([JobState.RUNNING])
-    failures = [j for j in jobs if j.state == JobState.FAILED][:10]
-    return {
-        "time": now,
-        "queue": by_rule,
-        "running": [
-            {"id": j.id, "rule": j.rule, "path": j.rel_path, "step": j.current_step, "progress": j.progress,
-             "device": j.device, "host": j.host, "attempt": j.attempts,
-             "seconds": (now - j.started_at).total_seconds() if j.started_at else None}
-            for j in running
-        ],
-        "throughput": {"last_5_min": recent[5], "last_hour": recent[60], "per_minute_5": recent[5] / 5},
-        "recent_failures": [{"id": j.id, "rule": j.rule, "path": j.rel_path, "error": j.error,
-                             "step": j.error_step, "at": j.finished_at} for j in failures],
-    }
-
-
-def show_status(settings: Settings, *, as_json: bool) -> None:
-    from retouchd.cli import print_json
-
-    data = status_data(_store(settings))
-    if as_json:
-        print_json(data)
-        return
-    states = [str(s) for s in JobState]
-    click.echo(f"{'rule':<20}" + "".join(f"{s:>10}" for s in states))
-    for rule, counts in sorted(data["queue"].items()):
-        click.echo(f"{rule:<20}" + "".join(f"{counts.get(s, 0):>10}" for s in states))
-    if not data["queue"]:
-        click.echo("(no jobs yet)")
-    click.echo(f"\nin flight: {len(data['running'])}")
-    for r in data["running"]:
-        progress = f" {r['progress'] * 100:.0f}%" if r["progress"] is not None else ""
-        click.echo(f"  #{r['id']} {r['rule']} {r['path']} step={r['step'] or '-'}{progress} on {r['device']}"
-                   f"@{r['host']} ({r['seconds'] or 0:.0f} s, attempt {r['attempt']})")
-    t = data["throughput"]
-    click.echo(f"\nthroughput: {t['last_5_min']} in the last 5 min ({t['per_minute_5']:.1f}/min), "
-               f"{t['last_hour']} in the last hour")
-    if data["recent_failures"]:
-        click.echo("\nrecent failures:")
-        for f in data["recent_failures"]:
-            click.echo(f"  #{f['id']} {f['rule']} {f['path']}: {f['error']}")
-
-
 def show_history(settings: Settings, *, only_failed: bool, since: str | None, limit: int, as_json: bool) -> None:
     from retouchd.cli import print_json
 
-    store = _store(settings)
+    store = open_store_or_exit(settings)
     cutoff = utcnow() - parse_since(since) if since else None
     jobs = store.history(since=cutoff, states=[JobState.FAILED] if only_failed else None, limit=limit)
     if as_json:
@@ -121,7 +65,7 @@ def show_history(settings: Settings, *, only_failed: bool, since: str | None, li
 
 
 def retry_jobs(settings: Settings, ids: list[int], *, all_failed: bool) -> int:
-    store = _store(settings)
+    store = open_store_or_exit(settings)
     jobs = store.in_states([JobState.FAILED]) if all_failed else [store.get(i) for i in ids]
     code = 0
     for job_id, job in zip(ids or [j.id for j in jobs if j], jobs, strict=False):

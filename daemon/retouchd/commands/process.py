@@ -1,9 +1,17 @@
-"""`retouchd process`: a rule's steps on given files, in this process; no watching, no archiving."""
+"""`retouchd process`: a rule's steps on given files, in this process; no watching, no archiving.
+
+On a terminal, progress bars (overall files, and the current file's step with its tiles) are drawn on
+stderr; otherwise each file gets one plain line.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -12,6 +20,70 @@ from retouchd.pipeline import Task, run_task
 from retouchd.pool import resolve_devices
 from retouchd.rules import Rule
 from retouchd.settings import Settings
+
+
+class _Plain:
+    """Progress for pipes and logs: one line per file."""
+
+    def start(self, path: Path) -> None:
+        """No line until the file is done."""
+
+    def step(self, name: str) -> None:
+        """Steps are not reported line by line."""
+
+    def tiles(self, done: int, total: int) -> None:
+        """Tiles are not reported line by line."""
+
+    def done(self, line: str, *, ok: bool) -> None:
+        click.echo(line, err=not ok)
+
+
+class _Bars(_Plain):
+    """rich progress bars on stderr: files done / total, and the current file's step and tiles."""
+
+    def __init__(self, progress: Any, total: int) -> None:
+        self.progress = progress
+        self.overall = progress.add_task("files", total=total)
+        self.current = progress.add_task("", total=None, visible=False)
+        self.name = ""
+
+    def start(self, path: Path) -> None:
+        self.name = path.name
+        self.progress.update(self.current, description=self.name, total=None, completed=0, visible=True)
+
+    def step(self, name: str) -> None:
+        self.progress.update(self.current, description=f"{self.name} · {name}", total=None, completed=0)
+
+    def tiles(self, done: int, total: int) -> None:
+        self.progress.update(self.current, total=total, completed=done)
+
+    def done(self, line: str, *, ok: bool) -> None:
+        super().done(line, ok=ok)  # rich prints redirected output above the bars
+        self.progress.advance(self.overall)
+        self.progress.update(self.current, visible=False)
+
+
+@contextmanager
+def _reporter(total: int, settings: Settings) -> Iterator[_Plain]:
+    if not sys.stderr.isatty():
+        yield _Plain()
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from retouchd.logging import configure_logging
+
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    # Result lines stay on stdout when stdout is a pipe; on the terminal they print above the bars.
+    with Progress(*columns, console=console, transient=True, redirect_stdout=sys.stdout.isatty()) as progress:
+        # Log lines go through rich's stand-in for stderr, so that they print above the bars, not across them.
+        configure_logging(settings.log.format, settings.log.level)
+        try:
+            yield _Bars(progress, total)
+        finally:
+            progress.stop()
+            configure_logging(settings.log.format, settings.log.level)
 
 
 def process_files(settings: Settings, rule: Rule, files: list[Path], out_dir: Path) -> int:
@@ -27,28 +99,30 @@ def process_files(settings: Settings, rule: Rule, files: list[Path], out_dir: Pa
                 cache[key] = load()  # type: ignore[operator]
             return cache[key]
 
-    for path in files:
-        if not path.is_file():
-            click.echo(f"FAILED {path}: not a file", err=True)
-            failures += 1
-            continue
-        sidecar = find_sidecar(path)
-        task = Task(
-            rule=rule.name, source=str(path), sidecar=str(sidecar) if sidecar else None,
-            steps=[options.model_dump() for options in rule.steps], output=rule.output.model_dump(),
-            work_dir=str(out_dir), device=device, allow_cpu_fallback=rule.cpu_fallback,
-            cpu_threads=settings.workers.cpu_threads, max_input_pixels=settings.limits.max_input_pixels,
-            max_dimension=settings.limits.max_dimension, max_file_bytes=settings.limits.max_file_bytes,
-            max_output_pixels=settings.limits.max_output_pixels, engines=dict(settings.engines),
-        )
-        result = run_task(task, models=_Cache())
-        if not result.ok or result.tmp_path is None or result.output_name is None:
-            click.echo(f"FAILED {path}: {result.error} (step {result.error_step})", err=True)
-            failures += 1
-            continue
-        target = out_dir / result.output_name
-        os.chmod(result.tmp_path, settings.file_mode)
-        os.replace(result.tmp_path, target)
-        seconds = sum(float(record["seconds"]) for record in result.steps)
-        click.echo(f"{path} → {target} ({seconds:.2f} s)")
+    with _reporter(len(files), settings) as report:
+        for path in files:
+            report.start(path)
+            if not path.is_file():
+                report.done(f"FAILED {path}: not a file", ok=False)
+                failures += 1
+                continue
+            sidecar = find_sidecar(path)
+            task = Task(
+                rule=rule.name, source=str(path), sidecar=str(sidecar) if sidecar else None,
+                steps=[options.model_dump() for options in rule.steps], output=rule.output.model_dump(),
+                work_dir=str(out_dir), device=device, allow_cpu_fallback=rule.cpu_fallback,
+                cpu_threads=settings.workers.cpu_threads, max_input_pixels=settings.limits.max_input_pixels,
+                max_dimension=settings.limits.max_dimension, max_file_bytes=settings.limits.max_file_bytes,
+                max_output_pixels=settings.limits.max_output_pixels, engines=dict(settings.engines),
+            )
+            result = run_task(task, models=_Cache(), progress=report.tiles, on_step=report.step)
+            if not result.ok or result.tmp_path is None or result.output_name is None:
+                report.done(f"FAILED {path}: {result.error} (step {result.error_step})", ok=False)
+                failures += 1
+                continue
+            target = out_dir / result.output_name
+            os.chmod(result.tmp_path, settings.file_mode)
+            os.replace(result.tmp_path, target)
+            seconds = sum(float(record["seconds"]) for record in result.steps)
+            report.done(f"{path} → {target} ({seconds:.2f} s)", ok=True)
     return failures

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 # New ops plug in here and nowhere else in the core.
 REGISTRY: dict[str, str] = {
     "upscale": "retouchd.steps.upscale:UpscaleStep",
+    "remove_objects": "retouchd.steps.remove_objects:RemoveObjectsStep",
 }
 
 
