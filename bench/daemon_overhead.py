@@ -50,11 +50,21 @@ def plain_loop(inbox: Path, outbox: Path, archive: Path) -> float:
     return time.perf_counter() - started
 
 
+RULES = """[[rule]]
+name = "upscale"
+inbox = "upscale"
+steps = [{ op = "upscale", scale = 2, model = "lanczos" }]
+"""
+
+
 def daemon_once(root: Path, slots: int) -> tuple[float, float]:
     env = {**os.environ, "RETOUCHD_WATCH__SETTLE_TIME": "0", "RETOUCHD_WORKERS__CPU_SLOTS": str(slots),
            "RETOUCHD_WORKERS__QUEUE_BOUND": "1000", "RETOUCHD_LOG__FORMAT": "json", "RETOUCHD_LOG__LEVEL": "info"}
+    rules = root / "rules.toml"
+    rules.write_text(RULES)
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "retouchd", "run", "--once", "--root", str(root)],
+    result = subprocess.run([sys.executable, "-m", "retouchd", "run", "--once", "--root", str(root),
+                             "--rules", str(rules)],
                             env=env, capture_output=True, text=True, check=True)
     wall = time.perf_counter() - started
     stamps = []

@@ -40,7 +40,11 @@ def main() -> None:
         env = {**os.environ, "RETOUCHD_WATCH__SETTLE_TIME": str(args.settle), "RETOUCHD_LOG__FORMAT": "json",
                "RETOUCHD_WATCH__MODE": "events"}
         log = open(work / "daemon.log", "wb")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen([sys.executable, "-m", "retouchd", "run", "--root", str(root)], env=env,
+        rules = work / "rules.toml"
+        rules.write_text('[[rule]]\nname = "upscale"\ninbox = "upscale"\n'
+                         'steps = [{ op = "upscale", scale = 2, model = "lanczos" }]\n')
+        proc = subprocess.Popen([sys.executable, "-m", "retouchd", "run", "--root", str(root), "--rules", str(rules)],
+                                env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
         inbox, outbox = root / "inbox" / "upscale", root / "outbox" / "upscale"
         deadline = time.monotonic() + 60

@@ -1,0 +1,101 @@
+"""SRMD / SRMDNF (Zhang, Zuo, Zhang, CVPR 2018): 12 plain 3×3 convolutions and a pixel shuffle.
+
+The network sees RGB in [0, 1] plus 15 constant channels (the PCA code of the degradation kernel) and, for
+SRMD with noise, one noise-level channel. Those channels are constant over the image, so `forward` folds
+them into the first convolution's bias and only convolves RGB: the same result away from the borders,
+3/18 of the first layer's work, and no 18-channel input tensor per tile. At the image border the folded
+form behaves as if the constant channels continued past the edge, as srmd-ncnn-vulkan's replicate
+pre-padding makes them do.
+
+State-dict layout: KAIR's `network_srmd.py` (`model.0.weight` … `model.22.bias`: convolutions at even
+indices of one Sequential), so user weights from that release load as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from retouchd.exceptions import ModelError
+from retouchd.models.ncnn import NcnnNet, conv_weight
+
+# The kernel code srmd-ncnn-vulkan feeds its bundled models (bicubic degradation, PCA-projected).
+DEGRADATION_CODE = (
+    -1.12360956e-08, -1.36899159e-08, 1.85637958e-02, 2.86066886e-08, 3.35292965e-02,
+    8.37272935e-08, -2.54424009e-07, -3.16234976e-02, -1.35169253e-02, -1.10466090e-08,
+    3.84753793e-02, 3.79465739e-08, -2.44916752e-01, -8.02213490e-01, -5.40549755e-01,
+)
+CONVS = 12
+RECEPTIVE_RADIUS = CONVS
+"""Each 3×3 convolution sees one more pixel: a tile pad this wide makes tiling exact."""
+BYTES_PER_PIXEL = 3 * 128 * 4
+"""fp32 activation bytes per input pixel: about three 128-channel maps are alive at once."""
+
+
+class SRMD(nn.Module):
+    """SRMD with the constant channels folded in: forward(B×3×H×W in [0, 1]) → B×3×sH×sW."""
+
+    def __init__(self, scale: int, in_channels: int = 18, features: int = 128, noise_level: float = 0.0):
+        super().__init__()
+        if in_channels not in (18, 19):
+            raise ModelError(f"SRMD takes 18 (no noise) or 19 input channels, not {in_channels}")
+        self.scale = scale
+        self.noise_level = noise_level
+        layers: list[nn.Module] = []
+        for index in range(CONVS):
+            last = index == CONVS - 1
+            layers.append(
+                nn.Conv2d(
+                    in_channels if index == 0 else features,
+                    3 * scale * scale if last else features,
+                    3,
+                    padding=1,
+                )
+            )
+            layers.append(nn.PixelShuffle(scale) if last else nn.ReLU(inplace=True))
+        self.model = nn.Sequential(*layers)
+        self.code = DEGRADATION_CODE + ((noise_level / 255.0,) if in_channels == 19 else ())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        head = self.model[0]
+        assert isinstance(head, nn.Conv2d) and head.bias is not None
+        code = torch.tensor(self.code, dtype=head.weight.dtype, device=head.weight.device)
+        bias = head.bias + torch.einsum("oikl,i->o", head.weight[:, 3:], code)
+        x = F.relu(F.conv2d(x, head.weight[:, :3].contiguous(), bias, padding=1), inplace=True)
+        for layer in list(self.model)[2:]:
+            x = layer(x)
+        return x
+
+
+def from_state_dict(state: Mapping[str, torch.Tensor]) -> SRMD:
+    """Build from KAIR's key layout; ModelError if the keys or shapes do not fit."""
+    try:
+        first = state["model.0.weight"]
+        last = state[f"model.{2 * (CONVS - 1)}.weight"]
+    except KeyError as exc:
+        raise ModelError(f"not an SRMD state dict: key {exc} missing") from exc
+    scale = round((last.shape[0] / 3) ** 0.5)
+    if 3 * scale * scale != last.shape[0]:
+        raise ModelError(f"SRMD last layer has {last.shape[0]} outputs, not 3·scale²")
+    with torch.device("meta"):  # no random init: every parameter is assigned from `state`
+        net = SRMD(scale, in_channels=int(first.shape[1]), features=int(first.shape[0]))
+    try:
+        net.load_state_dict(dict(state), strict=True, assign=True)
+    except RuntimeError as exc:
+        raise ModelError(f"SRMD weights do not fit the architecture: {exc}") from exc
+    return net.eval()
+
+
+def state_dict_from_ncnn(net: NcnnNet) -> dict[str, torch.Tensor]:
+    """The ncnn model's weights under KAIR's key names."""
+    convs = net.of_type("Convolution")
+    if len(convs) != CONVS:
+        raise ModelError(f"an SRMD model has {CONVS} convolutions, this one has {len(convs)}")
+    state: dict[str, torch.Tensor] = {}
+    for index, layer in enumerate(convs):
+        state[f"model.{2 * index}.weight"] = torch.from_numpy(conv_weight(layer))
+        state[f"model.{2 * index}.bias"] = torch.from_numpy(layer.blobs["bias"])
+    return state
