@@ -164,3 +164,4 @@ def daemon(root: Path) -> Iterator[Callable[..., DaemonProcess]]:
 def kill_hard(proc: DaemonProcess) -> None:
     os.kill(proc.proc.pid, signal.SIGKILL)
     proc.proc.wait(10)
+    proc._log_fh.close()

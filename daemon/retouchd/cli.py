@@ -47,6 +47,9 @@ def common_options(func: F) -> F:
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
         configure_logging(settings.log.format, settings.log.level)
+        from retouchd.store.schema import set_path_map
+
+        set_path_map(settings.path_map)
         return func(*args, settings=settings, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -199,6 +202,22 @@ def rules_check(settings: Any, args: tuple[Path, ...]) -> None:
 
 def _under_inbox(settings: Any, path: Path) -> bool:
     return settings.inbox in path.absolute().parents
+
+
+@main.command()
+@click.option("--user", "user_name", help="Check folders for this user [the service user 'retouchd' when run as "
+              "root and it exists, else you].")
+@click.option("--no-models", is_flag=True, help="Skip loading and running the models (faster).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@common_options
+def doctor(settings: Any, user_name: str | None, no_models: bool, as_json: bool) -> None:
+    """Check folders, permissions, mounts and watch modes, the database, devices and models; print fixes.
+
+    Exit 1 if any check fails.
+    """
+    from retouchd.commands.doctor import doctor as run_doctor
+
+    sys.exit(run_doctor(settings, user_name=user_name, models=not no_models, as_json=as_json))
 
 
 @main.group()

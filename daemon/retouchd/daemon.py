@@ -15,6 +15,7 @@ from types import FrameType
 import structlog
 from sqlalchemy.exc import DBAPIError
 
+from retouchd import __version__
 from retouchd.archive import Committer, lease_dead
 from retouchd.exceptions import ConfigError, RetouchdError
 from retouchd.fsops import ensure_dir
@@ -26,11 +27,12 @@ from retouchd.rules import RuleFolders, RuleSet, folders_for, load_rules
 from retouchd.settings import Settings
 from retouchd.settle import IgnoreMatcher, SettleTracker
 from retouchd.steps import build_step
-from retouchd.store import JobState, Store, open_store, utcnow
+from retouchd.store import JobState, Store, open_store, set_path_map, utcnow
 from retouchd.watcher import Watcher
 
 log = structlog.get_logger("retouchd.daemon")
 TICK = 0.1
+HOST_HEARTBEAT = 5.0
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -56,14 +58,14 @@ class Daemon:
     def __init__(self, settings: Settings, rules: RuleSet, *, once: bool = False) -> None:
         self.settings, self.rules, self.once = settings, rules, once
         self.should_exit = self.force_exit = self.reload_requested = False
-        self.identity = Identity()
+        self.identity = Identity(host=settings.host_id)
         self.notifier = Notifier(settings.notify_socket)
         self.tracker = SettleTracker(settings.watch.settle_time)
         self.ignore = IgnoreMatcher(settings.watch.ignore)
         self.store: Store | None = None
         self.pool: Pool | None = None
         self.watcher: Watcher | None = None
-        self._last_status = self._last_watchdog = self._last_sweep = 0.0
+        self._last_status = self._last_watchdog = self._last_sweep = self._last_host = 0.0
         self._scanned_once = False
         self.monitor = Monitor(self)
 
@@ -135,6 +137,7 @@ class Daemon:
         settings = self.settings
         ensure_dir(settings.inbox)
         ensure_dir(settings.work)
+        set_path_map(settings.path_map)
         self.store = open_store(settings.db_url)
         self._wire(self.rules)
         self.recover(startup=True)
@@ -143,6 +146,7 @@ class Daemon:
         devices = slot_devices(settings)
         self.pool = Pool(settings, self.rules, self.store, self.committer, self.identity, devices)
         self.pool.on_result = self.monitor.on_result
+        self.store.register_host(self.identity.key, self.identity.host, self.identity.pid, __version__, devices)
         self.pool.start()
         self.monitor.start()
         assert self.watcher is not None
@@ -159,7 +163,8 @@ class Daemon:
             if job.rule not in self.folders:
                 continue
             try:
-                outcome = self.committer.recover_running(job, refund=True)
+                # Our own crash is not the file's fault; another host's death counts the attempt.
+                outcome = self.committer.recover_running(job, refund=job.host == self.identity.host)
             except OSError as exc:
                 log.warning("recovery failed; will try again", job_id=job.id, error=str(exc))
                 continue
@@ -167,9 +172,10 @@ class Daemon:
         # Output published but original not archived: a crash, or an archive error (disk full) to retry.
         # Outside start-up only jobs left alone for a lease period, so as not to race a slot that is
         # archiving right now.
-        settled = utcnow() - timedelta(seconds=0 if startup else self.settings.workers.lease_seconds)
+        settled = utcnow() - timedelta(seconds=self.settings.workers.lease_seconds)
         for job in self.store.in_states([JobState.DONE, JobState.REVIEW]):
-            if job.rule not in self.folders or job.updated_at > settled:
+            ours_at_startup = startup and job.host == self.identity.host
+            if job.rule not in self.folders or (job.updated_at > settled and not ours_at_startup):
                 continue
             try:
                 self.committer.archive(job.id)
@@ -180,7 +186,7 @@ class Daemon:
                 log.warning("archiving failed; will try again", job_id=job.id, rule=job.rule, error=str(exc))
 
     def _clean_work(self) -> None:
-        for leftover in self.settings.work.glob("*.tmp"):
+        for leftover in self.settings.work.glob(f"{self.identity.host}-*.tmp"):
             with contextlib.suppress(OSError):
                 leftover.unlink()
 
@@ -257,6 +263,10 @@ class Daemon:
         if usec and now - self._last_watchdog > usec / 2e6:
             self._last_watchdog = now
             self.notifier.send(watchdog=1)
+        if now - self._last_host > HOST_HEARTBEAT:
+            self._last_host = now
+            assert self.store is not None
+            self.store.touch_host(self.identity.key)
         if self.notifier.enabled and now - self._last_status > 5:
             self._last_status = now
             done = sum(self.pool.outcomes.values())
@@ -291,6 +301,9 @@ class Daemon:
             if cut:
                 log.info("requeued jobs cut short by shutdown", jobs=[job.id for job in cut])
             self.recover(startup=False)
+        if self.store is not None:
+            with contextlib.suppress(DBAPIError):
+                self.store.touch_host(self.identity.key, stopped=True)
         self.monitor.stop()
         log.info("retouchd stopped")
 

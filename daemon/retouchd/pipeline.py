@@ -49,6 +49,7 @@ class Task:
     max_output_pixels: int = 400_000_000
     engines: dict[str, str] = field(default_factory=dict)
     fault_point: str | None = None
+    tmp_prefix: str = ""
     inbox: str | None = None
     """The rule's inbox root: a missing file in a missing inbox is an outage, not a deletion."""
 
@@ -163,7 +164,7 @@ def run_task(task: Task, *, models: ModelCache | None = None, progress: Progress
         current = "encode"
         spec = OutputSpec.model_validate(task.output)
         name = output_name(Path(task.source).name, decoded.info, spec)
-        tmp = Path(task.work_dir) / f"{task.job_id or 'x'}-{uuid.uuid4().hex[:12]}.tmp"
+        tmp = Path(task.work_dir) / f"{task.tmp_prefix}{task.job_id or 'x'}-{uuid.uuid4().hex[:12]}.tmp"
         with open(tmp, "wb") as fh:
             writer = _HashingWriter(fh)
             encode(frame, decoded.info, spec, writer)

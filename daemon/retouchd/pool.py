@@ -55,8 +55,12 @@ class Identity:
     pid: int = field(default_factory=os.getpid)
     instance: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
+    @property
+    def key(self) -> str:
+        return f"{self.host}:{self.pid}:{self.instance}"
+
     def owner(self, slot: int) -> str:
-        return f"{self.host}:{self.pid}:{self.instance}:{slot}"
+        return f"{self.key}:{slot}"
 
 
 class Slot(threading.Thread):
@@ -105,6 +109,7 @@ class Slot(threading.Thread):
             max_dimension=settings.limits.max_dimension, max_file_bytes=settings.limits.max_file_bytes,
             max_output_pixels=settings.limits.max_output_pixels, engines=dict(settings.engines),
             fault_point=settings.fault_point, inbox=str(self.pool.committer.folders[job.rule].inbox),
+            tmp_prefix=f"{self.pool.identity.host}-",
         )
 
     def execute(self, job: Job) -> None:

@@ -6,6 +6,7 @@ This module only holds settings and the folder layout derived from them; nothing
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
@@ -99,6 +100,12 @@ class Settings(BaseSettings):
     review_dir: Path | None = None
     state_dir: Path | None = None
     database_url: str | None = None
+    host_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128,
+                         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    """This daemon's name in the shared database (several hosts, or several daemons on one host)."""
+    path_map: dict[str, str] = Field(default_factory=dict)
+    """Canonical path prefix → this host's mount point, e.g. {"/shares/photos" = "/mnt/nas/photos"}:
+    paths are stored canonical, so hosts that mount a share in different places agree."""
     rule_files: list[Path] = Field(default_factory=list)
     file_mode: int = Field(0o644, ge=0, le=0o777)
     watch: WatchSettings = WatchSettings()

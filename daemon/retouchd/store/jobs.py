@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from retouchd.exceptions import StoreError
-from retouchd.store.schema import Duplicate, Job
+from retouchd.store.schema import Duplicate, Host, Job
 from retouchd.store.states import JobState, transition, utcnow
 
 
@@ -208,3 +208,25 @@ class Store:
     def duplicates_of(self, job_id: int) -> list[Duplicate]:
         with self.session() as s:
             return list(s.scalars(select(Duplicate).where(Duplicate.job_id == job_id)).all())
+
+    # -- hosts -------------------------------------------------------------------------------------------
+    def register_host(self, host_key: str, host: str, pid: int, version: str, slots: list[str]) -> None:
+        now = utcnow()
+        with self.session() as s:
+            s.merge(Host(id=host_key, host=host, pid=pid, version=version, slots=slots, started_at=now,
+                         seen_at=now, stopped_at=None))
+
+    def touch_host(self, host_key: str, *, stopped: bool = False) -> None:
+        with self.session() as s:
+            row = s.get(Host, host_key)
+            if row is not None:
+                row.seen_at = utcnow()
+                if stopped:
+                    row.stopped_at = row.seen_at
+
+    def hosts(self, *, seen_within: float) -> list[Host]:
+        """Daemons that reported within `seen_within` seconds and have not stopped."""
+        since = utcnow() - timedelta(seconds=seen_within)
+        with self.session() as s:
+            query = select(Host).where(Host.seen_at >= since, Host.stopped_at.is_(None)).order_by(Host.id)
+            return list(s.scalars(query).all())

@@ -51,6 +51,22 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 _B64 = "\uf8ffb64:"
+_PATH_MAP: list[tuple[str, str]] = []
+"""(canonical prefix, local prefix) pairs: hosts that mount a share at different places agree in the DB."""
+
+
+def set_path_map(mapping: dict[str, str]) -> None:
+    """Install this host's path map (canonical → local); longest prefixes first."""
+    _PATH_MAP[:] = sorted(((c.rstrip("/"), loc.rstrip("/")) for c, loc in mapping.items()),
+                          key=lambda pair: -len(pair[1]))
+
+
+def _swap(value: str, to_canonical: bool) -> str:
+    for canonical, local in _PATH_MAP:
+        src, dst = (local, canonical) if to_canonical else (canonical, local)
+        if value == src or value.startswith(src + "/"):
+            return dst + value[len(src):]
+    return value
 """Marks a path stored as base64: names that are not valid UTF-8 (or that start with the marker)."""
 
 
@@ -63,7 +79,7 @@ class FsPath(TypeDecorator[str]):
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        raw = os.fsencode(value)
+        raw = os.fsencode(_swap(value, to_canonical=True))
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -73,9 +89,11 @@ class FsPath(TypeDecorator[str]):
         return text
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
-        if value is None or not value.startswith(_B64):
-            return value
-        return os.fsdecode(base64.b64decode(value[len(_B64):]))
+        if value is None:
+            return None
+        if value.startswith(_B64):
+            value = os.fsdecode(base64.b64decode(value[len(_B64):]))
+        return _swap(value, to_canonical=False)
 
 
 class Base(DeclarativeBase):
@@ -136,3 +154,20 @@ class Duplicate(Base):
     source_path: Mapped[str] = mapped_column(FsPath)
     archive_path: Mapped[str] = mapped_column(FsPath)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Host(Base):
+    """A running daemon: what `retouchd status` shows for every host sharing the database."""
+
+    __tablename__ = "hosts"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    """host_id:pid:instance — one row per daemon run."""
+    host: Mapped[str] = mapped_column(String(255), index=True)
+    pid: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(32))
+    slots: Mapped[list[str]] = mapped_column(JSON)
+    """The device of each slot, e.g. ["cuda:0", "cuda:0", "cpu"]."""
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
