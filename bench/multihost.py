@@ -1,0 +1,123 @@
+"""Several daemons, one PostgreSQL database: throughput with 1, 2 and 3 daemon processes on one root
+(lanczos ×2, N small files) and the claim latency (SELECT … FOR UPDATE SKIP LOCKED + lease update).
+
+    python bench/multihost.py [--files 1000] [--server postgresql://postgres@127.0.0.1:5432/test]
+
+Prints a table, then one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from PIL import Image
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from retouchd.store import open_store
+
+RULES = '[[rule]]\nname = "upscale"\ninbox = "upscale"\nsteps = [{ op = "upscale", scale = 2, model = "lanczos" }]\n'
+
+
+def _db(server: str) -> tuple[str, object]:
+    base = make_url(server).set(drivername="postgresql+psycopg")
+    name = f"retouchd_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    return base.set(database=name).render_as_string(hide_password=False), admin
+
+
+def _drop(admin: object, url: str) -> None:
+    with admin.connect() as conn:  # type: ignore[attr-defined]
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+
+
+def throughput(server: str, files: int, daemons: int) -> float:
+    url, admin = _db(server)
+    try:
+        open_store(url).engine.dispose()
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp) / "root"
+            inbox = root / "inbox" / "upscale"
+            inbox.mkdir(parents=True)
+            (Path(tmp) / "rules.toml").write_text(RULES)
+            env = {**os.environ, "RETOUCHD_DATABASE_URL": url, "RETOUCHD_WATCH__SETTLE_TIME": "0",
+                   "RETOUCHD_LOG__LEVEL": "warning", "RETOUCHD_WATCH__MODE": "poll",
+                   "RETOUCHD_WATCH__POLL_INTERVAL": "0.5"}
+            procs = [subprocess.Popen([sys.executable, "-m", "retouchd", "run", "--root", str(root), "--rules",
+                                       str(Path(tmp) / "rules.toml")], env={**env, "RETOUCHD_HOST_ID": f"h{n}"},
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for n in range(daemons)]
+            time.sleep(4)  # start-up (imports, worker spawn) is not throughput
+            staging = Path(tmp) / "staging"
+            staging.mkdir()
+            for i in range(files):
+                Image.new("RGB", (64, 48), (i % 256, i // 256, 7)).save(staging / f"f{i:04d}.png")
+            started = time.perf_counter()
+            for path in staging.iterdir():
+                os.rename(path, inbox / path.name)
+            engine = create_engine(url)
+            while True:
+                with engine.connect() as conn:
+                    done = conn.execute(text("SELECT count(*) FROM jobs WHERE state = 'archived'")).scalar()
+                if done == files:
+                    break
+                time.sleep(0.2)
+            elapsed = time.perf_counter() - started
+            engine.dispose()
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
+                p.wait(60)
+            return files / elapsed
+    finally:
+        _drop(admin, url)
+
+
+def claim_latency(server: str, n: int = 500) -> dict[str, float]:
+    url, admin = _db(server)
+    try:
+        store = open_store(url)
+        for i in range(n):
+            store.enqueue(rule="r", content_key=f"k{i}", sha256=f"k{i}", source_path=f"/x/{i}", rel_path=str(i),
+                          sidecar_path=None, size=1, mtime=0.0, max_attempts=3)
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            store.claim("bench:1:x:0", "bench", "cpu", 60, ["r"])
+            times.append((time.perf_counter() - t) * 1000)
+        store.engine.dispose()
+        return {"median_ms": round(statistics.median(times), 3),
+                "p95_ms": round(statistics.quantiles(times, n=20)[18], 3)}
+    finally:
+        _drop(admin, url)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--server", default=os.environ.get("RETOUCHD_TEST_POSTGRES_URL",
+                                                           "postgresql://postgres@127.0.0.1:5432/test"))
+    args = parser.parse_args()
+    rows = [{"daemons": d, "files_per_s": round(throughput(args.server, args.files, d), 1)} for d in (1, 2, 3)]
+    latency = claim_latency(args.server)
+    print(f"{args.files} PNGs 64×48, lanczos ×2, one root, one PostgreSQL database")
+    print(f"{'daemons':>7} {'files/s':>8}")
+    for r in rows:
+        print(f"{r['daemons']:>7} {r['files_per_s']:>8}")
+    print(f"claim latency: median {latency['median_ms']} ms, p95 {latency['p95_ms']} ms")
+    print(json.dumps({"benchmark": "multihost", "files": args.files, "runs": rows, "claim": latency}))
+
+
+if __name__ == "__main__":
+    main()
