@@ -35,10 +35,13 @@ def is_sidecar(name: str) -> bool:
 
 
 def find_sidecar(image: Path) -> Path | None:
-    """The sidecar mask beside `image`, if there is one; `.mask.png` wins over `_mask.png`."""
+    """The sidecar mask beside `image`, if there is one; `.mask.png` wins over `_mask.png`.
+
+    A symbolic link is never a sidecar: it could lead outside the inbox.
+    """
     for suffix in SIDECAR_SUFFIXES:
         for candidate in (image.with_name(image.stem + suffix), image.with_name(image.stem + suffix.upper())):
-            if candidate != image and candidate.is_file():
+            if candidate != image and candidate.is_file() and not candidate.is_symlink():
                 return candidate
     return None
 

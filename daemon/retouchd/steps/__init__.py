@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "upscale": "retouchd.steps.upscale:UpscaleStep",
     "remove_objects": "retouchd.steps.remove_objects:RemoveObjectsStep",
+    "remove_text": "retouchd.steps.remove_text:RemoveTextStep",
 }
 
 

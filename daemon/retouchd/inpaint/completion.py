@@ -1,0 +1,136 @@
+"""Coarse-to-fine exemplar completion of one crop, and the full-size refinement of a reduced-scale solve.
+
+The pyramid halves the crop until the hole is thinner than a patch. The coarsest level starts from a
+smooth fill and a random field; every finer level starts by copying full-resolution patches along the
+enlarged coarser field, then alternates search and vote (`patchmatch.Level`). Two texture channels
+(local mean absolute gradient, after Newson et al. 2014) travel with the colour, so smooth patches do
+not win over textured ones just because the first estimate of the hole is smooth.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from retouchd.inpaint.patchmatch import Field, Level, Params
+
+
+def push_pull(feat: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Smooth membrane fill of unknown pixels from a pyramid of masked averages."""
+    if bool(known.all()):
+        return feat
+    if not bool(known.any()):
+        return torch.full_like(feat, 128.0)
+    k = known[None, None].float()
+    num = F.avg_pool2d(feat[None] * k, 2, ceil_mode=True)
+    den = F.avg_pool2d(k, 2, ceil_mode=True)
+    coarse = push_pull((num / den.clamp_min(1e-8))[0], den[0, 0] > 0)
+    up = F.interpolate(coarse[None], size=feat.shape[1:], mode="bilinear", align_corners=False)[0]
+    return torch.where(known[None], feat, up)
+
+
+def downsample(feat: torch.Tensor, hole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Half size; averages only known pixels, so nothing of the hole reaches a coarse known pixel."""
+    k = (~hole)[None, None].float()
+    num = F.avg_pool2d(feat[None] * k, 2, ceil_mode=True)
+    den = F.avg_pool2d(k, 2, ceil_mode=True)
+    coarse_hole = den[0, 0] < 0.5
+    return (num / den.clamp_min(1e-8))[0] * (~coarse_hole)[None], coarse_hole
+
+
+def texture_features(rgb: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+    """Local mean absolute gradients (2 channels); the hole gets a smooth guess that voting replaces."""
+    gray = push_pull(rgb, ~hole).mean(0, keepdim=True)
+    gx = F.pad((gray[:, :, 1:] - gray[:, :, :-1]).abs(), (0, 1, 0, 0), mode="replicate")
+    gy = F.pad((gray[:, 1:, :] - gray[:, :-1, :]).abs(), (0, 0, 0, 1), mode="replicate")
+    return F.avg_pool2d(torch.cat([gx, gy])[None], 5, stride=1, padding=2, count_include_pad=False)[0]
+
+
+def pyramid(feat: torch.Tensor, hole: torch.Tensor, params: Params) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Levels from fine to coarse, down to where the hole is thinner than a patch."""
+    r = params.patch // 2
+    levels = [(feat, hole)]
+    while True:
+        f, h = levels[-1]
+        if min(h.shape) < 2 * params.min_side:
+            break
+        eroded = -F.max_pool2d(-h[None, None].float(), params.patch, stride=1, padding=r)
+        if not bool((eroded > 0).any()):
+            break
+        cf, ch = downsample(f, h)
+        known = F.max_pool2d(ch[None, None].float(), params.patch, stride=1, padding=r)[0, 0] == 0
+        if int(known.sum()) < max(64, int(ch.sum())):
+            break
+        levels.append((cf, ch))
+    return levels
+
+
+def scaled_guess(coarse: Field, level: Level) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source guesses for `level` from a coarser field: each target takes its coarse pixel's offset, scaled."""
+    ch, cw = coarse.shape
+    fy, fx = ch / level.h, cw / level.w
+    grid_y = torch.full(coarse.shape, -1, dtype=torch.long, device=level.ty.device)
+    grid_x = torch.full_like(grid_y, -1)
+    grid_y[coarse.ty, coarse.tx] = coarse.sy
+    grid_x[coarse.ty, coarse.tx] = coarse.sx
+    cy = ((level.ty.float() + 0.5) * fy).long().clamp(0, ch - 1)
+    cx = ((level.tx.float() + 0.5) * fx).long().clamp(0, cw - 1)
+    gy, gx = grid_y[cy, cx], grid_x[cy, cx]
+    has = gy >= 0
+    sy = torch.where(has, level.ty + ((gy - cy).float() / fy).round().long(), level.ty)
+    sx = torch.where(has, level.tx + ((gx - cx).float() / fx).round().long(), level.tx)
+    return sy, sx
+
+
+def complete(rgb: torch.Tensor, hole: torch.Tensor, params: Params) -> tuple[torch.Tensor, Field | None]:
+    """Fill `hole` (H×W bool) of `rgb` (3×H×W float, 0–255); returns the image and the finest field.
+
+    The field is None when the crop has no fully known patch to copy from; the hole then gets a smooth fill.
+    """
+    device = rgb.device
+    gen = torch.Generator(device=device).manual_seed(params.seed)
+    feat = torch.cat([rgb, params.texture_weight * texture_features(rgb, hole)])
+    levels = pyramid(feat, hole, params)
+    result: torch.Tensor | None = None
+    previous: Field | None = None
+    for depth in range(len(levels) - 1, -1, -1):
+        f, h = levels[depth]
+        if result is None:
+            f = push_pull(f, ~h)
+        else:
+            up = F.interpolate(result[None], size=h.shape, mode="bilinear", align_corners=False)[0]
+            f = torch.where(h[None], up, f)
+        level = Level(f, h, params)
+        if not level.searchable:
+            result, previous = level.unpadded(), None
+            continue
+        level.prepare_search()
+        if previous is None:
+            level.set_field(
+                (torch.rand(len(level.ty), generator=gen, device=device) * level.h).long(),
+                (torch.rand(len(level.ty), generator=gen, device=device) * level.w).long(),
+            )
+        else:
+            # Copy full-resolution patches along the coarse field first: a sharp start, not a blurred one.
+            level.set_field(*scaled_guess(previous, level))
+            level.vote()
+        rounds = round(params.fine_em + (params.coarse_em - params.fine_em) * depth / max(1, len(levels) - 1))
+        for i in range(rounds):
+            level.search(params.pm_iters + (2 if previous is None and i == 0 else 0), gen)
+            level.vote()
+        result, previous = level.unpadded(), level.field()
+    assert result is not None
+    return result[:3], previous
+
+
+def vote_upscaled(rgb: torch.Tensor, hole: torch.Tensor, coarse: Field, params: Params) -> torch.Tensor:
+    """Refine a reduced-scale solution: enlarge its field to full size and vote full-size patches.
+
+    No search runs at full size, so the cost is a few passes over the hole and memory a few crop-sized arrays.
+    """
+    level = Level(rgb, hole, params)
+    if not level.searchable:
+        return level.unpadded()
+    level.sy, level.sx = level.snap(*scaled_guess(coarse, level))
+    level.vote()
+    return level.unpadded()

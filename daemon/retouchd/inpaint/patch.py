@@ -1,0 +1,77 @@
+"""`patch`, the default engine: exemplar completion that copies texture from the crop; needs no weights."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from retouchd.inpaint.base import InpaintEngine, downscale
+from retouchd.inpaint.completion import complete, vote_upscaled
+from retouchd.inpaint.patchmatch import Field, Params
+from retouchd.typing import Mask, RGBImage
+
+
+class PatchEngine(InpaintEngine):
+    """Multi-scale PatchMatch completion (see `completion` and `patchmatch`); runs on the job's torch device."""
+
+    name: ClassVar[str] = "patch"
+    min_margin: ClassVar[int] = 48
+    max_margin: ClassVar[int] = 256
+    margin_factor: ClassVar[float] = 1.0
+    max_solve_pixels: ClassVar[int | None] = 1_000_000
+    # Time grows with the hole; bigger holes are solved smaller and copied back at full size.
+    max_hole_pixels: ClassVar[int | None] = 40_000
+    # Known pixels leave the solver untouched, so there is no seam to blend.
+    feather: ClassVar[int] = 0
+    params: ClassVar[Params] = Params()
+
+    def solve(self, rgb: RGBImage, hole: Mask) -> RGBImage:
+        device = self.torch_device()
+        with _cpu_single_thread(device), torch.inference_mode():
+            filled, _ = complete(_to_tensor(rgb, device), torch.from_numpy(hole).to(device), self.params)
+            return _merge(rgb, hole, filled)
+
+    def solve_scaled(self, rgb: RGBImage, hole: Mask, scale: float) -> RGBImage:
+        """Solve a shrunk crop, then copy full-size patches along the enlarged field: sharp, bounded memory."""
+        device = self.torch_device()
+        small, small_hole = downscale(rgb, hole, scale)
+        field: Field | None
+        with _cpu_single_thread(device), torch.inference_mode():
+            _, field = complete(_to_tensor(small, device), torch.from_numpy(small_hole).to(device), self.params)
+            if field is not None:
+                full_hole = torch.from_numpy(hole).to(device)
+                filled = vote_upscaled(_to_tensor(rgb, device), full_hole, field, self.params)
+                return _merge(rgb, hole, filled)
+        return super().solve_scaled(rgb, hole, scale)
+
+
+@contextmanager
+def _cpu_single_thread(device: torch.device) -> Iterator[None]:
+    """Run on one CPU thread, then restore the worker's setting.
+
+    The solver is thousands of gathers of a few MB each; extra intra-op threads barely help them, and on
+    a busy machine they wait on each other: 768×512 with a 5 % hole took 1.9 s of CPU on one thread and
+    9–14 s on two (bench/inpaint_quality.py, 2 shared cores).
+    """
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _to_tensor(rgb: RGBImage, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1).float()
+
+
+def _merge(rgb: RGBImage, hole: Mask, filled: torch.Tensor) -> RGBImage:
+    values = filled.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return np.where(hole[..., None], values, rgb)

@@ -1,0 +1,294 @@
+"""One pyramid level of exemplar completion: PatchMatch nearest-neighbour field and patch voting, in torch.
+
+Every patch that touches the hole (a target) is matched to a fully known patch of the crop (a source);
+the hole is then re-estimated from the votes of the matched patches (Wexler, Shechtman and Irani 2007,
+with the PatchMatch search of Barnes et al. 2009). A hole pixel takes the value of its best-weighted
+vote, averaged with the votes that agree with it: a mode, not a mean, so texture stays sharp where a
+plain average would blur it.
+
+Patches are compared through a fixed orthonormal projection (low DCT frequencies of luma, fewer of
+chroma, the texture channels' means) plus a small penalty on the copy distance; testing a candidate is
+a gather of a short vector, and candidates are tested in batches to keep torch calls few. Every array
+lives on one device; the two mask transforms that OpenCV does well go through the CPU. Coordinates are
+(y, x) in the unpadded level; the features are padded by the patch radius.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+_JUMPS = (4, 2, 1)
+_DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))
+_GATHER_BUDGET = 1 << 22
+"""Floats gathered at once; bounds the temporary memory of candidate tests and votes."""
+
+Visit = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object]
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """Tuning of the completion. The defaults are what bench/inpaint_quality.py measured best."""
+
+    patch: int = 7
+    texture_weight: float = 3.0
+    """Weight of the two texture channels against colour; higher keeps more texture, too high mismatches."""
+    coarse_em: int = 6
+    fine_em: int = 2
+    """Search-and-vote rounds at the coarsest and the finest level (linear in between)."""
+    pm_iters: int = 2
+    """PatchMatch iterations per round."""
+    min_side: int = 24
+    """No pyramid level smaller than this."""
+    confidence: float = 1.3
+    """Votes of patches centred d px deep in the hole count confidence**-d (Wexler et al.)."""
+    sigma_quantile: float = 0.75
+    """Match quality is scaled by this quantile of the level's distances."""
+    mode_width: float = 18.0
+    """Votes within about this colour distance of the winning vote are averaged with it."""
+    luma_order: int = 6
+    chroma_order: int = 1
+    """Highest DCT order (u + v) kept for luma and for each chroma axis."""
+    locality: float = 10.0
+    """Distance added per squared pixel of copy offset: prefer sources near the target."""
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """A nearest-neighbour field: target patch centres and the source centres they copy."""
+
+    shape: tuple[int, int]
+    ty: torch.Tensor
+    tx: torch.Tensor
+    sy: torch.Tensor
+    sx: torch.Tensor
+
+
+class Level:
+    """One pyramid level: padded features, hole, valid sources, targets and their current matches."""
+
+    def __init__(self, feat: torch.Tensor, hole: torch.Tensor, params: Params) -> None:
+        self.p = params
+        self.r = params.patch // 2
+        self.h, self.w = int(hole.shape[0]), int(hole.shape[1])
+        mode = "reflect" if min(self.h, self.w) > self.r else "replicate"
+        pad = (self.r,) * 4
+        self.feat = F.pad(feat[None], pad, mode=mode)[0].contiguous()
+        holef = F.pad(hole[None, None].float(), pad, mode=mode)
+        self.hole_p = holef[0, 0] > 0.5
+        touches = F.max_pool2d(holef, params.patch, stride=1)[0, 0] > 0
+        self.src_ok = ~touches
+        self.n_sources = int(self.src_ok.sum())
+        self.ty, self.tx = torch.nonzero(touches, as_tuple=True)
+        self.sy, self.sx = self.ty, self.tx
+        self.dist = torch.zeros(self.ty.shape, device=feat.device)
+        depth = _hole_depth(hole)[self.ty, self.tx]
+        self.conf = torch.pow(torch.tensor(params.confidence, device=feat.device), -depth)
+        self.weights = self.conf
+        self._nearest = _nearest_source_table(self.src_ok) if self.n_sources else None
+
+    @property
+    def wp(self) -> int:
+        return self.w + 2 * self.r
+
+    @property
+    def searchable(self) -> bool:
+        return self.n_sources > 0 and len(self.ty) > 0
+
+    def prepare_search(self) -> None:
+        """Projection basis, the descriptor of every source position, and the field's lookup grids."""
+        channels = self.feat.shape[0]
+        self.basis = dct_basis(channels, self.p.patch, self.p.luma_order, self.p.chroma_order).to(self.feat.device)
+        kernel = self.basis.T.reshape(-1, channels, self.p.patch, self.p.patch)
+        desc = F.conv2d(self.feat[None], kernel)[0]
+        self.src_desc = desc.permute(1, 2, 0).reshape(self.h * self.w, -1).contiguous()
+        self.grid_y = torch.full((self.h, self.w), -1, dtype=torch.long, device=self.feat.device)
+        self.grid_x = torch.full_like(self.grid_y, -1)
+
+    def target_descriptors(self) -> torch.Tensor:
+        """Descriptors of the target patches, from the current estimate of the hole."""
+        channels, size = self.feat.shape[0], self.p.patch
+        offs = torch.arange(size, device=self.ty.device)
+        flat = self.feat.reshape(channels, -1)
+        step = max(1, _GATHER_BUDGET // (channels * size * size))
+        parts = []
+        for i in range(0, len(self.ty), step):
+            ys, xs = self.ty[i : i + step], self.tx[i : i + step]
+            idx = (ys[:, None, None] + offs[None, :, None]) * self.wp + (xs[:, None, None] + offs[None, None, :])
+            patches = flat[:, idx.reshape(len(ys), -1)].permute(1, 0, 2).reshape(len(ys), -1)
+            parts.append(patches @ self.basis)
+        return torch.cat(parts)
+
+    # -- the field -----------------------------------------------------------------------------------
+
+    def snap(self, ys: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The valid source nearest to each (clamped) position."""
+        assert self._nearest is not None
+        flat = self._nearest[ys.clamp(0, self.h - 1) * self.w + xs.clamp(0, self.w - 1)]
+        return flat // self.w, flat % self.w
+
+    def set_field(self, sy: torch.Tensor, sx: torch.Tensor) -> None:
+        """Start from these source guesses (snapped to valid sources)."""
+        self.sy, self.sx = self.snap(sy, sx)
+        self.grid_y[self.ty, self.tx] = self.sy
+        self.grid_x[self.ty, self.tx] = self.sx
+
+    def distances(self, tdesc: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
+        """K × N costs of K candidate sources per target: descriptor distance plus the locality penalty."""
+        k, n = cy.shape
+        out = torch.empty((k, n), device=tdesc.device)
+        step = max(1, _GATHER_BUDGET // (k * tdesc.shape[1]))
+        for i in range(0, n, step):
+            idx = (cy[:, i : i + step] * self.w + cx[:, i : i + step]).reshape(-1)
+            cand = self.src_desc.index_select(0, idx).reshape(k, -1, tdesc.shape[1])
+            out[:, i : i + step] = (cand - tdesc[None, i : i + step]).square().sum(-1)
+        if self.p.locality > 0:
+            far = (cy - self.ty[None]).square() + (cx - self.tx[None]).square()
+            out += self.p.locality * far.float()
+        return out
+
+    def _improve(self, tdesc: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, ok: torch.Tensor | None) -> None:
+        """Keep, per target, the best of its current match and the K candidates."""
+        d = self.distances(tdesc, cy, cx)
+        if ok is not None:
+            d.masked_fill_(~ok, float("inf"))
+        best, pick = d.min(0)
+        better = best < self.dist
+        self.sy = torch.where(better, cy.gather(0, pick[None])[0], self.sy)
+        self.sx = torch.where(better, cx.gather(0, pick[None])[0], self.sx)
+        self.dist = torch.where(better, best, self.dist)
+        self.grid_y[self.ty, self.tx] = self.sy
+        self.grid_x[self.ty, self.tx] = self.sx
+
+    def search(self, iters: int, gen: torch.Generator) -> None:
+        """PatchMatch from the current field: propagation at halving jumps, random search at halving radii."""
+        tdesc = self.target_descriptors()
+        self.dist = self.distances(tdesc, self.sy[None], self.sx[None])[0]
+        h, w, device = self.h, self.w, self.ty.device
+        longest = max(h, w)
+        scale = torch.tensor([longest >> i for i in range(longest.bit_length())], device=device)[:, None]
+        for _ in range(iters):
+            for k in _JUMPS:
+                dy = torch.tensor([d[0] * k for d in _DIRECTIONS], device=device)[:, None]
+                dx = torch.tensor([d[1] * k for d in _DIRECTIONS], device=device)[:, None]
+                ny, nx = self.ty[None] + dy, self.tx[None] + dx
+                inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+                at = (ny.clamp(0, h - 1) * w + nx.clamp(0, w - 1)).reshape(-1)
+                nsy = self.grid_y.view(-1).index_select(0, at).view(ny.shape)
+                nsx = self.grid_x.view(-1).index_select(0, at).view(ny.shape)
+                cy, cx = nsy - dy, nsx - dx
+                ok = inside & (nsy >= 0) & (cy >= 0) & (cy < h) & (cx >= 0) & (cx < w)
+                cy, cx = cy.clamp(0, h - 1), cx.clamp(0, w - 1)
+                ok &= self.src_ok.view(-1).index_select(0, (cy * w + cx).reshape(-1)).view(cy.shape)
+                self._improve(tdesc, cy, cx, ok)
+            shape = (len(scale), len(self.ty))
+            jy = ((torch.rand(shape, generator=gen, device=gen.device).to(device) * 2 - 1) * scale).round().long()
+            jx = ((torch.rand(shape, generator=gen, device=gen.device).to(device) * 2 - 1) * scale).round().long()
+            cy, cx = self.snap(self.sy[None] + jy, self.sx[None] + jx)
+            self._improve(tdesc, cy, cx, None)
+        finite = torch.isfinite(self.dist)
+        spread = torch.quantile(self.dist[finite], self.p.sigma_quantile).clamp_min(1e-6) if bool(finite.any()) else 1.0
+        self.weights = torch.nan_to_num(torch.exp(-self.dist / (2 * spread)) * self.conf, nan=0.0)
+
+    # -- voting ----------------------------------------------------------------------------------------
+
+    def _vote_pass(self, visit: Visit) -> None:
+        """visit(pixel, source pixel, weight) for every pixel of every target patch, in bounded chunks."""
+        size, device = self.p.patch, self.ty.device
+        offs = (torch.arange(size, device=device)[:, None] * self.wp + torch.arange(size, device=device)).reshape(-1)
+        step = max(1, _GATHER_BUDGET // (self.feat.shape[0] * offs.numel()))
+        for i in range(0, len(self.ty), step):
+            base_t = self.ty[i : i + step] * self.wp + self.tx[i : i + step]
+            base_s = self.sy[i : i + step] * self.wp + self.sx[i : i + step]
+            weight = self.weights[i : i + step, None].expand(-1, offs.numel()).reshape(-1)
+            visit((base_t[:, None] + offs).reshape(-1), (base_s[:, None] + offs).reshape(-1), weight)
+
+    def vote(self) -> None:
+        """Hole pixels take their best-weighted vote, averaged with the votes that agree with it."""
+        flat = self.feat.reshape(self.feat.shape[0], -1)
+        best = torch.zeros(flat.shape[1], device=flat.device)
+        self._vote_pass(lambda it, src, wt: best.scatter_reduce_(0, it, wt, reduce="amax"))
+        winner = torch.zeros_like(flat)
+        count = torch.zeros_like(best)
+
+        def take_winner(it: torch.Tensor, src: torch.Tensor, wt: torch.Tensor) -> None:
+            won = (wt >= best[it]).float()
+            winner.index_add_(1, it, flat.index_select(1, src) * won)
+            count.index_add_(0, it, won)
+
+        self._vote_pass(take_winner)
+        winner /= count.clamp_min(1e-8)
+        acc = torch.zeros_like(flat)
+        total = torch.zeros_like(best)
+        spread = 2 * self.p.mode_width**2
+
+        def agree(it: torch.Tensor, src: torch.Tensor, wt: torch.Tensor) -> None:
+            values = flat.index_select(1, src)
+            kept = wt * torch.exp(-(values[:3] - winner[:3, it]).square().sum(0) / spread)
+            acc.index_add_(1, it, values * kept)
+            total.index_add_(0, it, kept)
+
+        self._vote_pass(agree)
+        update = self.hole_p.reshape(-1) & (total > 0)
+        flat[:, update] = acc[:, update] / total[update]
+
+    def field(self) -> Field:
+        return Field((self.h, self.w), self.ty, self.tx, self.sy, self.sx)
+
+    def unpadded(self) -> torch.Tensor:
+        return self.feat[:, self.r : self.r + self.h, self.r : self.r + self.w]
+
+
+def _dct_1d(n: int) -> np.ndarray:
+    k = np.arange(n)[:, None]
+    x = np.arange(n)[None, :]
+    table = np.asarray(np.cos(np.pi * (2 * x + 1) * k / (2 * n)) * np.sqrt(2 / n), dtype=np.float64)
+    table[0] /= np.sqrt(2)
+    return table
+
+
+def dct_basis(channels: int, patch: int, luma: int, chroma: int) -> torch.Tensor:
+    """(C·p²) × D projection: DCT frequencies u + v ≤ order of luma and two chroma axes, texture means.
+
+    The colour rotation and the DCT are orthonormal, so a descriptor distance is the patch SSD restricted
+    to the frequencies that carry most of a natural patch's energy.
+    """
+    colour = np.array([[1, 1, 1], [1, 0, -1], [1, -2, 1]], dtype=np.float64)
+    colour /= np.linalg.norm(colour, axis=1, keepdims=True)
+    dct = _dct_1d(patch)
+    columns = []
+    for axis, order in ((0, luma), (1, chroma), (2, chroma)):
+        for u in range(min(order, patch - 1) + 1):
+            for v in range(min(order - u, patch - 1) + 1):
+                vec = np.zeros((channels, patch, patch))
+                vec[:3] = colour[axis][:, None, None] * np.outer(dct[u], dct[v])[None]
+                columns.append(vec.reshape(-1))
+    for extra in range(3, channels):
+        vec = np.zeros((channels, patch, patch))
+        vec[extra] = np.outer(dct[0], dct[0])
+        columns.append(vec.reshape(-1))
+    return torch.from_numpy(np.stack(columns, axis=1)).float()
+
+
+def _nearest_source_table(src_ok: torch.Tensor) -> torch.Tensor:
+    """For every position, the flat index of the nearest valid source centre (OpenCV's labelled EDT)."""
+    ok = src_ok.cpu().numpy()
+    zeros_are_sources = np.where(ok, 0, 255).astype(np.uint8)
+    _, labels = cv2.distanceTransformWithLabels(zeros_are_sources, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
+    flat = np.flatnonzero(ok)
+    lookup = np.zeros(int(labels.max()) + 1, dtype=np.int64)
+    lookup[labels.ravel()[flat]] = flat
+    return torch.from_numpy(lookup[labels.ravel()]).to(src_ok.device)
+
+
+def _hole_depth(hole: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance of each pixel to the nearest known pixel (0 outside the hole)."""
+    known = np.where(hole.cpu().numpy(), 255, 0).astype(np.uint8)
+    depth = cv2.distanceTransform(known, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return torch.from_numpy(depth).to(hole.device)

@@ -1,0 +1,90 @@
+"""`remove_objects`: fill regions given by a sidecar mask and/or fixed boxes (photobombers, logos, stickers)."""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from retouchd import masks
+from retouchd.exceptions import InputError
+from retouchd.inpaint import ENGINES, inpaint, preflight
+from retouchd.masks import Region
+from retouchd.steps.base import Step, StepContext, StepOptions, StepResult
+from retouchd.typing import Frame, Mask, Metrics
+
+
+class RemoveObjectsOptions(StepOptions):
+    op: Literal["remove_objects"] = "remove_objects"
+    mask: Literal["sidecar"] | None = None
+    """"sidecar": `<name>.mask.png` (or `<name>_mask.png`) beside the image, white = remove; required."""
+    regions: list[Region] = Field(default_factory=list)
+    """Boxes [x, y, w, h] in pixels or "10%" strings, combined with the sidecar."""
+    dilate: int = Field(0, ge=0, le=512)
+    """Grow the mask by this many pixels to cover anti-aliased edges and halos."""
+    engine: str = ENGINES[0]
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _check_regions(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return [masks.validate_region(region) for region in value]
+        return value
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        if value not in ENGINES:
+            raise ValueError(f"unknown inpaint engine {value!r}; use one of: {', '.join(ENGINES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _has_a_source(self) -> RemoveObjectsOptions:
+        if self.mask is None and not self.regions:
+            raise ValueError('remove_objects needs mask = "sidecar" and/or regions = [[x, y, w, h], ...]')
+        return self
+
+
+class RemoveObjectsStep(Step[RemoveObjectsOptions]):
+    name = "remove_objects"
+    options_model: ClassVar[type[StepOptions]] = RemoveObjectsOptions
+
+    def preflight(self, engines: dict[str, str]) -> None:
+        preflight(self.options.engine, engines)
+
+    def removes_content(self) -> bool:
+        return True
+
+    def build_mask(self, frame: Frame, ctx: StepContext) -> Mask:
+        """The sidecar (if the rule asks for it) united with the regions, then dilated."""
+        mask = masks.regions_mask(self.options.regions, frame.width, frame.height)
+        if self.options.mask == "sidecar":
+            if ctx.sidecar_mask is None:
+                raise InputError(
+                    f"rule {ctx.rule!r} removes objects by sidecar mask, but {ctx.source.name} has none; "
+                    f"place {ctx.source.stem}.mask.png (white = remove) beside the image before the image "
+                    f"itself, then drop the image again",
+                    step=self.name,
+                )
+            mask |= masks.load_sidecar(ctx.sidecar_mask, frame.width, frame.height)
+        return masks.dilate(mask, self.options.dilate)
+
+    def run(self, frame: Frame, ctx: StepContext) -> StepResult:
+        start = time.perf_counter()
+        try:
+            mask = self.build_mask(frame, ctx)
+        except InputError as exc:
+            exc.step = exc.step or self.name
+            raise
+        metrics: Metrics = {
+            "mask_fraction": round(float(mask.mean()), 6),
+            "mask_components": masks.components(mask),
+            "engine": self.options.engine,
+        }
+        if not mask.any():
+            metrics["inpaint_seconds"] = 0.0
+            return StepResult(frame, metrics)
+        rgb = inpaint(frame.rgb, mask, engine=self.options.engine, ctx=ctx)
+        metrics["inpaint_seconds"] = round(time.perf_counter() - start, 3)
+        return StepResult(Frame(rgb, frame.alpha), metrics)
