@@ -106,3 +106,19 @@ def test_hostile_names(root: Path) -> None:
         assert (root / "outbox" / "upscale" / name).exists(), repr(name)
     assert {r["state"] for r in db_rows(root)} == {"archived"} and len(db_rows(root)) == len(names)
     assert (inbox / "link.png").is_symlink() and secret.exists()
+
+
+def test_failed_content_dropped_again_is_retried(root: Path) -> None:
+    """Dropping the bytes of a failed file again retries that job (attempts start over) instead of being
+    swallowed as a duplicate; both copies end in failed/ when the content is still bad."""
+    inbox = root / "inbox" / "upscale"
+    inbox.mkdir(parents=True)
+    (inbox / "bad.png").write_bytes(b"not an image at all")
+    env = {"RETOUCHD_WATCH__SETTLE_TIME": "0"}
+    assert cli("run", "--once", "--root", str(root), env=env).returncode == 0
+    (inbox / "bad.png").write_bytes(b"not an image at all")
+    assert cli("run", "--once", "--root", str(root), env=env).returncode == 0
+    (row,) = db_rows(root)
+    assert row["state"] == "failed" and row["attempts"] == 1
+    assert sorted(p.name for p in (root / "failed" / "upscale").iterdir()) == [
+        "bad (2).png", "bad (2).png.error.json", "bad.png", "bad.png.error.json"]

@@ -6,6 +6,7 @@ a queued file that was renamed keeps its job, and a file whose twin is still in 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from datetime import date
@@ -51,7 +52,9 @@ class Intake:
             log.warning("cannot read file; will look again", rule=rule.name, path=str(path), error=str(exc))
             return Outcome.WAIT
         sidecar = find_sidecar(path)
-        key = f"{digest}/{uuid.uuid4().hex}" if rule.reprocess else digest
+        # The same photo with a different mask is different work: the mask's bytes are part of the content.
+        content = digest if sidecar is None else hashlib.sha256(f"{digest}+{sha256_file(sidecar)}".encode()).hexdigest()
+        key = f"{content}/{uuid.uuid4().hex}" if rule.reprocess else content
         job, created = self.store.enqueue(
             rule=rule.name, content_key=key, sha256=digest, source_path=str(path), rel_path=str(rel),
             sidecar_path=str(sidecar) if sidecar else None, size=st.st_size, mtime=st.st_mtime,
@@ -63,13 +66,16 @@ class Intake:
         return self._existing(job, path, rel, sidecar)
 
     def _existing(self, job: Job, path: Path, rel: Path, sidecar: Path | None) -> Outcome:
-        if job.source_path == str(path):
-            return Outcome.KNOWN
-        source_gone = not os.path.lexists(job.source_path)
-        vanished_failure = job.state == JobState.FAILED and not job.failed_path
-        if (job.state == JobState.QUEUED and source_gone) or (vanished_failure and source_gone):
+        if job.source_path == str(path) and job.state not in (JobState.FAILED, JobState.ARCHIVED):
+            return Outcome.KNOWN  # the job's own file, still in the inbox while it is being handled
+        if job.state == JobState.QUEUED and not os.path.lexists(job.source_path):
             self.store.move_source(job.id, str(path), str(rel), str(sidecar) if sidecar else None)
             log.info("job follows its renamed file", job_id=job.id, rule=job.rule, path=str(path))
+            return Outcome.MOVED
+        if job.state == JobState.FAILED:
+            # Dropping a file again after it failed is a request to try again (like `retouchd retry`).
+            self.store.move_source(job.id, str(path), str(rel), str(sidecar) if sidecar else None)
+            log.info("failed content dropped again; retrying", job_id=job.id, rule=job.rule, path=str(path))
             return Outcome.MOVED
         if job.state in ACTIVE or job.state in (JobState.DONE, JobState.REVIEW):
             return Outcome.WAIT  # its twin is in flight; decide once that settles

@@ -67,6 +67,10 @@ class Store:
                 transition(job, JobState.QUEUED)
             job.updated_at = utcnow()
 
+    def set_sidecar(self, job_id: int, sidecar: str) -> None:
+        with self.session() as s:
+            self._owned(s, job_id, None).sidecar_path = sidecar
+
     def add_duplicate(self, job_id: int, source: str, archive_path: str) -> None:
         with self.session() as s:
             s.add(Duplicate(job_id=job_id, source_path=source, archive_path=archive_path, created_at=utcnow()))
