@@ -13,7 +13,8 @@ from conftest import cli, save_image
 
 
 @pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["process", "--help"], ["status", "--help"],
-                                  ["rules", "check", "--help"], ["models", "--help"]])
+                                  ["rules", "check", "--help"], ["models", "--help"], ["report", "--help"],
+                                  ["doctor", "--help"]])
 def test_help_does_not_import_torch(args: list[str]) -> None:
     """`--help` of every command works without importing torch (or cv2)."""
     code = (

@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from retouchd.archive import Committer
+from retouchd.masks import find_sidecar
 from retouchd.pipeline import Task, TaskResult
 from retouchd.rules import RuleSet
 from retouchd.settings import Settings
@@ -114,6 +115,11 @@ class Slot(threading.Thread):
 
     def execute(self, job: Job) -> None:
         bound = log.bind(job_id=job.id, rule=job.rule, path=job.source_path)
+        if not job.sidecar_path:  # a mask written just after its image still travels with it
+            sidecar = find_sidecar(Path(job.source_path))
+            if sidecar is not None:
+                self.pool.store.set_sidecar(job.id, str(sidecar))
+                job.sidecar_path = str(sidecar)
         bound.info("job started", attempt=job.attempts, device=self.device)
         started = time.monotonic()
         settings = self.pool.settings

@@ -59,7 +59,7 @@ def show_history(settings: Settings, *, only_failed: bool, since: str | None, li
         seconds = sum(float(s.get("seconds", 0)) for s in j.steps or [])
         detail = j.error if j.state == JobState.FAILED else (j.output_path or "")
         name = printable(j.rel_path).replace("\n", "\\n")
-        click.echo(f"#{j.id:<6} {when} {j.rule:<14} {j.state:<9} {seconds:6.2f}s {name}  {printable(detail)}")
+        click.echo(f"#{j.id:<6} {when} {j.rule:<14} {j.state:<9} {seconds:6.2f}s {name}  {printable(detail or '')}")
     if not jobs:
         click.echo("no jobs match")
 

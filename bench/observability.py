@@ -1,0 +1,131 @@
+"""What seeing the work costs: one `status` refresh against a large history, one monitor round of the daemon
+(snapshot + status file + gauges), and `report` over finished jobs with real-sized photos.
+
+    python bench/observability.py [--history 100000] [--report-jobs 100]
+
+Prints a table, then one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import insert
+
+from retouchd.commands.report import write_report
+from retouchd.metrics import Metrics
+from retouchd.settings import load_settings
+from retouchd.statusdata import reader, status_data
+from retouchd.statusfile import status_path, write_status
+from retouchd.store import Job, JobState, open_store, utcnow
+
+STEPS = [{"op": "upscale", "seconds": 0.8, "metrics": {"tile": 256, "tiles": 6, "device": "cpu", "model": "fast"}}]
+
+
+def fill_history(store, n: int, rules: int = 4) -> None:  # type: ignore[no-untyped-def]
+    """`n` jobs over the last two days, mostly archived, a few failed, queued and running."""
+    now, rng = utcnow(), np.random.default_rng(0)
+    states = rng.choice([JobState.ARCHIVED, JobState.FAILED, JobState.QUEUED, JobState.RUNNING], size=n,
+                        p=[0.96, 0.02, 0.019, 0.001])
+    rows = []
+    for i in range(n):
+        at = now - timedelta(seconds=float(rng.uniform(0, 2 * 86400)))
+        rows.append({"rule": f"rule{i % rules}", "content_key": f"k{i}", "sha256": f"{i:064x}",
+                     "source_path": f"/in/{i}.jpg", "rel_path": f"{i}.jpg", "size": 1, "mtime": 0.0,
+                     "state": str(states[i]), "attempts": 1, "created_at": at, "updated_at": at,
+                     "started_at": at, "finished_at": at if states[i] in (JobState.ARCHIVED, JobState.FAILED) else None,
+                     "steps": STEPS, "error": "not an image" if states[i] == JobState.FAILED else None})
+    with store.session() as s:
+        for start in range(0, n, 5000):
+            s.execute(insert(Job), rows[start:start + 5000])
+
+
+def timed(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
+    """Median seconds of `repeat` calls."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def report_jobs(store, root: Path, n: int) -> None:  # type: ignore[no-untyped-def]
+    """`n` finished jobs whose archived originals are 1600×1200 JPEGs and outputs 3200×2400 JPEGs."""
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[0:1200, 0:1600]
+    base = np.stack([x * 255 / 1599, y * 255 / 1199, (x + y) % 256], axis=-1)
+    small = Image.fromarray(np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8))
+    small.save(root / "before.jpg", quality=90)
+    small.resize((3200, 2400)).save(root / "after.jpg", quality=90)
+    now = utcnow()
+    rows = [{"rule": "photos", "content_key": f"r{i}", "sha256": f"{i:064x}", "source_path": f"/in/r{i}.jpg",
+             "rel_path": f"r{i}.jpg", "size": 1, "mtime": 0.0, "state": JobState.ARCHIVED, "attempts": 1,
+             "created_at": now, "updated_at": now, "started_at": now, "finished_at": now, "steps": STEPS,
+             "archive_path": str(root / "before.jpg"), "output_path": str(root / "after.jpg")} for i in range(n)]
+    with store.session() as s:
+        s.execute(insert(Job), rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--history", type=int, default=100_000)
+    parser.add_argument("--report-jobs", type=int, default=100)
+    args = parser.parse_args()
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        for n in (1_000, args.history):
+            settings = load_settings(env=False, root=base / f"h{n}")
+            store = open_store(settings.db_url)
+            fill_history(store, n)
+            engine = reader(settings.db_url)
+            results[f"status_refresh_{n}_jobs_s"] = timed(lambda e=engine, st=settings: status_data(e, st.state), 5)
+
+        snapshot = {"schema": 1, "settling": 2, "paused": {}, "updated_at": time.time(), "interval": 2.0,
+                    "slots": [{"index": i, "device": "cpu", "job_id": None, "restarts": 0} for i in range(4)],
+                    "devices": [{"device": "cpu", "slots": 4, "memory_used": 1 << 30, "memory_total": 1 << 34}]}
+        metrics, path = Metrics(), status_path(base)
+        counts = {(f"rule{i}", "queued"): 10 for i in range(4)}
+
+        def monitor_round() -> None:
+            write_status(path, {**snapshot, "updated_at": time.time()})
+            metrics.update(snapshot, counts, [f"rule{i}" for i in range(4)])
+
+        results["monitor_round_s"] = timed(monitor_round, 200)
+
+        root = base / "report"
+        root.mkdir()
+        settings = load_settings(env=False, root=root)
+        store = open_store(settings.db_url)
+        report_jobs(store, root, args.report_jobs)
+        out = root / "report.html"
+        started = time.perf_counter()
+        write_report(settings, store, out, since=timedelta(days=1), since_text="1d", rules=[], outcomes=[],
+                     limit=500, box=360, external=False)
+        results["report_seconds"] = time.perf_counter() - started
+        results["report_per_job_s"] = results["report_seconds"] / args.report_jobs
+        results["report_mib"] = out.stat().st_size / 2**20
+    ns = SimpleNamespace(**results)
+    print(f"{'measure':<44}{'value':>12}")
+    print(f"{'status refresh, 1 000 jobs in the DB':<44}{ns.status_refresh_1000_jobs_s * 1000:>9.1f} ms")
+    print(f"{f'status refresh, {args.history:,} jobs in the DB':<44}"
+          f"{results[f'status_refresh_{args.history}_jobs_s'] * 1000:>9.1f} ms")
+    print(f"{'monitor round (status file + gauges)':<44}{ns.monitor_round_s * 1000:>9.2f} ms")
+    print(f"{f'report, {args.report_jobs} jobs (1600×1200 → 3200×2400 JPEG)':<44}{ns.report_seconds:>10.1f} s")
+    print(f"{'  per job (two previews)':<44}{ns.report_per_job_s * 1000:>9.0f} ms")
+    print(f"{'  page size':<44}{ns.report_mib:>8.1f} MiB")
+    print(json.dumps({k: round(v, 5) for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+    main()

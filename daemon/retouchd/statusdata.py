@@ -1,0 +1,115 @@
+"""What `retouchd status` shows, as plain data: the database (from any shell or host) merged with the
+status files of the daemons that run on this state folder (device memory, tiles done, settling files)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session
+
+from retouchd.statusfile import read_statuses
+from retouchd.store import Job, JobState, utcnow
+from retouchd.store.states import printable
+
+MINUTES = 30
+"""Width of the throughput history, in one-minute buckets."""
+COMPLETED = (JobState.DONE, JobState.REVIEW, JobState.ARCHIVED)
+
+
+def _minute_buckets(times: list[datetime], now: datetime) -> list[int]:
+    """Counts per minute, oldest first; the last bucket is the minute that ends now."""
+    buckets = [0] * MINUTES
+    for at in times:
+        age = int((now - at).total_seconds() // 60)
+        if 0 <= age < MINUTES:
+            buckets[MINUTES - 1 - age] += 1
+    return buckets
+
+
+def _failure(job: Job) -> dict[str, Any]:
+    return {"id": job.id, "rule": job.rule, "path": printable(job.rel_path), "error": job.error,
+            "step": job.error_step, "at": job.finished_at, "attempt": job.attempts}
+
+
+def reader(url: str) -> Engine:
+    """An engine that only looks. The store's SQLite transactions start IMMEDIATE (they take the write lock);
+    this one's reads run without a transaction of their own, so a status view that refreshes every few
+    seconds never makes the daemon's writes wait (WAL readers do not block writers)."""
+    if make_url(url).get_backend_name() == "sqlite":
+        return create_engine(url, connect_args={"timeout": 30})
+    return create_engine(url, pool_pre_ping=True, pool_size=1)
+
+
+def query_jobs(engine: Engine, now: datetime) -> dict[str, Any]:
+    """Everything from the database."""
+    hour_ago = now - timedelta(hours=1)
+    with Session(engine) as s:
+        counts = s.execute(select(Job.rule, Job.state, func.count()).group_by(Job.rule, Job.state)).all()
+        running = s.scalars(select(Job).where(Job.state == JobState.RUNNING).order_by(Job.started_at, Job.id)).all()
+        finished = s.execute(select(Job.finished_at, Job.state).where(Job.finished_at >= hour_ago)).all()
+        failed = s.scalars(select(Job).where(Job.state == JobState.FAILED)
+                           .order_by(Job.finished_at.desc(), Job.id.desc()).limit(10)).all()
+        retrying = s.scalars(select(Job).where(Job.state == JobState.QUEUED, Job.error.is_not(None))
+                             .order_by(Job.updated_at.desc(), Job.id.desc()).limit(10)).all()
+    queue: dict[str, dict[str, int]] = {}
+    for rule, state, n in counts:
+        queue.setdefault(rule, {})[str(state)] = int(n)
+    done_times: list[datetime] = [at for at, state in finished if at is not None and state in COMPLETED]
+    fail_times: list[datetime] = [at for at, state in finished if at is not None and state == JobState.FAILED]
+    last5 = sum(1 for at in done_times if at >= now - timedelta(minutes=5))
+    return {
+        "queue": queue,
+        "running": [
+            {"id": j.id, "rule": j.rule, "path": printable(j.rel_path), "step": j.current_step,
+             "progress": j.progress, "device": j.device, "host": j.host, "attempt": j.attempts,
+             "seconds": (now - j.started_at).total_seconds() if j.started_at else None, "done": None, "total": None}
+            for j in running
+        ],
+        "throughput": {
+            "last_5_min": last5, "last_hour": len(done_times), "per_minute_5": last5 / 5,
+            "failed_last_hour": len(fail_times), "minutes": MINUTES,
+            "per_minute": _minute_buckets(done_times, now), "failed_per_minute": _minute_buckets(fail_times, now),
+        },
+        "recent_failures": [_failure(j) for j in failed],
+        "retrying": [{**_failure(j), "not_before": j.not_before} for j in retrying],
+    }
+
+
+def _merge_live(running: list[dict[str, Any]], daemons: list[dict[str, Any]]) -> None:
+    """Tiles done / total and the current step come from the daemon's slots: fresher than the lease heartbeat."""
+    slots = {s["job_id"]: s for d in daemons if d["running"] for s in d.get("slots", []) if s.get("job_id")}
+    for job in running:
+        slot = slots.get(job["id"])
+        if slot is None:
+            continue
+        job["step"] = slot.get("step") or job["step"]
+        job["done"], job["total"] = slot.get("done"), slot.get("total")
+        if job["done"] is not None and job["total"]:
+            job["progress"] = job["done"] / job["total"]
+
+
+def devices_of(daemons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The devices of every running daemon, each with its host and how many of its slots are busy."""
+    rows = []
+    for d in daemons:
+        if not d["running"]:
+            continue
+        for device in d.get("devices", []):
+            busy = sum(1 for s in d.get("slots", []) if s.get("device") == device["device"] and s.get("job_id"))
+            rows.append({**device, "host": d.get("host"), "busy": busy})
+    return rows
+
+
+def status_data(engine: Engine, state_dir: Path | None = None) -> dict[str, Any]:
+    now = utcnow()
+    data: dict[str, Any] = {"time": now, **query_jobs(engine, now)}
+    daemons = read_statuses(state_dir, time.time()) if state_dir is not None else []
+    _merge_live(data["running"], daemons)
+    data["daemons"] = daemons
+    data["devices"] = devices_of(daemons)
+    return data

@@ -1,0 +1,136 @@
+"""`retouchd status`: the live terminal view, one frame, JSON, and the daemon's status file behind them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from retouchd.statusdata import MINUTES, _minute_buckets, reader, status_data
+from retouchd.statusfile import SCHEMA, read_statuses, status_path, write_status
+from retouchd.statusview import human_bytes, human_seconds, sparkline
+from retouchd.store import utcnow
+
+from conftest import cli, save_image, wait_for
+from tests_support.terminal import run_in_pty, strip_ansi
+
+TILED_RULE = """
+[[rule]]
+name = "tiled"
+inbox = "tiled"
+steps = [{ op = "upscale", scale = 2, model = "fast", tile = 32 }]
+"""
+
+
+def _status(root: Path, *extra: str) -> dict:
+    result = cli("status", "--json", "--root", str(root), *extra)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_job_in_flight_with_tiles_devices_and_daemon(root: Path, tmp_path: Path, daemon) -> None:
+    """A job held after its model step shows in flight with step, tiles done / total and device; the
+    daemon line and CPU memory come from the status file, which goes away when the daemon stops."""
+    rules = tmp_path / "tiled.toml"
+    rules.write_text(TILED_RULE)
+    proc = daemon("--rules", str(rules), env={"RETOUCHD_FAULT_POINT": "hang-after-step-upscale",
+                                                "RETOUCHD_WORKERS__DRAIN_TIMEOUT": "1"})
+    save_image(root / "inbox" / "tiled" / "held.png", 64, 64)
+
+    def tiles_done() -> dict | None:
+        data = _status(root, "--rules", str(rules))
+        running = data["running"]
+        return data if running and running[0]["done"] == running[0]["total"] == 4 else None
+
+    data = wait_for(tiles_done, timeout=90, interval=0.5)
+    job = data["running"][0]
+    assert (job["rule"], job["path"], job["step"], job["device"], job["progress"]) == (
+        "tiled", "held.png", "upscale", "cpu", 1.0)
+    assert data["queue"] == {"tiled": {"running": 1}}
+    [report] = data["daemons"]
+    assert report["running"] and report["pid"] == proc.proc.pid and report["host"] == socket.gethostname()
+    assert report["metrics_url"] is None, "metrics are off by default"
+    [device] = data["devices"]
+    assert device["device"] == "cpu" and device["busy"] == 1 and device["slots"] == 1
+    assert 50 * 2**20 < device["memory_used"] < device["memory_total"]
+
+    frame = cli("status", "--once", "--root", str(root), "--rules", str(rules)).stdout
+    assert "● running on" in frame and f"pid {proc.proc.pid}" in frame
+    assert "held.png" in frame and "4/4 tiles" in frame and "upscale" in frame
+    assert "RSS of daemon + workers" in frame
+
+    assert proc.stop(signal.SIGTERM) == 0
+    assert not status_path(root / "state").exists()
+    after = _status(root, "--rules", str(rules))
+    assert after["daemons"] == [] and after["devices"] == [] and after["running"] == []
+    assert "no daemon reports" in cli("status", "--once", "--root", str(root)).stdout
+
+
+def test_live_view_on_a_terminal_refreshes_and_quits_on_q(root: Path) -> None:
+    """On a terminal `status` draws on the alternate screen, redraws, and `q` ends it with exit 0; without a
+    terminal it prints one frame."""
+    save_image(root / "inbox" / "upscale" / "a.png")
+    (root / "inbox" / "upscale" / "b.png").write_bytes(b"not an image")
+    assert cli("run", "--once", "--root", str(root), env={"RETOUCHD_WATCH__SETTLE_TIME": "0"}).returncode == 0
+    code, raw = run_in_pty("status", "--root", str(root), "--interval", "0.3", keys=b"q", keys_after=3.0)
+    assert code == 0
+    assert "\x1b[?1049h" in raw and "\x1b[?1049l" in raw, "alternate screen entered and left"
+    text = strip_ansi(raw)
+    assert text.count("queue by rule") >= 2, "the view was redrawn"
+    assert "q or Ctrl-C to quit" in text and "not an image" in text
+    piped = cli("status", "--root", str(root))
+    assert piped.returncode == 0 and piped.stdout.count("queue by rule") == 1 and "\x1b[" not in piped.stdout
+
+
+def test_status_reads_do_not_wait_for_the_write_lock(root: Path) -> None:
+    """While another connection holds SQLite's write lock (as the daemon does when it commits), a status
+    refresh still completes at once and sees the last committed state."""
+    save_image(root / "inbox" / "upscale" / "a.png")
+    assert cli("run", "--once", "--root", str(root), env={"RETOUCHD_WATCH__SETTLE_TIME": "0"}).returncode == 0
+    db = root / "state" / "retouchd.db"
+    writer = sqlite3.connect(db, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("UPDATE jobs SET state = 'failed'")
+        started = time.monotonic()
+        data = status_data(reader(f"sqlite:///{db}"), root / "state")
+        assert time.monotonic() - started < 2
+        assert data["queue"] == {"upscale": {"archived": 1}}
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_status_file_is_believed_only_while_fresh_and_alive(tmp_path: Path) -> None:
+    """A fresh file of a live process reads as running; a stale one, or one whose process is gone on this
+    machine (whatever its host_id), reads as stopped; a file from another machine is judged by its age alone."""
+    host, now = socket.gethostname(), time.time()
+    base = {"schema": SCHEMA, "interval": 2.0, "started_at": now - 60}
+    write_status(tmp_path / "daemon-a.json", {**base, "host": host, "pid": os.getpid(), "updated_at": now - 1})
+    write_status(tmp_path / "daemon-b.json", {**base, "host": host, "pid": os.getpid(), "updated_at": now - 60})
+    write_status(tmp_path / "daemon-c.json", {**base, "host": host, "pid": 2**22 + 7, "updated_at": now})
+    write_status(tmp_path / "daemon-d.json", {**base, "host": "elsewhere", "pid": 1, "updated_at": now - 2})
+    write_status(tmp_path / "daemon-e.json", {**base, "schema": 99, "host": host, "pid": 1, "updated_at": now})
+    write_status(tmp_path / "daemon-g.json", {**base, "host": "custom-host-id", "hostname": host, "pid": 2**22 + 7,
+                                              "updated_at": now})
+    (tmp_path / "daemon-f.json").write_text("{half a fi")
+    found = {Path(s["file"]).name: s["running"] for s in read_statuses(tmp_path, now)}
+    assert found == {"daemon-a.json": True, "daemon-b.json": False, "daemon-c.json": False, "daemon-d.json": True,
+                     "daemon-g.json": False}
+    assert not list(tmp_path.glob(".*.tmp")), "writes go through a temporary name that is renamed away"
+
+
+def test_throughput_buckets_sparkline_and_units() -> None:
+    """Finished times fall into one-minute buckets, oldest first; the sparkline scales to the busiest minute."""
+    now = utcnow()
+    times = [now - timedelta(seconds=s) for s in (5, 30, 59, 61, 125, 60 * MINUTES + 1)]
+    buckets = _minute_buckets(times, now)
+    assert len(buckets) == MINUTES and buckets[-3:] == [1, 1, 3] and sum(buckets) == 5
+    assert sparkline([0, 1, 2, 4]) == "▁▃▅█" and sparkline([0, 0]) == "▁▁"
+    assert (human_bytes(512), human_bytes(3 * 2**30 // 2), human_bytes(None)) == ("512 B", "1.5 GiB", "?")
+    assert (human_seconds(42), human_seconds(3725), human_seconds(90061)) == ("42s", "1h 02m", "1d 1h")
