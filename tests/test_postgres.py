@@ -6,6 +6,7 @@ creates and drops its own database.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -23,7 +24,7 @@ from sqlalchemy.engine import make_url
 from retouchd.store import JobState, Store, open_store
 from retouchd.store.schema import Base
 
-from conftest import DaemonProcess, files_under, kill_hard, save_image, sha256, wait_for
+from conftest import DaemonProcess, cli, files_under, kill_hard, save_image, sha256, wait_for
 
 SERVER = os.environ.get("RETOUCHD_TEST_POSTGRES_URL")
 _OPENED: list[Store] = []
@@ -149,6 +150,9 @@ def test_three_daemons_share_300_files(root: Path, pg_url: str) -> None:
         hashes = _drop(root / "inbox" / "upscale", [f"f{i:03d}.png" for i in range(300)])
         wait_for(lambda: sum(1 for j in _jobs(pg_url) if j["state"] == "archived") == 300, timeout=300,
                  interval=1.0)
+        status = json.loads(cli("status", "--json", "--root", str(root), "--database-url", pg_url).stdout)
+        assert sorted(h["host"] for h in status["hosts"]) == ["host0", "host1", "host2"]
+        assert all(h["slots"] == ["cpu"] for h in status["hosts"])
     finally:
         codes = [d.stop() for d in daemons]
     assert codes == [0, 0, 0]

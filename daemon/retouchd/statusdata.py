@@ -13,10 +13,12 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
 from retouchd.statusfile import read_statuses
-from retouchd.store import Job, JobState, utcnow
+from retouchd.store import Host, Job, JobState, utcnow
 from retouchd.store.states import printable
 
 MINUTES = 30
+HOST_FRESH = timedelta(seconds=30)
+"""A host that has not written its heartbeat row for this long is not listed as running."""
 """Width of the throughput history, in one-minute buckets."""
 COMPLETED = (JobState.DONE, JobState.REVIEW, JobState.ARCHIVED)
 
@@ -56,6 +58,8 @@ def query_jobs(engine: Engine, now: datetime) -> dict[str, Any]:
                            .order_by(Job.finished_at.desc(), Job.id.desc()).limit(10)).all()
         retrying = s.scalars(select(Job).where(Job.state == JobState.QUEUED, Job.error.is_not(None))
                              .order_by(Job.updated_at.desc(), Job.id.desc()).limit(10)).all()
+        hosts = s.scalars(select(Host).where(Host.stopped_at.is_(None), Host.seen_at >= now - HOST_FRESH)
+                          .order_by(Host.host, Host.started_at)).all()
     queue: dict[str, dict[str, int]] = {}
     for rule, state, n in counts:
         queue.setdefault(rule, {})[str(state)] = int(n)
@@ -76,6 +80,11 @@ def query_jobs(engine: Engine, now: datetime) -> dict[str, Any]:
             "per_minute": _minute_buckets(done_times, now), "failed_per_minute": _minute_buckets(fail_times, now),
         },
         "recent_failures": [_failure(j) for j in failed],
+        "hosts": [
+            {"host": h.host, "pid": h.pid, "version": h.version, "slots": list(h.slots), "started_at": h.started_at,
+             "seen_at": h.seen_at, "working_on": [j.id for j in running if j.host == h.host]}
+            for h in hosts
+        ],
         "retrying": [{**_failure(j), "not_before": j.not_before} for j in retrying],
     }
 

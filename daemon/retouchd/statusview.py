@@ -153,6 +153,25 @@ def _devices_table(devices: list[dict[str, Any]]) -> RenderableType:
     return table
 
 
+def _hosts_table(data: dict[str, Any]) -> RenderableType:
+    """Every daemon sharing this database (several hosts on PostgreSQL), from its heartbeat row."""
+    hosts = data.get("hosts", [])
+    if not hosts:
+        return Text("hosts: none has reported in the last 30 s", style="dim")
+    table = _table("hosts sharing this database")
+    for name in ("host", "pid", "slots", "busy", "working on", "up", "seen"):
+        table.add_column(name)
+    for h in hosts:
+        counts: dict[str, int] = {}
+        for device in h["slots"]:
+            counts[device] = counts.get(device, 0) + 1
+        slots = ", ".join(f"{device}×{n}" for device, n in counts.items())
+        working = ", ".join(f"#{i}" for i in h["working_on"]) or "-"
+        table.add_row(h["host"], str(h["pid"]), slots, f"{len(h['working_on'])}/{len(h['slots'])}", working,
+                      human_seconds((data["time"] - h["started_at"]).total_seconds()), _ago(h["seen_at"], data["time"]))
+    return table
+
+
 def _ago(at: datetime | None, now: datetime) -> str:
     return f"{human_seconds((now - at).total_seconds())} ago" if at else "-"
 
@@ -183,7 +202,7 @@ def render(data: dict[str, Any], footer: str = "", root: str = "") -> Renderable
                           now.astimezone().strftime("%Y-%m-%d %H:%M:%S"))
     parts: list[RenderableType] = [title, *_daemon_lines(data, now.timestamp())]
     for section in (_queue_table(data["queue"]), _running_table(data["running"]), _throughput(data["throughput"]),
-                    _devices_table(data["devices"]), _failures_table(data)):
+                    _hosts_table(data), _devices_table(data["devices"]), _failures_table(data)):
         parts += [Text(""), section]
     if footer:
         parts += [Text(""), Text(footer, style="dim")]
