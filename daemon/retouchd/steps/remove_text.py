@@ -1,0 +1,123 @@
+"""`remove_text`: find overlaid text (date stamps, captions, labels, watermarks) and fill it in.
+
+With `when = "auto"` the step is also a router: only images whose overlay score reaches `threshold` are
+treated, the others pass through untouched (the same pixels). The score (see `retouchd.textdetect`) is
+recorded either way, and `review_below` flags results whose score lies in [review_below, threshold) for a
+person to check; the pipeline sends those to review/.
+
+Metrics: `overlay_score` (0–1), `text_area` (share of the image's pixels in the letter mask, also when
+the image was not treated), `boxes` (text lines masked), `treated`, `review`, `engine`, `detect_seconds`
+and, when treated, `inpaint_seconds`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, ClassVar, Literal, cast
+
+from pydantic import Field, field_validator, model_validator
+
+from retouchd import masks
+from retouchd.exceptions import ConfigError, ModelError
+from retouchd.inpaint import ENGINES, inpaint, preflight
+from retouchd.masks import Region
+from retouchd.steps.base import Step, StepContext, StepOptions, StepResult
+from retouchd.typing import Frame, Metrics
+
+if TYPE_CHECKING:
+    from retouchd.textdetect import OcrModels
+
+
+class RemoveTextOptions(StepOptions):
+    op: Literal["remove_text"] = "remove_text"
+    when: Literal["always", "auto"] = "always"
+    """"always": remove whatever text is found; "auto": only when the overlay score reaches `threshold`."""
+    threshold: float = Field(0.6, ge=0.0, le=1.0)
+    min_score: float = Field(0.5, ge=0.0, le=1.0)
+    """Evidence (0–1) a single text line needs to be removed."""
+    dilate: int = Field(0, ge=0, le=64)
+    """Extra pixels around the letters (glow, heavy shadows) beyond the detected rim."""
+    regions: list[Region] | None = None
+    """Boxes [x, y, w, h] in pixels or "10%" strings: text is looked for only there (e.g. the bottom 15 %)."""
+    engine: str = ENGINES[0]
+    review_below: float | None = Field(None, ge=0.0, le=1.0)
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _check_regions(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return [masks.validate_region(region) for region in value]
+        return value
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        if value not in ENGINES:
+            raise ValueError(f"unknown inpaint engine {value!r}; use one of: {', '.join(ENGINES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _review_below_threshold(self) -> RemoveTextOptions:
+        if self.review_below is not None and self.review_below >= self.threshold:
+            raise ValueError(
+                f"review_below ({self.review_below}) must be lower than threshold ({self.threshold}): "
+                "scores between the two go to review/"
+            )
+        return self
+
+
+def _models(ctx: StepContext) -> OcrModels:
+    from retouchd.textdetect import load_models
+
+    # One session pair per worker and device; threads follow the pool's share of the CPU.
+    key = f"textdetect:{ctx.device}:{ctx.cpu_threads}"
+    return cast("OcrModels", ctx.models.get(key, lambda: load_models(ctx.device, ctx.cpu_threads)))
+
+
+class RemoveTextStep(Step[RemoveTextOptions]):
+    name = "remove_text"
+    options_model: ClassVar[type[StepOptions]] = RemoveTextOptions
+
+    def preflight(self, engines: dict[str, str]) -> None:
+        from retouchd.textdetect.runtime import model_dir
+
+        try:
+            model_dir()
+        except ModelError as exc:
+            raise ConfigError(str(exc)) from exc
+        preflight(self.options.engine, engines)
+
+    def removes_content(self) -> bool:
+        return True
+
+    def _pixel_regions(self, frame: Frame) -> list[tuple[int, int, int, int]] | None:
+        if self.options.regions is None:
+            return None
+        boxes = (masks.region_box(region, frame.width, frame.height) for region in self.options.regions)
+        return [(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes]
+
+    def run(self, frame: Frame, ctx: StepContext) -> StepResult:
+        from retouchd.textdetect import detect
+
+        opts = self.options
+        start = time.perf_counter()
+        found = detect(
+            _models(ctx), frame.rgb, regions=self._pixel_regions(frame), min_score=opts.min_score, halo=opts.dilate
+        )
+        score = found.score
+        metrics: Metrics = {
+            "overlay_score": score,
+            "text_area": round(float(found.mask.mean()), 6),
+            "boxes": len(found.masked),
+            "treated": False,
+            "review": opts.review_below is not None and opts.review_below <= score < opts.threshold,
+            "engine": opts.engine,
+            "detect_seconds": round(time.perf_counter() - start, 3),
+        }
+        if (opts.when == "auto" and score < opts.threshold) or not found.mask.any():
+            return StepResult(frame, metrics)
+        start = time.perf_counter()
+        rgb = inpaint(frame.rgb, found.mask, engine=opts.engine, ctx=ctx)
+        metrics["treated"] = True
+        metrics["inpaint_seconds"] = round(time.perf_counter() - start, 3)
+        return StepResult(Frame(rgb, frame.alpha), metrics)

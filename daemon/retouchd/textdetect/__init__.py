@@ -1,0 +1,171 @@
+"""Overlaid-text detection: a pixel mask of the letters and an overlay score in [0, 1].
+
+For one RGB image:
+
+1. Detection (`db`): PP-OCRv4's DB network from the `rapidocr_onnxruntime` wheel, run by ONNX Runtime
+   (CUDA when the device is a GPU and the provider exists) on BGR scaled to `(x/255 − 0.5)/0.5`, at a
+   size whose short side is 736 px (at most ×2 up, so small labels stay readable) and whose long side is at
+   most 2048 px (a large image is detected smaller and its boxes mapped back). Threshold 0.3, boxes
+   scoring ≥ 0.5, unclip ratio 1.6.
+2. Reading (`recognize`): each box is warped upright from the full-resolution image and read by the
+   PP-OCRv4 recogniser of the same wheel (CTC, greedy).
+3. Evidence (`evidence`): per box, det × read × length × repetition × tilt, each in [0, 1]. The detector
+   alone fires on petals, seed heads, eyes and wood grain (probability 1.0 on some); a level line of
+   several confidently read characters is what overlays have and texture lacks.
+4. Overlay score = the largest box evidence among the boxes inside `regions` (0 when there are none).
+5. Mask (`strokes`): the letter pixels (fill, outline, shadow, anti-aliased rim) of every box whose
+   evidence reaches `min_score`, and of the weaker boxes on the same line (a poorly read last word).
+
+`regions` limits where text is looked for: a box counts only when at least half of it lies inside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from retouchd.textdetect.db import MAX_SIDE, Quad, candidates, detection_size, probability_map, quad_size, quad_tilt
+from retouchd.textdetect.evidence import Evidence, weigh
+from retouchd.textdetect.recognize import read_lines
+from retouchd.textdetect.runtime import OcrModels, load_models
+from retouchd.textdetect.strokes import add_letters
+from retouchd.typing import Mask, RGBImage
+
+__all__ = ["MIN_SCORE", "OcrModels", "Region", "TextBox", "TextDetection", "detect", "load_models"]
+
+MIN_SCORE = 0.5
+"""Default evidence a box needs to be masked (the image-level threshold is the rule's business)."""
+REGION_SHARE = 0.5
+LINE_OFFSET = 0.5
+LINE_HEIGHTS = (0.4, 1.6)
+LINE_GAP = 1.5
+DUPLICATE = 0.8
+"""A box this much inside boxes already masked (a word of a line found whole too) is not masked again."""
+
+Region = tuple[int, int, int, int]
+"""(x, y, width, height) in image pixels."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TextBox:
+    """One candidate line: where it is, what the recogniser read, and how overlay-like it looks."""
+
+    quad: Quad
+    det_score: float
+    text: str
+    confidence: float
+    evidence: Evidence
+
+    @property
+    def score(self) -> float:
+        return self.evidence.value
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TextDetection:
+    """What `detect` found in one image."""
+
+    mask: Mask
+    boxes: tuple[TextBox, ...]
+    """Every candidate inside the regions, best first."""
+    masked: tuple[TextBox, ...]
+    """The boxes whose letters are in the mask."""
+    score: float
+
+
+def _polygon(quad: Quad, shape: tuple[int, int]) -> tuple[tuple[slice, slice], Mask] | None:
+    """The quad rasterised inside its bounding box, with that box's slices."""
+    x0, y0 = np.maximum(np.floor(quad.min(0)).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(quad.max(0)).astype(int) + 1, [shape[1], shape[0]])
+    if x1 <= x0 or y1 <= y0:
+        return None
+    layer = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(layer, [np.round(quad - [x0, y0]).astype(np.int32)], 1)
+    return (slice(y0, y1), slice(x0, x1)), layer > 0
+
+
+def _inside_regions(quad: Quad, allowed: Mask) -> bool:
+    raster = _polygon(quad, allowed.shape)
+    if raster is None:
+        return False
+    window, layer = raster
+    return int(layer.sum()) > 0 and int((layer & allowed[window]).sum()) >= REGION_SHARE * int(layer.sum())
+
+
+def _same_line(anchor: Quad, other: Quad) -> bool:
+    """True when `other` sits on `anchor`'s line: level with it, about as tall, and close along it."""
+    along = anchor[1] - anchor[0]
+    length = float(np.hypot(*along))
+    height = quad_size(anchor)[1]
+    if length < 1 or height < 1:
+        return False
+    u = along / length
+    rel = other - anchor.mean(0)
+    across, run = rel @ np.array([-u[1], u[0]], np.float32), rel @ u
+    gap = max(float(run.min()) - length / 2, -length / 2 - float(run.max()), 0.0)
+    return (
+        abs(float(across.mean())) < LINE_OFFSET * height
+        and LINE_HEIGHTS[0] * height <= float(across.max() - across.min()) <= LINE_HEIGHTS[1] * height
+        and gap < LINE_GAP * height
+    )
+
+
+def _boxes_to_mask(boxes: Sequence[TextBox], min_score: float) -> list[TextBox]:
+    """Confirmed boxes plus the unconfirmed ones on their lines."""
+    chosen = [b for b in boxes if b.score >= min_score]
+    rest = [b for b in boxes if b.score < min_score]
+    grown = True
+    while grown and rest:
+        grown = False
+        for box in list(rest):
+            if any(_same_line(anchor.quad, box.quad) for anchor in chosen):
+                chosen.append(box)
+                rest.remove(box)
+                grown = True
+    return chosen
+
+
+def detect(
+    models: OcrModels,
+    rgb: RGBImage,
+    *,
+    regions: Sequence[Region] | None = None,
+    min_score: float = MIN_SCORE,
+    halo: int = 0,
+    max_side: int = MAX_SIDE,
+) -> TextDetection:
+    """Find overlaid text in `rgb` (H×W×3 uint8): its pixel mask, the scored boxes and the overlay score."""
+    height, width = rgb.shape[:2]
+    size = detection_size(height, width, max_side=max_side)
+    found = candidates(probability_map(models, rgb, size), (height, width))
+    if regions is not None:
+        allowed = np.zeros((height, width), bool)
+        for x, y, w, h in regions:
+            allowed[max(0, y) : max(0, y + h), max(0, x) : max(0, x + w)] = True
+        found = [c for c in found if _inside_regions(c.quad, allowed)]
+    readings = read_lines(models, rgb, [c.quad for c in found]) if found else []
+    boxes = sorted(
+        (
+            TextBox(c.quad, c.det_score, r.text, r.confidence,
+                    weigh(c.det_score, r.text, r.confidence, quad_tilt(c.quad)))
+            for c, r in zip(found, readings, strict=True)
+        ),
+        key=lambda b: -b.score,
+    )
+    masked = _boxes_to_mask(boxes, min_score)
+    mask = np.zeros((height, width), bool)
+    done = np.zeros((height, width), bool)
+    for box in sorted(masked, key=lambda b: -quad_size(b.quad)[0] * quad_size(b.quad)[1]):
+        raster = _polygon(box.quad, (height, width))
+        if raster is None or min(quad_size(box.quad)) < 2:
+            continue
+        window, layer = raster
+        if (layer & done[window]).sum() >= DUPLICATE * layer.sum():
+            continue
+        done[window] |= layer
+        add_letters(rgb, box.quad, mask, halo)
+    score = boxes[0].score if boxes else 0.0
+    return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4))

@@ -1,0 +1,177 @@
+"""Overlaid-text detection: model files, detector geometry, evidence, masks and scores (retouchd.textdetect)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from retouchd import textdetect
+from retouchd.textdetect import db, evidence, runtime
+
+from tests_support import overlays
+
+
+@pytest.fixture(scope="module")
+def models() -> textdetect.OcrModels:
+    return textdetect.load_models("cpu", threads=2)
+
+
+def changed_pixels(overlaid: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    return np.asarray(np.abs(overlaid.astype(np.int16) - clean.astype(np.int16)).max(axis=2) > 8)
+
+
+def test_model_files_come_from_the_installed_wheel() -> None:
+    """Both ONNX files are found through the package's import locations, and the alphabet is read."""
+    folder = runtime.model_dir()
+    assert (folder / runtime.DET_FILE).stat().st_size > 4_000_000
+    assert (folder / runtime.REC_FILE).stat().st_size > 10_000_000
+
+
+def test_alphabet_has_blank_first_and_space_last(models: textdetect.OcrModels) -> None:
+    """The CTC alphabet matches the recogniser's 6625 outputs: blank, 6623 characters, space."""
+    assert len(models.charset) == 6625
+    assert models.charset[0] == "" and models.charset[-1] == " "
+    assert "7" in models.charset and "A" in models.charset
+
+
+def test_detection_size_is_bounded() -> None:
+    """Small images are scaled up (at most ×2) to a 736-px short side, large ones down to a 2048-px long side."""
+    assert db.detection_size(512, 768) == (736, 1088)
+    assert db.detection_size(100, 150) == (192, 288)
+    assert db.detection_size(4000, 6000) == (1376, 2048)
+    assert db.detection_size(5, 7) == (32, 32)
+
+
+def test_evidence_factors() -> None:
+    """A confident level line is overlay-like; single glyphs, repeated ideographs and tilt are not."""
+    line = evidence.weigh(0.9, "IMG_0423.JPG", 0.98, 0.5)
+    assert line.value == pytest.approx(0.98)
+    assert evidence.weigh(0.9, "米", 0.99, 0.0).value == pytest.approx(0.3 * 0.99)
+    assert evidence.weigh(0.9, "米米米", 0.99, 0.0).repetition == pytest.approx(1 / 3)
+    assert evidence.weigh(0.9, "11 11", 0.99, 0.0).repetition == 1.0
+    assert evidence.weigh(0.9, "SAMPLE", 0.99, 30.0).tilt == pytest.approx(0.7)
+    assert evidence.weigh(0.55, "SALE", 1.0, 0.0).det == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("name", ["coffee", "astronaut", "chelsea"])
+def test_caption_white_with_black_stroke(models: textdetect.OcrModels, name: str) -> None:
+    """A stroked white caption scores high, its letters are masked, and the mask stays close to them."""
+    clean = overlays.photo(name)
+    image = overlays.caption(clean)
+    found = textdetect.detect(models, image)
+    visible = overlays.overlay_pixels(image, clean)
+    assert found.score >= 0.8
+    assert found.mask[visible].mean() >= 0.97
+    assert found.mask.sum() <= 1.6 * changed_pixels(image, clean).sum()
+    assert any("holidays" in box.text for box in found.masked)
+
+
+def test_orange_date_stamp(models: textdetect.OcrModels) -> None:
+    """Blurred orange mono digits in a corner are read as a date and masked with their blur."""
+    clean = overlays.photo("camera")
+    image = overlays.date_stamp(clean)
+    found = textdetect.detect(models, image)
+    assert found.score >= 0.8
+    assert found.mask[overlays.overlay_pixels(image, clean)].mean() >= 0.9
+    assert found.mask.sum() <= 2.0 * changed_pixels(image, clean).sum()
+
+
+@pytest.mark.parametrize("name", ["rocket", "camera"])
+def test_semi_transparent_watermark(models: textdetect.OcrModels, name: str) -> None:
+    """50 %-alpha white lettering is found and covered although its colour follows the background."""
+    clean = overlays.photo(name)
+    image = overlays.watermark(clean)
+    found = textdetect.detect(models, image)
+    assert found.score >= 0.8
+    assert found.mask[overlays.overlay_pixels(image, clean)].mean() >= 0.9
+
+
+@pytest.mark.parametrize("name", ["chelsea", "camera"])
+def test_small_dark_label(models: textdetect.OcrModels, name: str) -> None:
+    """An 11-px dark file name on a light corner is found, read and masked."""
+    clean = overlays.photo(name)
+    image = overlays.label(clean, ink=20)
+    found = textdetect.detect(models, image)
+    assert found.score >= 0.8
+    assert "0423" in found.masked[0].text
+    assert found.mask[overlays.overlay_pixels(image, clean)].mean() >= 0.85
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "rocket", "camera"])
+def test_clean_photos_score_low(models: textdetect.OcrModels, name: str) -> None:
+    """Photos without overlays score far below the default threshold and get an empty mask."""
+    found = textdetect.detect(models, overlays.photo(name))
+    assert found.score < 0.3
+    assert not found.mask.any()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_petals_are_not_text(models: textdetect.OcrModels, seed: int) -> None:
+    """Daisies make the raw detector fire, but they read as lone or repeated glyphs: the score stays low."""
+    found = textdetect.detect(models, overlays.daisies(seed=seed))
+    assert found.boxes, "the raw detector is expected to fire on petals"
+    assert found.score < 0.3
+    assert not found.mask.any()
+
+
+def test_regions_limit_where_text_is_looked_for(models: textdetect.OcrModels) -> None:
+    """With only the bottom fifth allowed, a caption at the top is ignored and the date below is kept."""
+    clean = overlays.photo("camera")
+    image = overlays.date_stamp(overlays.caption(clean, y=12))
+    height, width = clean.shape[:2]
+    bottom = [(0, int(height * 0.8), width, height - int(height * 0.8))]
+    found = textdetect.detect(models, image, regions=bottom)
+    assert found.score >= 0.8
+    assert not found.mask[: height // 2].any()
+    assert found.mask[int(height * 0.8) :].any()
+    assert all(box.quad[:, 1].mean() > height * 0.7 for box in found.boxes)
+    everywhere = textdetect.detect(models, image)
+    assert everywhere.mask[: height // 2].any()
+
+
+def test_large_image_is_detected_smaller_and_mapped_back(
+    models: textdetect.OcrModels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1536×1024 photo is detected at a bounded size; the mask comes back at full size on the caption."""
+    clean = overlays.photo("coffee", 1536, 1024)
+    image = overlays.caption(clean, text="Lake Como", y=40, size=96)
+    seen: list[tuple[int, ...]] = []
+    run_det = type(models).run_det
+
+    def spy(self: textdetect.OcrModels, batch: np.ndarray) -> np.ndarray:
+        seen.append(batch.shape)
+        return run_det(self, batch)
+
+    monkeypatch.setattr(type(models), "run_det", spy)
+    found = textdetect.detect(models, image, max_side=768)
+    assert seen == [(1, 3, 512, 768)]
+    assert found.mask.shape == (1024, 1536)
+    assert found.score >= 0.8
+    assert found.mask[overlays.overlay_pixels(image, clean)].mean() >= 0.95
+
+
+def test_halo_grows_the_mask(models: textdetect.OcrModels) -> None:
+    """A halo of 3 px adds a band around the letters and keeps everything the plain mask had."""
+    image = overlays.caption(overlays.photo("chelsea"))
+    plain = textdetect.detect(models, image).mask
+    grown = textdetect.detect(models, image, halo=3).mask
+    assert grown[plain].all()
+    assert grown.sum() > 1.3 * plain.sum()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers(),
+    reason="needs onnxruntime with the CUDA provider",
+)
+def test_cuda_session_matches_cpu(models: textdetect.OcrModels) -> None:
+    """On the GPU the detector scores and masks a caption as it does on the CPU."""
+    clean = overlays.photo("coffee")
+    image = overlays.caption(clean)
+    gpu = textdetect.load_models("cuda:0")
+    assert gpu.det.get_providers()[0] == "CUDAExecutionProvider"
+    on_gpu, on_cpu = textdetect.detect(gpu, image), textdetect.detect(models, image)
+    assert abs(on_gpu.score - on_cpu.score) < 0.05
+    assert (on_gpu.mask ^ on_cpu.mask).sum() < 0.02 * on_cpu.mask.sum()
