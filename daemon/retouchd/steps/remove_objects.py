@@ -5,17 +5,18 @@ from __future__ import annotations
 import time
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from retouchd import masks
 from retouchd.exceptions import InputError
-from retouchd.inpaint import ENGINES, inpaint, preflight
+from retouchd.inpaint import inpaint, preflight
 from retouchd.masks import Region
 from retouchd.steps.base import Step, StepContext, StepOptions, StepResult
+from retouchd.steps.fill import FillOptions
 from retouchd.typing import Frame, Mask, Metrics
 
 
-class RemoveObjectsOptions(StepOptions):
+class RemoveObjectsOptions(FillOptions):
     op: Literal["remove_objects"] = "remove_objects"
     mask: Literal["sidecar"] | None = None
     """"sidecar": `<name>.mask.png` (or `<name>_mask.png`) beside the image, white = remove; required."""
@@ -23,21 +24,6 @@ class RemoveObjectsOptions(StepOptions):
     """Boxes [x, y, w, h] in pixels or "10%" strings, combined with the sidecar."""
     dilate: int = Field(0, ge=0, le=512)
     """Grow the mask by this many pixels to cover anti-aliased edges and halos."""
-    engine: str = ENGINES[0]
-
-    @field_validator("regions", mode="before")
-    @classmethod
-    def _check_regions(cls, value: object) -> object:
-        if isinstance(value, list | tuple):
-            return [masks.validate_region(region) for region in value]
-        return value
-
-    @field_validator("engine")
-    @classmethod
-    def _known_engine(cls, value: str) -> str:
-        if value not in ENGINES:
-            raise ValueError(f"unknown inpaint engine {value!r}; use one of: {', '.join(ENGINES)}")
-        return value
 
     @model_validator(mode="after")
     def _has_a_source(self) -> RemoveObjectsOptions:

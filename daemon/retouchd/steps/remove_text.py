@@ -15,20 +15,21 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, ClassVar, Literal, cast
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from retouchd import masks
 from retouchd.exceptions import ConfigError, ModelError
-from retouchd.inpaint import ENGINES, inpaint, preflight
+from retouchd.inpaint import inpaint, preflight
 from retouchd.masks import Region
 from retouchd.steps.base import Step, StepContext, StepOptions, StepResult
+from retouchd.steps.fill import FillOptions
 from retouchd.typing import Frame, Metrics
 
 if TYPE_CHECKING:
     from retouchd.textdetect import OcrModels
 
 
-class RemoveTextOptions(StepOptions):
+class RemoveTextOptions(FillOptions):
     op: Literal["remove_text"] = "remove_text"
     when: Literal["always", "auto"] = "always"
     """"always": remove whatever text is found; "auto": only when the overlay score reaches `threshold`."""
@@ -39,22 +40,7 @@ class RemoveTextOptions(StepOptions):
     """Extra pixels around the letters (glow, heavy shadows) beyond the detected rim."""
     regions: list[Region] | None = None
     """Boxes [x, y, w, h] in pixels or "10%" strings: text is looked for only there (e.g. the bottom 15 %)."""
-    engine: str = ENGINES[0]
     review_below: float | None = Field(None, ge=0.0, le=1.0)
-
-    @field_validator("regions", mode="before")
-    @classmethod
-    def _check_regions(cls, value: object) -> object:
-        if isinstance(value, list | tuple):
-            return [masks.validate_region(region) for region in value]
-        return value
-
-    @field_validator("engine")
-    @classmethod
-    def _known_engine(cls, value: str) -> str:
-        if value not in ENGINES:
-            raise ValueError(f"unknown inpaint engine {value!r}; use one of: {', '.join(ENGINES)}")
-        return value
 
     @model_validator(mode="after")
     def _review_below_threshold(self) -> RemoveTextOptions:
