@@ -9,7 +9,6 @@ import signal
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from types import FrameType
 
 import structlog
@@ -307,6 +306,3 @@ class Daemon:
         self.monitor.stop()
         log.info("retouchd stopped")
 
-
-def folders_to_create(settings: Settings) -> list[Path]:
-    return [settings.inbox, settings.outbox, settings.archive, settings.failed, settings.review, settings.work]

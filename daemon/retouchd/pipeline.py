@@ -18,12 +18,12 @@ from typing import Any, BinaryIO
 
 import structlog
 
-from retouchd.exceptions import InputError, LimitError, RetouchdError, SourceChangedError, TransientError
+from retouchd.exceptions import InputError, LimitError, RetouchdError, SourceChangedError
 from retouchd.fsops import as_transient
-from retouchd.images import OutputSpec, decode, encode, output_name
+from retouchd.images import ImageInfo, OutputSpec, decode, encode, output_name
 from retouchd.steps import build_step, step_class
 from retouchd.steps.base import StepContext, StepOptions
-from retouchd.typing import ModelCache, ProgressFn
+from retouchd.typing import Frame, ModelCache, ProgressFn
 
 log = structlog.get_logger("retouchd.pipeline")
 
@@ -125,6 +125,35 @@ def _read_source(task: Task) -> bytes:
     return data
 
 
+def _context(task: Task, bound: Any, models: ModelCache | None, progress: ProgressFn | None) -> StepContext:
+    ctx = StepContext(
+        rule=task.rule, source=Path(task.source), job_id=task.job_id,
+        sidecar_mask=Path(task.sidecar) if task.sidecar else None, device=task.device,
+        allow_cpu_fallback=task.allow_cpu_fallback, max_output_pixels=task.max_output_pixels,
+        cpu_threads=task.cpu_threads, engines=dict(task.engines), log=bound,
+    )
+    if models is not None:
+        ctx.models = models
+    if progress is not None:
+        ctx.progress = progress
+    return ctx
+
+
+def _write_output(task: Task, frame: Frame, info: ImageInfo, spec: OutputSpec) -> tuple[Path, str]:
+    """Encode to a temp file in the work folder and fsync it; no partial temp file outlives a failure."""
+    tmp = Path(task.work_dir) / f"{task.tmp_prefix}{task.job_id or 'x'}-{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            writer = _HashingWriter(fh)
+            encode(frame, info, spec, writer)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp, writer.digest.hexdigest()
+
+
 def run_task(task: Task, *, models: ModelCache | None = None, progress: ProgressFn | None = None,
              on_step: Any = None) -> TaskResult:
     """Process one file; never raises for a problem with the job (the result says what went wrong)."""
@@ -137,16 +166,7 @@ def run_task(task: Task, *, models: ModelCache | None = None, progress: Progress
         decoded = decode(data, max_pixels=task.max_input_pixels, max_dimension=task.max_dimension)
         del data
         frame, review = decoded.frame, False
-        ctx = StepContext(
-            rule=task.rule, source=Path(task.source), job_id=task.job_id,
-            sidecar_mask=Path(task.sidecar) if task.sidecar else None, device=task.device,
-            allow_cpu_fallback=task.allow_cpu_fallback, max_output_pixels=task.max_output_pixels,
-            cpu_threads=task.cpu_threads, engines=dict(task.engines), log=bound,
-        )
-        if models is not None:
-            ctx.models = models
-        if progress is not None:
-            ctx.progress = progress
+        ctx = _context(task, bound, models, progress)
         for raw in task.steps:
             options: StepOptions = step_class(raw["op"]).options_model.model_validate(raw)
             current = options.op
@@ -164,15 +184,10 @@ def run_task(task: Task, *, models: ModelCache | None = None, progress: Progress
         current = "encode"
         spec = OutputSpec.model_validate(task.output)
         name = output_name(Path(task.source).name, decoded.info, spec)
-        tmp = Path(task.work_dir) / f"{task.tmp_prefix}{task.job_id or 'x'}-{uuid.uuid4().hex[:12]}.tmp"
-        with open(tmp, "wb") as fh:
-            writer = _HashingWriter(fh)
-            encode(frame, decoded.info, spec, writer)
-            fh.flush()
-            os.fsync(fh.fileno())
+        tmp, digest = _write_output(task, frame, decoded.info, spec)
         fault(task, "after-encode")
-        return TaskResult(ok=True, tmp_path=str(tmp), output_name=name, output_sha256=writer.digest.hexdigest(),
-                          review=review, steps=records)
+        return TaskResult(ok=True, tmp_path=str(tmp), output_name=name, output_sha256=digest, review=review,
+                          steps=records)
     except FileNotFoundError:
         if task.inbox and not os.path.isdir(task.inbox):
             return TaskResult(ok=False, error=f"the inbox {task.inbox} is unavailable (unmounted?); will retry",
@@ -200,6 +215,3 @@ def run_task(task: Task, *, models: ModelCache | None = None, progress: Progress
         return TaskResult(ok=False, error=f"internal error in {current}: {exc!r} (traceback {tb_id} in the log)",
                           error_step=current, permanent=False, traceback_id=tb_id, steps=records)
 
-
-def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, TransientError) or (isinstance(exc, OSError) and as_transient(exc))

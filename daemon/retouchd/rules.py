@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -206,6 +206,3 @@ def load_rules(files: Sequence[Path] | None = None) -> RuleSet:
                 )
     return RuleSet(tuple(rules), paths)
 
-
-def enabled(rules: Iterable[Rule]) -> list[Rule]:
-    return [rule for rule in rules if rule.enabled]
