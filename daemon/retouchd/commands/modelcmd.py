@@ -30,23 +30,19 @@ def _print(infos: list[ModelInfo], *, verified: bool) -> None:
         click.echo(f"         {status}")
 
 
-def list_command(*, as_json: bool) -> int:
-    infos = list_models()
+def _report(infos: list[ModelInfo], *, as_json: bool, verified: bool) -> int:
     if as_json:
         from retouchd.cli import print_json
 
         print_json([_row(i) for i in infos])
     else:
-        _print(infos, verified=False)
+        _print(infos, verified=verified)
     return 0 if all(i.ok for i in infos) else 1
+
+
+def list_command(*, as_json: bool) -> int:
+    return _report(list_models(), as_json=as_json, verified=False)
 
 
 def verify_command(*, as_json: bool) -> int:
-    infos = verify_models()
-    if as_json:
-        from retouchd.cli import print_json
-
-        print_json([_row(i) for i in infos])
-    else:
-        _print(infos, verified=True)
-    return 0 if all(i.ok for i in infos) else 1
+    return _report(verify_models(), as_json=as_json, verified=True)
