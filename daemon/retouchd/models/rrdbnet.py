@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from retouchd.exceptions import ModelError
+from retouchd.models.assign import assign_weights
 from retouchd.models.ncnn import NcnnNet, conv_weight
 
 RECEPTIVE_RADIUS = 10
@@ -99,13 +100,8 @@ def from_state_dict(state: Mapping[str, torch.Tensor]) -> RRDBNet:
     scale = {1: 4, 4: 2, 16: 1}.get(unshuffle_sq)
     if scale is None or unshuffle_sq * 3 != first.shape[1]:
         raise ModelError(f"RRDBNet conv_first takes {first.shape[1]} channels; expected 3, 12 or 48")
-    with torch.device("meta"):  # no random init: every parameter is assigned from `state`
-        net = RRDBNet(scale, features=int(first.shape[0]), blocks=blocks, growth=growth)
-    try:
-        net.load_state_dict(dict(state), strict=True, assign=True)
-    except RuntimeError as exc:
-        raise ModelError(f"RRDBNet weights do not fit the architecture: {exc}") from exc
-    return net.eval()
+    features = int(first.shape[0])
+    return assign_weights(lambda: RRDBNet(scale, features=features, blocks=blocks, growth=growth), state, "RRDBNet")
 
 
 def state_dict_from_ncnn(net: NcnnNet) -> dict[str, torch.Tensor]:

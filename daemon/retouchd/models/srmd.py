@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from retouchd.exceptions import ModelError
+from retouchd.models.assign import assign_weights
 from retouchd.models.ncnn import NcnnNet, conv_weight
 
 # The kernel code srmd-ncnn-vulkan feeds its bundled models (bicubic degradation, PCA-projected).
@@ -80,13 +81,8 @@ def from_state_dict(state: Mapping[str, torch.Tensor]) -> SRMD:
     scale = round((last.shape[0] / 3) ** 0.5)
     if 3 * scale * scale != last.shape[0]:
         raise ModelError(f"SRMD last layer has {last.shape[0]} outputs, not 3·scale²")
-    with torch.device("meta"):  # no random init: every parameter is assigned from `state`
-        net = SRMD(scale, in_channels=int(first.shape[1]), features=int(first.shape[0]))
-    try:
-        net.load_state_dict(dict(state), strict=True, assign=True)
-    except RuntimeError as exc:
-        raise ModelError(f"SRMD weights do not fit the architecture: {exc}") from exc
-    return net.eval()
+    channels, features = int(first.shape[1]), int(first.shape[0])
+    return assign_weights(lambda: SRMD(scale, in_channels=channels, features=features), state, "SRMD")
 
 
 def state_dict_from_ncnn(net: NcnnNet) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from retouchd.exceptions import ModelError
+from retouchd.models.assign import assign_weights
 from retouchd.models.ncnn import NcnnNet, conv_weight
 
 BYTES_PER_PIXEL = 4 * 64 * 4 + 2 * 48 * 4
@@ -54,13 +55,8 @@ def from_state_dict(state: Mapping[str, torch.Tensor]) -> SRVGGNetCompact:
     convs = (indices[-1] - 2) // 2
     if 3 * scale * scale != last.shape[0] or indices[-1] != 2 * convs + 2:
         raise ModelError(f"SRVGGNetCompact layout not recognised (last layer body.{indices[-1]})")
-    with torch.device("meta"):  # no random init: every parameter is assigned from `state`
-        net = SRVGGNetCompact(scale, features=int(state["body.0.weight"].shape[0]), convs=convs)
-    try:
-        net.load_state_dict(dict(state), strict=True, assign=True)
-    except RuntimeError as exc:
-        raise ModelError(f"SRVGGNetCompact weights do not fit the architecture: {exc}") from exc
-    return net.eval()
+    features = int(state["body.0.weight"].shape[0])
+    return assign_weights(lambda: SRVGGNetCompact(scale, features=features, convs=convs), state, "SRVGGNetCompact")
 
 
 def state_dict_from_ncnn(net: NcnnNet) -> dict[str, torch.Tensor]:
