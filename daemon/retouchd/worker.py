@@ -82,13 +82,18 @@ class Worker:
         self._log = (log_format, log_level)
         self._proc: Any = None
         self._conn: Connection | None = None
-        self.restarts = 0
+        self._starts = 0
+
+    @property
+    def restarts(self) -> int:
+        """Processes started after the first: each one replaced a worker that died (idle or mid-job)."""
+        return max(0, self._starts - 1)
 
     def _ensure(self) -> Connection:
         if self._proc is None or not self._proc.is_alive() or self._conn is None:
             if self._proc is not None:
-                self.restarts += 1
                 self._close()
+            self._starts += 1
             parent, child = _CTX.Pipe()
             self._proc = _CTX.Process(
                 target=child_main, args=(child, self.device, *self._log), name=f"retouchd-worker-{self.device}",
