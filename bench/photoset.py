@@ -1,0 +1,116 @@
+"""Real photos for the quality benchmarks, from Debian's wallpaper packages (not scikit-image's).
+
+`apt-get download` fetches the packages from the package index, `dpkg -x` unpacks them, and each photo is
+reduced to 768×512 crops (PNG). The photos are split by source into a **tune** set and a **holdout** set:
+tune on the first, report on the second; crops of one photo never fall on both sides. Only photographs are
+listed (the packages' abstract art and illustrations are left out).
+
+Run: python bench/photoset.py [--dir DIR]   (default ~/.cache/retouchd/bench-photos; prints the counts)
+Other benchmarks call `photos("tune" | "holdout" | "all")`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers")
+# (package-relative glob, set). Holdout: a third of the photos, chosen once by hand for a mix of subjects.
+SOURCES: dict[str, str] = {
+    "backgrounds/mate/nature/Aqua.jpg": "tune",
+    "backgrounds/mate/nature/Blinds.jpg": "tune",
+    "backgrounds/mate/nature/Dune.jpg": "holdout",
+    "backgrounds/mate/nature/FreshFlower.jpg": "tune",
+    "backgrounds/mate/nature/Garden.jpg": "holdout",
+    "backgrounds/mate/nature/GreenMeadow.jpg": "tune",
+    "backgrounds/mate/nature/LadyBird.jpg": "tune",
+    "backgrounds/mate/nature/RainDrops.jpg": "holdout",
+    "backgrounds/mate/nature/Storm.jpg": "tune",
+    "backgrounds/mate/nature/TwoWings.jpg": "tune",
+    "backgrounds/mate/nature/Wood.jpg": "holdout",
+    "backgrounds/mate/nature/YellowFlower.jpg": "tune",
+    "wallpapers/BytheWater": "tune",
+    "wallpapers/ColdRipple": "holdout",
+    "wallpapers/ColorfulCups": "tune",
+    "wallpapers/DarkestHour": "tune",
+    "wallpapers/EveningGlow": "holdout",
+    "wallpapers/FallenLeaf": "tune",
+    "wallpapers/Grey": "holdout",
+    "wallpapers/Kite": "tune",
+    "wallpapers/OneStandsOut": "holdout",
+    "wallpapers/Path": "holdout",
+    "wallpapers/Volna": "tune",
+    "wallpapers/summer_1am": "tune",
+}
+CROP = (768, 512)
+DEFAULT_DIR = Path.home() / ".cache" / "retouchd" / "bench-photos"
+
+
+def _largest(folder: Path) -> Path:
+    images = folder / "contents" / "images"
+    return max(images.iterdir(), key=lambda p: int(p.name.split("x")[0]))
+
+
+def _crops(image: Image.Image) -> list[Image.Image]:
+    """Two 768×512 crops (left and right) of the photo scaled to 1152 px wide: real detail, not a thumbnail."""
+    width = 1152
+    height = round(image.height * width / image.width)
+    if height < CROP[1]:
+        height = CROP[1]
+        width = round(image.width * height / image.height)
+    image = image.resize((width, height), Image.Resampling.LANCZOS)
+    top = (height - CROP[1]) // 2
+    return [image.crop((x, top, x + CROP[0], top + CROP[1])) for x in (0, width - CROP[0])]
+
+
+def build(directory: Path = DEFAULT_DIR) -> Path:
+    """Fetch, unpack and crop the photos once; later calls reuse the folder."""
+    done = directory / ".complete"
+    if done.exists():
+        return directory
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["apt-get", "download", *PACKAGES], cwd=tmp, check=True, capture_output=True)
+        for deb in Path(tmp).glob("*.deb"):
+            subprocess.run(["dpkg", "-x", str(deb), str(Path(tmp) / "x")], check=True)
+        share = Path(tmp) / "x" / "usr" / "share"
+        for rel, subset in SOURCES.items():
+            source = share / rel
+            path = _largest(source) if source.is_dir() else source
+            name = Path(rel).stem if source.is_file() else Path(rel).name
+            (directory / subset).mkdir(exist_ok=True)
+            with Image.open(path) as im:
+                for i, crop in enumerate(_crops(im.convert("RGB"))):
+                    crop.save(directory / subset / f"{name}-{i}.png")
+    done.write_text("ok\n")
+    return directory
+
+
+def photos(subset: str = "holdout", directory: Path = DEFAULT_DIR) -> list[tuple[str, np.ndarray]]:
+    """(name, RGB uint8 H×W×3) for every crop of `subset` ("tune", "holdout" or "all"), sorted by name."""
+    root = build(directory)
+    folders = ["tune", "holdout"] if subset == "all" else [subset]
+    out = []
+    for folder in folders:
+        for path in sorted((root / folder).glob("*.png")):
+            with Image.open(path) as im:
+                out.append((path.stem, np.asarray(im.convert("RGB"))))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    args = parser.parse_args()
+    root = build(args.dir)
+    for subset in ("tune", "holdout"):
+        print(f"{subset}: {len(list((root / subset).glob('*.png')))} crops in {root / subset}")
+
+
+if __name__ == "__main__":
+    main()
