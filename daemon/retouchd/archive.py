@@ -1,7 +1,9 @@
 """The commit order (SPEC §6.1): output durable → DB says so → original archived → DB says so.
 
 Each file move is announced in the database before it happens, so that after a crash at any instant the
-recovery sweep can tell which side of the move the file is on and finish the job exactly once.
+recovery sweep can tell which side of the move the file is on and finish the job exactly once. Every database
+change is made under the claim's lease (`lease`): a holder that lost it gets LeaseLost and stops. A database
+that is locked or unreachable makes a commit wait and try again; it never costs an attempt.
 """
 
 from __future__ import annotations
@@ -9,14 +11,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from retouchd.fsops import TEMP_PREFIX, move_verified, publish, safe_join, sha256_file, unique_path
+from retouchd.exceptions import LeaseLost
+from retouchd.fsops import TEMP_PREFIX, move_verified, publish, safe_join, same_content, sha256_file, unique_path
 from retouchd.pipeline import TaskResult
 from retouchd.rules import RuleFolders
 from retouchd.store import Job, JobState, Store, utcnow
@@ -24,6 +30,7 @@ from retouchd.store import Job, JobState, Store, utcnow
 log = structlog.get_logger("retouchd.archive")
 
 FaultHook = Callable[[str], None]
+T = TypeVar("T")
 
 
 def _no_fault(point: str) -> None:
@@ -41,92 +48,138 @@ class Committer:
     file_mode: int = 0o644
     retry_backoff: float = 30.0
     fault: FaultHook = _no_fault
+    lease_seconds: float = 60.0
+    give_up: Callable[[], bool] = lambda: False
+    """True when waiting for the database must stop (a forced shutdown)."""
+
+    def db_call(self, call: Callable[[], T]) -> T:
+        """Run a store call, waiting for a locked or unreachable database instead of failing the commit."""
+        delay, warned = 0.5, False
+        while True:
+            try:
+                return call()
+            except (OperationalError, InterfaceError) as exc:
+                if self.give_up():
+                    raise
+                if not warned:
+                    log.warning("database unavailable during a commit; waiting (the output is kept)",
+                                error=str(exc).splitlines()[0])
+                    warned = True
+                time.sleep(delay)
+                delay = min(5.0, delay * 2)
 
     # -- success -------------------------------------------------------------------------------------------
-    def success(self, job: Job, owner: str, result: TaskResult) -> None:
+    def success(self, job: Job, lease: str, result: TaskResult) -> None:
         assert result.tmp_path and result.output_name and result.output_sha256
         folders = self.folders[job.rule]
         base = folders.review if result.review else folders.outbox
         target = unique_path(safe_join(base, Path(job.rel_path).parent / result.output_name))
-        self.store.plan_output(job.id, owner, output_path=str(target), output_sha256=result.output_sha256,
-                               tmp=result.tmp_path, steps=result.steps)
+        tmp = result.tmp_path
+        try:
+            self.db_call(lambda: self.store.plan_output(job.id, lease, output_path=str(target),
+                                                    output_sha256=result.output_sha256 or "", tmp=tmp,
+                                                    steps=result.steps, lease_seconds=self.lease_seconds))
+        except LeaseLost:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         self.fault("before-publish")
-        publish(Path(result.tmp_path), target, mode=self.file_mode)
+        publish(Path(tmp), target, mode=self.file_mode)
         self.fault("after-publish")
-        self.store.finish(job.id, owner, review=result.review)
+        self.db_call(lambda: self.store.finish(job.id, lease, review=result.review, lease_seconds=self.lease_seconds))
         self.fault("after-finish")
-        self.archive(job.id)
+        self.archive(job.id, lease)
 
-    def archive(self, job_id: int) -> None:
-        """Move a finished job's original (and sidecar) to the archive, hash-checked."""
-        job = self.store.get(job_id)
-        assert job is not None and job.state in (JobState.DONE, JobState.REVIEW)
+    def archive(self, job_id: int, lease: str) -> None:
+        """Move a finished job's original (and sidecar) to the archive, hash-checked. A move that was cut
+        short (the archive name planned and present) is finished, never repeated under a second name."""
+        job = self.db_call(lambda: self.store.get(job_id))
+        if job is None or job.state not in (JobState.DONE, JobState.REVIEW) or job.lease_owner != lease:
+            raise LeaseLost(f"job {job_id}: no longer held by {lease!r}; not archiving it")
         src = Path(job.source_path)
-        if job.archive_path and not os.path.lexists(src) and Path(job.archive_path).exists():
-            self._archive_sidecar(job)  # crashed after the move, before the DB said so
-            self.store.archived(job.id)
-            return
+        planned = Path(job.archive_path) if job.archive_path else None
+        if planned is not None and os.path.lexists(planned):
+            if not os.path.lexists(src) or same_content(src, planned, job.sha256):
+                move_verified(src, planned, job.sha256)  # finishes the move: only removes the source
+                self._archive_sidecar(job)
+                self.db_call(lambda: self.store.archived(job.id, lease))
+                return
+            planned = None  # another file took that name meanwhile
         if not src.exists():
             log.warning("original missing at archive time", job_id=job.id, rule=job.rule, path=str(src))
-            self.store.archived(job.id)
+            self.db_call(lambda: self.store.archived(job.id, lease))
             return
         if sha256_file(src) != job.sha256:
             # The inbox file was replaced after processing: keep it for the watcher as new content.
             log.warning("original replaced before archiving; left in the inbox", job_id=job.id, path=str(src))
-            self.store.archived(job.id)
+            self.db_call(lambda: self.store.archived(job.id, lease))
             return
-        day = date.today().isoformat()
-        root = self.folders[job.rule].archive / day
-        target = unique_path(safe_join(root, job.rel_path))
-        sidecar_target = None
-        if job.sidecar_path:
-            sidecar_target = unique_path(safe_join(root, Path(job.rel_path).parent / Path(job.sidecar_path).name))
-        self.store.plan_archive(job.id, str(target), str(sidecar_target) if sidecar_target else None)
+        if planned is not None:
+            target = planned
+            sidecar_target = Path(job.sidecar_archive_path) if job.sidecar_archive_path else None
+        else:
+            root = self.folders[job.rule].archive / date.today().isoformat()
+            target = unique_path(safe_join(root, job.rel_path))
+            sidecar_target = None
+            if job.sidecar_path:
+                sidecar_target = unique_path(safe_join(root, Path(job.rel_path).parent / Path(job.sidecar_path).name))
+            self.db_call(lambda: self.store.plan_archive(job.id, lease, str(target),
+                                                     str(sidecar_target) if sidecar_target else None))
         self.fault("before-archive")
-        move_verified(src, target, job.sha256)
+        move_verified(src, target, job.sha256, fault=self.fault)
         self.fault("after-archive-move")
         job.archive_path, job.sidecar_archive_path = str(target), str(sidecar_target) if sidecar_target else None
         self._archive_sidecar(job)
-        self.store.archived(job.id)
+        self.db_call(lambda: self.store.archived(job.id, lease))
 
     def _archive_sidecar(self, job: Job) -> None:
         if job.sidecar_path and job.sidecar_archive_path and os.path.lexists(job.sidecar_path):
             dst = Path(job.sidecar_archive_path)
-            if os.path.lexists(dst):
+            if os.path.lexists(dst) and not same_content(Path(job.sidecar_path), dst, None):
                 dst = unique_path(dst)
             move_verified(Path(job.sidecar_path), dst, None)
 
     # -- failure -------------------------------------------------------------------------------------------
-    def failure(self, job: Job, owner: str | None, result: TaskResult) -> JobState:
+    def failure(self, job: Job, lease: str, result: TaskResult) -> JobState:
         """Retry later (transient, attempts left) or move to failed/ with the reason; return the new state."""
         if result.tmp_path:
             with contextlib.suppress(OSError):
                 os.unlink(result.tmp_path)
         if result.vanished:
-            self.store.fail(job.id, owner, error=result.error or "file vanished", step=result.error_step,
-                            traceback_id=None, steps=result.steps)
+            self.db_call(lambda: self.store.fail(job.id, lease, error=result.error or "file vanished",
+                                             step=result.error_step, traceback_id=None, steps=result.steps))
             return JobState.FAILED
         if not result.permanent and job.attempts < job.max_attempts:
             delay = self.retry_backoff * (2 ** max(0, job.attempts - 1))
-            self.store.requeue(job.id, owner, error=result.error, delay=delay)
+            self.db_call(lambda: self.store.requeue(job.id, lease, error=result.error, delay=delay))
             log.info("job will be retried", job_id=job.id, rule=job.rule, path=job.source_path,
                      attempts=job.attempts, delay=delay, error=result.error)
             return JobState.QUEUED
-        self.to_failed(job, owner, result.error or "unknown error", result.error_step, result.traceback_id,
+        self.to_failed(job, lease, result.error or "unknown error", result.error_step, result.traceback_id,
                        result.steps)
         return JobState.FAILED
 
-    def to_failed(self, job: Job, owner: str | None, error: str, step: str | None, traceback_id: str | None,
+    def to_failed(self, job: Job, lease: str, error: str, step: str | None, traceback_id: str | None,
                   steps: list[dict[str, object]] | None = None) -> None:
         folders = self.folders[job.rule]
         src = Path(job.source_path)
-        target = Path(job.failed_path) if job.failed_path else unique_path(safe_join(folders.failed, job.rel_path))
-        if not job.failed_path:
-            self.store.plan_failed(job.id, str(target))
-        if os.path.lexists(src) and not os.path.lexists(target):
-            move_verified(src, target, None)
+        target = Path(job.failed_path) if job.failed_path else None
+        if target is not None and os.path.lexists(src) and os.path.lexists(target) \
+                and not same_content(src, target, None):
+            target = None  # another file took the planned name meanwhile
+        if target is None:
+            target = unique_path(safe_join(folders.failed, job.rel_path))
+            planned = target
+            self.db_call(lambda: self.store.plan_failed(job.id, lease, str(planned), error=error, step=step,
+                                                    traceback_id=traceback_id))
+        if os.path.lexists(src):
+            move_verified(src, target, None, fault=self.fault)  # idempotent if cut short between link and unlink
         if job.sidecar_path and os.path.lexists(job.sidecar_path):
-            move_verified(Path(job.sidecar_path), unique_path(target.with_name(Path(job.sidecar_path).name)), None)
+            sidecar = Path(job.sidecar_path)
+            dst = target.with_name(sidecar.name)
+            if os.path.lexists(dst) and not same_content(sidecar, dst, None):
+                dst = unique_path(dst)
+            move_verified(sidecar, dst, None)
         report = {
             "job_id": job.id, "rule": job.rule, "source": job.source_path, "sha256": job.sha256,
             "reason": error, "step": step, "attempts": job.attempts, "traceback_id": traceback_id,
@@ -138,35 +191,42 @@ class Committer:
             tmp.write_bytes(text.encode("utf-8", "backslashreplace"))
             os.chmod(tmp, self.file_mode)
             os.replace(tmp, error_json_path(target))
-        self.store.fail(job.id, owner, error=error, step=step, traceback_id=traceback_id, steps=steps)
+        self.db_call(lambda: self.store.fail(job.id, lease, error=error, step=step, traceback_id=traceback_id,
+                                         steps=steps))
         log.warning("job failed", job_id=job.id, rule=job.rule, path=job.source_path, step=step, error=error,
                     failed_path=str(target))
 
     # -- crash recovery ------------------------------------------------------------------------------------
-    def recover_running(self, job: Job, *, refund: bool, error: str | None = None) -> str:
-        """Finish, requeue or fail a job whose owner died (`refund`: not the job's fault, the attempt is
-        given back) or whose commit raised (`error`: counts as an attempt, retried with backoff)."""
-        output = Path(job.output_path) if job.output_path else None
-        if output is not None and output.exists() and sha256_file(output) == job.output_sha256:
-            self.store.finish(job.id, None, review=self._under(output, self.folders[job.rule].review))
-            self.archive(job.id)
-            return "finished"
-        if job.failed_path:
-            self.to_failed(job, None, job.error or "interrupted while failing", job.error_step, job.traceback_id)
-            return "failed"
+    def recover(self, job: Job, lease: str, *, refund: bool, error: str | None = None) -> str:
+        """Finish, requeue or fail a job taken over (`lease` now holds it) from a holder that is gone
+        (`refund`: not the job's fault, the attempt is given back) or whose commit raised (`error`: counts
+        as an attempt, retried with backoff)."""
+        if job.state in (JobState.DONE, JobState.REVIEW):
+            self.archive(job.id, lease)
+            return "archived"
+        # The old holder's temp output goes first: a holder that is only paused then cannot publish it
+        # after the check below (its link fails); if it published before, the check sees the output.
         if job.output_tmp:
             with contextlib.suppress(OSError):
                 os.unlink(job.output_tmp)
-        if job.output_path:
-            stale = Path(job.output_path)
+        output = Path(job.output_path) if job.output_path else None
+        if output is not None and output.exists() and sha256_file(output) == job.output_sha256:
+            review = self._under(output, self.folders[job.rule].review)
+            self.db_call(lambda: self.store.finish(job.id, lease, review=review, lease_seconds=self.lease_seconds))
+            self.archive(job.id, lease)
+            return "finished"
+        if job.failed_path:
+            self.to_failed(job, lease, job.error or "interrupted while failing", job.error_step, job.traceback_id)
+            return "failed"
+        if output is not None:
             with contextlib.suppress(OSError):
-                stale.with_name(f"{TEMP_PREFIX}{stale.name}.tmp").unlink()
+                output.with_name(f"{TEMP_PREFIX}{output.name}.tmp").unlink()
         if refund:
-            self.store.requeue(job.id, None, error="interrupted (the process holding it stopped)", delay=0,
-                               refund=True)
+            self.db_call(lambda: self.store.requeue(job.id, lease, error="interrupted (the process holding it stopped)",
+                                                delay=0, refund=True))
             return "requeued"
         result = TaskResult(ok=False, error=error or "interrupted", error_step="commit", permanent=False)
-        return str(self.failure(job, None, result))
+        return str(self.failure(job, lease, result))
 
     @staticmethod
     def _under(path: Path, root: Path) -> bool:
@@ -174,19 +234,25 @@ class Committer:
 
 
 def lease_dead(
-    host: str, my_pid: int, my_instance: str, alive: Callable[[int], bool]
+    host: str, my_pid: int, my_instance: str, alive: Callable[[int], bool], held: Callable[[str], bool]
 ) -> Callable[[Job, datetime], bool]:
-    """A predicate for jobs whose owner is gone: lease expired, or a dead process on this host."""
+    """A predicate for leases whose holder is gone. This process never calls a lease of its own dead while
+    one of its slots holds it, however late its heartbeat (it may just have been paused); another process's
+    lease is dead once expired, or at once if it was a process on this host that no longer runs."""
 
     def is_dead(job: Job, now: datetime) -> bool:
-        if job.lease_expires is not None and job.lease_expires < now:
-            return True
-        owner = (job.lease_owner or "").split(":")
-        if len(owner) < 3 or owner[0] != host:
-            return False
-        pid, instance = int(owner[1]), owner[2]
+        owner = job.lease_owner or ""
+        if not owner:
+            return True  # a finished job from before leases covered archiving
+        expired = job.lease_expires is None or job.lease_expires < now
+        parts = owner.split(":")
+        if len(parts) < 3 or parts[0] != host or not parts[1].isdigit():
+            return expired
+        pid, instance = int(parts[1]), parts[2]
+        if pid == my_pid and instance == my_instance:
+            return expired and not held(owner)
         if pid == my_pid:
-            return instance != my_instance
-        return not alive(pid)
+            return True  # an earlier run whose pid this process now has
+        return expired or not alive(pid)
 
     return is_dead

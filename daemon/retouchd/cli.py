@@ -47,6 +47,9 @@ def common_options(func: F) -> F:
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
         configure_logging(settings.log.format, settings.log.level)
+        # `run` re-reads the settings file on SIGHUP (its rule_files), with the same flags as now.
+        click.get_current_context().meta["retouchd.settings_loader"] = functools.partial(
+            load_settings, config_file, **overrides)
         from retouchd.store.schema import set_path_map
 
         set_path_map(settings.path_map)
@@ -86,8 +89,9 @@ def run(settings: Any, once: bool) -> None:
     from retouchd.daemon import Daemon
 
     rules = _rules(settings)
+    loader = click.get_current_context().meta.get("retouchd.settings_loader")
     try:
-        code = Daemon(settings, rules, once=once).run()
+        code = Daemon(settings, rules, once=once, settings_loader=loader).run()
     except ConfigError as exc:
         _fail(str(exc), EXIT_CONFIG)
     except RetouchdError as exc:

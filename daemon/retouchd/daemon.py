@@ -7,16 +7,16 @@ import errno
 import os
 import signal
 import time
-from collections.abc import Iterator
-from datetime import timedelta
+import uuid
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 import structlog
 from sqlalchemy.exc import DBAPIError
 
-from retouchd import __version__
+from retouchd import __version__, instancelock
 from retouchd.archive import Committer, lease_dead
-from retouchd.exceptions import ConfigError, RetouchdError
+from retouchd.exceptions import ConfigError, LeaseLost, RetouchdError
 from retouchd.fsops import ensure_dir
 from retouchd.intake import Intake, Outcome
 from retouchd.monitor import Monitor
@@ -26,13 +26,14 @@ from retouchd.rules import RuleFolders, RuleSet, folders_for, load_rules
 from retouchd.settings import Settings
 from retouchd.settle import IgnoreMatcher, SettleTracker
 from retouchd.steps import build_step
-from retouchd.store import JobState, Store, open_store, set_path_map, utcnow
+from retouchd.store import Store, open_store, set_path_map
 from retouchd.watcher import Watcher
 
 log = structlog.get_logger("retouchd.daemon")
 TICK = 0.1
 HOST_HEARTBEAT = 5.0
 HANDLED = (signal.SIGINT, signal.SIGTERM)
+DB_WARNING_EVERY = 60.0
 
 
 def _pid_alive(pid: int) -> bool:
@@ -54,7 +55,8 @@ def rule_folders(settings: Settings, rules: RuleSet) -> dict[str, RuleFolders]:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, rules: RuleSet, *, once: bool = False) -> None:
+    def __init__(self, settings: Settings, rules: RuleSet, *, once: bool = False,
+                 settings_loader: Callable[[], Settings] | None = None) -> None:
         self.settings, self.rules, self.once = settings, rules, once
         self.should_exit = self.force_exit = self.reload_requested = False
         self.identity = Identity(host=settings.host_id)
@@ -66,6 +68,13 @@ class Daemon:
         self.watcher: Watcher | None = None
         self._last_status = self._last_watchdog = self._last_sweep = self._last_host = 0.0
         self._scanned_once = False
+        self._last_db_warning = -DB_WARNING_EVERY
+        self._registered = False
+        self._lock_fd: int | None = None
+        self.folders: dict[str, RuleFolders] = {}
+        self.settings_loader = settings_loader
+        self.db_trouble: str | None = None
+        """The last database error while it persists; shown by `retouchd status`."""
         self.monitor = Monitor(self)
 
     # -- signals -------------------------------------------------------------------------------------------
@@ -89,13 +98,14 @@ class Daemon:
 
     def run(self) -> int:
         with self.capture_signals():
-            self.startup()
             try:
+                self.startup()
                 while not self.should_exit:
                     try:
                         self.main_loop()
+                        self.db_trouble = None
                     except DBAPIError as exc:  # busy or unreachable database: wait, keep every file
-                        log.warning("database unavailable; retrying", error=str(exc).splitlines()[0])
+                        self._database_trouble(exc)
                         time.sleep(1.0)
                     if self.once and self.idle():
                         break
@@ -104,26 +114,43 @@ class Daemon:
                 self.shutdown()
         return 0
 
+    def _database_trouble(self, exc: Exception) -> None:
+        """Say it once a minute (not once a tick), and keep it for `status`."""
+        self.db_trouble = str(exc).splitlines()[0]
+        now = time.monotonic()
+        if now - self._last_db_warning >= DB_WARNING_EVERY:
+            self._last_db_warning = now
+            log.warning("database unavailable; retrying (said again in a minute if it persists)",
+                        error=self.db_trouble)
+
     # -- phases --------------------------------------------------------------------------------------------
     def _wire(self, rules: RuleSet) -> None:
+        """Check and create everything `rules` need, then switch to them; on any error nothing changes."""
         folders = rule_folders(self.settings, rules)
         for rule in rules.rules:
             for options in rule.steps:
                 build_step(options).preflight(dict(self.settings.engines))
-        for f in folders.values():
+        for name, f in folders.items():
             for path in (f.inbox, f.outbox, f.archive, f.failed, f.review):
-                ensure_dir(path)
-        self.rules, self.folders = rules, folders
+                try:
+                    ensure_dir(path)
+                except OSError as exc:
+                    raise ConfigError(f"rule {name!r}: cannot create the folder {path}: {exc.strerror or exc}; "
+                                      "create it or fix its permissions, or change the rule's folders") from None
+        watcher = Watcher([(name, f.inbox) for name, f in folders.items()], mode=self.settings.watch.mode,
+                          poll_interval=self.settings.watch.poll_interval,
+                          rescan_interval=self.settings.watch.rescan_interval, ignore=self.ignore)
         assert self.store is not None
+        self.rules, self.folders = rules, folders
         self.committer = Committer(self.store, folders, file_mode=self.settings.file_mode,
-                                   retry_backoff=self.settings.workers.retry_backoff, fault=self._fault)
+                                   retry_backoff=self.settings.workers.retry_backoff, fault=self._fault,
+                                   lease_seconds=self.settings.workers.lease_seconds,
+                                   give_up=lambda: self.pool is not None and self.pool.force.is_set())
         self.intake = Intake(self.store, {r.name: r for r in rules.rules if r.enabled}, folders,
                              max_attempts=self.settings.workers.max_attempts)
         if self.watcher is not None:
             self.watcher.stop()
-        self.watcher = Watcher([(name, f.inbox) for name, f in folders.items()], mode=self.settings.watch.mode,
-                               poll_interval=self.settings.watch.poll_interval,
-                               rescan_interval=self.settings.watch.rescan_interval, ignore=self.ignore)
+        self.watcher = watcher
 
     def _fault(self, point: str) -> None:
         """Test-only: die abruptly at `point`, or fail there as a full disk would (`enospc-<point>`)."""
@@ -136,8 +163,13 @@ class Daemon:
         settings = self.settings
         ensure_dir(settings.inbox)
         ensure_dir(settings.work)
+        sqlite = settings.db_url.startswith("sqlite")
+        lock = instancelock.lock_path(settings.state, None if sqlite else settings.host_id)
+        self._lock_fd = instancelock.acquire(lock)
         set_path_map(settings.path_map)
         self.store = open_store(settings.db_url)
+        if not sqlite:
+            self._refuse_live_twin()
         self._wire(self.rules)
         self.recover(startup=True)
         self._clean_work()
@@ -146,7 +178,9 @@ class Daemon:
         self.pool = Pool(settings, self.rules, self.store, self.committer, self.identity, devices)
         self.pool.on_result = self.monitor.on_result
         self.store.register_host(self.identity.key, self.identity.host, self.identity.pid, __version__, devices)
+        self._registered = True
         self.pool.start()
+        self._fault("after-pool-start")
         self.monitor.start()
         assert self.watcher is not None
         self.watcher.start()
@@ -154,35 +188,50 @@ class Daemon:
                  slots=devices, database=self.store.engine.url.render_as_string(hide_password=True))
         self.notifier.send(ready=1, status=f"watching {len(self.folders)} inbox(es) with {len(devices)} slot(s)")
 
-    def recover(self, *, startup: bool) -> None:
-        """Requeue or finish jobs whose owner died; finish commits that were cut short."""
+    def _refuse_live_twin(self) -> None:
+        """PostgreSQL: another daemon that reports under this host_id (on another machine, or with another
+        state folder) and is still alive makes this one stop: two hosts by one name would steal each
+        other's jobs. A row left by a daemon that was killed stops being fresh within seconds."""
         assert self.store is not None
-        is_dead = lease_dead(self.identity.host, self.identity.pid, self.identity.instance, _pid_alive)
-        for job in self.store.stale_running(is_dead):
-            if job.rule not in self.folders:
-                continue
-            try:
+        window = 3 * HOST_HEARTBEAT
+        twins = [h for h in self.store.hosts(seen_within=window) if h.host == self.identity.host]
+        if not twins:
+            return
+        seen = {h.id: h.seen_at for h in twins}
+        time.sleep(HOST_HEARTBEAT + 1.0)  # a live daemon touches its row every HOST_HEARTBEAT seconds
+        for row in self.store.hosts(seen_within=window):
+            if row.id in seen and row.seen_at > seen[row.id]:
+                raise instancelock.AlreadyRunning(
+                    f"another retouchd with host_id {self.identity.host!r} is running (pid {row.pid}); give each "
+                    "daemon its own host_id")
+
+    def recover(self, *, startup: bool) -> None:
+        """Take over and finish (or requeue) jobs whose lease holder is gone; never a lease this process
+        holds, however late its heartbeat."""
+        assert self.store is not None
+        held = self.pool.holds if self.pool is not None else (lambda lease: False)
+        is_dead = lease_dead(self.identity.host, self.identity.pid, self.identity.instance, _pid_alive, held)
+        for job in self.store.stale_leases(is_dead):
+            if job.rule in self.folders:
                 # Our own crash is not the file's fault; another host's death counts the attempt.
-                outcome = self.committer.recover_running(job, refund=job.host == self.identity.host)
-            except OSError as exc:
-                log.warning("recovery failed; will try again", job_id=job.id, error=str(exc))
-                continue
-            log.info("recovered interrupted job", job_id=job.id, rule=job.rule, path=job.source_path, outcome=outcome)
-        # Output published but original not archived: a crash, or an archive error (disk full) to retry.
-        # Outside start-up only jobs left alone for a lease period, so as not to race a slot that is
-        # archiving right now.
-        settled = utcnow() - timedelta(seconds=self.settings.workers.lease_seconds)
-        for job in self.store.in_states([JobState.DONE, JobState.REVIEW]):
-            ours_at_startup = startup and job.host == self.identity.host
-            if job.rule not in self.folders or (job.updated_at > settled and not ours_at_startup):
-                continue
-            try:
-                self.committer.archive(job.id)
-                log.info("finished archiving", job_id=job.id, rule=job.rule, path=job.source_path)
-            except Exception as exc:
-                if startup and not isinstance(exc, OSError):
-                    raise
-                log.warning("archiving failed; will try again", job_id=job.id, rule=job.rule, error=str(exc))
+                self._recover_one(job.id, job.lease_owner, refund=job.host == self.identity.host, error=None)
+
+    def _recover_one(self, job_id: int, seen: str | None, *, refund: bool, error: str | None) -> None:
+        """Take the job over from the lease `seen` (only if that is still its lease), then finish it."""
+        assert self.store is not None
+        lease = f"{self.identity.owner(0)}:recovery-{uuid.uuid4().hex[:8]}"
+        try:
+            job = self.store.take_over(job_id, seen, lease, self.settings.workers.lease_seconds)
+            if job is None:
+                return  # renewed or taken over meanwhile: not ours to touch
+            outcome = self.committer.recover(job, lease, refund=refund, error=error)
+        except LeaseLost as exc:
+            log.warning("recovery stopped: the job was taken over meanwhile", job_id=job_id, error=str(exc))
+            return
+        except Exception as exc:  # the next sweep tries again; the daemon keeps running
+            log.warning("recovery failed; will try again", job_id=job_id, error=str(exc).splitlines()[0])
+            return
+        log.info("recovered interrupted job", job_id=job.id, rule=job.rule, path=job.source_path, outcome=outcome)
 
     def _clean_work(self) -> None:
         for leftover in self.settings.work.glob(f"{self.identity.host}-*.tmp"):
@@ -203,13 +252,8 @@ class Daemon:
         ready = self.tracker.ready()
         if ready:
             self._take(ready)
-        for job_id, error in self.pool.take_recoveries():
-            job = self.store.get(job_id)
-            try:
-                if job is not None and job.state == JobState.RUNNING:
-                    self.committer.recover_running(job, refund=False, error=error)
-            except Exception as exc:  # the sweep tries again later; the daemon keeps running
-                log.warning("recovery failed; will try again", job_id=job_id, error=str(exc))
+        for job_id, lease, error in self.pool.take_recoveries():
+            self._recover_one(job_id, lease, refund=False, error=error)
         self.pool.wake.clear()
         now = time.monotonic()
         if now - self._last_sweep > self.settings.workers.lease_seconds / 2:
@@ -277,32 +321,52 @@ class Daemon:
                 and self.store.count_claimable(self.pool.rule_names()) == 0)
 
     def reload(self) -> None:
+        """SIGHUP: re-read the settings file's `rule_files` (other settings need a restart) and the rules;
+        on any error keep the old rules and say why."""
+        old = (self.rules, self.folders, self.committer, self.intake, self.watcher)
         try:
-            rules = load_rules(self.rules.files)
-            assert self.pool is not None
+            files = self.rules.files
+            if self.settings_loader is not None:
+                files = tuple(self.settings_loader().rule_files) or None  # type: ignore[assignment]
+            rules = load_rules(files)
             self._wire(rules)
-            self.pool.rules, self.pool.committer = rules, self.committer
             assert self.watcher is not None
             self.watcher.start()
-        except ConfigError as exc:
-            log.error("rules not reloaded; keeping the old ones", error=str(exc))
+        except Exception as exc:  # a bad reload must never stop the daemon
+            if self.watcher is not old[4] and self.watcher is not None:
+                with contextlib.suppress(Exception):
+                    self.watcher.stop()
+            self.rules, self.folders, self.committer, self.intake, self.watcher = old
+            log.error("rules not reloaded; keeping the old ones", error=str(exc).splitlines()[0] if str(exc) else
+                      type(exc).__name__)
             return
-        log.info("rules reloaded", rules=[r.name for r in rules.rules])
+        if old[4] is not None:
+            old[4].stop()
+        assert self.pool is not None
+        self.pool.rules, self.pool.committer = rules, self.committer
+        log.info("rules reloaded", rules=[r.name for r in rules.rules], files=[str(f) for f in rules.files])
 
     def shutdown(self) -> None:
+        """Undo whatever start-up got to, in order; each part runs even if an earlier one fails."""
         self.notifier.send(stopping=1, status="draining")
         if self.watcher is not None:
-            self.watcher.stop()
+            with contextlib.suppress(Exception):
+                self.watcher.stop()
         if self.pool is not None:
             timeout = 0.0 if self.force_exit else self.settings.workers.drain_timeout
             log.info("stopping: draining in-flight jobs", running=self.pool.busy(), timeout=timeout)
             cut = self.pool.stop(timeout, lambda: self.force_exit)
             if cut:
                 log.info("requeued jobs cut short by shutdown", jobs=[job.id for job in cut])
-            self.recover(startup=False)
         if self.store is not None:
-            with contextlib.suppress(DBAPIError):
-                self.store.touch_host(self.identity.key, stopped=True)
+            try:
+                if self.pool is not None:
+                    self.recover(startup=False)
+                if self._registered:
+                    self.store.touch_host(self.identity.key, stopped=True)
+            except Exception as exc:  # the database is gone: the next start-up recovers
+                log.warning("could not record the stop in the database", error=str(exc).splitlines()[0])
         self.monitor.stop()
+        instancelock.release(self._lock_fd)
+        self._lock_fd = None
         log.info("retouchd stopped")
-

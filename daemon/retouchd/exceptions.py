@@ -69,3 +69,16 @@ class DeviceOutOfMemoryError(TransientError):
 
 class StoreError(RetouchdError):
     """The database refused an operation (illegal state transition, unreachable server)."""
+
+
+class LeaseLost(StoreError):
+    """This claim no longer holds the job (its lease expired and another claimant took it over): the
+    holder must abandon the job without publishing, archiving or failing it."""
+
+    permanent = False
+
+
+class DatabaseUnavailable(StoreError):
+    """The database cannot be reached or used right now (locked, server gone); the operation waits."""
+
+    permanent = False

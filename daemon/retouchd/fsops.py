@@ -7,6 +7,7 @@ import errno
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from retouchd.exceptions import TransientError, UnsafePathError
@@ -84,7 +85,22 @@ def ensure_dir(path: Path, mode: int = 0o755) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=mode)
 
 
-def _link_into_place(src: Path, dst: Path) -> None:
+def same_content(a: Path, b: Path, expected_sha256: str | None) -> bool:
+    """`a` and `b` are one file (same inode) or hold the same bytes (`expected_sha256`, when given)."""
+    try:
+        if os.path.samefile(a, b):
+            return True
+        want = expected_sha256 or sha256_file(a)
+        return sha256_file(b) == want and (expected_sha256 is None or sha256_file(a) == want)
+    except OSError:
+        return False
+
+
+def _no_fault(point: str) -> None:
+    """Production: no fault injection."""
+
+
+def _link_into_place(src: Path, dst: Path, fault: Callable[[str], None] = _no_fault) -> None:
     """Atomically give `src`'s inode the name `dst` without ever replacing an existing `dst`."""
     try:
         os.link(src, dst)
@@ -97,6 +113,7 @@ def _link_into_place(src: Path, dst: Path) -> None:
             raise FileExistsError(errno.EEXIST, "exists", str(dst)) from None
         os.rename(src, dst)
         return
+    fault("after-link")
     os.unlink(src)
 
 
@@ -138,13 +155,22 @@ def publish(tmp: Path, dst: Path, *, mode: int | None = None) -> None:
     fsync_dir(dst.parent)
 
 
-def move_verified(src: Path, dst: Path, expected_sha256: str | None) -> None:
-    """Move `src` to `dst` (no clobber); across devices copy + fsync + verify + delete."""
+def move_verified(src: Path, dst: Path, expected_sha256: str | None,
+                  fault: Callable[[str], None] = _no_fault) -> None:
+    """Move `src` to `dst` (no clobber); across devices copy + fsync + verify + delete.
+
+    Idempotent: a move cut short after `dst` was written (same inode, or the same bytes) is finished by
+    removing `src`; a `src` that is already gone with `dst` in place is a move that completed."""
     ensure_dir(dst.parent)
+    if os.path.lexists(dst) and (not os.path.lexists(src) or same_content(src, dst, expected_sha256)):
+        if os.path.lexists(src):
+            os.unlink(src)
+            fsync_dir(src.parent)
+        return
     if os.path.islink(src):
         raise UnsafePathError(f"{src} became a symlink; refusing to move it")
     try:
-        _link_into_place(src, dst)
+        _link_into_place(src, dst, fault)
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise

@@ -106,6 +106,7 @@ class Monitor(threading.Thread):
             "watch": [{"rule": i.rule, "path": str(i.path), "mode": i.mode, "paused": i.paused} for i in inboxes],
             "paused": {i.rule: i.paused for i in inboxes if i.paused},
             "slots": slots, "outcomes": dict(d.pool.outcomes) if d.pool else {},
+            "database_error": d.db_trouble,
             "devices": sample([s["device"] for s in slots], pids),
         }
 
@@ -117,7 +118,7 @@ class Monitor(threading.Thread):
         store = self.owner.store
         if store is None:
             return {}
-        with store.session() as s:
+        with store.read() as s:
             rows = s.execute(select(Job.rule, Job.state, func.count())
                              .where(Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
                              .group_by(Job.rule, Job.state)).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -15,6 +16,7 @@ from typing import Any
 import structlog
 
 from retouchd.archive import Committer
+from retouchd.exceptions import LeaseLost
 from retouchd.masks import find_sidecar
 from retouchd.pipeline import Task, TaskResult
 from retouchd.rules import RuleSet
@@ -71,35 +73,52 @@ class Slot(threading.Thread):
         self.owner = pool.identity.owner(index)
         self.worker = Worker(device, pool.settings.log.format, pool.settings.log.level)
         self.current: Job | None = None
+        self.lease: str | None = None
+        """The lease under which `current` was claimed; every change to the job is conditional on it."""
         self.live: dict[str, Any] = {}
         """What the running job last reported (step, tiles done / total); read by the status monitor."""
 
     def run(self) -> None:
         self.worker.start()
         while not self.pool.stopping.is_set():
+            lease = f"{self.owner}:{uuid.uuid4().hex[:8]}"  # one lease per claim: it fences this attempt
             try:
-                job = self.pool.store.claim(self.owner, self.pool.identity.host, self.device,
+                job = self.pool.store.claim(lease, self.pool.identity.host, self.device,
                                             self.pool.settings.workers.lease_seconds, self.pool.rule_names())
             except Exception as exc:  # the database is busy or gone: wait and try again
-                log.warning("cannot claim a job", error=str(exc), slot=self.index)
+                log.warning("cannot claim a job", error=str(exc).splitlines()[0], slot=self.index)
                 self.pool.wake.wait(2.0)
                 continue
             if job is None:
                 self.pool.wake.wait(0.5)
                 continue
-            self.current = job
+            self.current, self.lease = job, lease
             try:
-                self.execute(job)
+                self.execute(job, lease)
+            except LeaseLost as exc:
+                log.warning("lease lost (paused or cut off from the database past its lease); the job was "
+                            "abandoned to its new holder", job_id=job.id, rule=job.rule, path=job.source_path,
+                            error=str(exc))
             except Exception as exc:
                 log.exception("job commit failed; the job will be retried", job_id=job.id, rule=job.rule,
                               path=job.source_path)
-                self.pool.recover_later(job.id, f"commit failed: {exc}")
+                self.pool.recover_later(job.id, lease, f"commit failed: {exc}")
             finally:
-                self.current = None
+                self._drop_temps(lease)
+                self.current, self.lease = None, None
                 self.pool.job_finished()
         self.worker.stop()
 
-    def _task(self, job: Job) -> Task:
+    def _tmp_prefix(self, lease: str) -> str:
+        return f"{self.pool.identity.host}-{lease.rsplit(':', 1)[1]}-"
+
+    def _drop_temps(self, lease: str) -> None:
+        """Temp outputs of this attempt that were not published (abandoned, killed, failed) go at once."""
+        for leftover in self.pool.settings.work.glob(f"{self._tmp_prefix(lease)}*.tmp"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+    def _task(self, job: Job, lease: str) -> Task:
         settings = self.pool.settings
         rule = self.pool.rules.by_name(job.rule)
         return Task(
@@ -110,20 +129,20 @@ class Slot(threading.Thread):
             max_dimension=settings.limits.max_dimension, max_file_bytes=settings.limits.max_file_bytes,
             max_output_pixels=settings.limits.max_output_pixels, engines=dict(settings.engines),
             fault_point=settings.fault_point, inbox=str(self.pool.committer.folders[job.rule].inbox),
-            tmp_prefix=f"{self.pool.identity.host}-",
+            tmp_prefix=self._tmp_prefix(lease),
         )
 
-    def execute(self, job: Job) -> None:
+    def execute(self, job: Job, lease: str) -> None:
         bound = log.bind(job_id=job.id, rule=job.rule, path=job.source_path)
         if not job.sidecar_path:  # a mask written just after its image still travels with it
             sidecar = find_sidecar(Path(job.source_path))
             if sidecar is not None:
-                self.pool.store.set_sidecar(job.id, str(sidecar))
+                self.pool.committer.db_call(lambda: self.pool.store.set_sidecar(job.id, lease, str(sidecar)))
                 job.sidecar_path = str(sidecar)
         bound.info("job started", attempt=job.attempts, device=self.device)
         started = time.monotonic()
         settings = self.pool.settings
-        lease = settings.workers.lease_seconds
+        lease_seconds = settings.workers.lease_seconds
         state: dict[str, Any] = {"step": None, "progress": None, "done": None, "total": None}
         self.live = state
 
@@ -133,27 +152,35 @@ class Slot(threading.Thread):
             elif message[0] == "progress":
                 state.update(progress=message[1] / max(1, message[2]), done=message[1], total=message[2])
 
+        warned = {"heartbeat": False}
+
         def tick() -> None:
             try:
-                self.pool.store.heartbeat(job.id, self.owner, lease, step=state["step"], progress=state["progress"])
+                self.pool.store.heartbeat(job.id, lease, lease_seconds, step=state["step"],
+                                          progress=state["progress"])
+                warned["heartbeat"] = False
+            except LeaseLost:
+                raise
             except Exception as exc:  # a busy database must not abandon the worker mid-job
-                bound.warning("lease heartbeat failed", error=str(exc))
+                if not warned["heartbeat"]:
+                    bound.warning("lease heartbeat failed; will keep trying", error=str(exc).splitlines()[0])
+                    warned["heartbeat"] = True
 
         try:
-            result = self.worker.run(self._task(job), timeout=settings.workers.job_timeout, on_message=on_message,
-                                     tick=tick, tick_every=min(5.0, lease / 3))
+            result = self.worker.run(self._task(job, lease), timeout=settings.workers.job_timeout,
+                                     on_message=on_message, tick=tick, tick_every=min(5.0, lease_seconds / 3))
         except WorkerDied as exc:
             if self.pool.stopping.is_set() and self.pool.force.is_set():
-                self.pool.store.requeue(job.id, self.owner, error="daemon stopped", delay=0, refund=True)
+                self.pool.store.requeue(job.id, lease, error="daemon stopped", delay=0, refund=True)
                 return
             bound.error("worker died", reason=str(exc))
             result = TaskResult(ok=False, error=str(exc), error_step=state["step"], permanent=False)
         if result.ok:
-            self.pool.committer.success(job, self.owner, result)
+            self.pool.committer.success(job, lease, result)
             bound.info("job done", seconds=round(time.monotonic() - started, 3), review=result.review)
             outcome = "review" if result.review else "done"
         else:
-            state_after = self.pool.committer.failure(job, self.owner, result)
+            state_after = self.pool.committer.failure(job, lease, result)
             outcome = "retry" if state_after == JobState.QUEUED else "failed"
         self.pool.record_outcome(outcome)
         self.pool.on_result(job, result, outcome)
@@ -173,7 +200,7 @@ class Pool:
         self.slots = [Slot(i, device, self) for i, device in enumerate(devices)]
         self._lock = threading.Lock()
         self.outcomes: dict[str, int] = {}
-        self._recover: list[tuple[int, str]] = []
+        self._recover: list[tuple[int, str, str]] = []
         self.on_job_finished: Callable[[], None] = lambda: None
         self.on_result: Callable[[Job, TaskResult, str], None] = lambda job, result, outcome: None
         """Called as each attempt ends, with its outcome (done, review, retry, failed): metrics hook."""
@@ -195,11 +222,15 @@ class Pool:
     def job_finished(self) -> None:
         self.on_job_finished()
 
-    def recover_later(self, job_id: int, error: str) -> None:
-        with self._lock:
-            self._recover.append((job_id, error))
+    def holds(self, lease: str) -> bool:
+        """Whether one of this pool's slots holds `lease` right now."""
+        return any(slot.lease == lease for slot in self.slots)
 
-    def take_recoveries(self) -> list[tuple[int, str]]:
+    def recover_later(self, job_id: int, lease: str, error: str) -> None:
+        with self._lock:
+            self._recover.append((job_id, lease, error))
+
+    def take_recoveries(self) -> list[tuple[int, str, str]]:
         with self._lock:
             items, self._recover = self._recover, []
         return items

@@ -115,13 +115,16 @@ class Worker:
         self, task: Task, *, timeout: float, on_message: Callable[[tuple[Any, ...]], None],
         tick: Callable[[], None], tick_every: float,
     ) -> TaskResult:
-        """Run `task` in the child; raise WorkerDied if it ends or overruns `timeout` (it is then killed)."""
+        """Run `task` in the child; raise WorkerDied if it ends or overruns `timeout` (it is then killed).
+
+        `tick` (the lease heartbeat) and the timeout run on the clock, however often the child reports
+        progress; if `tick` raises (the lease is lost), the child is killed and the error propagates."""
         conn = self._ensure()
         conn.send(("task", task))
         started = last_tick = time.monotonic()
         while True:
             try:
-                ready = conn.poll(0.2)
+                ready = conn.poll(min(0.2, tick_every))
             except (EOFError, OSError):
                 ready = True
             if ready:
@@ -133,8 +136,7 @@ class Worker:
                     result: TaskResult = message[1]
                     return result
                 on_message(message)
-                continue
-            if not self._proc.is_alive():
+            elif not self._proc.is_alive():
                 raise WorkerDied(self._death())
             now = time.monotonic()
             if now - started > timeout:
@@ -142,7 +144,11 @@ class Worker:
                 raise WorkerDied(f"job timed out after {timeout:.0f} s (workers.job_timeout); the worker was killed")
             if now - last_tick >= tick_every:
                 last_tick = now
-                tick()
+                try:
+                    tick()
+                except BaseException:
+                    self.kill()
+                    raise
 
     def _death(self) -> str:
         self._proc.join(2)

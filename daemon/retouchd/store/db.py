@@ -32,8 +32,10 @@ def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead of
-        # deadlocking on a read→write lock upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # deadlocking on a read→write lock upgrade. Read-only sessions (Store.read) begin deferred: a count
+        # or an idle claim poll never waits for, or blocks, a writer.
+        read_only = conn.get_execution_options().get("retouchd_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -56,11 +58,20 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+MIGRATION_LOCK = 0x7265746F75636864  # "retouchd": the PostgreSQL advisory lock key of migrations
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision; upgrades keep every row."""
+    """Bring the schema to the newest revision; upgrades keep every row.
+
+    Several daemons started at once on a new database migrate one after the other: PostgreSQL holds an
+    advisory lock for the transaction, SQLite's BEGIN IMMEDIATE holds the write lock; the later ones then
+    find the schema at head and do nothing."""
     cfg = alembic_config(engine)
     try:
         with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except SQLAlchemyError as exc:

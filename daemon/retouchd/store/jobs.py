@@ -1,4 +1,11 @@
-"""The job store: every database read and write the daemon makes, each in its own short transaction."""
+"""The job store: every database read and write the daemon makes, each in its own short transaction.
+
+After a claim, every change to a job is fenced by its lease (SPEC §6.9): the row is read with
+`lease_owner = <this claim's lease>` in the WHERE clause and locked (FOR UPDATE on PostgreSQL, the write lock
+taken by BEGIN IMMEDIATE on SQLite) before it is changed, so a claimant that lost its lease (paused past its
+expiry, then taken over) gets LeaseLost and changes nothing. Recovery takes a lease over the same way
+(`take_over`), conditional on the lease it saw still being the one in the row.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +14,14 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from retouchd.exceptions import StoreError
+from retouchd.exceptions import LeaseLost, StoreError
 from retouchd.store.schema import Duplicate, Host, Job
-from retouchd.store.states import JobState, transition, utcnow
+from retouchd.store.states import LEASED, JobState, printable, transition, utcnow
 
 
 class Store:
@@ -22,26 +29,39 @@ class Store:
         self.engine = engine
         self._factory = sessionmaker(engine, expire_on_commit=False)
 
+        self._reader = sessionmaker(engine.execution_options(retouchd_read_only=True), expire_on_commit=False)
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         with self._factory.begin() as session:
             yield session
 
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only session: on SQLite a deferred transaction that never takes the write lock."""
+        with self._reader.begin() as session:
+            yield session
+
     def _owned(self, session: Session, job_id: int, owner: str | None) -> Job:
-        job = session.get(Job, job_id)
-        if job is None:
+        """The job row, locked; with `owner`, only while that lease still holds it (else LeaseLost)."""
+        query = select(Job).where(Job.id == job_id).with_for_update()
+        if owner is not None:
+            query = query.where(Job.lease_owner == owner, Job.state.in_(list(LEASED)))
+        job = session.scalars(query).first()
+        if job is not None:
+            return job
+        current = session.get(Job, job_id)
+        if current is None:
             raise StoreError(f"job {job_id} does not exist")
-        if owner is not None and job.lease_owner != owner:
-            raise StoreError(f"job {job_id}: lease held by {job.lease_owner!r}, not {owner!r}")
-        return job
+        raise LeaseLost(f"job {job_id}: lease held by {current.lease_owner!r} ({current.state}), not {owner!r}")
 
     # -- intake --------------------------------------------------------------------------------------------
     def get(self, job_id: int) -> Job | None:
-        with self.session() as s:
+        with self.read() as s:
             return s.get(Job, job_id)
 
     def find(self, rule: str, content_key: str) -> Job | None:
-        with self.session() as s:
+        with self.read() as s:
             return s.scalars(select(Job).where(Job.rule == rule, Job.content_key == content_key)).first()
 
     def enqueue(self, **fields: Any) -> tuple[Job, bool]:
@@ -67,9 +87,9 @@ class Store:
                 transition(job, JobState.QUEUED)
             job.updated_at = utcnow()
 
-    def set_sidecar(self, job_id: int, sidecar: str) -> None:
+    def set_sidecar(self, job_id: int, owner: str, sidecar: str) -> None:
         with self.session() as s:
-            self._owned(s, job_id, None).sidecar_path = sidecar
+            self._owned(s, job_id, owner).sidecar_path = sidecar
 
     def add_duplicate(self, job_id: int, source: str, archive_path: str) -> None:
         with self.session() as s:
@@ -77,6 +97,9 @@ class Store:
 
     # -- claiming and leases -------------------------------------------------------------------------------
     def claim(self, owner: str, host: str, device: str, lease_seconds: float, rules: Sequence[str]) -> Job | None:
+        """Take the oldest claimable job under the lease `owner` (unique per claim: it fences the attempt)."""
+        if not rules or self.count_claimable(rules, queued_only=True) == 0:
+            return None  # an idle poll must not take SQLite's write lock
         now = utcnow()
         with self.session() as s:
             query = (
@@ -99,6 +122,7 @@ class Store:
     def heartbeat(
         self, job_id: int, owner: str, lease_seconds: float, *, step: str | None = None, progress: float | None = None
     ) -> None:
+        """Renew the lease; LeaseLost if this claim no longer holds the job."""
         with self.session() as s:
             job = self._owned(s, job_id, owner)
             job.lease_expires = utcnow() + timedelta(seconds=lease_seconds)
@@ -109,33 +133,52 @@ class Store:
 
     # -- the commit order: output → DB → archive -------------------------------------------------------------
     def plan_output(
-        self, job_id: int, owner: str, *, output_path: str, output_sha256: str, tmp: str, steps: list[dict[str, Any]]
+        self, job_id: int, owner: str, *, output_path: str, output_sha256: str, tmp: str, steps: list[dict[str, Any]],
+        lease_seconds: float = 60.0,
     ) -> None:
+        """Announce the publish; renews the lease so that the holder has a full lease for the commit."""
         with self.session() as s:
             job = self._owned(s, job_id, owner)
             job.output_path, job.output_sha256, job.output_tmp, job.steps = output_path, output_sha256, tmp, steps
+            job.lease_expires = utcnow() + timedelta(seconds=lease_seconds)
 
-    def finish(self, job_id: int, owner: str | None, *, review: bool) -> Job:
+    def finish(self, job_id: int, owner: str, *, review: bool, lease_seconds: float = 60.0) -> Job:
+        """Output published: done (or review). The lease stays with `owner` until the original is archived."""
         with self.session() as s:
             job = self._owned(s, job_id, owner)
             transition(job, JobState.REVIEW if review else JobState.DONE)
             job.output_tmp = None
+            job.lease_expires = utcnow() + timedelta(seconds=lease_seconds)
             return job
 
-    def plan_archive(self, job_id: int, archive_path: str, sidecar_archive_path: str | None) -> None:
+    def plan_archive(self, job_id: int, owner: str, archive_path: str, sidecar_archive_path: str | None) -> None:
         with self.session() as s:
-            job = self._owned(s, job_id, None)
+            job = self._owned(s, job_id, owner)
             job.archive_path, job.sidecar_archive_path = archive_path, sidecar_archive_path
 
-    def archived(self, job_id: int) -> None:
+    def archived(self, job_id: int, owner: str) -> None:
         with self.session() as s:
-            job = self._owned(s, job_id, None)
+            job = self._owned(s, job_id, owner)
             transition(job, JobState.ARCHIVED)
             job.archived_at = utcnow()
 
+    def take_over(self, job_id: int, seen_owner: str | None, owner: str, lease_seconds: float) -> Job | None:
+        """Give a job whose lease `seen_owner` is dead to `owner`, only if that lease is still the one in
+        the row (nobody renewed or took it meanwhile); None if it moved on."""
+        expires = utcnow() + timedelta(seconds=lease_seconds)
+        held = Job.lease_owner.is_(None) if seen_owner is None else Job.lease_owner == seen_owner
+        with self.session() as s:
+            done = s.execute(
+                update(Job).where(Job.id == job_id, held, Job.state.in_(list(LEASED)))
+                .values(lease_owner=owner, lease_expires=expires).execution_options(synchronize_session=False)
+            )
+            if not done.rowcount:  # type: ignore[attr-defined]
+                return None
+            return s.get(Job, job_id)
+
     # -- failures --------------------------------------------------------------------------------------------
     def requeue(
-        self, job_id: int, owner: str | None, *, error: str | None, delay: float, refund: bool = False
+        self, job_id: int, owner: str, *, error: str | None, delay: float, refund: bool = False
     ) -> None:
         """Back to the queue; `refund` gives back the attempt when the job was interrupted, not at fault."""
         with self.session() as s:
@@ -146,12 +189,17 @@ class Store:
             job.output_path = job.output_sha256 = job.output_tmp = None
             job.not_before = utcnow() + timedelta(seconds=delay) if delay > 0 else None
 
-    def plan_failed(self, job_id: int, failed_path: str | None) -> None:
+    def plan_failed(self, job_id: int, owner: str, failed_path: str, *, error: str | None = None,
+                    step: str | None = None, traceback_id: str | None = None) -> None:
+        """Announce the move to failed/ with its reason, so that a recovery can finish it with that reason."""
         with self.session() as s:
-            self._owned(s, job_id, None).failed_path = failed_path
+            job = self._owned(s, job_id, owner)
+            job.failed_path = failed_path
+            if error is not None:
+                job.error, job.error_step, job.traceback_id = printable(error), step, traceback_id
 
     def fail(
-        self, job_id: int, owner: str | None, *, error: str, step: str | None, traceback_id: str | None,
+        self, job_id: int, owner: str, *, error: str, step: str | None, traceback_id: str | None,
         steps: list[dict[str, Any]] | None = None,
     ) -> None:
         with self.session() as s:
@@ -171,28 +219,30 @@ class Store:
             return job
 
     # -- recovery and queries --------------------------------------------------------------------------------
-    def stale_running(self, is_dead: Callable[[Job, datetime], bool]) -> list[Job]:
+    def stale_leases(self, is_dead: Callable[[Job, datetime], bool]) -> list[Job]:
+        """Running, done and review jobs (claimed, not yet archived) whose lease holder is gone."""
         now = utcnow()
-        with self.session() as s:
-            running = s.scalars(select(Job).where(Job.state == JobState.RUNNING)).all()
-            return [job for job in running if is_dead(job, now)]
+        with self.read() as s:
+            leased = s.scalars(select(Job).where(Job.state.in_(list(LEASED))).order_by(Job.id)).all()
+            return [job for job in leased if is_dead(job, now)]
 
     def in_states(self, states: Sequence[JobState], *, limit: int | None = None) -> list[Job]:
-        with self.session() as s:
+        with self.read() as s:
             query = select(Job).where(Job.state.in_(list(states))).order_by(Job.id)
             if limit is not None:
                 query = query.limit(limit)
             return list(s.scalars(query).all())
 
     def count_by_state(self) -> dict[str, int]:
-        with self.session() as s:
+        with self.read() as s:
             rows = s.execute(select(Job.state, func.count()).group_by(Job.state)).all()
             return {str(state): int(n) for state, n in rows}
 
-    def count_claimable(self, rules: Sequence[str] | None = None) -> int:
+    def count_claimable(self, rules: Sequence[str] | None = None, *, queued_only: bool = False) -> int:
         now = utcnow()
-        with self.session() as s:
-            query = select(func.count()).select_from(Job).where(Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
+        states = [JobState.QUEUED] if queued_only else [JobState.QUEUED, JobState.RUNNING]
+        with self.read() as s:
+            query = select(func.count()).select_from(Job).where(Job.state.in_(states))
             query = query.where((Job.not_before.is_(None)) | (Job.not_before <= now))
             if rules is not None:
                 query = query.where(Job.rule.in_(list(rules)))
@@ -201,7 +251,7 @@ class Store:
     def history(
         self, *, since: datetime | None = None, states: Sequence[JobState] | None = None, limit: int = 200
     ) -> list[Job]:
-        with self.session() as s:
+        with self.read() as s:
             query = select(Job).order_by(Job.updated_at.desc(), Job.id.desc()).limit(limit)
             if since is not None:
                 query = query.where(Job.updated_at >= since)
@@ -210,7 +260,7 @@ class Store:
             return list(s.scalars(query).all())
 
     def duplicates_of(self, job_id: int) -> list[Duplicate]:
-        with self.session() as s:
+        with self.read() as s:
             return list(s.scalars(select(Duplicate).where(Duplicate.job_id == job_id)).all())
 
     # -- hosts -------------------------------------------------------------------------------------------
@@ -231,6 +281,6 @@ class Store:
     def hosts(self, *, seen_within: float) -> list[Host]:
         """Daemons that reported within `seen_within` seconds and have not stopped."""
         since = utcnow() - timedelta(seconds=seen_within)
-        with self.session() as s:
+        with self.read() as s:
             query = select(Host).where(Host.seen_at >= since, Host.stopped_at.is_(None)).order_by(Host.id)
             return list(s.scalars(query).all())

@@ -32,6 +32,8 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 
 ACTIVE = frozenset({JobState.QUEUED, JobState.RUNNING})
 """States in which the original is still in the inbox, waiting for or under work."""
+LEASED = frozenset({JobState.RUNNING, JobState.DONE, JobState.REVIEW})
+"""States in which a claimant holds the job: from the claim until the original is archived."""
 
 
 def utcnow() -> datetime:
@@ -58,11 +60,17 @@ def transition(job: Job, new: JobState, *, now: datetime | None = None, error: s
             job.attempts = 0
             job.failed_path = None
             job.not_before = None
-    elif new in (JobState.DONE, JobState.REVIEW, JobState.FAILED):
+    elif new in (JobState.DONE, JobState.REVIEW):
+        job.finished_at = now  # the lease stays: the same claimant archives the original
+        job.current_step = None
+    elif new is JobState.FAILED:
         job.finished_at = now
         job.lease_owner = None
         job.lease_expires = None
         job.current_step = None
+    elif new is JobState.ARCHIVED:
+        job.lease_owner = None
+        job.lease_expires = None
     if error is not None:
         job.error = printable(error)
 
