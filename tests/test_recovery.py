@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -105,3 +106,34 @@ def test_disk_full_at_publish_never_loses_the_original(root: Path) -> None:
     assert row["state"] == "failed" and row["attempts"] == 2 and "No space left" in row["error"]
     assert sha256(root / "failed" / "upscale" / "f0.png") == hashes["f0.png"]
     assert files_under(root / "outbox") == [] and list((root / "state" / "work").glob("*")) == []
+
+
+def test_killed_between_link_and_unlink_archives_once(root: Path) -> None:
+    """Killed after the original was linked into the archive and before it left the inbox: the restart
+    finishes that move (same inode) instead of archiving a second copy under another name."""
+    hashes = _drop(root, 1)
+    env = {"RETOUCHD_WATCH__SETTLE_TIME": "0"}
+    assert cli("run", "--once", "--root", str(root), env={**env, "RETOUCHD_FAULT_POINT": "after-link"}
+               ).returncode == 87
+    assert len(files_under(root / "archive")) == 1 and len(files_under(root / "inbox")) == 1
+    assert cli("run", "--once", "--root", str(root), env=env).returncode == 0
+    _assert_all_done_once(root, hashes)
+    (row,) = db_rows(root)
+    assert [str(p) for p in files_under(root / "archive")] == [row["archive_path"]]
+
+
+def test_killed_between_link_and_unlink_fails_once(root: Path) -> None:
+    """The same crash while moving a bad file to failed/: one file there, with the real reason."""
+    inbox = root / "inbox" / "upscale"
+    inbox.mkdir(parents=True)
+    (inbox / "bad.png").write_bytes(b"not an image at all")
+    env = {"RETOUCHD_WATCH__SETTLE_TIME": "0"}
+    assert cli("run", "--once", "--root", str(root), env={**env, "RETOUCHD_FAULT_POINT": "after-link"}
+               ).returncode == 87
+    assert cli("run", "--once", "--root", str(root), env=env).returncode == 0
+    (row,) = db_rows(root)
+    assert row["state"] == "failed"
+    assert sorted(p.name for p in files_under(root / "failed")) == ["bad.png", "bad.png.error.json"]
+    assert files_under(root / "inbox") == []
+    report = json.loads((root / "failed" / "upscale" / "bad.png.error.json").read_text())
+    assert "interrupted" not in report["reason"] and report["reason"] == row["error"]

@@ -1,0 +1,280 @@
+"""Exactly once under pauses and database stalls (SPEC §6.9, issue 11): the lease is the truth.
+
+Unit tests pin the fence (a lost lease changes nothing), the heartbeat clock and the recovery predicate; the
+end-to-end tests pause a real daemon with SIGSTOP past its lease and hold SQLite's write lock past the busy
+timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import threading
+import time
+from datetime import timedelta
+from multiprocessing import Pipe
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retouchd.archive import Committer, lease_dead
+from retouchd.exceptions import LeaseLost
+from retouchd.pipeline import TaskResult
+from retouchd.rules import RuleFolders
+from retouchd.store import JobState, Store, open_store, utcnow
+from retouchd.worker import Worker, WorkerDied
+
+from conftest import db_rows, files_under, save_image, sha256, wait_for
+
+HOST = "h"
+A = f"{HOST}:100:aaaa:0:lease1"
+B = f"{HOST}:200:bbbb:0:lease2"
+
+
+def _fields(**over: Any) -> dict[str, Any]:
+    base = {"rule": "r", "content_key": "k", "sha256": "k", "source_path": "/in/a.png", "rel_path": "a.png",
+            "sidecar_path": None, "size": 10, "mtime": 1.0, "max_attempts": 3}
+    return {**base, **over}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return open_store(f"sqlite:///{tmp_path / 'state' / 'db.sqlite'}")
+
+
+def test_lost_lease_changes_nothing(store: Store) -> None:
+    """Once another claimant took the job over, every change by the old lease raises LeaseLost and the row
+    keeps the new holder's state."""
+    job, _ = store.enqueue(**_fields())
+    assert store.claim(A, HOST, "cpu", 60, ["r"]) is not None
+    assert store.take_over(job.id, A, B, 60) is not None
+    assert store.take_over(job.id, A, "third", 60) is None  # the lease it saw is gone: no second take-over
+    for change in (
+        lambda: store.heartbeat(job.id, A, 60),
+        lambda: store.plan_output(job.id, A, output_path="/o", output_sha256="x", tmp="/t", steps=[]),
+        lambda: store.finish(job.id, A, review=False),
+        lambda: store.requeue(job.id, A, error="e", delay=0),
+        lambda: store.fail(job.id, A, error="e", step=None, traceback_id=None),
+        lambda: store.plan_failed(job.id, A, "/failed/a.png"),
+    ):
+        with pytest.raises(LeaseLost):
+            change()
+    row = store.get(job.id)
+    assert row is not None and row.state == JobState.RUNNING and row.lease_owner == B
+    assert row.output_path is None and row.failed_path is None and row.attempts == 1
+
+
+def test_lease_held_through_archiving(store: Store) -> None:
+    """A finished job stays leased to its claimant until archived: a late recovery cannot archive it twice."""
+    job, _ = store.enqueue(**_fields())
+    store.claim(A, HOST, "cpu", 60, ["r"])
+    store.finish(job.id, A, review=False, lease_seconds=60)
+    row = store.get(job.id)
+    assert row is not None and row.state == JobState.DONE and row.lease_owner == A
+    with pytest.raises(LeaseLost):
+        store.archived(job.id, B)
+    store.archived(job.id, A)
+    row = store.get(job.id)
+    assert row is not None and row.state == JobState.ARCHIVED and row.lease_owner is None
+
+
+def test_own_lease_is_never_dead_while_held() -> None:
+    """A process never calls its own held lease dead, however expired (it may just have been paused); a
+    paused other process's expired lease is dead; a dead local process's lease is dead at once."""
+    from retouchd.store import Job
+
+    now = utcnow()
+    expired, fresh = now - timedelta(seconds=600), now + timedelta(seconds=60)
+    mine = f"{HOST}:100:aaaa:0:x"
+    held = {mine}
+    is_dead = lease_dead(HOST, 100, "aaaa", alive=lambda pid: pid == 200, held=held.__contains__)
+
+    def job(owner: str | None, expires: Any) -> Job:
+        return Job(id=1, state=JobState.RUNNING, lease_owner=owner, lease_expires=expires)
+
+    assert not is_dead(job(mine, expired), now)
+    assert is_dead(job(f"{HOST}:100:aaaa:1:y", expired), now)  # our slot no longer holds it
+    assert not is_dead(job(f"{HOST}:100:aaaa:1:y", fresh), now)
+    assert is_dead(job(f"{HOST}:200:cccc:0:z", expired), now)  # alive but paused past its lease
+    assert not is_dead(job(f"{HOST}:200:cccc:0:z", fresh), now)
+    assert is_dead(job(f"{HOST}:300:dddd:0:z", fresh), now)  # a process of this host that is gone
+    assert not is_dead(job("other:300:dddd:0:z", fresh), now)
+    assert is_dead(job("other:300:dddd:0:z", expired), now)
+
+
+def test_commit_with_a_lost_lease_publishes_nothing(store: Store, tmp_path: Path) -> None:
+    """A slot whose lease was taken over while it computed removes its temp output and publishes nothing."""
+    folders = RuleFolders(*(tmp_path / name for name in ("in", "out", "arch", "failed", "review")))
+    (tmp_path / "in").mkdir()
+    src = tmp_path / "in" / "a.png"
+    src.write_bytes(b"original")
+    job, _ = store.enqueue(**_fields(source_path=str(src), sha256=hashlib.sha256(b"original").hexdigest()))
+    claimed = store.claim(A, HOST, "cpu", 60, ["r"])
+    assert claimed is not None
+    store.take_over(job.id, A, B, 60)
+    tmp = tmp_path / "work.tmp"
+    tmp.write_bytes(b"output")
+    result = TaskResult(ok=True, tmp_path=str(tmp), output_name="a.png",
+                        output_sha256=hashlib.sha256(b"output").hexdigest())
+    with pytest.raises(LeaseLost):
+        Committer(store, {"r": folders}).success(claimed, A, result)
+    assert not tmp.exists() and files_under(tmp_path / "out") == [] and src.read_bytes() == b"original"
+    row = store.get(job.id)
+    assert row is not None and row.lease_owner == B and row.output_path is None
+
+
+class _FakeChild:
+    """Stands in for a worker process: alive until killed."""
+
+    def __init__(self) -> None:
+        self.killed = False
+
+    def is_alive(self) -> bool:
+        return not self.killed
+
+    def kill(self) -> None:
+        self.killed = True
+
+    def join(self, timeout: float | None = None) -> None:
+        return None
+
+
+def _streaming_worker(seconds: float) -> tuple[Worker, _FakeChild, threading.Event]:
+    """A Worker whose 'child' sends a progress message every 10 ms for `seconds`, then a result."""
+    worker = Worker("cpu", "json", "info")
+    parent, child = Pipe()
+    fake = _FakeChild()
+    worker._proc, worker._conn = fake, parent
+    stop = threading.Event()
+
+    def stream() -> None:
+        end = time.monotonic() + seconds
+        n = 0
+        while time.monotonic() < end and not stop.is_set() and not fake.killed:
+            child.send(("progress", n, 10_000))
+            n += 1
+            time.sleep(0.01)
+        if not fake.killed and not stop.is_set():
+            child.send(("result", TaskResult(ok=True)))
+
+    threading.Thread(target=stream, daemon=True).start()
+    return worker, fake, stop
+
+
+def test_heartbeat_runs_on_the_clock_while_progress_streams() -> None:
+    """A child that reports progress every 10 ms does not starve the lease heartbeat."""
+    worker, _, stop = _streaming_worker(1.6)
+    ticks: list[float] = []
+    try:
+        result = worker.run("task", timeout=60, on_message=lambda m: None,  # type: ignore[arg-type]
+                            tick=lambda: ticks.append(time.monotonic()), tick_every=0.2)
+    finally:
+        stop.set()
+    assert result.ok
+    assert len(ticks) >= 4, ticks
+
+
+def test_timeout_fires_while_progress_streams() -> None:
+    """job_timeout kills a worker that keeps sending progress."""
+    worker, fake, stop = _streaming_worker(20)
+    started = time.monotonic()
+    try:
+        with pytest.raises(WorkerDied, match="timed out"):
+            worker.run("task", timeout=0.5, on_message=lambda m: None,  # type: ignore[arg-type]
+                       tick=lambda: None, tick_every=0.2)
+    finally:
+        stop.set()
+    assert fake.killed and time.monotonic() - started < 10
+
+
+def test_lost_lease_in_heartbeat_kills_the_worker() -> None:
+    """A heartbeat that finds the lease lost stops the computation at once."""
+    worker, fake, stop = _streaming_worker(20)
+
+    def tick() -> None:
+        raise LeaseLost("taken over")
+
+    try:
+        with pytest.raises(LeaseLost):
+            worker.run("task", timeout=60, on_message=lambda m: None, tick=tick,  # type: ignore[arg-type]
+                       tick_every=0.2)
+    finally:
+        stop.set()
+    assert fake.killed
+
+
+# -- the real daemon ---------------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry.name))
+    return kids
+
+
+def _assert_once(root: Path, hashes: dict[str, str]) -> list[dict[str, Any]]:
+    rows = db_rows(root)
+    assert sorted(r["rel_path"] for r in rows) == sorted(hashes)
+    assert {r["state"] for r in rows} == {"archived"}, rows
+    assert sorted(p.name for p in files_under(root / "outbox")) == sorted(hashes), "an output doubled or lost"
+    assert sorted(sha256(p) for p in files_under(root / "archive")) == sorted(hashes.values())
+    assert files_under(root / "failed") == [] and files_under(root / "inbox") == []
+    assert list((root / "state" / "work").glob("*")) == [], "a temp output was left behind"
+    return rows
+
+
+LEASE = {"RETOUCHD_WORKERS__LEASE_SECONDS": "5"}
+
+
+def test_paused_daemon_keeps_its_own_job(root: Path, daemon) -> None:
+    """SIGSTOP of the daemon for longer than its lease while a job runs, then SIGCONT: the daemon does not
+    take its own job from itself; the job is processed once, with one attempt, nothing left behind."""
+    hashes = {"p.png": sha256(save_image(root / "inbox" / "upscale" / "p.png", 320, 240))}
+    proc = daemon(env=LEASE)
+    wait_for(lambda: [r for r in db_rows(root) if r["state"] == "running"], timeout=60, interval=0.05)
+    os.kill(proc.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(9)
+    finally:
+        os.kill(proc.proc.pid, signal.SIGCONT)
+    wait_for(lambda: [r["state"] for r in db_rows(root)] == ["archived"], timeout=90)
+    assert proc.stop() == 0
+    (row,) = _assert_once(root, hashes)
+    assert row["attempts"] == 1
+    events = [line.get("event") for line in proc.log_lines()]
+    assert events.count("job started") == 1
+    assert "recovered interrupted job" not in events and "job commit failed; the job will be retried" not in events
+
+
+@pytest.mark.slow
+def test_database_locked_past_busy_timeout_costs_no_attempt(root: Path, daemon) -> None:
+    """Another process holds SQLite's write lock longer than two busy timeouts (and the lease) while a job
+    finishes: the heartbeat gives up once, the commit waits and goes through; no attempt is spent,
+    nothing is computed twice."""
+    hashes = {"l.png": sha256(save_image(root / "inbox" / "upscale" / "l.png", 64, 48))}
+    proc = daemon(env=LEASE)
+    wait_for(lambda: [r for r in db_rows(root) if r["state"] == "running"], timeout=60, interval=0.05)
+    conn = sqlite3.connect(root / "state" / "retouchd.db", timeout=30, isolation_level=None)
+    conn.execute("BEGIN EXCLUSIVE")
+    try:
+        time.sleep(66)  # a heartbeat (30 s busy timeout) then the commit's first try (30 s) run into it
+    finally:
+        conn.execute("COMMIT")
+        conn.close()
+    wait_for(lambda: [r["state"] for r in db_rows(root)] == ["archived"], timeout=90)
+    assert proc.stop() == 0
+    (row,) = _assert_once(root, hashes)
+    assert row["attempts"] == 1 and row["error"] is None
+    events = [line.get("event") for line in proc.log_lines()]
+    assert events.count("job started") == 1
+    assert "database unavailable during a commit; waiting (the output is kept)" in events
