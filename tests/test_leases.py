@@ -267,7 +267,7 @@ def test_database_locked_past_busy_timeout_costs_no_attempt(root: Path, daemon) 
     conn = sqlite3.connect(root / "state" / "retouchd.db", timeout=30, isolation_level=None)
     conn.execute("BEGIN EXCLUSIVE")
     try:
-        time.sleep(66)  # a heartbeat (30 s busy timeout) then the commit's first try (30 s) run into it
+        time.sleep(85)  # a heartbeat (30 s busy timeout) then the commit's first tries (30 s each) run into it
     finally:
         conn.execute("COMMIT")
         conn.close()

@@ -137,3 +137,42 @@ def test_killed_between_link_and_unlink_fails_once(root: Path) -> None:
     assert files_under(root / "inbox") == []
     report = json.loads((root / "failed" / "upscale" / "bad.png.error.json").read_text())
     assert "interrupted" not in report["reason"] and report["reason"] == row["error"]
+
+
+def test_retry_one_id_with_failed_flag(root: Path) -> None:
+    """`retry 2 --failed` retries job 2, not the first failed job."""
+    inbox = root / "inbox" / "upscale"
+    inbox.mkdir(parents=True)
+    (inbox / "a.png").write_bytes(b"junk a")
+    env = {"RETOUCHD_WATCH__SETTLE_TIME": "0"}
+    assert cli("run", "--once", "--root", str(root), env=env).returncode == 0
+    (inbox / "b.png").write_bytes(b"junk b")
+    assert cli("run", "--once", "--root", str(root), env=env).returncode == 0
+    rows = {r["rel_path"]: r for r in db_rows(root)}
+    assert [rows["a.png"]["state"], rows["b.png"]["state"]] == ["failed", "failed"]
+    second = rows["b.png"]["id"]
+    result = cli("retry", str(second), "--failed", "--root", str(root))
+    assert result.returncode == 0, result.stderr
+    rows = {r["rel_path"]: r for r in db_rows(root)}
+    assert rows["b.png"]["state"] == "queued" and rows["a.png"]["state"] == "failed"
+    assert (inbox / "b.png").exists() and not (inbox / "a.png").exists()
+
+
+def test_retry_after_fixing_the_file_is_one_job(root: Path) -> None:
+    """The user replaces the failed file with a good one and retries: the same job processes the new bytes;
+    no second job, no false "file disappeared" failure."""
+    inbox = root / "inbox" / "upscale"
+    inbox.mkdir(parents=True)
+    (inbox / "fix.png").write_bytes(b"broken")
+    env = {"RETOUCHD_WATCH__SETTLE_TIME": "0"}
+    assert cli("run", "--once", "--root", str(root), env=env).returncode == 0
+    (row,) = db_rows(root)
+    assert row["state"] == "failed"
+    good = save_image(root / "failed" / "upscale" / "fix.png")
+    good_hash = sha256(good)
+    assert cli("retry", str(row["id"]), "--root", str(root)).returncode == 0
+    assert cli("run", "--once", "--root", str(root), env=env).returncode == 0
+    (row,) = db_rows(root)
+    assert row["state"] == "archived" and row["sha256"] == good_hash and row["error"] is None
+    assert sha256(Path(row["archive_path"])) == good_hash
+    assert files_under(root / "failed") == [] and files_under(root / "inbox") == []

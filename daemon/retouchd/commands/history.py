@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 import re
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.exc import IntegrityError
 
 from retouchd.archive import error_json_path
 from retouchd.exceptions import RetouchdError
-from retouchd.fsops import move_verified, unique_path
+from retouchd.fsops import TEMP_PREFIX, move_verified, sha256_file, unique_path
 from retouchd.settings import Settings
 from retouchd.store import Job, JobState, Store, open_store, utcnow
 from retouchd.store.states import printable
@@ -64,11 +68,27 @@ def show_history(settings: Settings, *, only_failed: bool, since: str | None, li
         click.echo("no jobs match")
 
 
+def _content(job: Job, failed: Path) -> dict[str, Any] | None:
+    """The new identity of a file the user changed in failed/ (None if unchanged). The key is built as
+    intake builds it (the mask's bytes count; a `reprocess` rule's key is unique per drop)."""
+    digest = sha256_file(failed)
+    if digest == job.sha256:
+        return None
+    content = digest
+    sidecar = failed.with_name(Path(job.sidecar_path).name) if job.sidecar_path else None
+    if sidecar is not None and sidecar.exists():
+        content = hashlib.sha256(f"{digest}+{sha256_file(sidecar)}".encode()).hexdigest()
+    key = f"{content}/{uuid.uuid4().hex}" if "/" in job.content_key else content
+    st = failed.stat()
+    return {"sha256": digest, "content_key": key, "size": st.st_size, "mtime": st.st_mtime}
+
+
 def retry_jobs(settings: Settings, ids: list[int], *, all_failed: bool) -> int:
+    """Send failed jobs back: the given IDs (with or without --failed), else with --failed every failed job."""
     store = open_store_or_exit(settings)
-    jobs = store.in_states([JobState.FAILED]) if all_failed else [store.get(i) for i in ids]
+    targets = [(i, store.get(i)) for i in ids] if ids else [(j.id, j) for j in store.in_states([JobState.FAILED])]
     code = 0
-    for job_id, job in zip(ids or [j.id for j in jobs if j], jobs, strict=False):
+    for job_id, job in targets:
         if job is None or job.state != JobState.FAILED:
             click.echo(f"#{job_id}: not a failed job; nothing to retry", err=True)
             code = 1
@@ -80,13 +100,27 @@ def retry_jobs(settings: Settings, ids: list[int], *, all_failed: bool) -> int:
             continue
         failed = Path(job.failed_path)
         dest = unique_path(Path(job.source_path))
-        move_verified(failed, dest, job.sha256)
+        content = _content(job, failed)
+        # The file comes back under a hidden name (the watcher ignores it), then the row, then the real name:
+        # a running daemon's intake finds this job for the file (one job per file), and a slot that claims
+        # the job finds its file.
+        hidden = dest.with_name(f"{TEMP_PREFIX}retry-{dest.name}")
+        move_verified(failed, hidden, content["sha256"] if content else job.sha256)
+        try:
+            store.retry(job.id, str(dest), str(Path(job.rel_path).parent / dest.name), content=content)
+        except IntegrityError:
+            move_verified(hidden, failed, None)
+            click.echo(f"#{job.id}: the changed file in failed/ has the content of another job of rule "
+                       f"{job.rule!r}; it was processed already. Remove {failed} or drop it in the inbox", err=True)
+            code = 1
+            continue
+        os.rename(hidden, dest)
         if job.sidecar_path:
             sidecar = failed.with_name(Path(job.sidecar_path).name)
             if sidecar.exists():
                 move_verified(sidecar, unique_path(Path(job.sidecar_path)), None)
         with contextlib.suppress(OSError):
             error_json_path(failed).unlink()
-        store.retry(job.id, str(dest), str(Path(job.rel_path).parent / dest.name))
-        click.echo(f"#{job.id}: back in the inbox as {dest}")
+        changed = " (changed since it failed: processed as its new content)" if content else ""
+        click.echo(f"#{job.id}: back in the inbox as {dest}{changed}")
     return code

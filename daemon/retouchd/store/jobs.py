@@ -210,12 +210,17 @@ class Store:
             if steps is not None:
                 job.steps = steps
 
-    def retry(self, job_id: int, source: str, rel: str) -> Job:
+    def retry(self, job_id: int, source: str, rel: str, *, content: dict[str, Any] | None = None) -> Job:
+        """A failed job back to the queue for the file at `source`; `content` (sha256, content_key, size,
+        mtime) when the user changed the file in failed/: the job follows its new bytes, so that intake
+        finds this job for it instead of queueing a second one. IntegrityError if another job has them."""
         with self.session() as s:
             job = self._owned(s, job_id, None)
             transition(job, JobState.QUEUED)
             job.source_path, job.rel_path = source, rel
             job.error = job.error_step = job.traceback_id = None
+            for key, value in (content or {}).items():
+                setattr(job, key, value)
             return job
 
     # -- recovery and queries --------------------------------------------------------------------------------
