@@ -277,4 +277,4 @@ def test_database_locked_past_busy_timeout_costs_no_attempt(root: Path, daemon) 
     assert row["attempts"] == 1 and row["error"] is None
     events = [line.get("event") for line in proc.log_lines()]
     assert events.count("job started") == 1
-    assert "database unavailable during a commit; waiting (the output is kept)" in events
+    assert "database unavailable during a commit; waiting (the output is kept)" in events, proc.log.read_text()
