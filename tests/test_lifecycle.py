@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from conftest import cli, db_rows, save_image, wait_for
+from conftest import FAST_ENV, cli, db_rows, save_image, wait_for
 
 
 def test_sd_notify_ready_watchdog_stopping(root: Path, tmp_path: Path, daemon) -> None:
@@ -134,3 +138,55 @@ def test_sighup_rereads_rule_files_from_the_settings_file(root: Path, tmp_path: 
     save_image(root / "inbox" / "two" / "t.png", 10, 10)
     wait_for(lambda: [r for r in db_rows(root) if r["rule"] == "two" and r["state"] == "archived"])
     assert proc.stop() == 0
+
+
+def test_ctrl_c_with_the_log_pipe_closed(root: Path) -> None:
+    """`retouchd run 2>&1 | tee log` and Ctrl-C: tee goes away with the pipe; the daemon still drains, exits
+    0 and takes its status file and lock with it (a second start is not refused)."""
+    proc = subprocess.Popen([sys.executable, "-m", "retouchd", "run", "--root", str(root)],
+                            env={**os.environ, **FAST_ENV}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line or b"retouchd started" in line:
+                break
+        assert proc.poll() is None
+        proc.stdout.close()  # the reader (tee) is gone
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert list((root / "state").glob("daemon-*.json")) == []
+    save_image(root / "inbox" / "upscale" / "after.png", 10, 10)
+    assert cli("run", "--once", "--root", str(root), env={"RETOUCHD_WATCH__SETTLE_TIME": "0"}).returncode == 0
+    assert [r["state"] for r in db_rows(root)] == ["archived"]
+
+
+def test_startup_failure_after_the_pool_started_cleans_up(root: Path) -> None:
+    """Start-up fails after the slots started: exit 3 with one line; no status file, the host row says it
+    stopped, and the next start is not refused."""
+    result = cli("run", "--once", "--root", str(root), env={"RETOUCHD_FAULT_POINT": "enospc-after-pool-start"})
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "No space left" in result.stderr.splitlines()[-1]
+    assert list((root / "state").glob("daemon-*.json")) == []
+    conn = sqlite3.connect(root / "state" / "retouchd.db")
+    try:
+        assert [row[0] is not None for row in conn.execute("SELECT stopped_at FROM hosts")] == [True]
+    finally:
+        conn.close()
+    assert cli("run", "--once", "--root", str(root)).returncode == 0
+
+
+def test_second_daemon_on_one_root_is_refused(root: Path, daemon) -> None:
+    """A second daemon on the same SQLite state folder stops at start-up with one line naming the first."""
+    first = daemon()
+    result = cli("run", "--root", str(root), timeout=60)
+    assert result.returncode == 3, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("retouchd:")]
+    assert len(lines) == 1 and f"pid {first.proc.pid}" in lines[0] and "already running" in lines[0]
+    assert first.proc.poll() is None
+    assert first.stop() == 0

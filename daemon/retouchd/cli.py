@@ -96,6 +96,8 @@ def run(settings: Any, once: bool) -> None:
         _fail(str(exc), EXIT_CONFIG)
     except RetouchdError as exc:
         _fail(str(exc), EXIT_RUNTIME)
+    except OSError as exc:  # start-up could not create or open something; shutdown already undid the rest
+        _fail(f"{exc}; check the folders' permissions and free space", EXIT_RUNTIME)
     sys.exit(code)
 
 

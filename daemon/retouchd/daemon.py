@@ -21,6 +21,7 @@ from retouchd.fsops import ensure_dir
 from retouchd.intake import Intake, Outcome
 from retouchd.monitor import Monitor
 from retouchd.notify import Notifier
+from retouchd.pipesafe import protect_log_stream
 from retouchd.pool import Identity, Pool, slot_devices
 from retouchd.rules import RuleFolders, RuleSet, folders_for, load_rules
 from retouchd.settings import Settings
@@ -97,6 +98,7 @@ class Daemon:
                 signal.signal(sig, handler)
 
     def run(self) -> int:
+        protect_log_stream()
         with self.capture_signals():
             try:
                 self.startup()

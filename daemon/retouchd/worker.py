@@ -40,6 +40,9 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
     from retouchd.pipeline import run_task
 
     configure_logging(log_format, log_level)
+    from retouchd.pipesafe import protect_log_stream
+
+    protect_log_stream()
     cache = _Cache()
     while True:
         try:
@@ -143,12 +146,12 @@ class Worker:
                 self.kill()
                 raise WorkerDied(f"job timed out after {timeout:.0f} s (workers.job_timeout); the worker was killed")
             if now - last_tick >= tick_every:
-                last_tick = now
                 try:
                     tick()
                 except BaseException:
                     self.kill()
                     raise
+                last_tick = time.monotonic()  # a tick that waited on a locked database is not repeated at once
 
     def _death(self) -> str:
         self._proc.join(2)
