@@ -205,3 +205,21 @@ def test_connections_dropped_during_a_run(root: Path, pg_url: str) -> None:
         admin.dispose()
     assert codes == [0, 0]
     _all_done_once(root, pg_url, hashes)
+
+
+def test_five_processes_migrate_a_new_database_at_once(pg_url: str) -> None:
+    """Five processes that open a brand-new database at the same instant all succeed: migrations are
+    serialised by an advisory lock, and the later ones find the schema at head."""
+    import subprocess
+    import sys
+
+    start = time.time() + 4.0
+    script = ("import sys, time; from retouchd.store import open_store; time.sleep(max(0, float(sys.argv[2]) - "
+              "time.time())); open_store(sys.argv[1]).engine.dispose()")
+    procs = [subprocess.Popen([sys.executable, "-c", script, pg_url, str(start)], stderr=subprocess.PIPE, text=True)
+             for _ in range(5)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 5, [err[-500:] for err in errors]
+    store = _open(pg_url)
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
