@@ -266,12 +266,13 @@ def test_database_locked_past_busy_timeout_costs_no_attempt(root: Path, daemon) 
     os.kill(proc.proc.pid, signal.SIGSTOP)  # hold the commit back until the lock is in place
     conn = sqlite3.connect(root / "state" / "retouchd.db", timeout=30, isolation_level=None)
     try:
-        wait_for(lambda: list((root / "state" / "work").glob("*.tmp")), timeout=120)
+        wait_for(lambda: [p for p in (root / "state" / "work").glob("*.tmp") if p.stat().st_size], timeout=120)
+        time.sleep(3)  # the worker (not paused) finishes writing, fsyncs and sends its result
         conn.execute("BEGIN EXCLUSIVE")
     finally:
         os.kill(proc.proc.pid, signal.SIGCONT)
     try:
-        time.sleep(45)  # the commit's first try runs into the 30 s busy timeout
+        time.sleep(50)  # the commit's first try runs into the 30 s busy timeout
     finally:
         conn.execute("COMMIT")
         conn.close()

@@ -9,9 +9,11 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 
 import structlog
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from retouchd import __version__, instancelock
@@ -35,6 +37,23 @@ TICK = 0.1
 HOST_HEARTBEAT = 5.0
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 DB_WARNING_EVERY = 60.0
+EXIT_RUNTIME = 3
+
+
+def sqlite_file(engine: Engine) -> Path | None:
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return None
+    return Path(str(engine.url.database)).absolute()
+
+
+def file_identity(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _pid_alive(pid: int) -> bool:
@@ -71,6 +90,9 @@ class Daemon:
         self._scanned_once = False
         self._last_db_warning = -DB_WARNING_EVERY
         self._registered = False
+        self.exit_code = 0
+        self._db_file: Path | None = None
+        self._db_inode: tuple[int, int] | None = None
         self._lock_fd: int | None = None
         self.folders: dict[str, RuleFolders] = {}
         self.settings_loader = settings_loader
@@ -114,7 +136,7 @@ class Daemon:
                     time.sleep(TICK)
             finally:
                 self.shutdown()
-        return 0
+        return self.exit_code
 
     def _database_trouble(self, exc: Exception) -> None:
         """Say it once a minute (not once a tick), and keep it for `status`."""
@@ -170,6 +192,8 @@ class Daemon:
         self._lock_fd = instancelock.acquire(lock)
         set_path_map(settings.path_map)
         self.store = open_store(settings.db_url)
+        self._db_file = sqlite_file(self.store.engine)
+        self._db_inode = file_identity(self._db_file)
         if not sqlite:
             self._refuse_live_twin()
         self._wire(self.rules)
@@ -311,11 +335,23 @@ class Daemon:
         if now - self._last_host > HOST_HEARTBEAT:
             self._last_host = now
             assert self.store is not None
+            self._check_db_file()
             self.store.touch_host(self.identity.key)
         if self.notifier.enabled and now - self._last_status > 5:
             self._last_status = now
             done = sum(self.pool.outcomes.values())
             self.notifier.send(status=f"{self.pool.busy()} running, {len(self.tracker)} settling, {done} finished")
+
+    def _check_db_file(self) -> None:
+        """A SQLite file deleted (or replaced) under the running daemon: the open handle writes into an
+        unlinked inode and all history would be gone at the next start. Stop at once, leave every file."""
+        if self._db_file is None or file_identity(self._db_file) == self._db_inode:
+            return
+        log.error("the database file was deleted or replaced while retouchd ran; stopping without finishing "
+                  "jobs (every file stays where it is). Restore it from a backup, then start retouchd again",
+                  path=str(self._db_file))
+        self.exit_code = EXIT_RUNTIME
+        self.should_exit = self.force_exit = True
 
     def idle(self) -> bool:
         assert self.store is not None and self.pool is not None

@@ -74,6 +74,7 @@ class Slot(threading.Thread):
         self.worker = Worker(device, pool.settings.log.format, pool.settings.log.level)
         self.current: Job | None = None
         self.lease: str | None = None
+        self._claim_warned = -60.0
         """The lease under which `current` was claimed; every change to the job is conditional on it."""
         self.live: dict[str, Any] = {}
         """What the running job last reported (step, tiles done / total); read by the status monitor."""
@@ -85,10 +86,14 @@ class Slot(threading.Thread):
             try:
                 job = self.pool.store.claim(lease, self.pool.identity.host, self.device,
                                             self.pool.settings.workers.lease_seconds, self.pool.rule_names())
-            except Exception as exc:  # the database is busy or gone: wait and try again
-                log.warning("cannot claim a job", error=str(exc).splitlines()[0], slot=self.index)
+            except Exception as exc:  # the database is busy or gone: wait and try again (said once a minute)
+                if time.monotonic() - self._claim_warned >= 60.0:
+                    self._claim_warned = time.monotonic()
+                    log.warning("cannot claim a job; will keep trying", error=str(exc).splitlines()[0],
+                                slot=self.index)
                 self.pool.wake.wait(2.0)
                 continue
+            self._claim_warned = -60.0
             if job is None:
                 self.pool.wake.wait(0.5)
                 continue

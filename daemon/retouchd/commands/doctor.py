@@ -160,7 +160,7 @@ def check_database(report: Report, settings: Settings, user: User, mounts: list[
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    from retouchd.store.db import MIGRATIONS
+    from retouchd.store.db import MIGRATIONS, RESTORE_HINT, is_damaged
 
     url = make_url(settings.db_url)
     shown = url.render_as_string(hide_password=True)
@@ -188,11 +188,18 @@ def check_database(report: Report, settings: Settings, user: User, mounts: list[
             current = MigrationContext.configure(conn).get_current_revision()
             tables = set(engine.dialect.get_table_names(conn))
             jobs = conn.execute(text("SELECT count(*) FROM jobs")).scalar() if "jobs" in tables else None
+            integrity = conn.execute(text("PRAGMA quick_check")).scalar() if sqlite else "ok"
         engine.dispose()
     except Exception as exc:  # any driver, any failure: report it, do not crash the doctor
+        if is_damaged(exc):
+            report.add("database", "file", "fail", f"{shown} is damaged ({str(exc).splitlines()[0]})", RESTORE_HINT)
+            return
         report.add("database", "connection", "fail", f"{shown}: cannot connect ({str(exc).splitlines()[0]})",
                    "check database_url, that the server is up and that the driver is installed "
                    "(PostgreSQL: pip install 'psycopg[binary]')")
+        return
+    if integrity != "ok":
+        report.add("database", "file", "fail", f"{shown} is damaged (integrity check: {integrity})", RESTORE_HINT)
         return
     known = {rev.revision for rev in script.walk_revisions()}
     if current in heads:

@@ -75,10 +75,25 @@ def migrate(engine: Engine) -> None:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except SQLAlchemyError as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        reason = str(exc).splitlines()[0]
+        if is_damaged(exc):
+            raise StoreError(f"the database {where} is damaged ({reason}); {RESTORE_HINT}") from None
         raise StoreError(
-            f"cannot open or migrate the database at {engine.url.render_as_string(hide_password=True)}: {exc}; "
-            "check database_url and that the folder is writable"
+            f"cannot open or migrate the database at {where}: {reason}; check database_url and that the folder "
+            "is writable"
         ) from None
+
+
+RESTORE_HINT = ("stop retouchd and restore state/retouchd.db from a backup (or move it aside to start an empty "
+                "history: files already processed would then be processed again)")
+_DAMAGE = ("file is not a database", "database disk image is malformed", "malformed database schema")
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """Whether a database error says the SQLite file itself is corrupt (not locked, not missing)."""
+    text = str(exc).lower()
+    return any(marker in text for marker in _DAMAGE)
 
 
 def is_migrated(engine: Engine) -> bool:
