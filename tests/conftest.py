@@ -11,6 +11,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -21,7 +22,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+_ISOLATED = Path(tempfile.mkdtemp(prefix="retouchd-tests-"))
+(_ISOLATED / "empty.toml").write_text("")
+
 FAST_ENV = {
+    # An empty settings file: a machine's /etc/retouchd/retouchd.toml must not leak into the tests.
+    "RETOUCHD_CONFIG": str(_ISOLATED / "empty.toml"),
     "RETOUCHD_WATCH__SETTLE_TIME": "0.4",
     "RETOUCHD_WATCH__POLL_INTERVAL": "0.3",
     "RETOUCHD_WORKERS__RETRY_BACKOFF": "0",
@@ -91,8 +97,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: floa
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+def base_env() -> dict[str, str]:
+    """This process's environment without RETOUCHD_* settings a developer may have exported."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("RETOUCHD_") or k.startswith("RETOUCHD_TEST_")}
+
+
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **FAST_ENV, **(env or {})}
+    full_env = {**base_env(), **FAST_ENV, **(env or {})}
     return subprocess.run([sys.executable, "-m", "retouchd", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout, check=False)
 
@@ -106,9 +117,15 @@ class DaemonProcess:
         self._log_fh = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "retouchd", "run", "--root", str(root), *args],
-            env={**os.environ, **FAST_ENV, **env}, stdout=self._log_fh, stderr=subprocess.STDOUT,
+            env={**base_env(), **FAST_ENV, **env}, stdout=self._log_fh, stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: self.started() or self.proc.poll() is not None, timeout=60)
+        try:
+            wait_for(lambda: self.started() or self.proc.poll() is not None, timeout=60)
+        except AssertionError:  # never leave a daemon running behind a failed test
+            self.proc.kill()
+            self.proc.wait(10)
+            self._log_fh.close()
+            raise AssertionError(f"daemon did not start within 60 s: {self.log.read_text()[-3000:]}") from None
         if self.proc.poll() is not None:
             raise AssertionError(f"daemon exited at start: {self.log.read_text()}")
 

@@ -256,6 +256,7 @@ def test_paused_daemon_keeps_its_own_job(root: Path, daemon) -> None:
     assert "recovered interrupted job" not in events and "job commit failed; the job will be retried" not in events
 
 
+@pytest.mark.slow
 def test_database_locked_past_busy_timeout_costs_no_attempt(root: Path, daemon) -> None:
     """The job's output is durable in state/work/ when another process takes SQLite's write lock and holds
     it past the busy timeout (and the lease): the commit waits and goes through; no attempt is spent,
@@ -272,7 +273,7 @@ def test_database_locked_past_busy_timeout_costs_no_attempt(root: Path, daemon) 
     finally:
         os.kill(proc.proc.pid, signal.SIGCONT)
     try:
-        time.sleep(50)  # the commit's first try runs into the 30 s busy timeout
+        time.sleep(75)  # a heartbeat, then the commit's first try, each run into the 30 s busy timeout
     finally:
         conn.execute("COMMIT")
         conn.close()

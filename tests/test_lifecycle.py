@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import sqlite3
@@ -11,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import FAST_ENV, cli, db_rows, save_image, wait_for
+from conftest import FAST_ENV, base_env, cli, db_rows, save_image, wait_for
 
 
 def test_sd_notify_ready_watchdog_stopping(root: Path, tmp_path: Path, daemon) -> None:
@@ -144,7 +143,7 @@ def test_ctrl_c_with_the_log_pipe_closed(root: Path) -> None:
     """`retouchd run 2>&1 | tee log` and Ctrl-C: tee goes away with the pipe; the daemon still drains, exits
     0 and takes its status file and lock with it (a second start is not refused)."""
     proc = subprocess.Popen([sys.executable, "-m", "retouchd", "run", "--root", str(root)],
-                            env={**os.environ, **FAST_ENV}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            env={**base_env(), **FAST_ENV}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
     try:
         deadline = time.monotonic() + 60

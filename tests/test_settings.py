@@ -64,3 +64,14 @@ def test_missing_config_file(tmp_path: Path) -> None:
     """A --config path that does not exist is a clear error, not a silent default."""
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_fault_point_cannot_come_from_a_settings_file(tmp_path: Path) -> None:
+    """The test-only fault injection is refused in a settings file (production config), allowed from a
+    test's environment."""
+    config = tmp_path / "retouchd.toml"
+    config.write_text('fault_point = "before-publish"\n')
+    with pytest.raises(ConfigError, match="'fault_point' is a test-only setting"):
+        load_settings(config)
+    config.write_text("")
+    assert load_settings(config, fault_point="before-publish").fault_point == "before-publish"

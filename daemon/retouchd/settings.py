@@ -121,7 +121,8 @@ class Settings(BaseSettings):
     notify_socket: str | None = Field(None, validation_alias="NOTIFY_SOCKET")
     watchdog_usec: int | None = Field(None, validation_alias="WATCHDOG_USEC")
     fault_point: str | None = None
-    """Test-only fault injection: `NAME` makes the process exit abruptly at that point of a job."""
+    """Test-only fault injection: `NAME` makes the process exit abruptly at that point of a job. Taken
+    only from the environment of a test ($RETOUCHD_FAULT_POINT): a settings file cannot turn it on."""
 
     @field_validator("file_mode", mode="before")
     @classmethod
@@ -188,8 +189,22 @@ class Settings(BaseSettings):
         toml = settings_cls.model_config.get("toml_file")
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if toml:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+            sources.append(_FileSource(settings_cls, toml_file=toml))
         return tuple(sources)
+
+
+TEST_ONLY = ("fault_point",)
+
+
+class _FileSource(TomlConfigSettingsSource):
+    """The TOML settings file, which must never switch on a test-only setting in production."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        for key in TEST_ONLY:
+            if key in data:
+                raise ValueError(f"'{key}' is a test-only setting and cannot be set in a settings file; remove it")
+        return data
 
 
 def _describe(error: dict[str, Any]) -> str:
