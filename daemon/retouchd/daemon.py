@@ -13,13 +13,13 @@ from pathlib import Path
 from types import FrameType
 
 import structlog
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from retouchd import __version__, instancelock
 from retouchd.archive import Committer, lease_dead
 from retouchd.exceptions import ConfigError, LeaseLost, RetouchdError
 from retouchd.fsops import ensure_dir
+from retouchd.instancelock import file_identity, sqlite_file
 from retouchd.intake import Intake, Outcome
 from retouchd.monitor import Monitor
 from retouchd.notify import Notifier
@@ -38,22 +38,6 @@ HOST_HEARTBEAT = 5.0
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 DB_WARNING_EVERY = 60.0
 EXIT_RUNTIME = 3
-
-
-def sqlite_file(engine: Engine) -> Path | None:
-    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
-        return None
-    return Path(str(engine.url.database)).absolute()
-
-
-def file_identity(path: Path | None) -> tuple[int, int] | None:
-    if path is None:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 def _pid_alive(pid: int) -> bool:
@@ -195,7 +179,7 @@ class Daemon:
         self._db_file = sqlite_file(self.store.engine)
         self._db_inode = file_identity(self._db_file)
         if not sqlite:
-            self._refuse_live_twin()
+            instancelock.refuse_live_twin(self.store, self.identity.host, HOST_HEARTBEAT)
         self._wire(self.rules)
         self.recover(startup=True)
         self._clean_work()
@@ -213,23 +197,6 @@ class Daemon:
         log.info("retouchd started", root=str(settings.root.absolute()), rules=[r.name for r in self.rules.rules],
                  slots=devices, database=self.store.engine.url.render_as_string(hide_password=True))
         self.notifier.send(ready=1, status=f"watching {len(self.folders)} inbox(es) with {len(devices)} slot(s)")
-
-    def _refuse_live_twin(self) -> None:
-        """PostgreSQL: another daemon that reports under this host_id (on another machine, or with another
-        state folder) and is still alive makes this one stop: two hosts by one name would steal each
-        other's jobs. A row left by a daemon that was killed stops being fresh within seconds."""
-        assert self.store is not None
-        window = 3 * HOST_HEARTBEAT
-        twins = [h for h in self.store.hosts(seen_within=window) if h.host == self.identity.host]
-        if not twins:
-            return
-        seen = {h.id: h.seen_at for h in twins}
-        time.sleep(HOST_HEARTBEAT + 1.0)  # a live daemon touches its row every HOST_HEARTBEAT seconds
-        for row in self.store.hosts(seen_within=window):
-            if row.id in seen and row.seen_at > seen[row.id]:
-                raise instancelock.AlreadyRunning(
-                    f"another retouchd with host_id {self.identity.host!r} is running (pid {row.pid}); give each "
-                    "daemon its own host_id")
 
     def recover(self, *, startup: bool) -> None:
         """Take over and finish (or requeue) jobs whose lease holder is gone; never a lease this process

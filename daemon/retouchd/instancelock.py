@@ -10,9 +10,16 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from retouchd.exceptions import RetouchdError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from retouchd.store import Store
 
 
 class AlreadyRunning(RetouchdError):
@@ -45,3 +52,36 @@ def acquire(path: Path) -> int:
 def release(fd: int | None) -> None:
     if fd is not None:
         os.close(fd)
+
+
+def refuse_live_twin(store: Store, host_id: str, heartbeat: float) -> None:
+    """PostgreSQL: another daemon that reports under this host_id (on another machine, or with another
+    state folder) and is still alive makes this one stop: two hosts by one name would steal each other's
+    jobs. A row left by a daemon that was killed stops advancing, so it is waited out, not refused."""
+    window = 3 * heartbeat
+    seen = {h.id: h.seen_at for h in store.hosts(seen_within=window) if h.host == host_id}
+    if not seen:
+        return
+    time.sleep(heartbeat + 1.0)  # a live daemon touches its row every `heartbeat` seconds
+    for row in store.hosts(seen_within=window):
+        if row.id in seen and row.seen_at > seen[row.id]:
+            raise AlreadyRunning(f"another retouchd with host_id {host_id!r} is running (pid {row.pid}); give each "
+                                 "daemon its own host_id")
+
+
+def sqlite_file(engine: Engine) -> Path | None:
+    """The SQLite file behind `engine` (None for other databases)."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return None
+    return Path(str(engine.url.database)).absolute()
+
+
+def file_identity(path: Path | None) -> tuple[int, int] | None:
+    """(device, inode) of `path`, or None if it is gone: a deleted or replaced file changes it."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
