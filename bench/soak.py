@@ -3,9 +3,15 @@
     python bench/soak.py [--minutes 30] [--rate 3] [--seed 1]
 
 Arrivals: small unique PNGs, plus ~5 % corrupt files and ~5 % re-drops of earlier content under a new name.
-Faults: a worker SIGKILLed about every 45 s, the daemon kill -9'd and restarted about every 4 min, and the
-SQLite write lock held by another process for 2 s about every 90 s. At the end arrivals stop, the daemon
-drains and is stopped with SIGTERM, and every file dropped is looked for in exactly one place.
+    python bench/soak.py --minutes 4 --rate 1 --fault-every 40     # a short run that still meets every fault
+
+Arrivals: small unique PNGs, plus ~5 % corrupt files and ~5 % re-drops of earlier content under a new name.
+Faults: a worker SIGKILLed about every 45 s, the daemon kill -9'd and restarted about every 4 min, the SQLite
+write lock held by another process for 2 s about every 90 s; and, longer than the 10 s lease (issue 11): the
+daemon paused with SIGSTOP for --pause-seconds and the write lock held for --lock-seconds (past SQLite's 30 s
+busy timeout too), each about every --fault-every seconds. At the end arrivals stop, the daemon drains and is
+stopped with SIGTERM, and every file dropped is looked for in exactly one place. Must all be 0: lost,
+processed twice, false failures (a good file in failed/), temp files left (state/work/, hidden temp names).
 Prints a table, then one JSON object.
 """
 
@@ -20,6 +26,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -75,11 +82,38 @@ class Daemon:
         return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(int(p.name)) == pid]
 
 
+def pause(daemon: Daemon, seconds: float) -> None:
+    """SIGSTOP the daemon (not its workers: a VM pause of the daemon's host is the worse case for leases)."""
+    proc = daemon.proc
+    if proc is None or proc.poll() is not None:
+        return
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+
+
+def hold_lock(db: Path, seconds: float) -> None:
+    conn = sqlite3.connect(db, timeout=60, isolation_level=None)
+    try:
+        conn.execute("BEGIN EXCLUSIVE")
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
 def main() -> None:  # noqa: PLR0915 - one linear script: arrive, inject, drain, count
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--rate", type=float, default=3.0, help="files per second")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--fault-every", type=float, default=120, help="mean seconds between long pauses, and "
+                        "between long database locks")
+    parser.add_argument("--pause-seconds", type=float, default=20, help="SIGSTOP length (lease: 10 s)")
+    parser.add_argument("--lock-seconds", type=float, default=40, help="write-lock length (busy timeout: 30 s)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,7 +124,10 @@ def main() -> None:  # noqa: PLR0915 - one linear script: arrive, inject, drain,
         daemon.start()
         dropped: dict[str, str] = {}  # name → kind (good, corrupt, dup)
         good_bytes: list[bytes] = []
-        faults = {"worker_kills": 0, "daemon_kills": 0, "db_locks": 0}
+        faults = {"worker_kills": 0, "daemon_kills": 0, "db_locks": 0, "long_pauses": 0, "long_db_locks": 0}
+        background: threading.Thread | None = None
+        next_long = time.monotonic() + rng.uniform(0.5, 1.5) * args.fault_every / 2
+        long_kind = 0
         peak_rss = 0
         end = time.monotonic() + args.minutes * 60
         next_worker_kill, next_daemon_kill, next_lock = (time.monotonic() + rng.uniform(20, 70),
@@ -131,9 +168,24 @@ def main() -> None:  # noqa: PLR0915 - one linear script: arrive, inject, drain,
                 conn.close()
                 faults["db_locks"] += 1
                 next_lock = now + rng.uniform(45, 135)
+            if now > next_long and (background is None or not background.is_alive()) \
+                    and (root / "state" / "retouchd.db").exists():
+                # Arrivals go on meanwhile: the fault runs beside them, alternating pause and lock.
+                if long_kind % 2 == 0:
+                    background = threading.Thread(target=pause, args=(daemon, args.pause_seconds))
+                    faults["long_pauses"] += 1
+                else:
+                    background = threading.Thread(target=hold_lock, args=(root / "state" / "retouchd.db",
+                                                                          args.lock_seconds))
+                    faults["long_db_locks"] += 1
+                background.start()
+                long_kind += 1
+                next_long = now + rng.uniform(0.5, 1.5) * args.fault_every / 2
             if daemon.proc is not None:
                 peak_rss = max(peak_rss, rss_kib(daemon.proc.pid))
             time.sleep(rng.expovariate(args.rate))
+        if background is not None:
+            background.join()
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             conn = sqlite3.connect(root / "state" / "retouchd.db", timeout=30)
@@ -155,7 +207,10 @@ def main() -> None:  # noqa: PLR0915 - one linear script: arrive, inject, drain,
         left = [p for p in inbox.iterdir()]
         found = {p.name for p in failed} | {p.name for p in archived} | {p.name for p in left}
         lost = sorted(set(dropped) - found)
-        twice = [p.name for p in outputs if " (" in p.name]
+        twice = [p.name for p in outputs + archived if " (" in p.name]
+        false_failures = sorted(p.name for p in failed if dropped.get(p.name) != "corrupt")
+        temps = [p for p in (root / "state" / "work").glob("*")] + [
+            p for folder in ("outbox", "archive", "failed", "inbox") for p in (root / folder).rglob(".retouchd-*")]
         good_jobs = [j for j in jobs if j[1] == "archived"]
         result = {
             "benchmark": "soak", "minutes": args.minutes, "files_in": len(dropped),
@@ -164,13 +219,16 @@ def main() -> None:  # noqa: PLR0915 - one linear script: arrive, inject, drain,
             "redropped": sum(1 for k in dropped.values() if k == "dup"),
             "files_out": len(outputs), "jobs_archived": len(good_jobs), "files_failed": len(failed),
             "duplicates_archived": duplicates, "left_in_inbox": len(left), "lost": len(lost),
-            "processed_twice": len(twice), "max_attempts_seen": max((j[2] for j in jobs), default=0),
+            "processed_twice": len(twice), "false_failures": len(false_failures), "temp_files_left": len(temps),
+            "max_attempts_seen": max((j[2] for j in jobs), default=0),
             "peak_rss_mib": round(peak_rss / 1024, 1), "faults": faults, "exit_code": code,
         }
-    print(f"{'in':>6} {'out':>6} {'failed':>6} {'dups':>5} {'lost':>5} {'twice':>6} {'peak RSS MiB':>13}")
+    print(f"{'in':>6} {'out':>6} {'failed':>6} {'dups':>5} {'lost':>5} {'twice':>6} {'false fail':>10} "
+          f"{'temps left':>10} {'peak RSS MiB':>13}")
     print(f"{result['files_in']:>6} {result['files_out']:>6} {result['files_failed']:>6} "
           f"{result['duplicates_archived']:>5} {result['lost']:>5} {result['processed_twice']:>6} "
-          f"{result['peak_rss_mib']:>13}")
+          f"{result['false_failures']:>10} {result['temp_files_left']:>10} {result['peak_rss_mib']:>13}")
+    print("faults: " + ", ".join(f"{k} {v}" for k, v in faults.items()))
     print(json.dumps(result))
 
 
