@@ -223,3 +223,20 @@ def test_five_processes_migrate_a_new_database_at_once(pg_url: str) -> None:
     store = _open(pg_url)
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+
+
+def test_two_live_daemons_with_one_host_id_are_refused(tmp_path: Path, pg_url: str) -> None:
+    """A second daemon that calls itself by a live daemon's host_id (another state folder, as on another
+    machine) stops at start-up with one line."""
+    _open(pg_url)
+    first_root, second_root = tmp_path / "one", tmp_path / "two"
+    first = _start(first_root, pg_url, "twin")
+    try:
+        result = cli("run", "--root", str(second_root), env={"RETOUCHD_DATABASE_URL": pg_url,
+                                                             "RETOUCHD_HOST_ID": "twin"}, timeout=90)
+        assert result.returncode == 3, result.stderr[-2000:]
+        lines = [line for line in result.stderr.splitlines() if line.startswith("retouchd:")]
+        assert len(lines) == 1 and "host_id 'twin' is running" in lines[0]
+        assert first.proc.poll() is None
+    finally:
+        assert first.stop() == 0

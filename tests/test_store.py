@@ -98,3 +98,24 @@ def test_any_linux_file_name_round_trips(store: Store, name: str) -> None:
     job, _ = store.enqueue(**_fields(source_path=f"/in/{name}", rel_path=name, content_key=key))
     again = store.get(job.id)
     assert again is not None and again.source_path == f"/in/{name}" and again.rel_path == name
+
+
+def test_reads_and_idle_claims_do_not_wait_for_the_write_lock(store: Store, tmp_path: Path) -> None:
+    """While another connection holds SQLite's write lock, counts, history and an idle claim poll answer at
+    once (they begin deferred, not IMMEDIATE); a real write still waits for the lock."""
+    import sqlite3
+    import time
+
+    store.enqueue(**_fields(content_key="a", rule="other"))
+    conn = sqlite3.connect(tmp_path / "state" / "db.sqlite", isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        assert store.count_by_state() == {"queued": 1}
+        assert store.count_claimable(["r"]) == 0
+        assert store.claim("h:1:x:0:t", "h", "cpu", 60, ["r"]) is None
+        assert len(store.history()) == 1
+        assert time.monotonic() - started < 5
+    finally:
+        conn.execute("COMMIT")
+        conn.close()
