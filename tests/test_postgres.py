@@ -240,3 +240,32 @@ def test_two_live_daemons_with_one_host_id_are_refused(tmp_path: Path, pg_url: s
         assert first.proc.poll() is None
     finally:
         assert first.stop() == 0
+
+
+def test_paused_host_abandons_the_job_another_host_took_over(root: Path, pg_url: str) -> None:
+    """A host paused (SIGSTOP) mid-job past its lease: another host takes the job over and finishes it; the
+    paused host, resumed, finds its lease lost and abandons the job — its finished temp output is removed,
+    nothing is published twice, nothing goes to failed/."""
+    import signal
+
+    _open(pg_url)
+    paused = _start(root, pg_url, "paused")
+    hashes = {"p.png": sha256(save_image(root / "inbox" / "upscale" / "p.png", 320, 240))}
+    wait_for(lambda: any(j["state"] == "running" for j in _jobs(pg_url)), interval=0.05)
+    os.kill(paused.proc.pid, signal.SIGSTOP)
+    other = None
+    try:
+        other = _start(root, pg_url, "other")
+        wait_for(lambda: [j["state"] for j in _jobs(pg_url)] == ["archived"], timeout=120, interval=0.5)
+    finally:
+        os.kill(paused.proc.pid, signal.SIGCONT)
+    try:
+        wait_for(lambda: any(line.get("event", "").startswith("lease lost") for line in paused.log_lines()),
+                 timeout=60)
+    finally:
+        codes = [paused.stop()] + ([other.stop()] if other else [])
+    assert codes == [0, 0]
+    (job,) = _all_done_once(root, pg_url, hashes)
+    assert job["host"] == "other"
+    assert files_under(root / "failed") == []
+    assert list((root / "state" / "work").glob("*")) == [], "the paused host left its temp output behind"
