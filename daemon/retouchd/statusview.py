@@ -79,6 +79,8 @@ def _daemon_lines(data: dict[str, Any], now_ts: float) -> list[Text]:
             lines.append(line)
             for rule, reason in (d.get("paused") or {}).items():
                 lines.append(Text(f"  ⏸ inbox of rule {rule} paused: {reason}", style="yellow"))
+            if d.get("database_error"):
+                lines.append(Text(f"  ⚠ database unavailable, work waits: {d['database_error']}", style="red"))
         else:
             lines.append(Text(f"○ stopped on {d['host']}: pid {d['pid']} last reported "
                               f"{human_seconds(now_ts - d['updated_at'])} ago", style="yellow"))
