@@ -35,3 +35,21 @@ def test_database_file_deleted_while_running(root: Path, daemon) -> None:
     assert [sha256(p) for p in files_under(root / "inbox")] == [kept]
     assert files_under(root / "outbox") == [] and files_under(root / "archive") == []
     assert wait_for(lambda: not list((root / "state").glob("daemon-*.json")), timeout=10)
+
+
+def test_database_trouble_is_said_once_a_minute(root: Path) -> None:
+    """A database that keeps failing every tick is logged once (then again a minute later), and kept for
+    `status` until a tick succeeds."""
+    from structlog.testing import capture_logs
+
+    from retouchd.daemon import Daemon
+    from retouchd.rules import load_rules
+    from retouchd.settings import load_settings
+
+    d = Daemon(load_settings(root=root, env=False), load_rules())
+    with capture_logs() as logs:
+        for _ in range(50):
+            d._database_trouble(RuntimeError("database is locked\nmore detail"))
+    assert [entry["event"] for entry in logs if entry["log_level"] == "warning"] == [
+        "database unavailable; retrying (said again in a minute if it persists)"]
+    assert d.db_trouble == "database is locked"

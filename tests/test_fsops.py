@@ -89,3 +89,21 @@ def test_move_refuses_symlink(tmp_path: Path) -> None:
     os.symlink(target, tmp_path / "l.jpg")
     with pytest.raises(UnsafePathError):
         fsops.move_verified(tmp_path / "l.jpg", tmp_path / "arch" / "l.jpg", None)
+
+
+def test_move_cut_short_between_link_and_unlink_is_finished(tmp_path: Path) -> None:
+    """A move that stopped after the link (both names, one inode) is finished by removing the source; a
+    destination with other bytes is never overwritten."""
+    from retouchd.fsops import move_verified
+
+    src, dst = tmp_path / "in" / "a.png", tmp_path / "archive" / "a.png"
+    src.parent.mkdir()
+    dst.parent.mkdir()
+    src.write_bytes(b"photo")
+    os.link(src, dst)
+    move_verified(src, dst, None)
+    assert not src.exists() and dst.read_bytes() == b"photo"
+    src.write_bytes(b"other photo")
+    with pytest.raises(FileExistsError):
+        move_verified(src, dst, None)
+    assert src.read_bytes() == b"other photo" and dst.read_bytes() == b"photo"
