@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -241,7 +240,3 @@ def models_verify(as_json: bool) -> None:
     from retouchd.commands.modelcmd import verify_command
 
     sys.exit(verify_command(as_json=as_json))
-
-
-def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))

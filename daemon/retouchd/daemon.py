@@ -25,6 +25,7 @@ from retouchd.pool import Identity, Pool, slot_devices
 from retouchd.rules import RuleFolders, RuleSet, folders_for, load_rules
 from retouchd.settings import Settings
 from retouchd.settle import IgnoreMatcher, SettleTracker
+from retouchd.sidecarwait import SidecarWaits
 from retouchd.steps import build_step
 from retouchd.store import JobState, Store, open_store, set_path_map, utcnow
 from retouchd.watcher import Watcher
@@ -61,6 +62,7 @@ class Daemon:
         self.notifier = Notifier(settings.notify_socket)
         self.tracker = SettleTracker(settings.watch.settle_time)
         self.ignore = IgnoreMatcher(settings.watch.ignore)
+        self.sidecars = SidecarWaits(settings.watch.sidecar_wait)
         self.store: Store | None = None
         self.pool: Pool | None = None
         self.watcher: Watcher | None = None
@@ -118,7 +120,7 @@ class Daemon:
         self.committer = Committer(self.store, folders, file_mode=self.settings.file_mode,
                                    retry_backoff=self.settings.workers.retry_backoff, fault=self._fault)
         self.intake = Intake(self.store, {r.name: r for r in rules.rules if r.enabled}, folders,
-                             max_attempts=self.settings.workers.max_attempts)
+                             max_attempts=self.settings.workers.max_attempts, sidecars=self.sidecars)
         if self.watcher is not None:
             self.watcher.stop()
         self.watcher = Watcher([(name, f.inbox) for name, f in folders.items()], mode=self.settings.watch.mode,

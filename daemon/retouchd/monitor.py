@@ -107,6 +107,7 @@ class Monitor(threading.Thread):
             "paused": {i.rule: i.paused for i in inboxes if i.paused},
             "slots": slots, "outcomes": dict(d.pool.outcomes) if d.pool else {},
             "devices": sample([s["device"] for s in slots], pids),
+            **d.sidecars.snapshot(),
         }
 
     def _active_counts(self) -> dict[tuple[str, str], int]:

@@ -39,6 +39,9 @@ class WatchSettings(_Section):
     rescan_interval: float = Field(300.0, gt=0)
     ignore: list[str] = Field(default_factory=list)
     """Extra glob patterns to ignore, added to the built-in list (partial downloads, system files)."""
+    sidecar_wait: float = Field(30.0, ge=0, le=86400)
+    """Seconds an image waits for its late `.mask.png` (rules with mask = "sidecar"); also when a mask
+    without an image is reported."""
 
 
 class WorkerSettings(_Section):

@@ -301,7 +301,7 @@ def doctor(settings: Settings, *, user_name: str | None, models: bool, as_json: 
         why += "; --user NAME checks for another"
     report = run_checks(settings, user, models=models)
     if as_json:
-        from retouchd.cli import print_json
+        from retouchd.commands._output import print_json
 
         print_json({"user": user.name, "ok": not report.failed, "checks": [asdict(c) for c in report.checks]})
     else:

@@ -46,7 +46,7 @@ def job_dict(job: Job) -> dict[str, Any]:
 
 
 def show_history(settings: Settings, *, only_failed: bool, since: str | None, limit: int, as_json: bool) -> None:
-    from retouchd.cli import print_json
+    from retouchd.commands._output import print_json
 
     store = open_store_or_exit(settings)
     cutoff = utcnow() - parse_since(since) if since else None
