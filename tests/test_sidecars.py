@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from conftest import DaemonProcess, cli, db_rows, files_under, sha256, wait_for
 from retouchd.statusfile import read_statuses
+
+from conftest import DaemonProcess, cli, db_rows, files_under, sha256, wait_for
 
 RULES = """[[rule]]
 name = "objects"

@@ -134,3 +134,56 @@ def test_throughput_buckets_sparkline_and_units() -> None:
     assert sparkline([0, 1, 2, 4]) == "▁▃▅█" and sparkline([0, 0]) == "▁▁"
     assert (human_bytes(512), human_bytes(3 * 2**30 // 2), human_bytes(None)) == ("512 B", "1.5 GiB", "?")
     assert (human_seconds(42), human_seconds(3725), human_seconds(90061)) == ("42s", "1h 02m", "1d 1h")
+
+
+def _busy_data() -> dict:
+    """A status with a bit of everything: two rules, five jobs in flight, ten failures, a device, a host,
+    an image waiting for its mask and an orphan mask."""
+    now = utcnow()
+    running = [{"id": i, "rule": "catalog", "path": f"shoot/IMG_{i:04d}.jpg", "step": "upscale", "progress": 0.5,
+                "done": 8, "total": 16, "device": "cpu", "host": "nas", "attempt": 1, "seconds": 12.0}
+               for i in range(1, 6)]
+    failures = [{"id": 100 + i, "rule": "objects", "path": f"f{i}.png", "error": "not an image (HTML page)",
+                 "step": "decode", "at": now, "attempt": 1} for i in range(10)]
+    daemon_file = {"running": True, "host": "nas", "pid": 42, "started_at": time.time() - 3600, "slots": [],
+                   "settling": 1, "stopping": False,
+                   "awaiting_sidecar": [{"rule": "objects", "path": "/in/objects/late.jpg", "left": 12.0}],
+                   "orphan_masks": [{"rule": "objects", "path": "/in/objects/lonely.mask.png", "age": 95.0}]}
+    return {
+        "time": now, "queue": {"catalog": {"queued": 40, "running": 5, "archived": 900},
+                               "objects": {"failed": 10, "archived": 3}},
+        "duplicates": {"catalog": 7}, "running": running,
+        "throughput": {"last_5_min": 20, "last_hour": 200, "per_minute_5": 4.0, "failed_last_hour": 10,
+                       "minutes": MINUTES, "per_minute": [3] * MINUTES, "failed_per_minute": [0] * MINUTES},
+        "recent_failures": failures, "retrying": [],
+        "hosts": [{"host": "nas", "pid": 42, "version": "1", "slots": ["cpu"], "started_at": now,
+                   "seen_at": now, "working_on": [1]}],
+        "daemons": [daemon_file],
+        "devices": [{"device": "cpu", "name": "CPU", "slots": 1, "busy": 1, "memory_used": 300 * 2**20,
+                     "memory_total": 8 * 2**30, "memory_scope": "RSS"}],
+    }
+
+
+def test_frame_fits_80x24_with_the_quit_hint_last() -> None:
+    """On an 80×24 terminal the frame is at most 24 lines, every section still appears (collapsed to a line
+    if need be) and the last line is the quit hint; a tall terminal gets the full tables."""
+    from rich.console import Console
+
+    from retouchd.statusview import render
+
+    footer = "refreshes every 2 s · q or Ctrl-C to quit"
+    data = _busy_data()
+    small = Console(width=80, height=24, record=True, force_terminal=False, color_system=None)
+    small.print(render(data, footer, "/srv/retouch", console=small, height=24))
+    lines = small.export_text().rstrip("\n").splitlines()
+    assert len(lines) <= 24
+    assert lines[-1].startswith("refreshes every 2 s · q or Ctrl-C to quit")
+    text = "\n".join(lines)
+    for section in ("queue", "in flight", "recent failures", "devices", "throughput", "hosts"):
+        assert section in text, section
+    assert "late.jpg" in text and "lonely.mask.png" in text
+    tall = Console(width=120, height=200, record=True, force_terminal=False, color_system=None)
+    tall.print(render(data, footer, "/srv/retouch", console=tall, height=200))
+    full = tall.export_text()
+    assert "f9.png" in full and "IMG_0005.jpg" in full, "a tall terminal shows every row"
+    assert full.rstrip("\n").splitlines()[-1].startswith("refreshes every")
