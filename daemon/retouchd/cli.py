@@ -11,7 +11,9 @@ from typing import Any, TypeVar
 import click
 
 from retouchd import __version__
+from retouchd.commands._output import CommandError
 from retouchd.exceptions import ConfigError, RetouchdError
+from retouchd.messages import PREFIX
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,7 +46,7 @@ def common_options(func: F) -> F:
             if log_overrides:
                 settings.log = settings.log.model_copy(update=log_overrides)
         except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise CommandError(str(exc)) from None
         configure_logging(settings.log.format, settings.log.level)
         from retouchd.store.schema import set_path_map
 
@@ -60,11 +62,11 @@ def _rules(settings: Any) -> Any:
     try:
         return load_rules(settings.rule_files or None)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise CommandError(str(exc)) from None
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"retouchd: {message}", err=True)
+    click.echo(f"{PREFIX}{message}", err=True)
     sys.exit(code)
 
 
@@ -107,7 +109,7 @@ def process(settings: Any, files: tuple[Path, ...], rule_name: str, out_dir: Pat
     try:
         rule = rules.by_name(rule_name)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise CommandError(str(exc)) from None
     failures = process_files(settings, rule, list(files), out_dir)
     sys.exit(EXIT_FAILED_JOBS if failures else EXIT_OK)
 

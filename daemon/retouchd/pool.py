@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from retouchd.archive import Committer
+from retouchd.commitfail import commit_error
 from retouchd.masks import find_sidecar
 from retouchd.pipeline import Task, TaskResult
 from retouchd.rules import RuleSet
@@ -91,9 +92,13 @@ class Slot(threading.Thread):
             try:
                 self.execute(job)
             except Exception as exc:
-                log.exception("job commit failed; the job will be retried", job_id=job.id, rule=job.rule,
-                              path=job.source_path)
-                self.pool.recover_later(job.id, f"commit failed: {exc}")
+                reason = commit_error(exc, self.pool.committer.folders.get(job.rule))
+                if reason is not None:  # a setup problem with a known fix: one line, no traceback
+                    log.warning(reason, job_id=job.id, rule=job.rule, path=job.source_path)
+                else:
+                    log.exception("job commit failed; the job will be retried", job_id=job.id, rule=job.rule,
+                                  path=job.source_path)
+                self.pool.recover_later(job.id, reason or f"commit failed: {exc}")
             finally:
                 self.current = None
                 self.pool.job_finished()

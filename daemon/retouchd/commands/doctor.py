@@ -88,6 +88,13 @@ def _access_fix(access: Access, user: User, path: Path, *, missing: bool) -> str
         return "mount the file system read-write, or point this folder at a writable disk"
     if missing:
         return f"sudo install -d -o {user.name} -g {user.group} {path}"
+    st = path.stat()
+    if st.st_uid == user.uid or user.uid == 0:
+        # chown would change nothing: the owner already is the user (or root, who ignores mode bits).
+        if user.uid != 0 and st.st_mode & 0o300 != 0o300:
+            return f"chmod u+wx {path}"
+        return (f"owner and mode already let {user.name} write, so something else blocks it: an immutable "
+                f"flag (lsattr -d {path}; sudo chattr -i {path}), an ACL (getfacl {path}) or SELinux/AppArmor")
     return f"sudo chown -R {user.name}:{user.group} {path}   (or give {user.name} write access another way)"
 
 

@@ -12,6 +12,7 @@ import click
 from sqlalchemy import select
 
 from retouchd.archive import error_json_path
+from retouchd.commands._output import CommandError
 from retouchd.exceptions import RetouchdError
 from retouchd.fsops import move_verified, unique_path
 from retouchd.settings import Settings
@@ -33,7 +34,7 @@ def open_store_or_exit(settings: Settings) -> Store:
     try:
         return open_store(settings.db_url)
     except RetouchdError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise CommandError(str(exc)) from None
 
 
 def job_dict(job: Job) -> dict[str, Any]:
