@@ -89,7 +89,7 @@ def _access_fix(access: Access, user: User, path: Path, *, missing: bool) -> str
     if missing:
         return f"sudo install -d -o {user.name} -g {user.group} {path}"
     st = path.stat()
-    if st.st_uid == user.uid or user.uid == 0:
+    if user.uid in (st.st_uid, 0):
         # chown would change nothing: the owner already is the user (or root, who ignores mode bits).
         if user.uid != 0 and st.st_mode & 0o300 != 0o300:
             return f"chmod u+wx {path}"
