@@ -100,17 +100,29 @@ def run(settings: Any, once: bool) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--rule", "rule_name", required=True, help="Name of the rule whose steps to run.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("-r", "--recursive", is_flag=True, help="Also take the matching files of subfolders of a FOLDER.")
+@click.option("--any-name", is_flag=True, help="Run files the rule's `match` would not take.")
 @common_options
-def process(settings: Any, files: tuple[Path, ...], rule_name: str, out_dir: Path) -> None:
-    """Run a rule's steps on FILES once (no watching, no archiving); exit 0 only if every file succeeded."""
-    from retouchd.commands.process import process_files
+def process(settings: Any, files: tuple[Path, ...], rule_name: str, out_dir: Path, recursive: bool,
+            any_name: bool) -> None:
+    """Run a rule's steps on FILES (or the matching files of a FOLDER) once: no watching, no archiving.
 
+    One line per file; log lines only with --log-format or --log-level. Exit 0 only if every file succeeded.
+    """
+    from retouchd.commands.process import process_files
+    from retouchd.logging import configure_logging
+
+    params = click.get_current_context().params
+    if params.get("log_format") is None and params.get("log_level") is None:
+        # The per-file lines say what happened; the job log would repeat it between them.
+        settings.log = settings.log.model_copy(update={"level": "error"})
+        configure_logging(settings.log.format, settings.log.level)
     rules = _rules(settings)
     try:
         rule = rules.by_name(rule_name)
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
-    failures = process_files(settings, rule, list(files), out_dir)
+    failures = process_files(settings, rule, list(files), out_dir, recursive=recursive, any_name=any_name)
     sys.exit(EXIT_FAILED_JOBS if failures else EXIT_OK)
 
 
