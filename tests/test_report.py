@@ -103,6 +103,12 @@ def test_report_filters_and_external_images(done_root: tuple[Path, Path], tmp_pa
     failed = tmp_path / "failed.html"
     assert "1 job(s) (0 done, 0 review, 1 failed), 0 preview(s)" in _report(root, rules, failed, "--outcome",
                                                                             "failed")
+    # --limit counts the jobs shown after the filters: one newest job cannot be both the shop job and the
+    # failure, so a limit applied before the filters would leave one of these pages empty.
+    limited = tmp_path / "limited.html"
+    assert "1 job(s) (0 done, 0 review, 1 failed)" in _report(root, rules, limited, "--outcome", "failed",
+                                                               "--limit", "1")
+    assert "1 job(s) (1 done, 0 review, 0 failed)" in _report(root, rules, limited, "--rule", "shop", "--limit", "1")
     beside = tmp_path / "sub dir" / "ext.html"
     _report(root, rules, beside, "--external-images", "--thumb-size", "200")
     files = sorted(p.name for p in (beside.parent / "ext_files").iterdir())

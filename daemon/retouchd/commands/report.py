@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from sqlalchemy import func, select
 
 from retouchd.settings import Settings
 from retouchd.store import Job, JobState, Store, utcnow
@@ -162,15 +163,25 @@ def build_entry(job: Job, outcome: str, sink: ImageSink, box: int, max_pixels: i
 
 def collect(store: Store, *, since: timedelta | None, rules: list[str], outcomes: list[str],
             limit: int) -> tuple[list[tuple[Job, str]], int]:
-    """Finished jobs (newest first) that pass the filters, and how many are still queued or running."""
+    """The newest `limit` finished jobs that pass the filters (the limit counts what is shown, not what is
+    read), and how many jobs of the period are still queued or running."""
     cutoff = utcnow() - since if since else None
-    picked, pending = [], 0
-    for job in store.history(since=cutoff, limit=limit):
-        outcome = outcome_of(job)
-        if outcome is None:
-            pending += 1
-        elif (not rules or job.rule in rules) and (not outcomes or outcome in outcomes):
-            picked.append((job, outcome))
+    query = select(Job).order_by(Job.updated_at.desc(), Job.id.desc())
+    if cutoff is not None:
+        query = query.where(Job.updated_at >= cutoff)
+    if rules:
+        query = query.where(Job.rule.in_(rules))
+    active = (JobState.QUEUED, JobState.RUNNING)
+    picked: list[tuple[Job, str]] = []
+    with store.session() as session:
+        pending = int(session.scalar(select(func.count()).select_from(query.where(Job.state.in_(active))
+                                                                         .order_by(None).subquery())) or 0)
+        for job in session.scalars(query.where(Job.state.not_in(active)).execution_options(yield_per=500)):
+            outcome = outcome_of(job)
+            if outcome is not None and (not outcomes or outcome in outcomes):
+                picked.append((job, outcome))
+                if len(picked) == limit:
+                    break
     return picked, pending
 
 
