@@ -222,13 +222,22 @@ def _under_inbox(settings: Any, path: Path) -> bool:
               "root and it exists, else you].")
 @click.option("--no-models", is_flag=True, help="Skip loading and running the models (faster).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--systemd", "systemd_unit", is_flag=True, help="Print retouchd.service for this installation "
+              "(ExecStart at this retouchd) instead of checking.")
 @common_options
-def doctor(settings: Any, user_name: str | None, no_models: bool, as_json: bool) -> None:
+def doctor(settings: Any, user_name: str | None, no_models: bool, as_json: bool, systemd_unit: bool) -> None:
     """Check folders, permissions, mounts and watch modes, the database, devices and models; print fixes.
 
     Exit 1 if any check fails.
     """
     from retouchd.commands.doctor import doctor as run_doctor
+
+    if systemd_unit:
+        from retouchd.commands.systemd_unit import unit_for_this_install
+
+        config = click.get_current_context().params.get("config_file")
+        click.echo(unit_for_this_install(config), nl=False)
+        sys.exit(EXIT_OK)
 
     sys.exit(run_doctor(settings, user_name=user_name, models=not no_models, as_json=as_json))
 
