@@ -61,7 +61,7 @@ def test_job_in_flight_with_tiles_devices_and_daemon(root: Path, tmp_path: Path,
 
     frame = cli("status", "--once", "--root", str(root), "--rules", str(rules)).stdout
     assert "● running on" in frame and f"pid {proc.proc.pid}" in frame
-    assert "held.png" in frame and "4/4 tiles" in frame and "upscale" in frame
+    assert "held.png" in frame and "4/4" in frame and "upscale" in frame
     assert "RSS of daemon + workers" in frame
 
     assert proc.stop(signal.SIGTERM) == 0
@@ -187,3 +187,18 @@ def test_frame_fits_80x24_with_the_quit_hint_last() -> None:
     full = tall.export_text()
     assert "f9.png" in full and "IMG_0005.jpg" in full, "a tall terminal shows every row"
     assert full.rstrip("\n").splitlines()[-1].startswith("refreshes every")
+
+
+def test_jobs_in_flight_keep_their_file_name_at_80_columns() -> None:
+    """At 80 columns the in-flight table still shows each file name, its tiles and time; a retry shows ↻N."""
+    from rich.console import Console
+
+    from retouchd.statusview import _running_table
+
+    running = _busy_data()["running"][:2]
+    running[1]["attempt"] = 2
+    console = Console(width=80, record=True, color_system=None)
+    console.print(_running_table(running))
+    text = console.export_text()
+    assert "shoot/IMG_0001.jpg" in text and "8/16" in text and "12s" in text and "upscale ↻2" in text
+    assert max(len(line) for line in text.splitlines()) <= 80

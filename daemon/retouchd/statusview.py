@@ -123,20 +123,26 @@ def _running_table(running: list[dict[str, Any]]) -> RenderableType:
     if not running:
         return Text("in flight: none")
     table = _table(f"in flight: {len(running)}")
+    # Narrow enough for 80 columns: the host only when several share the work, a retry's attempt beside the
+    # step (↻2), tiles done/total beside the bar.
+    several_hosts = len({job["host"] for job in running}) > 1
     columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("#", "right"), ("rule", "left"), ("file", "left"), ("step", "left"), ("progress", "left"),
-        ("device", "left"), ("host", "left"), ("time", "right"), ("try", "right"))
+        ("device", "left"), *((("host", "left"),) if several_hosts else ()), ("time", "right"))
     for name, justify in columns:
-        table.add_column(name, justify=justify, overflow="ellipsis", no_wrap=name != "file")
+        # The file name is what a person looks for: it keeps a share of a narrow terminal.
+        table.add_column(name, justify=justify, overflow="ellipsis", no_wrap=name != "file",
+                         min_width=12 if name == "file" else None)
     for job in running:
         grid = Table.grid()
         if job.get("progress") is not None:
-            label = (f" {job['done']}/{job['total']} tiles" if job.get("total") else f" {job['progress'] * 100:.0f}%")
-            grid.add_row(ProgressBar(total=1.0, completed=job["progress"], width=16), label)
+            label = f" {job['done']}/{job['total']}" if job.get("total") else f" {job['progress'] * 100:.0f}%"
+            grid.add_row(ProgressBar(total=1.0, completed=job["progress"], width=10), label)
         else:
             grid.add_row(Text("-", style="dim"))
-        table.add_row(str(job["id"]), job["rule"], job["path"], job["step"] or "-", grid, job["device"] or "-",
-                      job["host"] or "-", human_seconds(job["seconds"]), str(job["attempt"]))
+        step = (job["step"] or "-") + (f" ↻{job['attempt']}" if job.get("attempt", 1) > 1 else "")
+        table.add_row(str(job["id"]), job["rule"], job["path"], step, grid, job["device"] or "-",
+                      *((job["host"] or "-",) if several_hosts else ()), human_seconds(job["seconds"]))
     return table
 
 
