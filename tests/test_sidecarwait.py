@@ -46,3 +46,16 @@ def test_image_stem_and_other_masks_are_not_images(tmp_path: Path) -> None:
     mask.write_bytes(b"m")
     (tmp_path / "a_mask.png").write_bytes(b"m")
     assert not has_image(mask)
+
+
+def test_history_lists_orphan_masks_of_running_daemons() -> None:
+    """`history` ends with the masks that running daemons report without an image; a stopped daemon's
+    report is not believed."""
+    from retouchd.commands.history import orphan_lines
+
+    running = {"running": True, "orphan_masks": [{"rule": "objects", "path": "/in/objects/a.mask.png", "age": 40}]}
+    stopped = {"running": False, "orphan_masks": [{"rule": "objects", "path": "/in/objects/old.mask.png"}]}
+    lines = orphan_lines([running, stopped])
+    assert lines[1].startswith("1 mask(s) without an image")
+    assert lines[2:] == ["  /in/objects/a.mask.png  (rule objects)"]
+    assert orphan_lines([stopped]) == []
