@@ -17,6 +17,8 @@ from retouchd.commitfail import commit_error
 from retouchd.fsops import publish
 from retouchd.rules import RuleFolders
 
+from conftest import cli, db_rows, save_image
+
 
 def _folders(tmp_path: Path) -> RuleFolders:
     names = ("inbox", "outbox", "archive", "failed", "review")
@@ -75,3 +77,22 @@ def test_doctor_suggests_chmod_when_the_owner_lacks_write(tmp_path: Path) -> Non
         assert _access_fix(Access(False, "is not writable"), user, folder, missing=False) == f"chmod u+wx {folder}"
     finally:
         os.chmod(folder, 0o700)
+
+
+def test_daemon_fails_a_job_with_outbox_not_writable(root: Path) -> None:
+    """Through the real daemon: a result that cannot be renamed into an immutable outbox fails the job with
+    "outbox not writable" and no traceback in the log."""
+    outbox = root / "outbox" / "upscale"
+    outbox.mkdir(parents=True)
+    if subprocess.run(["chattr", "+i", str(outbox)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("chattr +i is not available here (needs root and ext4/xfs)")
+    try:
+        save_image(root / "inbox" / "upscale" / "a.png")
+        result = cli("run", "--once", "--root", str(root), env={
+            "RETOUCHD_WATCH__SETTLE_TIME": "0", "RETOUCHD_WORKERS__MAX_ATTEMPTS": "1", "RETOUCHD_LOG__FORMAT": "json"})
+    finally:
+        subprocess.run(["chattr", "-i", str(outbox)], check=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    [row] = db_rows(root)
+    assert row["state"] == "failed" and row["error"].startswith(f"outbox not writable: {outbox}")
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
