@@ -328,7 +328,7 @@ def _keypresses() -> Iterator[Callable[[float], str]]:
         return
     fd = stdin.fileno()
     saved = termios.tcgetattr(fd)
-    tty.setcbreak(fd)
+    tty.setcbreak(fd, termios.TCSANOW)  # not TCSAFLUSH: a `q` typed while the view starts still counts
 
     def wait(seconds: float) -> str:
         ready, _, _ = select.select([fd], [], [], seconds)
