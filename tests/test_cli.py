@@ -79,3 +79,26 @@ def test_models_list_and_verify() -> None:
     verified = cli("models", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert verified.stdout.count("OK") == 4
+
+
+def test_history_has_headers_and_shows_duplicates(root: Path) -> None:
+    """history prints column headers and, under a job, each second copy archived as its duplicate; status
+    counts duplicates per rule; `history --json` keeps its shape (one object per job, no duplicate rows)."""
+    inbox = root / "inbox" / "upscale"
+    save_image(inbox / "a.png")
+    env = {"RETOUCHD_WATCH__SETTLE_TIME": "0"}
+    assert cli("run", "--once", "--root", str(root), env=env).returncode == 0
+    save_image(inbox / "copy of a.png")  # the same bytes again
+    assert cli("run", "--once", "--root", str(root), env=env).returncode == 0
+    lines = cli("history", "--root", str(root)).stdout.splitlines()
+    assert lines[0].split()[:5] == ["ID", "UPDATED", "RULE", "STATE", "TIME"]
+    assert lines[1].startswith("#1 ") and "a.png" in lines[1]
+    assert "duplicate" in lines[2] and "copy of a.png" in lines[2] and "same content as #1" in lines[2]
+    assert len(lines) == 3
+    status = json.loads(cli("status", "--json", "--root", str(root)).stdout)
+    assert status["duplicates"] == {"upscale": 1}
+    assert status["queue"]["upscale"] == {"archived": 1}
+    history = json.loads(cli("history", "--json", "--root", str(root)).stdout)
+    assert len(history) == 1 and set(history[0]) >= {"id", "rule", "state", "rel_path", "error"}
+    frame = cli("status", "--once", "--root", str(root)).stdout
+    assert "dups" in frame

@@ -103,6 +103,12 @@ def test_report_filters_and_external_images(done_root: tuple[Path, Path], tmp_pa
     failed = tmp_path / "failed.html"
     assert "1 job(s) (0 done, 0 review, 1 failed), 0 preview(s)" in _report(root, rules, failed, "--outcome",
                                                                             "failed")
+    # --limit counts the jobs shown after the filters: one newest job cannot be both the shop job and the
+    # failure, so a limit applied before the filters would leave one of these pages empty.
+    limited = tmp_path / "limited.html"
+    assert "1 job(s) (0 done, 0 review, 1 failed)" in _report(root, rules, limited, "--outcome", "failed",
+                                                               "--limit", "1")
+    assert "1 job(s) (1 done, 0 review, 0 failed)" in _report(root, rules, limited, "--rule", "shop", "--limit", "1")
     beside = tmp_path / "sub dir" / "ext.html"
     _report(root, rules, beside, "--external-images", "--thumb-size", "200")
     files = sorted(p.name for p in (beside.parent / "ext_files").iterdir())
@@ -213,3 +219,49 @@ def test_thumbnails_of_odd_images(tmp_path: Path) -> None:
         thumbnail(deep, 64, 100)
     with pytest.raises(NoPreview, match="no longer exists"):
         thumbnail(tmp_path / "gone.png", 64, 10**8)
+
+
+def test_truncated_upload_gets_a_partial_preview_and_its_size(tmp_path: Path) -> None:
+    """A JPEG cut short still shows the part that decodes, and its size from the header; a file that does not
+    decode at all still shows the size its header declares."""
+    from retouchd.commands.report import header_size
+
+    full = io.BytesIO()
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)  # noise: the file is large, cut mid-scan
+    pixels[:, :80] = 0  # and a black left half, which survives the downscale
+    Image.fromarray(pixels).save(full, "JPEG", quality=90)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(full.getvalue()[: len(full.getvalue()) // 2])
+    thumb = thumbnail(cut, 64, 10**8)
+    assert thumb.partial and thumb.source_size == (160, 120) and (thumb.width, thumb.height) == (64, 48)
+    top = np.asarray(Image.open(io.BytesIO(thumb.data)))[:8]
+    assert top.std() > 30, "the decoded top of the image is there, not a grey box"
+    header_only = tmp_path / "header.jpg"
+    header_only.write_bytes(full.getvalue()[:700])  # the markers before the scan: SOF (the size), tables
+    assert header_size(header_only) == (160, 120)
+
+
+def test_slider_starts_at_the_change_and_the_pair_opens_full_size(tmp_path: Path) -> None:
+    """The slider starts over the changed region (here the right quarter), the card links the full-size
+    files, and the page offers a difference view."""
+    from retouchd.commands.report import ImageSink, build_entry
+
+    base = np.full((60, 80, 3), 120, np.uint8)
+    changed = base.copy()
+    changed[:, 60:70] = 250
+    original, output = tmp_path / "archive" / "a.png", tmp_path / "outbox" / "a.png"
+    for path, pixels in ((original, base), (output, changed)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(path)
+    job = Job(id=3, rule="r", rel_path="a.png", state="archived", attempts=1, archive_path=str(original),
+              output_path=str(output), steps=[], finished_at=datetime(2026, 1, 2, tzinfo=UTC))
+    page_path = tmp_path / "report.html"
+    entry = build_entry(job, "done", ImageSink(None, page_path), 80, 10**8)
+    assert 75 < entry.start < 90, entry.start
+    assert (entry.before_full, entry.after_full) == ("archive/a.png", "outbox/a.png")
+    page = render_page([entry], {"generated": datetime.now(UTC), "since": "1d", "root": "/r", "pending": 0,
+                                 "limit": 500})
+    assert f"--pos:{entry.start:g}%" in page and f"value={entry.start:g} " in page
+    assert 'data-before="archive/a.png" data-after="outbox/a.png"' in page
+    assert "<option value=diff>difference</option>" in page and "<div id=zoom hidden>" in page

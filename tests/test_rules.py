@@ -32,7 +32,8 @@ def test_shipped_rule_files_load() -> None:
      "rule 'a': 'steps': step 1 (upscale): 'scael': unknown key"),
     ('[[rule]]\nname="a"\ninbox="a"\nsteps=[{op="sharpen"}]\n', "unknown op 'sharpen'"),
     ('[[rule]]\nname="a"\ninbox="a"\nstep=[{op="upscale"}]\n', "'step': unknown key"),
-    ('[[rule]]\nname="a"\ninbox="a"\nsteps=[{op="upscale", scale=9}]\n', "less than or equal to 8"),
+    ('[[rule]]\nname="a"\ninbox="a"\nsteps=[{op="upscale", scale=9}]\n',
+     "'scale': 9 is out of range; it must be 1 < scale ≤ 8"),
     ('[[rule]]\nname="a b"\ninbox="a"\nsteps=[{op="upscale"}]\n', "'name'"),
     ('[[rule]]\nname="a"\ninbox="../x"\nsteps=[{op="upscale"}]\n', "'..'"),
     ('[[rule]]\nname="a"\ninbox="a"\nsteps=[]\n', "'steps'"),
@@ -93,3 +94,24 @@ def test_rules_check_cli(root: Path) -> None:
     bad.write_text('[[rule]]\nname="a"\ninbox="a"\nsteps=[{op="nope"}]\n')
     result = cli("rules", "check", "--root", str(root), str(bad))
     assert result.returncode == 2 and "unknown op 'nope'" in result.stderr
+
+
+def test_rules_check_refuses_what_run_refuses_and_shows_output_details(root: Path) -> None:
+    """`rules check` runs the same start-up checks as `run` (lama without engines.lama fails both, exit 2) and
+    shows each rule's output format, quality, suffix, max_attempts and reprocess."""
+    lama = root / "lama.toml"
+    lama.write_text('[[rule]]\nname="obj"\ninbox="obj"\nsteps=[{op="remove_objects", mask="sidecar", '
+                    'engine="lama"}]\n')
+    checked = cli("rules", "check", "--root", str(root), str(lama))
+    ran = cli("run", "--once", "--root", str(root), "--rules", str(lama))
+    assert checked.returncode == ran.returncode == 2
+    assert "engines.lama" in checked.stderr and "engines.lama" in ran.stderr
+    assert checked.stderr.startswith("retouchd: rule 'obj', step remove_objects:")
+    assert "rules NOT OK" in checked.stdout
+    shop = root / "shop.toml"
+    shop.write_text('[[rule]]\nname="shop"\ninbox="shop"\nsteps=[{op="upscale", scale=3}]\nmax_attempts = 5\n'
+                    'reprocess = true\noutput = { format = "jpeg", quality = 95, suffix = "_x3" }\n')
+    result = cli("rules", "check", "--root", str(root), str(shop))
+    assert result.returncode == 0, result.stderr
+    assert ("output jpeg; quality 95; suffix '_x3'; max_attempts 5; reprocess: every arrival"
+            in result.stdout)

@@ -40,7 +40,10 @@ def test_precedence_flag_env_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     ('[watch]\nmode = "sometimes"\n', "watch.mode", "'auto', 'events' or 'poll'"),
     ('[workers]\ndevices = "gpu"\n', "workers.devices", "cuda:0"),
     ('[watch]\nsetle_time = 3\n', "watch.setle_time", "unknown setting"),
-    ('[limits]\nmax_input_pixels = -5\n', "limits.max_input_pixels", "greater than or equal to 1"),
+    ('[limits]\nmax_input_pixels = -5\n', "limits.max_input_pixels", "it must be 1 ≤ max_input_pixels"),
+    ('[watch]\nsettle_time = 4000\n', "watch.settle_time", "it must be 0 ≤ settle_time ≤ 3600"),
+    ('file_mode = 644\n', "file_mode", 'write the mode as an octal string, file_mode = "0644"'),
+    ('file_mode = 999\n', "file_mode", 'file_mode = "0644"'),
 ])
 def test_invalid_setting_names_key(tmp_path: Path, text: str, key: str, hint: str) -> None:
     """Each invalid value stops start-up with one line that names the key and what is allowed."""
@@ -53,11 +56,29 @@ def test_invalid_setting_names_key(tmp_path: Path, text: str, key: str, hint: st
 
 
 def test_cli_reports_bad_env_setting(tmp_path: Path) -> None:
-    """The CLI exits 2 with the message naming the key and its environment variable."""
+    """The CLI exits 2 with one line starting `retouchd: ` that names the key and where it can come from:
+    a flag only for keys that have one."""
     result = cli("status", "--root", str(tmp_path), env={"RETOUCHD_WATCH__MODE": "bogus"})
     assert result.returncode == 2
-    assert "watch.mode" in result.stderr and "RETOUCHD_WATCH__MODE" in result.stderr
+    assert result.stderr.startswith("retouchd: invalid setting 'watch.mode'")
+    assert "(set by $RETOUCHD_WATCH__MODE)" in result.stderr and "flag" not in result.stderr
     assert "Traceback" not in result.stderr
+    result = cli("status", "--root", str(tmp_path), env={"RETOUCHD_LOG__LEVEL": "loud"})
+    assert result.returncode == 2 and "the --log-level flag or $RETOUCHD_LOG__LEVEL" in result.stderr
+
+
+def test_settings_and_rule_errors_share_one_prefix(tmp_path: Path) -> None:
+    """A bad setting and a bad rule file are both reported as `retouchd: …` (not click's `Error: `)."""
+    rules = tmp_path / "r.toml"
+    rules.write_text('[[rule]]\nname="a"\ninbox="a"\nsteps=[{op="upscale", scale=10}]\n')
+    config = tmp_path / "retouchd.toml"
+    config.write_text("file_mode = 644\n")
+    for args in (["run", "--rules", str(rules)], ["status", "--config", str(config)],
+                 ["rules", "check", str(rules)]):
+        result = cli(*args, "--root", str(tmp_path))
+        assert result.returncode == 2 and result.stderr.startswith("retouchd: "), result.stderr
+        assert not result.stderr.startswith("Error")
+    assert "'scale': 10 is out of range; it must be 1 < scale ≤ 8" in result.stderr
 
 
 def test_missing_config_file(tmp_path: Path) -> None:

@@ -4,12 +4,17 @@ with their image, and a missing one is a clear permanent failure."""
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from conftest import cli, db_rows, files_under, sha256
+from retouchd.statusfile import read_statuses
+
+from conftest import DaemonProcess, cli, db_rows, files_under, sha256, wait_for
 
 RULES = """[[rule]]
 name = "objects"
@@ -39,7 +44,8 @@ def test_sidecar_mask_removes_object_and_is_archived_with_image(root: Path, tmp_
     Image.fromarray(mask).save(inbox / "shot.mask.png")
     _scene(inbox / "nomask.png", blue=40)
     mask_hash = sha256(inbox / "shot.mask.png")
-    result = cli("run", "--once", "--root", str(root), "--rules", str(rules), env={"RETOUCHD_WATCH__SETTLE_TIME": "0"})
+    result = cli("run", "--once", "--root", str(root), "--rules", str(rules),
+                 env={"RETOUCHD_WATCH__SETTLE_TIME": "0", "RETOUCHD_WATCH__SIDECAR_WAIT": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     rows = {r["rel_path"]: r for r in db_rows(root)}
     assert set(rows) == {"shot.png", "nomask.png"}, "the sidecar must not become a job"
@@ -72,3 +78,40 @@ def test_same_photo_with_another_mask_is_new_work(root: Path, tmp_path: Path) ->
     rows = db_rows(root)
     assert sorted(r["rel_path"] for r in rows) == ["a.png", "b.png"] and {r["state"] for r in rows} == {"archived"}
     assert rows[0]["sha256"] == rows[1]["sha256"] and rows[0]["content_key"] != rows[1]["content_key"]
+
+
+def test_late_mask_is_waited_for_and_an_orphan_mask_is_reported(
+    root: Path, tmp_path: Path, daemon: Callable[..., DaemonProcess]
+) -> None:
+    """A mask written 3 s after its image is still used (the status file says the image waits for it); a mask
+    without an image is listed as an orphan once watch.sidecar_wait has passed."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    inbox = root / "inbox" / "objects"
+    inbox.mkdir(parents=True)
+    proc = daemon("--rules", str(rules), env={"RETOUCHD_WATCH__SETTLE_TIME": "0.2",
+                                               "RETOUCHD_WATCH__SIDECAR_WAIT": "8", "RETOUCHD_LOG__FORMAT": "json"})
+    _scene(inbox / "late.png")
+    mask = np.zeros((60, 80), np.uint8)
+    mask[20:35, 30:50] = 255
+    Image.fromarray(mask).save(inbox / "lonely.mask.png")
+
+    def status() -> dict[str, Any]:
+        found = read_statuses(root / "state")
+        return found[0] if found else {}
+
+    waiting = wait_for(lambda: status().get("awaiting_sidecar"), timeout=30)
+    assert waiting[0]["rule"] == "objects" and waiting[0]["path"].endswith("late.png")
+    assert 0 < waiting[0]["left"] <= 8
+    time.sleep(3)
+    Image.fromarray(mask).save(inbox / "late.mask.png")
+    wait_for(lambda: any(r["state"] == "archived" for r in db_rows(root)), timeout=60)
+    row = db_rows(root)[0]
+    assert row["rel_path"] == "late.png" and row["error"] is None
+    out = np.asarray(Image.open(root / "outbox" / "objects" / "late.png").convert("RGB")).astype(int)
+    assert np.abs(out[20:35, 30:50] - np.array([255, 0, 255])).sum(axis=-1).min() > 150, "mask not used"
+    orphans = wait_for(lambda: status().get("orphan_masks"), timeout=30)
+    assert [o["path"] for o in orphans] == [str(inbox / "lonely.mask.png")]
+    assert not status().get("awaiting_sidecar")
+    assert proc.stop() == 0
+    assert any(line.get("event", "").startswith("sidecar mask without an image") for line in proc.log_lines())

@@ -61,7 +61,7 @@ def test_job_in_flight_with_tiles_devices_and_daemon(root: Path, tmp_path: Path,
 
     frame = cli("status", "--once", "--root", str(root), "--rules", str(rules)).stdout
     assert "● running on" in frame and f"pid {proc.proc.pid}" in frame
-    assert "held.png" in frame and "4/4 tiles" in frame and "upscale" in frame
+    assert "held.png" in frame and "4/4" in frame and "upscale" in frame
     assert "RSS of daemon + workers" in frame
 
     assert proc.stop(signal.SIGTERM) == 0
@@ -77,7 +77,8 @@ def test_live_view_on_a_terminal_refreshes_and_quits_on_q(root: Path) -> None:
     save_image(root / "inbox" / "upscale" / "a.png")
     (root / "inbox" / "upscale" / "b.png").write_bytes(b"not an image")
     assert cli("run", "--once", "--root", str(root), env={"RETOUCHD_WATCH__SETTLE_TIME": "0"}).returncode == 0
-    code, raw = run_in_pty("status", "--root", str(root), "--interval", "0.3", keys=b"q", keys_after=3.0)
+    # q after a few redraws, with room for a slow start on a busy machine.
+    code, raw = run_in_pty("status", "--root", str(root), "--interval", "0.3", keys=b"q", keys_after=8.0)
     assert code == 0
     assert "\x1b[?1049h" in raw and "\x1b[?1049l" in raw, "alternate screen entered and left"
     text = strip_ansi(raw)
@@ -134,3 +135,71 @@ def test_throughput_buckets_sparkline_and_units() -> None:
     assert sparkline([0, 1, 2, 4]) == "▁▃▅█" and sparkline([0, 0]) == "▁▁"
     assert (human_bytes(512), human_bytes(3 * 2**30 // 2), human_bytes(None)) == ("512 B", "1.5 GiB", "?")
     assert (human_seconds(42), human_seconds(3725), human_seconds(90061)) == ("42s", "1h 02m", "1d 1h")
+
+
+def _busy_data() -> dict:
+    """A status with a bit of everything: two rules, five jobs in flight, ten failures, a device, a host,
+    an image waiting for its mask and an orphan mask."""
+    now = utcnow()
+    running = [{"id": i, "rule": "catalog", "path": f"shoot/IMG_{i:04d}.jpg", "step": "upscale", "progress": 0.5,
+                "done": 8, "total": 16, "device": "cpu", "host": "nas", "attempt": 1, "seconds": 12.0}
+               for i in range(1, 6)]
+    failures = [{"id": 100 + i, "rule": "objects", "path": f"f{i}.png", "error": "not an image (HTML page)",
+                 "step": "decode", "at": now, "attempt": 1} for i in range(10)]
+    daemon_file = {"running": True, "host": "nas", "pid": 42, "started_at": time.time() - 3600, "slots": [],
+                   "settling": 1, "stopping": False,
+                   "awaiting_sidecar": [{"rule": "objects", "path": "/in/objects/late.jpg", "left": 12.0}],
+                   "orphan_masks": [{"rule": "objects", "path": "/in/objects/lonely.mask.png", "age": 95.0}]}
+    return {
+        "time": now, "queue": {"catalog": {"queued": 40, "running": 5, "archived": 900},
+                               "objects": {"failed": 10, "archived": 3}},
+        "duplicates": {"catalog": 7}, "running": running,
+        "throughput": {"last_5_min": 20, "last_hour": 200, "per_minute_5": 4.0, "failed_last_hour": 10,
+                       "minutes": MINUTES, "per_minute": [3] * MINUTES, "failed_per_minute": [0] * MINUTES},
+        "recent_failures": failures, "retrying": [],
+        "hosts": [{"host": "nas", "pid": 42, "version": "1", "slots": ["cpu"], "started_at": now,
+                   "seen_at": now, "working_on": [1]}],
+        "daemons": [daemon_file],
+        "devices": [{"device": "cpu", "name": "CPU", "slots": 1, "busy": 1, "memory_used": 300 * 2**20,
+                     "memory_total": 8 * 2**30, "memory_scope": "RSS"}],
+    }
+
+
+def test_frame_fits_80x24_with_the_quit_hint_last() -> None:
+    """On an 80×24 terminal the frame is at most 24 lines, every section still appears (collapsed to a line
+    if need be) and the last line is the quit hint; a tall terminal gets the full tables."""
+    from rich.console import Console
+
+    from retouchd.statusview import render
+
+    footer = "refreshes every 2 s · q or Ctrl-C to quit"
+    data = _busy_data()
+    small = Console(width=80, height=24, record=True, force_terminal=False, color_system=None)
+    small.print(render(data, footer, "/srv/retouch", console=small, height=24))
+    lines = small.export_text().rstrip("\n").splitlines()
+    assert len(lines) <= 24
+    assert lines[-1].startswith("refreshes every 2 s · q or Ctrl-C to quit")
+    text = "\n".join(lines)
+    for section in ("queue", "in flight", "recent failures", "devices", "throughput", "hosts"):
+        assert section in text, section
+    assert "late.jpg" in text and "lonely.mask.png" in text
+    tall = Console(width=120, height=200, record=True, force_terminal=False, color_system=None)
+    tall.print(render(data, footer, "/srv/retouch", console=tall, height=200))
+    full = tall.export_text()
+    assert "f9.png" in full and "IMG_0005.jpg" in full, "a tall terminal shows every row"
+    assert full.rstrip("\n").splitlines()[-1].startswith("refreshes every")
+
+
+def test_jobs_in_flight_keep_their_file_name_at_80_columns() -> None:
+    """At 80 columns the in-flight table still shows each file name, its tiles and time; a retry shows ↻N."""
+    from rich.console import Console
+
+    from retouchd.statusview import _running_table
+
+    running = _busy_data()["running"][:2]
+    running[1]["attempt"] = 2
+    console = Console(width=80, record=True, color_system=None)
+    console.print(_running_table(running))
+    text = console.export_text()
+    assert "shoot/IMG_0001.jpg" in text and "8/16" in text and "12s" in text and "upscale ↻2" in text
+    assert max(len(line) for line in text.splitlines()) <= 80

@@ -28,9 +28,13 @@ SECTIONS: dict[str, type[BaseModel]] = {
 
 def directives(path: Path) -> dict[str, dict[str, list[str]]]:
     """Section → key → values of a unit file (a key may repeat)."""
+    return directives_of(path.read_text())
+
+
+def directives_of(text: str) -> dict[str, dict[str, list[str]]]:
     result: dict[str, dict[str, list[str]]] = {}
     section = ""
-    for raw in path.read_text().splitlines():
+    for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith(("#", ";")):
             continue
@@ -182,3 +186,34 @@ def test_example_config_shows_the_real_defaults() -> None:
         defaults = model.model_validate({}).model_dump()
         assert set(shown[section]) == set(defaults), section
         assert shown[section] == defaults, section
+
+
+def test_unit_printed_for_this_install_verifies(tmp_path: Path) -> None:
+    """`doctor --systemd` prints the unit with ExecStart at this installation's retouchd (a venv's script),
+    and `systemd-analyze verify` accepts it as it is, with no stub: the shipped path is not needed."""
+    from conftest import cli
+
+    analyze = tool("systemd-analyze")
+    printed = cli("doctor", "--systemd", "--root", str(tmp_path))
+    assert printed.returncode == 0, printed.stderr
+    exec_start = directives_of(printed.stdout)["Service"]["ExecStart"][-1]
+    binary = exec_start.split()[0]
+    assert binary != "/usr/local/bin/retouchd" and Path(binary).is_absolute() and os.access(binary, os.X_OK)
+    assert exec_start.endswith(" run --config /etc/retouchd/retouchd.toml")
+    unit = tmp_path / "retouchd.service"
+    unit.write_text(printed.stdout)
+    done = subprocess.run([analyze, "verify", str(unit)], check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert [line for line in (done.stdout + done.stderr).splitlines() if "retouchd" in line] == []
+    shipped = {k: v for k, v in directives(UNIT)["Service"].items() if k != "ExecStart"}
+    assert {k: v for k, v in directives_of(printed.stdout)["Service"].items() if k != "ExecStart"} == shipped
+
+
+def test_one_install_story_for_sysusers_and_tmpfiles() -> None:
+    """The unit's comment, the snippets' own headers and the README name the same /etc/ paths."""
+    readme = (SYSTEMD.parent / "README.md").read_text()
+    for name in ("sysusers", "tmpfiles"):
+        named = set()
+        for text in (UNIT.read_text(), (SYSTEMD / f"retouchd.{name}").read_text(), readme):
+            named |= set(re.findall(rf"/[a-z/]*{name}\.d/retouchd\.conf", text))
+        assert named == {f"/etc/{name}.d/retouchd.conf"}, named

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +11,9 @@ from typing import Any, TypeVar
 import click
 
 from retouchd import __version__
+from retouchd.commands._output import CommandError
 from retouchd.exceptions import ConfigError, RetouchdError
+from retouchd.messages import PREFIX
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,7 +46,7 @@ def common_options(func: F) -> F:
             if log_overrides:
                 settings.log = settings.log.model_copy(update=log_overrides)
         except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise CommandError(str(exc)) from None
         configure_logging(settings.log.format, settings.log.level)
         # `run` re-reads the settings file on SIGHUP (its rule_files), with the same flags as now.
         click.get_current_context().meta["retouchd.settings_loader"] = functools.partial(
@@ -64,11 +65,11 @@ def _rules(settings: Any) -> Any:
     try:
         return load_rules(settings.rule_files or None)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise CommandError(str(exc)) from None
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"retouchd: {message}", err=True)
+    click.echo(f"{PREFIX}{message}", err=True)
     sys.exit(code)
 
 
@@ -105,17 +106,29 @@ def run(settings: Any, once: bool) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--rule", "rule_name", required=True, help="Name of the rule whose steps to run.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("-r", "--recursive", is_flag=True, help="Also take the matching files of subfolders of a FOLDER.")
+@click.option("--any-name", is_flag=True, help="Run files the rule's `match` would not take.")
 @common_options
-def process(settings: Any, files: tuple[Path, ...], rule_name: str, out_dir: Path) -> None:
-    """Run a rule's steps on FILES once (no watching, no archiving); exit 0 only if every file succeeded."""
-    from retouchd.commands.process import process_files
+def process(settings: Any, files: tuple[Path, ...], rule_name: str, out_dir: Path, recursive: bool,
+            any_name: bool) -> None:
+    """Run a rule's steps on FILES (or the matching files of a FOLDER) once: no watching, no archiving.
 
+    One line per file; log lines only with --log-format or --log-level. Exit 0 only if every file succeeded.
+    """
+    from retouchd.commands.process import process_files
+    from retouchd.logging import configure_logging
+
+    params = click.get_current_context().params
+    if params.get("log_format") is None and params.get("log_level") is None:
+        # The per-file lines say what happened; the job log would repeat it between them.
+        settings.log = settings.log.model_copy(update={"level": "error"})
+        configure_logging(settings.log.format, settings.log.level)
     rules = _rules(settings)
     try:
         rule = rules.by_name(rule_name)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    failures = process_files(settings, rule, list(files), out_dir)
+        raise CommandError(str(exc)) from None
+    failures = process_files(settings, rule, list(files), out_dir, recursive=recursive, any_name=any_name)
     sys.exit(EXIT_FAILED_JOBS if failures else EXIT_OK)
 
 
@@ -215,13 +228,22 @@ def _under_inbox(settings: Any, path: Path) -> bool:
               "root and it exists, else you].")
 @click.option("--no-models", is_flag=True, help="Skip loading and running the models (faster).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--systemd", "systemd_unit", is_flag=True, help="Print retouchd.service for this installation "
+              "(ExecStart at this retouchd) instead of checking.")
 @common_options
-def doctor(settings: Any, user_name: str | None, no_models: bool, as_json: bool) -> None:
+def doctor(settings: Any, user_name: str | None, no_models: bool, as_json: bool, systemd_unit: bool) -> None:
     """Check folders, permissions, mounts and watch modes, the database, devices and models; print fixes.
 
     Exit 1 if any check fails.
     """
     from retouchd.commands.doctor import doctor as run_doctor
+
+    if systemd_unit:
+        from retouchd.commands.systemd_unit import unit_for_this_install
+
+        config = click.get_current_context().params.get("config_file")
+        click.echo(unit_for_this_install(config), nl=False)
+        sys.exit(EXIT_OK)
 
     sys.exit(run_doctor(settings, user_name=user_name, models=not no_models, as_json=as_json))
 
@@ -247,7 +269,3 @@ def models_verify(as_json: bool) -> None:
     from retouchd.commands.modelcmd import verify_command
 
     sys.exit(verify_command(as_json=as_json))
-
-
-def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))

@@ -28,6 +28,7 @@ from retouchd.pool import Identity, Pool, slot_devices
 from retouchd.rules import RuleFolders, RuleSet, folders_for, load_rules
 from retouchd.settings import Settings
 from retouchd.settle import IgnoreMatcher, SettleTracker
+from retouchd.sidecarwait import SidecarWaits
 from retouchd.steps import build_step
 from retouchd.store import Store, open_store, set_path_map
 from retouchd.watcher import Watcher
@@ -67,6 +68,7 @@ class Daemon:
         self.notifier = Notifier(settings.notify_socket)
         self.tracker = SettleTracker(settings.watch.settle_time)
         self.ignore = IgnoreMatcher(settings.watch.ignore)
+        self.sidecars = SidecarWaits(settings.watch.sidecar_wait)
         self.store: Store | None = None
         self.pool: Pool | None = None
         self.watcher: Watcher | None = None
@@ -155,7 +157,7 @@ class Daemon:
                                    lease_seconds=self.settings.workers.lease_seconds,
                                    give_up=lambda: self.pool is not None and self.pool.force.is_set())
         self.intake = Intake(self.store, {r.name: r for r in rules.rules if r.enabled}, folders,
-                             max_attempts=self.settings.workers.max_attempts)
+                             max_attempts=self.settings.workers.max_attempts, sidecars=self.sidecars)
         if self.watcher is not None:
             self.watcher.stop()
         self.watcher = watcher

@@ -35,9 +35,10 @@ from typing import Any, Literal, Protocol, TypeAlias
 import numpy as np
 import structlog
 from PIL import Image, ImageCms, UnidentifiedImageError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from retouchd.exceptions import DecodeError, LimitError, RetouchdError, StepError, TransientError
+from retouchd.jpegquality import JpegTables, Quality, jpeg_params, numeric, read_tables
 from retouchd.sniff import failure_reason, unidentified_reason
 from retouchd.typing import Frame
 
@@ -90,8 +91,9 @@ class OutputSpec(BaseModel):
 
     format: Literal["same", "png", "jpeg", "webp", "tiff"] = "same"
     """`same` keeps the real format of the content (GIF, BMP, PPM and AVIF sources become PNG)."""
-    quality: int = Field(default=92, ge=1, le=100)
-    """JPEG and WebP quality; PNG and TIFF are lossless. WebP at 100 is written lossless."""
+    quality: Quality = "same"
+    """JPEG and WebP quality 1-100; PNG and TIFF are lossless. WebP at 100 is written lossless. "same": a JPEG
+    from a JPEG keeps the source's quantisation tables and subsampling, anything else gets 92."""
     suffix: str = ""
     """Appended to the stem: `photo.jpg` with `_clean` gives `photo_clean.jpg`."""
 
@@ -101,6 +103,13 @@ class OutputSpec(BaseModel):
         if isinstance(value, str):
             value = value.strip().lower()
             return {"jpg": "jpeg", "tif": "tiff"}.get(value, value)
+        return value
+
+    @field_validator("quality", mode="before")
+    @classmethod
+    def _quality_range(cls, value: Any) -> Any:
+        if value != "same" and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100):
+            raise ValueError(f"quality must be 1-100 or \"same\" (keep a JPEG source's tables), not {value!r}")
         return value
 
     @field_validator("suffix")
@@ -129,6 +138,8 @@ class ImageInfo:
     exif: bytes | None
     """EXIF to write (b"Exif\\0\\0" + TIFF data): orientation 1, no layout tags, no thumbnail."""
     frames: int
+    jpeg: JpegTables | None = None
+    """A JPEG source's quantisation tables and subsampling, for `quality = "same"`."""
 
 
 @dataclass(frozen=True)
@@ -271,6 +282,7 @@ def _decode(data: bytes, max_pixels: int, max_dimension: int, seen: dict[str, st
         # A later frame or tile may enlarge the canvas (GIF); check what was actually decoded.
         _check_size(im.width, im.height, max_pixels, max_dimension)
         orientation, exif = _read_exif(im)
+        jpeg = read_tables(im)
         raw_icc = im.info.get("icc_profile")
         icc = bytes(raw_icc) if isinstance(raw_icc, bytes | bytearray) and raw_icc else None
         upright: Image.Image = im.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else im
@@ -278,6 +290,7 @@ def _decode(data: bytes, max_pixels: int, max_dimension: int, seen: dict[str, st
     info = ImageInfo(
         format=source_format, mode=source_mode, width=frame.width, height=frame.height, bits=bits,
         grayscale=grayscale, has_alpha=frame.alpha is not None, icc_profile=icc, exif=exif, frames=frames,
+        jpeg=jpeg,
     )
     return Decoded(frame=frame, info=info)
 
@@ -415,9 +428,9 @@ def _save_params(mode: str, info: ImageInfo, spec: OutputSpec, fmt: str) -> dict
     if info.exif is not None and not (fmt == "JPEG" and len(info.exif) > _JPEG_MAX_EXIF):
         params["exif"] = info.exif
     if fmt == "JPEG":
-        params["quality"] = spec.quality
+        params.update(jpeg_params(spec.quality, info.jpeg, mode))
     elif fmt == "WEBP":
-        params["quality"] = spec.quality
+        params["quality"] = numeric(spec.quality)
         params["lossless"] = spec.quality == 100
     elif fmt == "TIFF":
         params["compression"] = "raw"

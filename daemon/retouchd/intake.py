@@ -18,6 +18,7 @@ import structlog
 from retouchd.fsops import move_verified, safe_join, sha256_file, unique_path
 from retouchd.masks import find_sidecar, is_sidecar
 from retouchd.rules import Rule, RuleFolders
+from retouchd.sidecarwait import SidecarWaits, needs_sidecar
 from retouchd.store import ACTIVE, Job, JobState, Store
 
 log = structlog.get_logger("retouchd.intake")
@@ -34,13 +35,20 @@ class Outcome(StrEnum):
 
 class Intake:
     def __init__(self, store: Store, rules: dict[str, Rule], folders: dict[str, RuleFolders], *,
-                 max_attempts: int) -> None:
+                 max_attempts: int, sidecars: SidecarWaits | None = None) -> None:
         self.store, self.rules, self.folders, self.max_attempts = store, rules, folders, max_attempts
+        self.sidecars = sidecars or SidecarWaits(0.0)
 
     def offer(self, rule_name: str, path: Path) -> Outcome:
         rule = self.rules[rule_name]
-        if is_sidecar(path.name) or not rule.matches(path.name):
+        if is_sidecar(path.name):
+            self.sidecars.saw_mask(rule.name, path)
             return Outcome.SKIPPED
+        if not rule.matches(path.name):
+            return Outcome.SKIPPED
+        if needs_sidecar(rule) and find_sidecar(path) is None and self.sidecars.hold(rule.name, path):
+            return Outcome.WAIT
+        self.sidecars.release(path)
         inbox = self.folders[rule_name].inbox
         rel = path.relative_to(inbox)
         try:

@@ -108,6 +108,7 @@ class Monitor(threading.Thread):
             "slots": slots, "outcomes": dict(d.pool.outcomes) if d.pool else {},
             "database_error": d.db_trouble,
             "devices": sample([s["device"] for s in slots], pids),
+            **d.sidecars.snapshot(),
         }
 
     def _active_counts(self) -> dict[tuple[str, str], int]:

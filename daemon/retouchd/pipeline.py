@@ -12,6 +12,7 @@ import os
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -20,10 +21,11 @@ import structlog
 
 from retouchd.exceptions import InputError, LimitError, RetouchdError, SourceChangedError
 from retouchd.fsops import as_transient
-from retouchd.images import ImageInfo, OutputSpec, decode, encode, output_name
+from retouchd.images import OutputSpec, decode, encode, output_name
 from retouchd.steps import build_step, step_class
 from retouchd.steps.base import StepContext, StepOptions
-from retouchd.typing import Frame, ModelCache, ProgressFn
+from retouchd.typing import ModelCache, ProgressFn
+from retouchd.untouched import can_copy, copy_source
 
 log = structlog.get_logger("retouchd.pipeline")
 
@@ -139,13 +141,13 @@ def _context(task: Task, bound: Any, models: ModelCache | None, progress: Progre
     return ctx
 
 
-def _write_output(task: Task, frame: Frame, info: ImageInfo, spec: OutputSpec) -> tuple[Path, str]:
-    """Encode to a temp file in the work folder and fsync it; no partial temp file outlives a failure."""
+def _write_output(task: Task, write: Callable[[Any], object]) -> tuple[Path, str]:
+    """Write the result to a temp file in the work folder and fsync it; no partial temp file outlives a failure."""
     tmp = Path(task.work_dir) / f"{task.tmp_prefix}{task.job_id or 'x'}-{uuid.uuid4().hex[:12]}.tmp"
     try:
         with open(tmp, "wb") as fh:
             writer = _HashingWriter(fh)
-            encode(frame, info, spec, writer)
+            write(writer)
             fh.flush()
             os.fsync(fh.fileno())
     except BaseException:
@@ -164,6 +166,7 @@ def run_task(task: Task, *, models: ModelCache | None = None, progress: Progress
         data = _read_source(task)
         current = "decode"
         decoded = decode(data, max_pixels=task.max_input_pixels, max_dimension=task.max_dimension)
+        source_sha = task.sha256 or hashlib.sha256(data).hexdigest()
         del data
         frame, review = decoded.frame, False
         ctx = _context(task, bound, models, progress)
@@ -184,7 +187,11 @@ def run_task(task: Task, *, models: ModelCache | None = None, progress: Progress
         current = "encode"
         spec = OutputSpec.model_validate(task.output)
         name = output_name(Path(task.source).name, decoded.info, spec)
-        tmp, digest = _write_output(task, frame, decoded.info, spec)
+        if can_copy(decoded.frame, frame, decoded.info, spec):
+            bound.info("no step changed a pixel: the output is the input's bytes")
+            tmp, digest = _write_output(task, lambda out: copy_source(task.source, out, source_sha))
+        else:
+            tmp, digest = _write_output(task, lambda out: encode(frame, decoded.info, spec, out))
         fault(task, "after-encode")
         return TaskResult(ok=True, tmp_path=str(tmp), output_name=name, output_sha256=digest, review=review,
                           steps=records)

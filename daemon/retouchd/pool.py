@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from retouchd.archive import Committer
+from retouchd.commitfail import commit_error
 from retouchd.exceptions import LeaseLost
 from retouchd.masks import find_sidecar
 from retouchd.pipeline import Task, TaskResult
@@ -105,9 +106,13 @@ class Slot(threading.Thread):
                             "abandoned to its new holder", job_id=job.id, rule=job.rule, path=job.source_path,
                             error=str(exc))
             except Exception as exc:
-                log.exception("job commit failed; the job will be retried", job_id=job.id, rule=job.rule,
-                              path=job.source_path)
-                self.pool.recover_later(job.id, lease, f"commit failed: {exc}")
+                reason = commit_error(exc, self.pool.committer.folders.get(job.rule))
+                if reason is not None:  # a setup problem with a known fix: one line, no traceback
+                    log.warning(reason, job_id=job.id, rule=job.rule, path=job.source_path)
+                else:
+                    log.exception("job commit failed; the job will be retried", job_id=job.id, rule=job.rule,
+                                  path=job.source_path)
+                self.pool.recover_later(job.id, lease, reason or f"commit failed: {exc}")
             finally:
                 self._drop_temps(lease)
                 self.current, self.lease = None, None

@@ -50,6 +50,13 @@ body.sbs .ba.pair input,body.sbs .ba.pair::after{display:none}
 .error{color:#b71c1c;font-size:13px;margin:6px 0 0;word-break:break-word}.notes{color:#888;font-size:12px}
 .failures td{border-bottom:1px solid #eee}img.broken{visibility:hidden}
 [hidden]{display:none!important}
+body.diff .ba.pair img.before{clip-path:none;mix-blend-mode:difference}
+body.diff .ba.pair input,body.diff .ba.pair::after{display:none}
+.full{font-size:12px;margin-left:auto}.ba img,.ba input{cursor:ew-resize}
+#zoom{position:fixed;inset:0;z-index:9;background:rgba(0,0,0,.85);overflow:auto;padding:40px 16px 16px}
+#zoom .ba{margin:auto;width:max-content;max-width:none;background:#000}
+#zoom .ba img{position:static;width:auto;height:auto;max-width:none}#zoom .ba img.before{position:absolute;top:0;left:0}
+#zoom button{position:fixed;top:8px;right:16px;z-index:10}
 """
 
 JS = """
@@ -67,6 +74,7 @@ function apply(write) {
   $('#shown').textContent = shown;
   $('#no-failures').hidden = all('.failures tbody tr:not([hidden])').length > 0;
   document.body.classList.toggle('sbs', view.value === 'sbs');
+  document.body.classList.toggle('diff', view.value === 'diff');
   if (write) {
     const p = new URLSearchParams();
     for (const [k, el] of [['rule', rule], ['outcome', outcome], ['q', text], ['view', view]])
@@ -81,9 +89,26 @@ for (const el of [rule, outcome, text, view]) el.addEventListener('input', () =>
 document.addEventListener('input', e => {
   if (e.target.matches('.ba input')) e.target.parentElement.style.setProperty('--pos', e.target.value + '%');
 });
+const zoom = $('#zoom');
+document.addEventListener('click', e => {
+  const a = e.target.closest('a.full');
+  if (!a) return;
+  e.preventDefault();
+  zoom.querySelector('img.after').src = a.dataset.after || a.dataset.before;
+  const b = zoom.querySelector('img.before');
+  b.hidden = !(a.dataset.after && a.dataset.before);
+  if (!b.hidden) b.src = a.dataset.before;
+  const pair = zoom.querySelector('.ba');
+  pair.classList.toggle('pair', !b.hidden);
+  pair.style.setProperty('--pos', a.dataset.start + '%');
+  zoom.querySelector('input').value = a.dataset.start;
+  zoom.hidden = false;
+});
+zoom.querySelector('button').addEventListener('click', () => { zoom.hidden = true; });
+document.addEventListener('keydown', e => { if (e.key === 'Escape') zoom.hidden = true; });
 document.addEventListener('error', e => { if (e.target.tagName === 'IMG') e.target.classList.add('broken'); }, true);
 window.addEventListener('load', () => {
-  const imgs = all('img'), ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  const imgs = all('main img'), ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
   document.body.dataset.imagesLoaded = ok;
   document.body.dataset.imagesBroken = imgs.length - ok;
   if (imgs.length > ok) { $('#broken').hidden = false; $('#broken').textContent = (imgs.length - ok) +
@@ -129,10 +154,11 @@ def _images(entry: Entry) -> str:
     name = _e(entry.job.rel_path)
     ratio = f"aspect-ratio:{entry.aspect[0]}/{entry.aspect[1]}"
     if entry.before and entry.after:
-        return (f'<div class="ba pair" style="{ratio}"><img class=after src="{_e(entry.after)}" alt="after: {name}">'
-                f'<img class=before src="{_e(entry.before)}" alt="before: {name}"><span class="lbl l">before</span>'
-                f'<span class="lbl r">after</span><input type=range min=0 max=100 value=50 '
-                f'aria-label="before / after"></div>')
+        start = f"{entry.start:g}"
+        return (f'<div class="ba pair" style="{ratio};--pos:{start}%"><img class=after src="{_e(entry.after)}" '
+                f'alt="after: {name}"><img class=before src="{_e(entry.before)}" alt="before: {name}">'
+                f'<span class="lbl l">before</span><span class="lbl r">after</span><input type=range min=0 max=100 '
+                f'step=0.1 value={start} aria-label="before / after"></div>')
     only, label = (entry.before, "before") if entry.before else (entry.after, "after")
     if only:
         return (f'<div class=ba style="{ratio}"><img class=single src="{_e(only)}" alt="{label}: {name}">'
@@ -153,9 +179,14 @@ def _card(entry: Entry) -> str:
     if entry.outcome == "failed":
         error = f"<p class=error>failed in {_e(job.error_step or '?')}: {_e(job.error or 'no reason recorded')}</p>"
     notes = f"<p class=notes>{_e('; '.join(entry.notes))}</p>" if entry.notes else ""
+    full = ""
+    if entry.before_full or entry.after_full:
+        full = (f'<a class=full href="{_e(entry.after_full or entry.before_full)}" '
+                f'data-before="{_e(entry.before_full or "")}" data-after="{_e(entry.after_full or "")}" '
+                f'data-start="{entry.start:g}" title="open the full-size pair">full size</a>')
     return (f'<article class=job data-rule="{_e(job.rule)}" data-outcome="{entry.outcome}" '
             f'data-name="{_e(job.rel_path)}"><h3><span class="badge {entry.outcome}">{entry.outcome}</span>'
-            f'<span>#{job.id}</span><span class=name title="{_e(job.rel_path)}">{_e(job.rel_path)}</span></h3>'
+            f'<span>#{job.id}</span><span class=name title="{_e(job.rel_path)}">{_e(job.rel_path)}</span>{full}</h3>'
             f"{_images(entry)}<p class=facts>{facts}</p>{_steps(entry)}{error}{notes}</article>")
 
 
@@ -212,10 +243,14 @@ def render_page(entries: list[Entry], meta: dict[str, Any]) -> str:
 <div class=bar><label>rule <select id=f-rule>{_options(sorted({e.job.rule for e in entries}), 'all rules')}</select>
 </label><label>outcome <select id=f-outcome>{_options(('done', 'review', 'failed'), 'all outcomes')}</select></label>
 <label>file <input id=f-text type=search placeholder="name contains"></label>
-<label>view <select id=f-view><option value=slider>slider</option><option value=sbs>side by side</option></select>
+<label>view <select id=f-view><option value=slider>slider</option><option value=sbs>side by side</option>
+<option value=diff>difference</option></select>
 </label><span class=muted><span id=shown>{len(entries)}</span> of {len(entries)} shown</span>
 <span id=broken class=error hidden></span></div>
 <main><section class=grid>{cards}</section>
 <h2>Failures</h2>{_failures(entries)}</main>
+<div id=zoom hidden><button type=button>close (Esc)</button><div class="ba pair">
+<img class=after alt="after, full size"><img class=before alt="before, full size">
+<input type=range min=0 max=100 step=0.1 value=50 aria-label="before / after, full size"></div></div>
 <script>{JS}</script></body></html>
 """

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from retouchd import steps as step_registry
 from retouchd.exceptions import RuleError
 from retouchd.images import OutputSpec
+from retouchd.messages import explain
 from retouchd.steps.base import StepOptions
 
 DEFAULT_MATCH = ["*.jpg", "*.jpeg", "*.png", "*.webp", "*.tif", "*.tiff"]
@@ -71,9 +72,7 @@ class Rule(BaseModel):
             except ValidationError as exc:
                 err = exc.errors()[0]
                 key = ".".join(str(p) for p in err["loc"])
-                msg = str(err["msg"]).removeprefix("Value error, ")
-                if err["type"] == "extra_forbidden":
-                    msg = "unknown key"
+                msg = explain(err, options_model)
                 raise ValueError(f"step {index} ({op}): '{key}': {msg}") from None
         return parsed
 
@@ -159,11 +158,7 @@ def _load_file(path: Path) -> list[Rule]:
             # A misspelt key also makes the real one "missing": report the unknown key first.
             err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
             key = ".".join(str(p) for p in err["loc"]) or "rule"
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            elif err["type"] == "missing":
-                msg = "missing (required)"
+            msg = explain(err, Rule)
             raise RuleError(f"{path}: {label}: '{key}': {msg}") from None
         if rule.removal_after_upscale() and not rule.allow_upscale_first:
             raise RuleError(

@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from retouchd.exceptions import ConfigError
+from retouchd.messages import explain
 
 SYSTEM_CONFIG = Path("/etc/retouchd/retouchd.toml")
 
@@ -39,6 +40,9 @@ class WatchSettings(_Section):
     rescan_interval: float = Field(300.0, gt=0)
     ignore: list[str] = Field(default_factory=list)
     """Extra glob patterns to ignore, added to the built-in list (partial downloads, system files)."""
+    sidecar_wait: float = Field(30.0, ge=0, le=86400)
+    """Seconds an image waits for its late `.mask.png` (rules with mask = "sidecar"); also when a mask
+    without an image is reported."""
 
 
 class WorkerSettings(_Section):
@@ -205,16 +209,36 @@ class _FileSource(TomlConfigSettingsSource):
             if key in data:
                 raise ValueError(f"'{key}' is a test-only setting and cannot be set in a settings file; remove it")
         return data
+# Settings that also have a command-line flag; the others come only from the environment or the file.
+_FLAGS = {"root": "--root", "database_url": "--database-url", "rule_files": "--rules", "log.format": "--log-format",
+          "log.level": "--log-level"}
 
 
 def _describe(error: dict[str, Any]) -> str:
     key = ".".join(str(p) for p in error["loc"]) or "settings"
-    msg = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         return f"unknown setting '{key}'; check its spelling against the README's configuration table"
-    if error["type"] == "literal_error":
-        return f"invalid setting '{key}' = {error.get('input')!r}: {msg}"
-    return f"invalid setting '{key}' = {error.get('input')!r}: {msg}"
+    value = error.get("input")
+    if key == "file_mode" and isinstance(value, int) and not isinstance(value, bool) and value > 0o777:
+        digits = str(value)
+        hint = f'"0{digits}"' if set(digits) <= set("01234567") else '"0644"'
+        return (f"invalid setting 'file_mode' = {value}: a number is read as decimal; write the mode as an octal "
+                f"string, file_mode = {hint}")
+    msg = explain(error, Settings)
+    if error["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"invalid setting '{key}': {msg}"
+    return f"invalid setting '{key}' = {value!r}: {msg}"
+
+
+def _origin(key: str, config_file: Path | None) -> str:
+    """Where the bad value can come from: only the places this key can be set."""
+    env_name = "RETOUCHD_" + key.replace(".", "__").upper()
+    places = [f"the {_FLAGS[key]} flag"] if key in _FLAGS else []
+    places.append(f"${env_name}")
+    if config_file:
+        places.append(str(config_file))
+    listed = places[0] if len(places) == 1 else ", ".join(places[:-1]) + " or " + places[-1]
+    return f" (set by {listed})"
 
 
 def load_settings(
@@ -241,9 +265,8 @@ def load_settings(
         settings: Settings = cls(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first: dict[str, Any] = dict(exc.errors()[0])
-        env_name = "RETOUCHD_" + "__".join(str(part) for part in first["loc"]).upper()
-        where = f"; it comes from a flag, ${env_name}" + (f" or {config_file}" if config_file else "")
-        raise ConfigError(_describe(first) + where) from None
+        key = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(_describe(first) + _origin(key, config_file)) from None
     except (ValueError, OSError) as exc:
         raise ConfigError(f"cannot read the configuration {config_file}: {exc}") from None
     return settings

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
 from retouchd.statusfile import read_statuses
-from retouchd.store import Host, Job, JobState, utcnow
+from retouchd.store import Duplicate, Host, Job, JobState, utcnow
 from retouchd.store.states import printable
 
 MINUTES = 30
@@ -52,6 +52,8 @@ def query_jobs(engine: Engine, now: datetime) -> dict[str, Any]:
     hour_ago = now - timedelta(hours=1)
     with Session(engine) as s:
         counts = s.execute(select(Job.rule, Job.state, func.count()).group_by(Job.rule, Job.state)).all()
+        duplicates = s.execute(select(Job.rule, func.count(Duplicate.id)).join(Duplicate, Duplicate.job_id == Job.id)
+                               .group_by(Job.rule)).all()
         running = s.scalars(select(Job).where(Job.state == JobState.RUNNING).order_by(Job.started_at, Job.id)).all()
         finished = s.execute(select(Job.finished_at, Job.state).where(Job.finished_at >= hour_ago)).all()
         failed = s.scalars(select(Job).where(Job.state == JobState.FAILED)
@@ -68,6 +70,7 @@ def query_jobs(engine: Engine, now: datetime) -> dict[str, Any]:
     last5 = sum(1 for at in done_times if at >= now - timedelta(minutes=5))
     return {
         "queue": queue,
+        "duplicates": {rule: int(n) for rule, n in duplicates},
         "running": [
             {"id": j.id, "rule": j.rule, "path": printable(j.rel_path), "step": j.current_step,
              "progress": j.progress, "device": j.device, "host": j.host, "attempt": j.attempts,

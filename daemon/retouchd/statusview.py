@@ -13,6 +13,7 @@ import termios
 import tty
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -81,6 +82,7 @@ def _daemon_lines(data: dict[str, Any], now_ts: float) -> list[Text]:
                 lines.append(Text(f"  ⏸ inbox of rule {rule} paused: {reason}", style="yellow"))
             if d.get("database_error"):
                 lines.append(Text(f"  ⚠ database unavailable, work waits: {d['database_error']}", style="red"))
+            lines += sidecar_lines(d)
         else:
             lines.append(Text(f"○ stopped on {d['host']}: pid {d['pid']} last reported "
                               f"{human_seconds(now_ts - d['updated_at'])} ago", style="yellow"))
@@ -90,16 +92,30 @@ def _daemon_lines(data: dict[str, Any], now_ts: float) -> list[Text]:
     return lines
 
 
-def _queue_table(queue: dict[str, dict[str, int]]) -> RenderableType:
+def sidecar_lines(d: dict[str, Any]) -> list[Text]:
+    """Images held for a late mask, and masks whose image never came (from a daemon's status file)."""
+    lines = []
+    for w in d.get("awaiting_sidecar") or []:
+        lines.append(Text(f"  ⧗ {Path(w['path']).name} ({w['rule']}) waits for its .mask.png: "
+                          f"{human_seconds(w['left'])} left", style="cyan"))
+    for o in d.get("orphan_masks") or []:
+        lines.append(Text(f"  ⚠ {o['path']} ({o['rule']}): a mask without an image for "
+                          f"{human_seconds(o['age'])}; drop its image beside it or remove it", style="yellow"))
+    return lines
+
+
+def _queue_table(queue: dict[str, dict[str, int]], duplicates: dict[str, int]) -> RenderableType:
     states = [str(s) for s in JobState]
     table = _table("queue by rule")
     table.add_column("rule", style="bold")
     for state in states:
         table.add_column(state, justify="right")
     table.add_column("total", justify="right")
+    # Second copies of content already handled: archived, never a job of their own.
+    table.add_column("dups", justify="right")
     for rule, counts in sorted(queue.items()):
         cells = [str(counts.get(s, 0)) if counts.get(s) else "·" for s in states]
-        table.add_row(rule, *cells, str(sum(counts.values())))
+        table.add_row(rule, *cells, str(sum(counts.values())), str(duplicates.get(rule) or "·"))
     if not queue:
         return Text("queue by rule: (no jobs yet)")
     return table
@@ -109,20 +125,26 @@ def _running_table(running: list[dict[str, Any]]) -> RenderableType:
     if not running:
         return Text("in flight: none")
     table = _table(f"in flight: {len(running)}")
+    # Narrow enough for 80 columns: the host only when several share the work, a retry's attempt beside the
+    # step (↻2), tiles done/total beside the bar.
+    several_hosts = len({job["host"] for job in running}) > 1
     columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("#", "right"), ("rule", "left"), ("file", "left"), ("step", "left"), ("progress", "left"),
-        ("device", "left"), ("host", "left"), ("time", "right"), ("try", "right"))
+        ("device", "left"), *((("host", "left"),) if several_hosts else ()), ("time", "right"))
     for name, justify in columns:
-        table.add_column(name, justify=justify, overflow="ellipsis", no_wrap=name != "file")
+        # The file name is what a person looks for: it keeps a share of a narrow terminal.
+        table.add_column(name, justify=justify, overflow="ellipsis", no_wrap=name != "file",
+                         min_width=12 if name == "file" else None)
     for job in running:
         grid = Table.grid()
         if job.get("progress") is not None:
-            label = (f" {job['done']}/{job['total']} tiles" if job.get("total") else f" {job['progress'] * 100:.0f}%")
-            grid.add_row(ProgressBar(total=1.0, completed=job["progress"], width=16), label)
+            label = f" {job['done']}/{job['total']}" if job.get("total") else f" {job['progress'] * 100:.0f}%"
+            grid.add_row(ProgressBar(total=1.0, completed=job["progress"], width=10), label)
         else:
             grid.add_row(Text("-", style="dim"))
-        table.add_row(str(job["id"]), job["rule"], job["path"], job["step"] or "-", grid, job["device"] or "-",
-                      job["host"] or "-", human_seconds(job["seconds"]), str(job["attempt"]))
+        step = (job["step"] or "-") + (f" ↻{job['attempt']}" if job.get("attempt", 1) > 1 else "")
+        table.add_row(str(job["id"]), job["rule"], job["path"], step, grid, job["device"] or "-",
+                      *((job["host"] or "-",) if several_hosts else ()), human_seconds(job["seconds"]))
     return table
 
 
@@ -198,17 +220,105 @@ def _failures_table(data: dict[str, Any]) -> RenderableType:
     return table
 
 
-def render(data: dict[str, Any], footer: str = "", root: str = "") -> RenderableType:
+def _queue_line(data: dict[str, Any]) -> Text:
+    queue, duplicates = data["queue"], data.get("duplicates", {})
+    parts = []
+    for rule, counts in sorted(queue.items()):
+        shown = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+        dup = f", {duplicates[rule]} dup" if duplicates.get(rule) else ""
+        parts.append(f"{rule} {shown}{dup}")
+    return Text.assemble(("queue: ", "bold"), "; ".join(parts) or "(no jobs yet)")
+
+
+def _running_line(data: dict[str, Any]) -> Text:
+    running = data["running"]
+    jobs = ", ".join(f"#{j['id']} {j['path']} {j['step'] or ''}".rstrip() for j in running)
+    return Text.assemble(("in flight: ", "bold"), f"{len(running)}" + (f" ({jobs})" if jobs else ""))
+
+
+def _throughput_line(data: dict[str, Any]) -> Text:
+    t = data["throughput"]
+    failed = f", {t['failed_last_hour']} failed" if t.get("failed_last_hour") else ""
+    return Text.assemble(("throughput: ", "bold"), f"{t['last_5_min']} in 5 min, {t['last_hour']} in 1 h{failed}")
+
+
+def _hosts_line(data: dict[str, Any]) -> Text:
+    hosts = data.get("hosts", [])
+    names = ", ".join(f"{h['host']} {len(h['working_on'])}/{len(h['slots'])} busy" for h in hosts)
+    return Text.assemble(("hosts: ", "bold"), names or "none reported in the last 30 s")
+
+
+def _devices_line(data: dict[str, Any]) -> Text:
+    parts = [f"{d['device']} {d['busy']}/{d['slots']} busy, {human_bytes(d.get('memory_used'))}"
+             for d in data["devices"]]
+    return Text.assemble(("devices: ", "bold"), "; ".join(parts) or "unknown (no running daemon reports them)")
+
+
+def _failures_line(data: dict[str, Any]) -> Text:
+    rows, retrying = data["recent_failures"], data.get("retrying", [])
+    if not rows and not retrying:
+        return Text("recent failures: none")
+    newest = f" · newest #{rows[0]['id']} {rows[0]['path']}: {rows[0]['error']}" if rows else ""
+    return Text.assemble(("recent failures: ", "bold"), f"{len(rows)} failed, {len(retrying)} retrying",
+                         (newest, "red"), " · retouchd history --failed")
+
+
+def _sections(data: dict[str, Any]) -> list[tuple[RenderableType, Text]]:
+    """Each section in full and as one line, most important first."""
+    sections = [
+        (_queue_table(data["queue"], data.get("duplicates", {})), _queue_line(data)),
+        (_running_table(data["running"]), _running_line(data)),
+        (_failures_table(data), _failures_line(data)),
+        (_devices_table(data["devices"]), _devices_line(data)),
+        (_throughput(data["throughput"]), _throughput_line(data)),
+        (_hosts_table(data), _hosts_line(data)),
+    ]
+    for _, line in sections:
+        line.no_wrap, line.overflow = True, "ellipsis"
+    return sections
+
+
+def render(data: dict[str, Any], footer: str = "", root: str = "", *, console: Console | None = None,
+           height: int | None = None) -> RenderableType:
+    """The frame. With `height` (a terminal's), sections collapse to one line each, least important
+    first, until the frame fits; the footer (how to quit) is always the last line shown."""
     now = data["time"]
     title = Text.assemble(("retouchd status", "bold"), f" · {root} · " if root else " · ",
                           now.astimezone().strftime("%Y-%m-%d %H:%M:%S"))
-    parts: list[RenderableType] = [title, *_daemon_lines(data, now.timestamp())]
-    for section in (_queue_table(data["queue"]), _running_table(data["running"]), _throughput(data["throughput"]),
-                    _hosts_table(data), _devices_table(data["devices"]), _failures_table(data)):
-        parts += [Text(""), section]
-    if footer:
-        parts += [Text(""), Text(footer, style="dim")]
-    return Group(*parts)
+    head: list[RenderableType] = [title, *_daemon_lines(data, now.timestamp())]
+    tail: list[RenderableType] = [Text(footer, style="dim", no_wrap=True, overflow="ellipsis")] if footer else []
+    sections = _sections(data)
+    full = [True] * len(sections)
+
+    def build(spaced: bool) -> list[RenderableType]:
+        parts = list(head)
+        for (whole, line), wide in zip(sections, full, strict=True):
+            if wide:
+                parts += [Text(""), whole] if spaced else [whole]
+            else:
+                parts.append(line)
+        return parts
+
+    if height is None or console is None:
+        return Group(*build(True), *([Text("")] if tail else []), *tail)
+    options = console.options.update(height=None)
+
+    def lines(parts: list[RenderableType]) -> int:
+        return len(console.render_lines(Group(*parts), options, pad=False, new_lines=False))
+
+    for index in [*range(len(sections) - 1, -1, -1), -1]:
+        parts = build(spaced=any(full))
+        if lines(parts) + len(tail) <= height:
+            return Group(*parts, *tail)
+        if index >= 0:
+            full[index] = False
+    # Even one line per section is too tall: keep what fits above the footer.
+    kept: list[RenderableType] = []
+    for part in parts:
+        if lines([*kept, part]) + len(tail) > height:
+            break
+        kept.append(part)
+    return Group(*kept, *tail)
 
 
 @contextlib.contextmanager
@@ -220,7 +330,7 @@ def _keypresses() -> Iterator[Callable[[float], str]]:
         return
     fd = stdin.fileno()
     saved = termios.tcgetattr(fd)
-    tty.setcbreak(fd)
+    tty.setcbreak(fd, termios.TCSANOW)  # not TCSAFLUSH: a `q` typed while the view starts still counts
 
     def wait(seconds: float) -> str:
         ready, _, _ = select.select([fd], [], [], seconds)
@@ -239,7 +349,7 @@ def live(collect: Callable[[], dict[str, Any]], interval: float, root: str, cons
             Live(console=console, screen=True, auto_refresh=False, redirect_stderr=False) as view:
         while True:
             try:
-                frame = render(collect(), footer, root)
+                frame = render(collect(), footer, root, console=console, height=console.size.height)
             except Exception as exc:  # a busy or vanished database: say so and keep watching
                 frame = Group(Text(f"cannot read the status: {exc}", style="red"), Text(footer, style="dim"))
             view.update(frame, refresh=True)

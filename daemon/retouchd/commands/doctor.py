@@ -88,6 +88,13 @@ def _access_fix(access: Access, user: User, path: Path, *, missing: bool) -> str
         return "mount the file system read-write, or point this folder at a writable disk"
     if missing:
         return f"sudo install -d -o {user.name} -g {user.group} {path}"
+    st = path.stat()
+    if user.uid in (st.st_uid, 0):
+        # chown would change nothing: the owner already is the user (or root, who ignores mode bits).
+        if user.uid != 0 and st.st_mode & 0o300 != 0o300:
+            return f"chmod u+wx {path}"
+        return (f"owner and mode already let {user.name} write, so something else blocks it: an immutable "
+                f"flag (lsattr -d {path}; sudo chattr -i {path}), an ACL (getfacl {path}) or SELinux/AppArmor")
     return f"sudo chown -R {user.name}:{user.group} {path}   (or give {user.name} write access another way)"
 
 
@@ -308,7 +315,7 @@ def doctor(settings: Settings, *, user_name: str | None, models: bool, as_json: 
         why += "; --user NAME checks for another"
     report = run_checks(settings, user, models=models)
     if as_json:
-        from retouchd.cli import print_json
+        from retouchd.commands._output import print_json
 
         print_json({"user": user.name, "ok": not report.failed, "checks": [asdict(c) for c in report.checks]})
     else:

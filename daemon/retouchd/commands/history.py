@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from retouchd.archive import error_json_path
+from retouchd.commands._output import CommandError
 from retouchd.exceptions import RetouchdError
 from retouchd.fsops import TEMP_PREFIX, move_verified, sha256_file, unique_path
 from retouchd.settings import Settings
-from retouchd.store import Job, JobState, Store, open_store, utcnow
+from retouchd.statusfile import read_statuses
+from retouchd.store import Duplicate, Job, JobState, Store, open_store, utcnow
 from retouchd.store.states import printable
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -35,7 +38,7 @@ def open_store_or_exit(settings: Settings) -> Store:
     try:
         return open_store(settings.db_url)
     except RetouchdError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise CommandError(str(exc)) from None
 
 
 def job_dict(job: Job) -> dict[str, Any]:
@@ -50,7 +53,7 @@ def job_dict(job: Job) -> dict[str, Any]:
 
 
 def show_history(settings: Settings, *, only_failed: bool, since: str | None, limit: int, as_json: bool) -> None:
-    from retouchd.cli import print_json
+    from retouchd.commands._output import print_json
 
     store = open_store_or_exit(settings)
     cutoff = utcnow() - parse_since(since) if since else None
@@ -58,14 +61,56 @@ def show_history(settings: Settings, *, only_failed: bool, since: str | None, li
     if as_json:
         print_json([job_dict(j) for j in jobs])
         return
+    for line in history_lines(jobs, _duplicates(store, [j.id for j in jobs])):
+        click.echo(line)
+    for line in orphan_lines(read_statuses(settings.state)):
+        click.echo(line)
+
+
+def _duplicates(store: Store, ids: list[int]) -> dict[int, list[Duplicate]]:
+    """The second copies archived instead of processed, by the job whose content they repeat."""
+    found: dict[int, list[Duplicate]] = {}
+    if not ids:
+        return found
+    with store.session() as s:
+        rows = s.scalars(select(Duplicate).where(Duplicate.job_id.in_(ids)).order_by(Duplicate.id)).all()
+    for row in rows:
+        found.setdefault(row.job_id, []).append(row)
+    return found
+
+
+def history_lines(jobs: list[Job], duplicates: dict[int, list[Duplicate]]) -> list[str]:
+    """A header, one line per job and one more per duplicate of it (archived, not processed again)."""
+    if not jobs:
+        return ["no jobs match"]
+    rule_width = max(4, *(len(j.rule) for j in jobs))
+    lines = [f"{'ID':<7} {'UPDATED':<19} {'RULE':<{rule_width}} {'STATE':<9} {'TIME':>7}  FILE  (OUTPUT or REASON)"]
     for j in jobs:
         when = j.updated_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
         seconds = sum(float(s.get("seconds", 0)) for s in j.steps or [])
         detail = j.error if j.state == JobState.FAILED else (j.output_path or "")
-        name = printable(j.rel_path).replace("\n", "\\n")
-        click.echo(f"#{j.id:<6} {when} {j.rule:<14} {j.state:<9} {seconds:6.2f}s {name}  {printable(detail or '')}")
-    if not jobs:
-        click.echo("no jobs match")
+        name = _one_line(j.rel_path)
+        lines.append(f"#{j.id:<6} {when} {j.rule:<{rule_width}} {j.state:<9} {seconds:6.2f}s  {name}"
+                     + (f"  ({_one_line(detail)})" if detail else ""))
+        for d in duplicates.get(j.id, []):
+            at = d.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            lines.append(f"{'':7} {at} {'':{rule_width}} {'duplicate':<9} {'':>7}  "
+                         f"{_one_line(Path(d.source_path).name)}  (same content as #{j.id}; archived as "
+                         f"{_one_line(d.archive_path)}, not processed again)")
+    return lines
+
+
+def orphan_lines(daemons: list[dict[str, Any]]) -> list[str]:
+    """Masks in an inbox whose image never arrived, as the running daemons report them."""
+    orphans = [o for d in daemons if d.get("running") for o in d.get("orphan_masks") or []]
+    if not orphans:
+        return []
+    return ["", f"{len(orphans)} mask(s) without an image (not processed; drop the image beside it or remove it):",
+            *(f"  {_one_line(o['path'])}  (rule {o['rule']})" for o in orphans)]
+
+
+def _one_line(text: str) -> str:
+    return printable(text).replace("\n", "\\n")
 
 
 def _content(job: Job, failed: Path) -> dict[str, Any] | None:

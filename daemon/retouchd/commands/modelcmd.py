@@ -32,7 +32,7 @@ def _print(infos: list[ModelInfo], *, verified: bool) -> None:
 
 def _report(infos: list[ModelInfo], *, as_json: bool, verified: bool) -> int:
     if as_json:
-        from retouchd.cli import print_json
+        from retouchd.commands._output import print_json
 
         print_json([_row(i) for i in infos])
     else:

@@ -15,11 +15,14 @@ from typing import Any
 
 import click
 
+from retouchd.commands.process_inputs import collect
+from retouchd.fsops import unique_path
 from retouchd.masks import find_sidecar
 from retouchd.pipeline import Task, run_task
 from retouchd.pool import resolve_devices
 from retouchd.rules import Rule
 from retouchd.settings import Settings
+from retouchd.settle import IgnoreMatcher
 
 
 class _Plain:
@@ -86,9 +89,12 @@ def _reporter(total: int, settings: Settings) -> Iterator[_Plain]:
             configure_logging(settings.log.format, settings.log.level)
 
 
-def process_files(settings: Settings, rule: Rule, files: list[Path], out_dir: Path) -> int:
-    """Returns the number of files that failed."""
+def process_files(settings: Settings, rule: Rule, files: list[Path], out_dir: Path, *, recursive: bool = False,
+                  any_name: bool = False) -> int:
+    """Returns the number of files that failed (or were refused)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    inputs = collect(files, rule, IgnoreMatcher(settings.watch.ignore), recursive=recursive, any_name=any_name)
+    written: set[Path] = set()
     device = resolve_devices(settings.workers.devices)[0]
     failures = 0
     cache: dict[str, object] = {}
@@ -99,11 +105,16 @@ def process_files(settings: Settings, rule: Rule, files: list[Path], out_dir: Pa
                 cache[key] = load()  # type: ignore[operator]
             return cache[key]
 
-    with _reporter(len(files), settings) as report:
-        for path in files:
+    with _reporter(len(inputs), settings) as report:
+        for item in inputs:
+            path = item.path
             report.start(path)
             if not path.is_file():
                 report.done(f"FAILED {path}: not a file", ok=False)
+                failures += 1
+                continue
+            if item.refused:
+                report.done(f"SKIPPED {path}: {item.refused}", ok=False)
                 failures += 1
                 continue
             sidecar = find_sidecar(path)
@@ -120,9 +131,13 @@ def process_files(settings: Settings, rule: Rule, files: list[Path], out_dir: Pa
                 report.done(f"FAILED {path}: {result.error} (step {result.error_step})", ok=False)
                 failures += 1
                 continue
-            target = out_dir / result.output_name
+            target = out_dir / item.out_rel.parent / result.output_name
+            if target in written:  # two inputs with one name: the second gets "name (2)", never overwrites
+                target = unique_path(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(result.tmp_path, settings.file_mode)
             os.replace(result.tmp_path, target)
+            written.add(target)
             seconds = sum(float(record["seconds"]) for record in result.steps)
             report.done(f"{path} → {target} ({seconds:.2f} s)", ok=True)
     return failures

@@ -17,7 +17,8 @@ from typing import Any
 from urllib.parse import quote
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from sqlalchemy import func, select
 
 from retouchd.settings import Settings
 from retouchd.store import Job, JobState, Store, utcnow
@@ -35,6 +36,8 @@ class Thumb:
     width: int
     height: int
     source_size: tuple[int, int]
+    partial: bool = False
+    """The file is cut short: only its beginning decoded (the rest is grey)."""
 
 
 @dataclass
@@ -47,6 +50,11 @@ class Entry:
     after_size: tuple[int, int] | None = None
     aspect: tuple[int, int] = (4, 3)
     notes: list[str] = field(default_factory=list)
+    before_full: str | None = None
+    after_full: str | None = None
+    """Links (relative to the page) to the full-size files, opened on a click."""
+    start: float = 50.0
+    """Where the slider starts, in % of the width: the middle of what changed."""
 
     @property
     def seconds(self) -> float:
@@ -79,7 +87,36 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 
 def thumbnail(path: Path, size: tuple[int, int] | int, max_pixels: int) -> Thumb:
-    """A JPEG of `path` that fits `size` (a box side, or an exact width×height); raises NoPreview."""
+    """A JPEG of `path` that fits `size` (a box side, or an exact width×height); raises NoPreview.
+
+    A truncated file (an upload cut short, the usual reason it failed) is shown as far as it decodes.
+    """
+    try:
+        return _thumbnail(path, size, max_pixels)
+    except NoPreview as exc:
+        if "truncated" not in str(exc).lower():
+            raise
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # the report is a one-shot command: nothing else decodes meanwhile
+    try:
+        thumb = _thumbnail(path, size, max_pixels)
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+    thumb.partial = True
+    return thumb
+
+
+def header_size(path: Path) -> tuple[int, int] | None:
+    """The size the file's header declares, for files that do not decode."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as opened:
+                return opened.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
+def _thumbnail(path: Path, size: tuple[int, int] | int, max_pixels: int) -> Thumb:
     box = size if isinstance(size, int) else max(size)
     try:
         with warnings.catch_warnings():
@@ -138,10 +175,26 @@ def _preview(entry: Entry, kind: str, path: Path | None, size: tuple[int, int] |
         thumb = thumbnail(path, size, max_pixels)
     except NoPreview as exc:
         entry.notes.append(f"{kind}: {exc}")
+        setattr(entry, f"{kind}_size", header_size(path))
         return None
+    if thumb.partial:
+        entry.notes.append(f"{kind}: the file is cut short; the preview shows the part that decodes")
     setattr(entry, kind, sink.put(f"{entry.job.id}-{kind}.jpg", thumb.data))
     setattr(entry, f"{kind}_size", thumb.source_size)
+    setattr(entry, f"{kind}_full", quote(os.path.relpath(path.absolute(), sink.page.absolute().parent)))
     return thumb
+
+
+def change_centre(before: bytes, after: bytes) -> float:
+    """The horizontal centre of what differs between two previews of one size, in % of the width (50 when
+    nothing differs): the slider starts there, so that a change on one side is not hidden."""
+    with Image.open(io.BytesIO(before)) as b, Image.open(io.BytesIO(after)) as a:
+        diff = np.abs(np.asarray(b.convert("L"), dtype=np.int16) - np.asarray(a.convert("L"), dtype=np.int16))
+    columns = np.where(diff > 24, diff, 0).sum(axis=0).astype(np.float64)
+    if diff.shape[1] == 0 or columns.sum() == 0:
+        return 50.0
+    centre = float((columns * (np.arange(columns.size) + 0.5)).sum() / columns.sum())
+    return round(min(95.0, max(5.0, 100.0 * centre / float(columns.size))), 1)
 
 
 def build_entry(job: Job, outcome: str, sink: ImageSink, box: int, max_pixels: int) -> Entry:
@@ -157,20 +210,32 @@ def build_entry(job: Job, outcome: str, sink: ImageSink, box: int, max_pixels: i
     shown = after or before
     if shown is not None:
         entry.aspect = (shown.width, shown.height)
+    if before is not None and after is not None and (before.width, before.height) == (after.width, after.height):
+        entry.start = change_centre(before.data, after.data)
     return entry
 
 
 def collect(store: Store, *, since: timedelta | None, rules: list[str], outcomes: list[str],
             limit: int) -> tuple[list[tuple[Job, str]], int]:
-    """Finished jobs (newest first) that pass the filters, and how many are still queued or running."""
+    """The newest `limit` finished jobs that pass the filters (the limit counts what is shown, not what is
+    read), and how many jobs of the period are still queued or running."""
     cutoff = utcnow() - since if since else None
-    picked, pending = [], 0
-    for job in store.history(since=cutoff, limit=limit):
-        outcome = outcome_of(job)
-        if outcome is None:
-            pending += 1
-        elif (not rules or job.rule in rules) and (not outcomes or outcome in outcomes):
-            picked.append((job, outcome))
+    query = select(Job).order_by(Job.updated_at.desc(), Job.id.desc())
+    if cutoff is not None:
+        query = query.where(Job.updated_at >= cutoff)
+    if rules:
+        query = query.where(Job.rule.in_(rules))
+    active = (JobState.QUEUED, JobState.RUNNING)
+    picked: list[tuple[Job, str]] = []
+    with store.session() as session:
+        pending = int(session.scalar(select(func.count()).select_from(query.where(Job.state.in_(active))
+                                                                         .order_by(None).subquery())) or 0)
+        for job in session.scalars(query.where(Job.state.not_in(active)).execution_options(yield_per=500)):
+            outcome = outcome_of(job)
+            if outcome is not None and (not outcomes or outcome in outcomes):
+                picked.append((job, outcome))
+                if len(picked) == limit:
+                    break
     return picked, pending
 
 

@@ -17,7 +17,7 @@ def show_status(settings: Settings, *, as_json: bool, once: bool, interval: floa
         return status_data(engine, settings.state)
 
     if as_json:
-        from retouchd.cli import print_json
+        from retouchd.commands._output import print_json
 
         print_json(collect())
         return

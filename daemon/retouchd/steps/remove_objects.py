@@ -48,9 +48,9 @@ class RemoveObjectsStep(Step[RemoveObjectsOptions]):
         if self.options.mask == "sidecar":
             if ctx.sidecar_mask is None:
                 raise InputError(
-                    f"rule {ctx.rule!r} removes objects by sidecar mask, but {ctx.source.name} has none; "
-                    f"place {ctx.source.stem}.mask.png (white = remove) beside the image before the image "
-                    f"itself, then drop the image again",
+                    f"rule {ctx.rule!r} removes objects by sidecar mask, but no {ctx.source.stem}.mask.png "
+                    f"is beside {ctx.source.name} (the daemon waits watch.sidecar_wait for a late one); place "
+                    f"the mask (white = remove) beside it, then `retouchd retry` the job",
                     step=self.name,
                 )
             mask |= masks.load_sidecar(ctx.sidecar_mask, frame.width, frame.height)

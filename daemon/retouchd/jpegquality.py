@@ -1,0 +1,62 @@
+"""`quality = "same"`: a JPEG written from a JPEG keeps the source's quantisation tables and chroma subsampling.
+
+Re-encoding with the source's own tables re-quantises unchanged 8×8 blocks to (nearly) the same
+coefficients, so a pass through the daemon costs next to nothing where no step painted; a fixed quality
+would re-round every block to other tables (a full JPEG generation). Where the source's tables cannot be
+reused (not a JPEG, CMYK, an unusual table layout), "same" means DEFAULT_QUALITY.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
+
+from PIL import Image, JpegImagePlugin
+
+Quality: TypeAlias = int | Literal["same"]
+DEFAULT_QUALITY = 92
+"""What "same" means when the source has no tables to reuse (and for WebP)."""
+
+
+@dataclass(frozen=True)
+class JpegTables:
+    """A JPEG source's quantisation tables (zig-zag order, as Pillow gives them) and subsampling."""
+
+    qtables: tuple[tuple[int, ...], ...]
+    subsampling: int
+    """Pillow's code: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0; -1 = unknown (libjpeg's default is used)."""
+
+
+def read_tables(im: Image.Image) -> JpegTables | None:
+    """The tables of an opened JPEG with 1 (gray) or 3 (YCbCr) components, else None."""
+    if im.format not in ("JPEG", "MPO") or getattr(im, "layers", 0) not in (1, 3):
+        return None
+    quantization: Any = getattr(im, "quantization", None)
+    if not isinstance(quantization, dict) or not quantization or len(quantization) > 4:
+        return None
+    try:
+        tables = tuple(tuple(int(v) for v in quantization[k]) for k in sorted(quantization))
+    except (TypeError, ValueError):
+        return None
+    if any(len(t) != 64 for t in tables):
+        return None
+    return JpegTables(qtables=tables, subsampling=int(JpegImagePlugin.get_sampling(im)))
+
+
+def numeric(quality: Quality) -> int:
+    """The 1-100 quality an encoder gets when it cannot take tables."""
+    return DEFAULT_QUALITY if quality == "same" else quality
+
+
+def jpeg_params(quality: Quality, tables: JpegTables | None, mode: str) -> dict[str, Any]:
+    """Pillow save parameters for JPEG: the source's tables for "same" where they fit the image written."""
+    if quality != "same" or tables is None:
+        return {"quality": numeric(quality)}
+    components = 1 if mode == "L" else 3
+    # A gray source written in colour (or the reverse) needs the other number of tables: use the default.
+    if (components == 1) != (len(tables.qtables) == 1):
+        return {"quality": DEFAULT_QUALITY}
+    params: dict[str, Any] = {"qtables": [list(t) for t in tables.qtables]}
+    if components == 3 and tables.subsampling in (0, 1, 2):
+        params["subsampling"] = tables.subsampling
+    return params
