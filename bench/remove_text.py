@@ -96,12 +96,14 @@ def measure(kind: str, name: str, runner: Runner, clean: np.ndarray, image: np.n
                score)
 
 
-def evaluate(subset: str, per_style: int, runner: Runner, out: Path | None) -> list[Row]:
+def evaluate(subset: str, per_style: int, runner: Runner, out: Path | None, only: list[str] | None = None) -> list[Row]:
     pool = photos(subset)
     rng = np.random.default_rng(14 if subset == "tune" else 41)
     rows: list[Row] = []
     kinds = (*overlays.STYLES, "clean", "scene")
     for k, kind in enumerate(kinds):
+        if only and kind not in only:
+            continue
         for i in range(per_style):
             name, clean = pool[(k * per_style + i) * 7 % len(pool)]
             if kind == "clean":
@@ -112,7 +114,7 @@ def evaluate(subset: str, per_style: int, runner: Runner, out: Path | None) -> l
             else:
                 image, footprint = overlays.MAKERS[kind](clean, rng)
                 rows.append(measure(kind, name, runner, clean, image, footprint, out))
-    for i in range(max(1, per_style // 2)):
+    for i in range(max(1, per_style // 2) if not only or "screenshot" in only else 0):
         clean, image, footprint = overlays.screenshot(rng)
         rows.append(measure("screenshot", f"shop-{i}", runner, clean, image, footprint, out))
     return rows
@@ -143,12 +145,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--rows", action="store_true", help="print every image's row too")
+    parser.add_argument("--only", nargs="*", help="styles to run (default: all)")
     args = parser.parse_args()
     if overlays.missing_fonts():
         sys.exit(f"missing fonts: {', '.join(overlays.missing_fonts())} (fonts-noto-core, fonts-noto-cjk, "
                  "fonts-liberation)")
     cv2.setNumThreads(args.threads)
-    rows = evaluate(args.subset, args.per_style, Runner(args.engine, args.threads), args.out)
+    rows = evaluate(args.subset, args.per_style, Runner(args.engine, args.threads), args.out, args.only)
     if args.rows:
         for r in rows:
             print(f"{r.kind:10s} {r.photo:16s} score={r.score:.2f} treated={r.treated!s:5s} "

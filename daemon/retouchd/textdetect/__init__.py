@@ -15,6 +15,8 @@ For one RGB image:
 4. Overlay score = the largest box evidence among the boxes inside `regions` (0 when there are none).
 5. Mask (`strokes`): the letter pixels (fill, outline, shadow, anti-aliased rim) of every box whose
    evidence reaches `min_score`, and of the weaker boxes on the same line (a poorly read last word).
+6. Backing (`regions`): an opaque box behind a line joins the mask; a translucent band is returned to be
+   un-blended (`unblend`) before the fill.
 
 `regions` limits where text is looked for: a box counts only when at least half of it lies inside them.
 """
@@ -30,8 +32,10 @@ import numpy as np
 from retouchd.textdetect.db import MAX_SIDE, Quad, candidates, detection_size, probability_map, quad_size, quad_tilt
 from retouchd.textdetect.evidence import Evidence, weigh
 from retouchd.textdetect.recognize import read_lines
+from retouchd.textdetect.regions import find_backing
 from retouchd.textdetect.runtime import OcrModels, load_models
 from retouchd.textdetect.strokes import add_letters
+from retouchd.textdetect.unblend import Unblend
 from retouchd.typing import Mask, RGBImage
 
 __all__ = ["MIN_SCORE", "OcrModels", "Region", "TextBox", "TextDetection", "detect", "load_models"]
@@ -74,6 +78,8 @@ class TextDetection:
     masked: tuple[TextBox, ...]
     """The boxes whose letters are in the mask."""
     score: float
+    bands: tuple[Unblend, ...] = ()
+    """Translucent bands behind lines, to un-blend (`unblend.apply`) before the mask is filled."""
 
 
 def _polygon(quad: Quad, shape: tuple[int, int]) -> tuple[tuple[slice, slice], Mask] | None:
@@ -158,6 +164,7 @@ def detect(
     masked = _boxes_to_mask(boxes, min_score)
     mask = np.zeros((height, width), bool)
     done = np.zeros((height, width), bool)
+    bands: list[Unblend] = []
     for box in sorted(masked, key=lambda b: -quad_size(b.quad)[0] * quad_size(b.quad)[1]):
         raster = _polygon(box.quad, (height, width))
         if raster is None or min(quad_size(box.quad)) < 2:
@@ -166,6 +173,16 @@ def detect(
         if (layer & done[window]).sum() >= DUPLICATE * layer.sum():
             continue
         done[window] |= layer
-        add_letters(rgb, box.quad, mask, halo)
+        letters = np.zeros((height, width), bool)
+        add_letters(rgb, box.quad, letters, halo)
+        mask |= letters
+        centre = box.quad.mean(0)
+        if any(b.rect[0] <= centre[1] < b.rect[1] and b.rect[2] <= centre[0] < b.rect[3] for b in bands):
+            continue
+        backing = find_backing(rgb, box.quad, letters)
+        if backing.box is not None:
+            mask |= backing.box
+        elif backing.band is not None:
+            bands.append(backing.band)
     score = boxes[0].score if boxes else 0.0
-    return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4))
+    return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4), tuple(bands))

@@ -1,0 +1,183 @@
+"""The whole overlay behind a text line: the opaque box of a price tag or sticker, the translucent band of a
+caption.
+
+Letters are rarely all of an overlay. Two backings are looked for around each masked line (level lines
+only: boxes and bands are typeset with the image's axes):
+
+- **Box**: the pixels around the letters are one flat colour (all but `FLAT_SPREAD` of them within
+  `FLAT_TOLERANCE` of their median) and that colour forms a closed, nearly rectangular shape (≥ `BOXY` of
+  its minimum-area rectangle: rounded corners pass) that stops within `BOX_REACH` line heights of the line.
+  Flat colour that runs on out of that window is a page or the sky, not a box: the letters alone are masked.
+  The box, holes filled, grown by the anti-aliased rim, joins the mask (it is opaque: there is nothing to
+  keep beneath it).
+- **Band**: a straight horizontal step above the line and the opposite step below it, each along at least
+  `BAND_CONSISTENT` of the line's length, within `BAND_REACH` line heights. The band is taken to be
+  `αC + (1 − α)B` and is un-blended (`unblend`), not painted over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from retouchd.textdetect.db import Quad, quad_size, quad_tilt
+from retouchd.textdetect.unblend import Unblend, fit_band
+from retouchd.typing import Mask, RGBImage
+
+MAX_TILT = 2.0
+FLAT_TOLERANCE = 10
+FLAT_SHARE = 0.85
+BOX_REACH = 1.6
+BOXY = 0.8
+BOX_RIM = 2
+MAX_SHARE = 0.2
+"""A backing larger than this share of the image is not an overlay's box: rejected, not filled."""
+BAND_REACH = 1.5
+BAND_STEP = 5.0
+BAND_CONSISTENT = 0.7
+BAND_RUN = 15
+
+Floats = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class Backing:
+    """What lies behind one line: an opaque box to fill, or a translucent band to un-blend."""
+
+    box: Mask | None = None
+    band: Unblend | None = None
+
+
+def _grow(layer: Mask, radius: int) -> Mask:
+    size = 2 * max(0, radius) + 1
+    return np.asarray(cv2.dilate(layer.astype(np.uint8), np.ones((size, size), np.uint8)) > 0)
+
+
+def _bounds(quad: Quad, shape: tuple[int, int], grow_x: float, grow_y: float) -> tuple[int, int, int, int]:
+    x0, y0 = np.floor(quad.min(0) - [grow_x, grow_y]).astype(int)
+    x1, y1 = np.ceil(quad.max(0) + [grow_x, grow_y]).astype(int) + 1
+    return max(0, int(y0)), min(shape[0], int(y1)), max(0, int(x0)), min(shape[1], int(x1))
+
+
+def _fill_holes(layer: Mask) -> Mask:
+    padded = np.pad(layer.astype(np.uint8), 1)
+    flood = padded.copy()
+    cv2.floodFill(flood, None, (0, 0), 1)
+    return np.asarray((padded | (1 - flood))[1:-1, 1:-1] > 0)
+
+
+def _box(rgb: RGBImage, quad: Quad, letters: Mask, line: float) -> Mask | None:
+    shape = (rgb.shape[0], rgb.shape[1])
+    y0, y1, x0, x1 = _bounds(quad, shape, 0.15 * line, 0.15 * line)
+    near = np.zeros(shape, bool)
+    near[y0:y1, x0:x1] = True
+    backing = near & ~_grow(letters, 2)
+    if backing.sum() < 16:
+        return None
+    colour = np.median(rgb[backing], axis=0)
+    distance = np.abs(rgb.astype(np.int16) - colour.astype(np.int16)).max(axis=2)
+    if (distance[backing] <= FLAT_TOLERANCE).mean() < FLAT_SHARE:
+        return None
+    wy0, wy1, wx0, wx1 = _bounds(quad, shape, BOX_REACH * line, BOX_REACH * line)
+    similar = ((distance[wy0:wy1, wx0:wx1] <= FLAT_TOLERANCE) | letters[wy0:wy1, wx0:wx1]).astype(np.uint8)
+    count, labels = cv2.connectedComponents(similar, connectivity=4)
+    touching = np.unique(labels[backing[wy0:wy1, wx0:wx1] & (similar > 0)])
+    shape_mask = np.isin(labels, touching[touching > 0])
+    if count <= 1 or not shape_mask.any():
+        return None
+    # Running into the window's side means the flat colour goes on (a page, the sky), unless that side is
+    # the image's own border (a sticker in a corner).
+    sides = ((shape_mask[0].any(), wy0 > 0), (shape_mask[-1].any(), wy1 < shape[0]),
+             (shape_mask[:, 0].any(), wx0 > 0), (shape_mask[:, -1].any(), wx1 < shape[1]))
+    if any(touches and inner for touches, inner in sides):
+        return None
+    filled = _fill_holes(shape_mask)
+    points = cv2.findNonZero(filled.astype(np.uint8))
+    (_, _), (w, h), _ = cv2.minAreaRect(points)
+    if filled.sum() < BOXY * w * h:
+        return None
+    out = np.zeros(shape, bool)
+    out[wy0:wy1, wx0:wx1] = _grow(filled, BOX_RIM)
+    return out if out.mean() <= MAX_SHARE else None
+
+
+def _step_rows(lum: Floats, rows: range, xs: slice, sign: float) -> tuple[int, float] | None:
+    """The row whose step from the row above is the strongest consistent one with `sign`, and its size."""
+    best: tuple[int, float] | None = None
+    for y in rows:
+        if y < 1 or y >= lum.shape[0]:
+            continue
+        diff = lum[y, xs] - lum[y - 1, xs]
+        median = float(np.median(diff))
+        if median * sign < BAND_STEP:
+            continue
+        consistent = float((diff * sign > 0.5 * abs(median)).mean())
+        if consistent >= BAND_CONSISTENT and (best is None or abs(median) > abs(best[1])):
+            best = (y, median)
+    return best
+
+
+def _run(columns: npt.NDArray[np.bool_], centre: int) -> tuple[int, int]:
+    """The run of True around `centre` in a column profile smoothed over `BAND_RUN` px."""
+    padded = np.pad(columns.astype(np.float32), BAND_RUN // 2, mode="edge")
+    smooth = np.convolve(padded, np.ones(BAND_RUN, np.float32) / BAND_RUN, "valid") >= 0.6
+    left = centre
+    while left > 0 and smooth[left - 1]:
+        left -= 1
+    right = centre
+    while right < len(smooth) - 1 and smooth[right + 1]:
+        right += 1
+    return left, right + 1
+
+
+def _band(rgb: RGBImage, quad: Quad, letters: Mask, line: float) -> Unblend | None:
+    lum = rgb.astype(np.float32).mean(axis=2)
+    qx0, qy0 = quad.min(0)
+    qx1, qy1 = quad.max(0)
+    xs = slice(max(0, int(qx0)), min(rgb.shape[1], int(qx1) + 1))
+    reach = int(BAND_REACH * line) + 2
+    up = range(int(qy0) - reach, int(qy0) + 2)
+    down = range(int(qy1) - 1, int(qy1) + reach)
+    for sign in (-1.0, 1.0):
+        top = _step_rows(lum, up, xs, sign)
+        bottom = _step_rows(lum, down, xs, -sign)
+        if top is None or bottom is None:
+            continue
+        y0, y1 = top[0], bottom[0]
+        if y1 >= rgb.shape[0]:
+            continue
+        first = fit_band(rgb, (y0, y1, xs.start, xs.stop), letters)
+        if first is None:
+            continue
+        # How far the band runs: the columns where the blend explains both edges better than no band does.
+        x0, x1 = _run(_explained(rgb, first, y0, y1), int((qx0 + qx1) / 2))
+        if x1 - x0 < 0.9 * (xs.stop - xs.start):
+            continue
+        return fit_band(rgb, (y0, y1, x0, x1), letters)
+    return None
+
+
+def _explained(rgb: RGBImage, band: Unblend, y0: int, y1: int) -> npt.NDArray[np.bool_]:
+    gain, offset = np.array(band.gain), np.array(band.offset)
+    image = rgb.astype(np.float32)
+    better = np.ones(rgb.shape[1], bool)
+    for out_row, in_row in ((y0 - 1, y0), (y1, y1 - 1)):
+        outside, inside = image[out_row], image[in_row]
+        model = np.abs(inside - (gain * outside + offset)).mean(axis=1)
+        plain = np.abs(inside - outside).mean(axis=1)
+        better &= model < 0.5 * plain
+    return better
+
+
+def find_backing(rgb: RGBImage, quad: Quad, letters: Mask) -> Backing:
+    """The box or band behind the line `quad` whose letter pixels are `letters` (full-image mask)."""
+    if quad_tilt(quad) > MAX_TILT:
+        return Backing()
+    line = quad_size(quad)[1]
+    box = _box(rgb, quad, letters, line)
+    if box is not None:
+        return Backing(box=box)
+    return Backing(band=_band(rgb, quad, letters, line))
