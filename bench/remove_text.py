@@ -33,12 +33,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
-from photoset import photos  # noqa: E402
-from tests_support import overlays  # noqa: E402
+from photoset import photos
+from retouchd.steps.base import StepContext
+from retouchd.steps.remove_text import RemoveTextOptions, RemoveTextStep
+from retouchd.typing import Frame
 
-from retouchd.steps.base import StepContext  # noqa: E402
-from retouchd.steps.remove_text import RemoveTextOptions, RemoveTextStep  # noqa: E402
-from retouchd.typing import Frame  # noqa: E402
+from tests_support import overlays
 
 VISIBLE = 30.0
 CHANGED = 10

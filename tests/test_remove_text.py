@@ -211,3 +211,32 @@ def test_preflight_checks_the_inpaint_engine() -> None:
     RemoveTextStep(RemoveTextOptions()).preflight({})
     with pytest.raises(ConfigError, match="lama"):
         RemoveTextStep(RemoveTextOptions(engine="lama")).preflight({})
+
+
+def styled(style: str, name: str = "coffee", seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, overlaid) for one of the issue-14 overlay styles on a bundled photo."""
+    missing = overlays.missing_fonts()
+    assert not missing, f"fonts missing (.ci/run installs fonts-noto-core fonts-noto-cjk fonts-liberation): {missing}"
+    clean = overlays.photo(name)
+    return clean, overlays.MAKERS[style](clean, np.random.default_rng(seed))[0]
+
+
+@pytest.mark.parametrize("name", ["coffee", "rocket"])
+def test_price_tag_box_is_removed_whole(name: str) -> None:
+    """A price in a coloured rounded box: the box goes too, not only the letters (restored ≥ 0.9)."""
+    clean, image = styled("price", name)
+    out, metrics = run(image, when="auto")
+    assert metrics["treated"] is True
+    assert restored(out, clean, image) >= 0.9
+    assert psnr(out, clean) >= psnr(image, clean) + 8
+
+
+@pytest.mark.parametrize("name", ["coffee", "chelsea"])
+def test_translucent_band_is_unblended(name: str) -> None:
+    """A caption on a dark translucent band: the band is un-blended (the photo beneath comes back close to
+    exact, which a fill could not do) and the caption's letters are filled."""
+    clean, image = styled("band", name)
+    out, metrics = run(image, when="auto")
+    assert metrics["treated"] is True and metrics["bands"] == 1
+    assert restored(out, clean, image) >= 0.9
+    assert psnr(out, clean) >= 33

@@ -175,3 +175,46 @@ def test_cuda_session_matches_cpu(models: textdetect.OcrModels) -> None:
     on_gpu, on_cpu = textdetect.detect(gpu, image), textdetect.detect(models, image)
     assert abs(on_gpu.score - on_cpu.score) < 0.05
     assert (on_gpu.mask ^ on_cpu.mask).sum() < 0.02 * on_cpu.mask.sum()
+
+
+def test_band_blend_is_fitted_and_inverted() -> None:
+    """Across the edges of a band composited as αC + (1 − α)B the fit finds gain 1 − α and offset αC, and
+    un-blending brings the photo back within rounding."""
+    from retouchd.textdetect import unblend
+
+    clean = overlays.photo("astronaut")
+    alpha, colour = 0.55, np.array([10.0, 20.0, 60.0])
+    image = clean.copy()
+    rows = slice(180, 220)
+    image[rows] = np.round(alpha * colour + (1 - alpha) * clean[rows]).astype(np.uint8)
+    letters = np.zeros(clean.shape[:2], bool)
+    band = unblend.fit_band(image, (180, 220, 0, clean.shape[1]), letters)
+    assert band is not None
+    assert band.gain == pytest.approx((0.45,) * 3, abs=0.02)
+    assert band.offset == pytest.approx(tuple(alpha * colour), abs=3)
+    out, clipped = unblend.apply(image, [band])
+    assert not clipped.any()
+    assert np.abs(out[rows].astype(int) - clean[rows]).mean() < 1.5
+    assert np.array_equal(out[:180], image[:180])
+
+
+def test_flat_page_is_not_a_box(models: textdetect.OcrModels) -> None:
+    """Text on a flat page: the flat colour runs on past the line, so only the letters are masked."""
+    page = np.full((256, 384, 3), 248, np.uint8)
+    image = overlays.label(page, "Price: EUR 24.90", xy=(40, 100), size=18, ink=90)
+    found = textdetect.detect(models, image)
+    assert found.masked
+    assert found.mask.mean() < 0.02
+    assert found.mask[changed_pixels(image, page)].mean() > 0.9
+
+
+@pytest.mark.parametrize(("name", "seed"), [("astronaut", 3), ("coffee", 5), ("rocket", 8)])
+def test_price_tag_mask_is_the_whole_box(models: textdetect.OcrModels, name: str, seed: int) -> None:
+    """The mask of a price tag is its rounded box, not only its letters: it covers the whole footprint and
+    hardly more (the box's anti-aliased rim)."""
+    assert not overlays.missing_fonts()
+    clean = overlays.photo(name)
+    image, footprint = overlays.price_tag(clean, np.random.default_rng(seed))
+    found = textdetect.detect(models, image)
+    assert found.mask[footprint].mean() >= 0.98
+    assert found.mask.sum() <= 1.5 * footprint.sum()

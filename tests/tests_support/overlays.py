@@ -167,7 +167,7 @@ def band(clean: np.ndarray, rng: np.random.Generator) -> Layer:
     bottom = top + int(size * rng.uniform(1.7, 2.2))
     d.rectangle((0, top, w, bottom), fill=(0, 0, 0, int(rng.uniform(115, 165))))
     glyphs = face(NOTO / "NotoSans-Bold.ttf", size)
-    left, t, right, b = d.textbbox((0, 0), text, font=glyphs)
+    left, t, _right, b = d.textbbox((0, 0), text, font=glyphs)
     text_layer = _blank(clean)
     ImageDraw.Draw(text_layer).text((int(w * 0.04) - left, (top + bottom - (b - t)) // 2 - t), text,
                                     font=glyphs, fill=(255, 255, 255, 255))
@@ -223,7 +223,7 @@ def outlined(clean: np.ndarray, rng: np.random.Generator) -> Layer:
     layer = _blank(clean)
     d = ImageDraw.Draw(layer)
     stroke = max(1, size // 22)
-    left, t, right, b = d.textbbox((0, 0), text, font=glyphs, stroke_width=stroke)
+    left, t, right, _b = d.textbbox((0, 0), text, font=glyphs, stroke_width=stroke)
     x, y = int(rng.uniform(0.05, 0.95) * (w - (right - left))), int(rng.uniform(0.05, 0.3) * h)
     colour = ((255, 255, 255), (20, 20, 20), (240, 200, 40))[int(rng.integers(0, 3))]
     # Drawing the fill transparent over the stroke punches the insides out: only the outline stays.

@@ -4,8 +4,8 @@ caption.
 Letters are rarely all of an overlay. Two backings are looked for around each masked line (level lines
 only: boxes and bands are typeset with the image's axes):
 
-- **Box**: the pixels around the letters are one flat colour (all but `FLAT_SPREAD` of them within
-  `FLAT_TOLERANCE` of their median) and that colour forms a closed, nearly rectangular shape (≥ `BOXY` of
+- **Box**: the most common colour of the line's rectangle covers at least `FLAT_SHARE` of it within
+  `FLAT_TOLERANCE` (a flat fill, not texture) and forms a closed, nearly rectangular shape (≥ `BOXY` of
   its minimum-area rectangle: rounded corners pass) that stops within `BOX_REACH` line heights of the line.
   Flat colour that runs on out of that window is a page or the sky, not a box: the letters alone are masked.
   The box, holes filled, grown by the anti-aliased rim, joins the mask (it is opaque: there is nothing to
@@ -29,7 +29,7 @@ from retouchd.typing import Mask, RGBImage
 
 MAX_TILT = 2.0
 FLAT_TOLERANCE = 10
-FLAT_SHARE = 0.85
+FLAT_SHARE = 0.4
 BOX_REACH = 1.6
 BOXY = 0.8
 BOX_RIM = 2
@@ -37,7 +37,7 @@ MAX_SHARE = 0.2
 """A backing larger than this share of the image is not an overlay's box: rejected, not filled."""
 BAND_REACH = 1.5
 BAND_STEP = 5.0
-BAND_CONSISTENT = 0.7
+BAND_CONSISTENT = 0.55
 BAND_RUN = 15
 
 Floats = npt.NDArray[np.float32]
@@ -58,7 +58,7 @@ def _grow(layer: Mask, radius: int) -> Mask:
 
 def _bounds(quad: Quad, shape: tuple[int, int], grow_x: float, grow_y: float) -> tuple[int, int, int, int]:
     x0, y0 = np.floor(quad.min(0) - [grow_x, grow_y]).astype(int)
-    x1, y1 = np.ceil(quad.max(0) + [grow_x, grow_y]).astype(int) + 1
+    x1, y1 = np.ceil([*quad.max(0), grow_x, grow_y]).astype(int) + 1
     return max(0, int(y0)), min(shape[0], int(y1)), max(0, int(x0)), min(shape[1], int(x1))
 
 
@@ -71,15 +71,17 @@ def _fill_holes(layer: Mask) -> Mask:
 
 def _box(rgb: RGBImage, quad: Quad, letters: Mask, line: float) -> Mask | None:
     shape = (rgb.shape[0], rgb.shape[1])
-    y0, y1, x0, x1 = _bounds(quad, shape, 0.15 * line, 0.15 * line)
-    near = np.zeros(shape, bool)
-    near[y0:y1, x0:x1] = True
-    backing = near & ~_grow(letters, 2)
-    if backing.sum() < 16:
+    y0, y1, x0, x1 = _bounds(quad, shape, 0.0, 0.0)
+    inside = rgb[y0:y1, x0:x1].reshape(-1, 3)
+    if len(inside) < 16:
         return None
-    colour = np.median(rgb[backing], axis=0)
+    # The box's colour is the most common one in the line's rectangle (the letters cover less of it).
+    bins = (inside.astype(np.int32) >> 4) @ np.array([256, 16, 1])
+    colour = np.median(inside[bins == np.bincount(bins).argmax()], axis=0)
     distance = np.abs(rgb.astype(np.int16) - colour.astype(np.int16)).max(axis=2)
-    if (distance[backing] <= FLAT_TOLERANCE).mean() < FLAT_SHARE:
+    backing = np.zeros(shape, bool)
+    backing[y0:y1, x0:x1] = distance[y0:y1, x0:x1] <= FLAT_TOLERANCE
+    if backing[y0:y1, x0:x1].mean() < FLAT_SHARE:
         return None
     wy0, wy1, wx0, wx1 = _bounds(quad, shape, BOX_REACH * line, BOX_REACH * line)
     similar = ((distance[wy0:wy1, wx0:wx1] <= FLAT_TOLERANCE) | letters[wy0:wy1, wx0:wx1]).astype(np.uint8)
@@ -120,16 +122,23 @@ def _step_rows(lum: Floats, rows: range, xs: slice, sign: float) -> tuple[int, f
     return best
 
 
-def _run(columns: npt.NDArray[np.bool_], centre: int) -> tuple[int, int]:
-    """The run of True around `centre` in a column profile smoothed over `BAND_RUN` px."""
+def _run(columns: npt.NDArray[np.bool_], centre: int, gap: int) -> tuple[int, int]:
+    """The run of True around `centre` in a column profile smoothed over `BAND_RUN` px; gaps shorter than
+    `gap` (a dark patch of photo where the band's step is faint) do not end it."""
     padded = np.pad(columns.astype(np.float32), BAND_RUN // 2, mode="edge")
     smooth = np.convolve(padded, np.ones(BAND_RUN, np.float32) / BAND_RUN, "valid") >= 0.6
-    left = centre
-    while left > 0 and smooth[left - 1]:
-        left -= 1
-    right = centre
-    while right < len(smooth) - 1 and smooth[right + 1]:
-        right += 1
+    good = np.flatnonzero(smooth)
+    if good.size == 0:
+        return centre, centre
+    left = right = int(good[np.argmin(np.abs(good - centre))])
+    for index in good[good < left][::-1]:
+        if left - index > gap:
+            break
+        left = int(index)
+    for index in good[good > right]:
+        if index - right > gap:
+            break
+        right = int(index)
     return left, right + 1
 
 
@@ -153,7 +162,7 @@ def _band(rgb: RGBImage, quad: Quad, letters: Mask, line: float) -> Unblend | No
         if first is None:
             continue
         # How far the band runs: the columns where the blend explains both edges better than no band does.
-        x0, x1 = _run(_explained(rgb, first, y0, y1), int((qx0 + qx1) / 2))
+        x0, x1 = _run(_explained(rgb, first, y0, y1), int((qx0 + qx1) / 2), int(2 * line))
         if x1 - x0 < 0.9 * (xs.stop - xs.start):
             continue
         return fit_band(rgb, (y0, y1, x0, x1), letters)
