@@ -51,7 +51,7 @@ def test_evidence_factors() -> None:
     assert evidence.weigh(0.9, "米", 0.99, 0.0).value == pytest.approx(0.3 * 0.99)
     assert evidence.weigh(0.9, "米米米", 0.99, 0.0).repetition == pytest.approx(1 / 3)
     assert evidence.weigh(0.9, "11 11", 0.99, 0.0).repetition == 1.0
-    assert evidence.weigh(0.9, "SAMPLE", 0.99, 30.0).tilt == pytest.approx(0.7)
+    assert evidence.weigh(0.9, "SAMPLE", 0.99, 30.0).tilt == pytest.approx(0.3)
     assert evidence.weigh(0.55, "SALE", 1.0, 0.0).det == pytest.approx(0.5)
 
 

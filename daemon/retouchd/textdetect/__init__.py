@@ -11,7 +11,9 @@ For one RGB image:
    PP-OCRv4 recogniser of the same wheel (CTC, greedy).
 3. Evidence (`evidence`): per box, det × read × length × repetition × tilt, each in [0, 1]. The detector
    alone fires on petals, seed heads, eyes and wood grain (probability 1.0 on some); a level line of
-   several confidently read characters is what overlays have and texture lacks.
+   several confidently read characters is what overlays have and texture lacks. A confident, level line
+   that the recogniser cannot read (Hangul: it knows no such script) is judged by its glyphs (`glyphs`).
+   A line on a plate seen in perspective (`regions`) is scene text: its geometry factor drops to the floor.
 4. Overlay score = the largest box evidence among the boxes inside `regions` (0 when there are none).
 5. Mask (`strokes`): the letter pixels (fill, outline, shadow, anti-aliased rim) of every box whose
    evidence reaches `min_score`, and of the weaker boxes on the same line (a poorly read last word).
@@ -24,13 +26,14 @@ For one RGB image:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 from retouchd.textdetect.db import MAX_SIDE, Quad, candidates, detection_size, probability_map, quad_size, quad_tilt
-from retouchd.textdetect.evidence import Evidence, weigh
+from retouchd.textdetect.evidence import TILT_FLOOR, Evidence, repeated, weigh
+from retouchd.textdetect.glyphs import GLYPH_READ, MIN_GLYPHS, glyph_row
 from retouchd.textdetect.recognize import read_lines
 from retouchd.textdetect.regions import find_backing
 from retouchd.textdetect.runtime import OcrModels, load_models
@@ -47,6 +50,8 @@ LINE_OFFSET = 0.5
 LINE_HEIGHTS = (0.4, 1.6)
 LINE_GAP = 1.5
 DUPLICATE = 0.8
+UNREAD_DET = 0.9
+UNREAD_TILT = 3.0
 """A box this much inside boxes already masked (a word of a line found whole too) is not masked again."""
 
 Region = tuple[int, int, int, int]
@@ -134,6 +139,34 @@ def _boxes_to_mask(boxes: Sequence[TextBox], min_score: float) -> list[TextBox]:
     return chosen
 
 
+def _on_a_plate_in_perspective(rgb: RGBImage, quad: Quad) -> bool:
+    letters = np.zeros(rgb.shape[:2], bool)
+    add_letters(rgb, quad, letters)
+    return find_backing(rgb, quad, letters).scene
+
+
+def _as_scene(box: TextBox) -> TextBox:
+    """The box with its geometry factor at the floor: a sign seen in perspective is no overlay."""
+    return replace(box, evidence=replace(box.evidence, tilt=TILT_FLOOR))
+
+
+def _angle(quad: Quad) -> float:
+    dx, dy = quad[1] - quad[0]
+    return float(np.degrees(np.arctan2(float(dy), float(dx))))
+
+
+def _unread_glyphs(rgb: RGBImage, quad: Quad, weighed: Evidence) -> Evidence:
+    """A confident, level detection the recogniser could not read is judged by its glyphs instead."""
+    if weighed.read >= GLYPH_READ or weighed.det < UNREAD_DET or quad_tilt(quad) > UNREAD_TILT:
+        return weighed
+    letters = np.zeros(rgb.shape[:2], bool)
+    add_letters(rgb, quad, letters)
+    count = glyph_row(letters, quad)
+    if count < MIN_GLYPHS:
+        return weighed
+    return Evidence(weighed.det, GLYPH_READ, 1.0, 1.0, weighed.tilt)
+
+
 def detect(
     models: OcrModels,
     rgb: RGBImage,
@@ -153,15 +186,20 @@ def detect(
             allowed[max(0, y) : max(0, y + h), max(0, x) : max(0, x + w)] = True
         found = [c for c in found if _inside_regions(c.quad, allowed)]
     readings = read_lines(models, rgb, [c.quad for c in found]) if found else []
+    tiled = repeated([(r.text, _angle(c.quad)) for c, r in zip(found, readings, strict=True)])
     boxes = sorted(
         (
-            TextBox(c.quad, c.det_score, r.text, r.confidence,
-                    weigh(c.det_score, r.text, r.confidence, quad_tilt(c.quad)))
-            for c, r in zip(found, readings, strict=True)
+            TextBox(c.quad, c.det_score, r.text, r.confidence, _unread_glyphs(rgb, c.quad,
+                    weigh(c.det_score, r.text, r.confidence, 0.0 if tile else quad_tilt(c.quad))))
+            for c, r, tile in zip(found, readings, tiled, strict=True)
         ),
         key=lambda b: -b.score,
     )
     masked = _boxes_to_mask(boxes, min_score)
+    scene = [b for b in masked if _on_a_plate_in_perspective(rgb, b.quad)]
+    if scene:
+        boxes = sorted((_as_scene(b) if b in scene else b for b in boxes), key=lambda b: -b.score)
+        masked = _boxes_to_mask(boxes, min_score)
     mask = np.zeros((height, width), bool)
     done = np.zeros((height, width), bool)
     bands: list[Unblend] = []

@@ -9,7 +9,8 @@ only: boxes and bands are typeset with the image's axes):
   its minimum-area rectangle: rounded corners pass) that stops within `BOX_REACH` line heights of the line.
   Flat colour that runs on out of that window is a page or the sky, not a box: the letters alone are masked.
   The box, holes filled, grown by the anti-aliased rim, joins the mask (it is opaque: there is nothing to
-  keep beneath it).
+  keep beneath it). A plate whose two ends differ in height or whose top is not level is a sign seen in
+  perspective: the line is scene text (`Backing.scene`).
 - **Band**: a straight horizontal step above the line and the opposite step below it, each along at least
   `BAND_CONSISTENT` of the line's length, within `BAND_REACH` line heights. The band is taken to be
   `αC + (1 − α)B` and is un-blended (`unblend`), not painted over.
@@ -35,6 +36,10 @@ BOXY = 0.8
 BOX_RIM = 2
 MAX_SHARE = 0.2
 """A backing larger than this share of the image is not an overlay's box: rejected, not filled."""
+SIDE_AT = 0.12
+SQUARE = 0.9
+"""Heights of a box's two ends (at `SIDE_AT` of its width from each) agree to this ratio: no perspective."""
+SCENE = "scene"
 BAND_REACH = 1.5
 BAND_STEP = 5.0
 BAND_CONSISTENT = 0.55
@@ -49,6 +54,8 @@ class Backing:
 
     box: Mask | None = None
     band: Unblend | None = None
+    scene: bool = False
+    """The line sits on a plate seen in perspective: scene text (a sign), not an overlay."""
 
 
 def _grow(layer: Mask, radius: int) -> Mask:
@@ -58,7 +65,7 @@ def _grow(layer: Mask, radius: int) -> Mask:
 
 def _bounds(quad: Quad, shape: tuple[int, int], grow_x: float, grow_y: float) -> tuple[int, int, int, int]:
     x0, y0 = np.floor(quad.min(0) - [grow_x, grow_y]).astype(int)
-    x1, y1 = np.ceil([*quad.max(0), grow_x, grow_y]).astype(int) + 1
+    x1, y1 = np.ceil(quad.max(0) + np.array([grow_x, grow_y])).astype(int) + 1
     return max(0, int(y0)), min(shape[0], int(y1)), max(0, int(x0)), min(shape[1], int(x1))
 
 
@@ -69,7 +76,7 @@ def _fill_holes(layer: Mask) -> Mask:
     return np.asarray((padded | (1 - flood))[1:-1, 1:-1] > 0)
 
 
-def _box(rgb: RGBImage, quad: Quad, letters: Mask, line: float) -> Mask | None:
+def _box(rgb: RGBImage, quad: Quad, letters: Mask, line: float) -> Mask | str | None:
     shape = (rgb.shape[0], rgb.shape[1])
     y0, y1, x0, x1 = _bounds(quad, shape, 0.0, 0.0)
     inside = rgb[y0:y1, x0:x1].reshape(-1, 3)
@@ -101,9 +108,25 @@ def _box(rgb: RGBImage, quad: Quad, letters: Mask, line: float) -> Mask | None:
     (_, _), (w, h), _ = cv2.minAreaRect(points)
     if filled.sum() < BOXY * w * h:
         return None
+    if _in_perspective(filled):
+        return SCENE
     out = np.zeros(shape, bool)
     out[wy0:wy1, wx0:wx1] = _grow(filled, BOX_RIM)
     return out if out.mean() <= MAX_SHARE else None
+
+
+def _in_perspective(filled: Mask) -> bool:
+    """A plate whose near and far ends differ in height, or whose top is not level, is seen in the scene:
+    an overlay's box is drawn square to the image."""
+    columns = np.flatnonzero(filled.any(axis=0))
+    width = columns[-1] - columns[0] + 1
+    ends = [int(columns[0] + SIDE_AT * width), int(columns[-1] - SIDE_AT * width)]
+    rows = [np.flatnonzero(filled[:, x]) for x in ends]
+    if any(r.size == 0 for r in rows):
+        return True
+    heights = [r[-1] - r[0] + 1 for r in rows]
+    tops = [r[0] for r in rows]
+    return bool(min(heights) < SQUARE * max(heights) or abs(tops[0] - tops[1]) > (1 - SQUARE) * max(heights))
 
 
 def _step_rows(lum: Floats, rows: range, xs: slice, sign: float) -> tuple[int, float] | None:
@@ -187,6 +210,8 @@ def find_backing(rgb: RGBImage, quad: Quad, letters: Mask) -> Backing:
         return Backing()
     line = quad_size(quad)[1]
     box = _box(rgb, quad, letters, line)
+    if isinstance(box, str):
+        return Backing(scene=True)
     if box is not None:
         return Backing(box=box)
     return Backing(band=_band(rgb, quad, letters, line))
