@@ -218,3 +218,35 @@ def test_price_tag_mask_is_the_whole_box(models: textdetect.OcrModels, name: str
     found = textdetect.detect(models, image)
     assert found.mask[footprint].mean() >= 0.98
     assert found.mask.sum() <= 1.5 * footprint.sum()
+
+
+def test_hangul_is_not_vetoed_by_the_recogniser(models: textdetect.OcrModels) -> None:
+    """The recogniser has no Hangul; a Korean caption still scores as an overlay (a row of aligned glyphs)
+    and its letters are masked."""
+    from PIL import ImageDraw
+
+    assert not overlays.missing_fonts()
+    clean = overlays.photo("coffee")
+    glyphs = overlays.face(overlays.NOTO_CJK / "NotoSansCJK-Bold.ttc", 22, 3)
+    image = overlays.compose(clean, lambda d: ImageDraw.ImageDraw.text(
+        d, (90, 200), "서울의 봄 여행", font=glyphs, fill=(255, 255, 255, 255), stroke_width=1,
+        stroke_fill=(0, 0, 0, 255)))
+    found = textdetect.detect(models, image)
+    assert found.score >= 0.6
+    assert found.mask[changed_pixels(image, clean)].mean() > 0.9
+
+
+def test_glyph_row_needs_aligned_glyphs() -> None:
+    """Three equal blocks on one baseline make a row; blobs of unequal heights at different levels do not."""
+    from retouchd.textdetect.glyphs import glyph_row
+
+    quad = np.array([[0, 0], [60, 0], [60, 20], [0, 20]], np.float32)
+    row = np.zeros((30, 70), bool)
+    for x in (4, 22, 40):
+        row[5:17, x : x + 12] = True
+    assert glyph_row(row, quad) == 3
+    blobs = np.zeros((30, 70), bool)
+    blobs[2:8, 4:16] = True
+    blobs[10:19, 22:30] = True
+    blobs[4:18, 40:44] = True
+    assert glyph_row(blobs, quad) == 0

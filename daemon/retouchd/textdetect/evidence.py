@@ -61,7 +61,7 @@ def weigh(det_score: float, text: str, confidence: float, tilt_degrees: float) -
 
 
 def _similar(a: str, b: str) -> bool:
-    a, b = a.replace(" ", ""), b.replace(" ", "")
+    a, b = a.replace(" ", "").casefold(), b.replace(" ", "").casefold()
     return len(a) >= REPEAT_CHARS and len(b) >= REPEAT_CHARS and (a in b or b in a)
 
 

@@ -30,6 +30,9 @@ from retouchd.typing import Mask, RGBImage
 
 MAX_TILT = 2.0
 FLAT_TOLERANCE = 10
+EXACT_TOLERANCE = 3
+PLATE_BLUR = 1.5
+PLATE_STEP = 2
 FLAT_SHARE = 0.4
 BOX_REACH = 1.6
 BOXY = 0.8
@@ -86,12 +89,46 @@ def _box(rgb: RGBImage, quad: Quad, letters: Mask, line: float) -> Mask | str | 
     bins = (inside.astype(np.int32) >> 4) @ np.array([256, 16, 1])
     colour = np.median(inside[bins == np.bincount(bins).argmax()], axis=0)
     distance = np.abs(rgb.astype(np.int16) - colour.astype(np.int16)).max(axis=2)
+    # A box the colour of what lies around it (a yellow tag on a yellow petal) leaks at the loose tolerance;
+    # its rendered fill is exact enough to stand out at the tight one.
+    for tolerance in (FLAT_TOLERANCE, EXACT_TOLERANCE):
+        box = _box_at(distance <= tolerance, (y0, y1, x0, x1), quad, letters, line)
+        if box is not None:
+            return box
+    return _box_at(_smooth_plate(rgb, distance <= FLAT_TOLERANCE, (y0, y1, x0, x1), quad, line),
+                   (y0, y1, x0, x1), quad, letters, line)
+
+
+def _smooth_plate(rgb: RGBImage, seeds: Mask, rect: tuple[int, int, int, int], quad: Quad, line: float) -> Mask:
+    """The smoothly shaded surface the line's most common colour belongs to (a lit, grainy sign): a flood
+    from one seed over neighbours that differ by at most `PLATE_STEP` on a denoised copy."""
+    y0, y1, x0, x1 = rect
+    shape = (rgb.shape[0], rgb.shape[1])
+    wy0, wy1, wx0, wx1 = _bounds(quad, shape, BOX_REACH * line, BOX_REACH * line)
+    out = np.zeros(shape, bool)
+    candidates = np.argwhere(seeds[y0:y1, x0:x1])
+    if candidates.size == 0:
+        return out
+    window = cv2.GaussianBlur(np.ascontiguousarray(rgb[wy0:wy1, wx0:wx1]), (0, 0), PLATE_BLUR)
+    flood = np.zeros((wy1 - wy0 + 2, wx1 - wx0 + 2), np.uint8)
+    sy, sx = candidates[len(candidates) // 2] + [y0 - wy0, x0 - wx0]
+    step = (PLATE_STEP,) * 3
+    cv2.floodFill(window, flood, (int(sx), int(sy)), (0, 0, 0), step, step,
+                  4 | cv2.FLOODFILL_MASK_ONLY | (1 << 8))
+    out[wy0:wy1, wx0:wx1] = flood[1:-1, 1:-1] > 0
+    return out
+
+
+def _box_at(flat: Mask, rect: tuple[int, int, int, int], quad: Quad, letters: Mask,
+            line: float) -> Mask | str | None:
+    shape = (flat.shape[0], flat.shape[1])
+    y0, y1, x0, x1 = rect
     backing = np.zeros(shape, bool)
-    backing[y0:y1, x0:x1] = distance[y0:y1, x0:x1] <= FLAT_TOLERANCE
+    backing[y0:y1, x0:x1] = flat[y0:y1, x0:x1]
     if backing[y0:y1, x0:x1].mean() < FLAT_SHARE:
         return None
     wy0, wy1, wx0, wx1 = _bounds(quad, shape, BOX_REACH * line, BOX_REACH * line)
-    similar = ((distance[wy0:wy1, wx0:wx1] <= FLAT_TOLERANCE) | letters[wy0:wy1, wx0:wx1]).astype(np.uint8)
+    similar = (flat[wy0:wy1, wx0:wx1] | letters[wy0:wy1, wx0:wx1]).astype(np.uint8)
     count, labels = cv2.connectedComponents(similar, connectivity=4)
     touching = np.unique(labels[backing[wy0:wy1, wx0:wx1] & (similar > 0)])
     shape_mask = np.isin(labels, touching[touching > 0])
@@ -206,12 +243,13 @@ def _explained(rgb: RGBImage, band: Unblend, y0: int, y1: int) -> npt.NDArray[np
 
 def find_backing(rgb: RGBImage, quad: Quad, letters: Mask) -> Backing:
     """The box or band behind the line `quad` whose letter pixels are `letters` (full-image mask)."""
-    if quad_tilt(quad) > MAX_TILT:
-        return Backing()
     line = quad_size(quad)[1]
     box = _box(rgb, quad, letters, line)
-    if isinstance(box, str):
+    if isinstance(box, str) or (box is not None and quad_tilt(quad) > MAX_TILT):
+        # A plate in perspective, or a tilted one: a sign in the scene (overlays' boxes are level).
         return Backing(scene=True)
+    if quad_tilt(quad) > MAX_TILT:
+        return Backing()
     if box is not None:
         return Backing(box=box)
     return Backing(band=_band(rgb, quad, letters, line))
