@@ -128,7 +128,7 @@ def _box_at(flat: Mask, rect: tuple[int, int, int, int], quad: Quad, letters: Ma
     if backing[y0:y1, x0:x1].mean() < FLAT_SHARE:
         return None
     wy0, wy1, wx0, wx1 = _bounds(quad, shape, BOX_REACH * line, BOX_REACH * line)
-    similar = (flat[wy0:wy1, wx0:wx1] | letters[wy0:wy1, wx0:wx1]).astype(np.uint8)
+    similar = flat[wy0:wy1, wx0:wx1].astype(np.uint8)
     count, labels = cv2.connectedComponents(similar, connectivity=4)
     touching = np.unique(labels[backing[wy0:wy1, wx0:wx1] & (similar > 0)])
     shape_mask = np.isin(labels, touching[touching > 0])
