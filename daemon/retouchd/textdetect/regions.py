@@ -88,7 +88,11 @@ def _box(rgb: RGBImage, quad: Quad, letters: Mask, line: float) -> Mask | str | 
     # The box's colour is the most common one in the line's rectangle (the letters cover less of it).
     bins = (inside.astype(np.int32) >> 4) @ np.array([256, 16, 1])
     colour = np.median(inside[bins == np.bincount(bins).argmax()], axis=0)
-    distance = np.abs(rgb.astype(np.int16) - colour.astype(np.int16)).max(axis=2)
+    # Only the window the box may reach is compared (a full-image pass per line was most of the time).
+    wy0, wy1, wx0, wx1 = _bounds(quad, shape, BOX_REACH * line, BOX_REACH * line)
+    distance = np.full(shape, 255, np.int16)
+    window = rgb[wy0:wy1, wx0:wx1].astype(np.int16)
+    distance[wy0:wy1, wx0:wx1] = np.abs(window - colour.astype(np.int16)).max(axis=2)
     # A box the colour of what lies around it (a yellow tag on a yellow petal) leaks at the loose tolerance;
     # its rendered fill is exact enough to stand out at the tight one.
     for tolerance in (FLAT_TOLERANCE, EXACT_TOLERANCE):
@@ -203,11 +207,13 @@ def _run(columns: npt.NDArray[np.bool_], centre: int, gap: int) -> tuple[int, in
 
 
 def _band(rgb: RGBImage, quad: Quad, letters: Mask, line: float) -> Unblend | None:
-    lum = rgb.astype(np.float32).mean(axis=2)
     qx0, qy0 = quad.min(0)
     qx1, qy1 = quad.max(0)
     xs = slice(max(0, int(qx0)), min(rgb.shape[1], int(qx1) + 1))
     reach = int(BAND_REACH * line) + 2
+    lum = np.zeros(rgb.shape[:2], np.float32)
+    lo, hi = max(0, int(qy0) - reach - 2), min(rgb.shape[0], int(qy1) + reach + 2)
+    lum[lo:hi] = rgb[lo:hi].astype(np.float32).mean(axis=2)
     up = range(int(qy0) - reach, int(qy0) + 2)
     down = range(int(qy1) - 1, int(qy1) + reach)
     for sign in (-1.0, 1.0):
