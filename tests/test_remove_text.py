@@ -262,3 +262,14 @@ def test_tiled_watermark_is_treated_everywhere() -> None:
     # The copies are filled, not yet un-blended: the fill bounds what comes back (see the README table).
     assert restored(out, clean, image) >= 0.4
     assert psnr(out, clean) >= psnr(image, clean) + 1
+
+
+def test_screenshot_text_is_filled_with_its_page() -> None:
+    """A shop page: white title on a dark bar, grey body lines, a button label. Every line is removed down to
+    its anti-aliased rims (no ghosts, no fragments): the page comes back within 20 levels everywhere."""
+    assert not overlays.missing_fonts()
+    clean, image, _ = overlays.screenshot(np.random.default_rng(0))
+    out, metrics = run(image, when="auto")
+    assert metrics["treated"] is True and metrics["boxes"] >= 6
+    assert restored(out, clean, image) >= 0.99
+    assert np.abs(out.astype(int) - clean).max() <= 20

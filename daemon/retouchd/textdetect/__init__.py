@@ -220,6 +220,8 @@ def detect(
         backing = find_backing(rgb, box.quad, letters)
         if backing.box is not None:
             mask |= backing.box
+        elif backing.page is not None:
+            mask |= backing.page
         elif backing.band is not None:
             bands.append(backing.band)
     score = boxes[0].score if boxes else 0.0

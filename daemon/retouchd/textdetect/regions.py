@@ -14,6 +14,9 @@ only: boxes and bands are typeset with the image's axes):
 - **Band**: a straight horizontal step above the line and the opposite step below it, each along at least
   `BAND_CONSISTENT` of the line's length, within `BAND_REACH` line heights. The band is taken to be
   `αC + (1 − α)B` and is un-blended (`unblend`), not painted over.
+- **Page**: a flat or gradient fill without grain (a screenshot, a slide) that most of the line's
+  rectangle belongs to. Everything in the rectangle that is not page is masked, rims and all, so the fill
+  leaves no ghost of anti-aliased edges.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ SIDE_AT = 0.12
 SQUARE = 0.9
 """Heights of a box's two ends (at `SIDE_AT` of its width from each) agree to this ratio: no perspective."""
 SCENE = "scene"
+PAGE_GROW = 0.1
+PAGE_STEP = 3
+PAGE_SHARE = 0.6
 BAND_REACH = 1.5
 BAND_STEP = 5.0
 BAND_CONSISTENT = 0.55
@@ -59,6 +65,9 @@ class Backing:
     band: Unblend | None = None
     scene: bool = False
     """The line sits on a plate seen in perspective: scene text (a sign), not an overlay."""
+    page: Mask | None = None
+    """On a rendered flat or gradient page: every pixel of the line that is not page (letters, their
+    anti-aliased rims, their counters), to be filled with the page."""
 
 
 def _grow(layer: Mask, radius: int) -> Mask:
@@ -258,4 +267,31 @@ def find_backing(rgb: RGBImage, quad: Quad, letters: Mask) -> Backing:
         return Backing()
     if box is not None:
         return Backing(box=box)
-    return Backing(band=_band(rgb, quad, letters, line))
+    band = _band(rgb, quad, letters, line)
+    if band is not None:
+        return Backing(band=band)
+    return Backing(page=_page(rgb, quad, line))
+
+
+def _page(rgb: RGBImage, quad: Quad, line: float) -> Mask | None:
+    """The non-page pixels of a line on a rendered page (a screenshot): most of the line's rectangle is
+    reached from its commonest colour by steps of at most `PAGE_STEP` (a flat or gradient fill without
+    noise). Photos fail that (their grain stops the flood early) and keep the letter mask alone."""
+    shape = (rgb.shape[0], rgb.shape[1])
+    y0, y1, x0, x1 = _bounds(quad, shape, PAGE_GROW * line, PAGE_GROW * line)
+    crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+    if crop.shape[0] < 4 or crop.shape[1] < 4:
+        return None
+    pixels = crop.reshape(-1, 3)
+    bins = (pixels.astype(np.int32) >> 3) @ np.array([1024, 32, 1])
+    seed = int(np.flatnonzero(bins == np.bincount(bins).argmax())[0])
+    flood = np.zeros((crop.shape[0] + 2, crop.shape[1] + 2), np.uint8)
+    step = (PAGE_STEP,) * 3
+    cv2.floodFill(crop, flood, (seed % crop.shape[1], seed // crop.shape[1]), (0, 0, 0), step, step,
+                  8 | cv2.FLOODFILL_MASK_ONLY | (1 << 8))
+    page = flood[1:-1, 1:-1] > 0
+    if page.mean() < PAGE_SHARE:
+        return None
+    out = np.zeros(shape, bool)
+    out[y0:y1, x0:x1] = _grow(~page, 2)
+    return out
