@@ -224,5 +224,7 @@ def detect(
             mask |= backing.page
         elif backing.band is not None:
             bands.append(backing.band)
+            # Un-blending a letter's anti-aliased rim (part letter, part band) leaves a bright ghost: fill it.
+            mask |= cv2.dilate(letters.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     score = boxes[0].score if boxes else 0.0
     return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4), tuple(bands))
