@@ -198,14 +198,19 @@ def test_band_blend_is_fitted_and_inverted() -> None:
     assert np.array_equal(out[:180], image[:180])
 
 
-def test_flat_page_is_not_a_box(models: textdetect.OcrModels) -> None:
-    """Text on a flat page: the flat colour runs on past the line, so only the letters are masked."""
+def test_flat_page_is_not_a_box_and_its_text_is_masked_rims_and_all(models: textdetect.OcrModels) -> None:
+    """Text on a flat page: the flat colour runs on past the line, so it is no box (the page stays out of the
+    mask), and every pixel the text touched, faint rims included, is masked."""
     page = np.full((256, 384, 3), 248, np.uint8)
     image = overlays.label(page, "Price: EUR 24.90", xy=(40, 100), size=18, ink=90)
     found = textdetect.detect(models, image)
+    touched = np.any(image != page, axis=2)
     assert found.masked
-    assert found.mask.mean() < 0.02
-    assert found.mask[changed_pixels(image, page)].mean() > 0.9
+    assert found.mask[touched].all()
+    ys, xs = np.nonzero(touched)
+    near = np.zeros_like(touched)
+    near[ys.min() - 8 : ys.max() + 9, xs.min() - 8 : xs.max() + 9] = True
+    assert not (found.mask & ~near).any()
 
 
 @pytest.mark.parametrize(("name", "seed"), [("astronaut", 3), ("coffee", 5), ("rocket", 8)])
