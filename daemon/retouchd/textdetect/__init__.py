@@ -38,6 +38,7 @@ from retouchd.textdetect.recognize import read_lines
 from retouchd.textdetect.regions import find_backing
 from retouchd.textdetect.runtime import OcrModels, load_models
 from retouchd.textdetect.strokes import add_letters
+from retouchd.textdetect.tiles import MIN_COPIES, stack, tiled_text
 from retouchd.textdetect.unblend import Unblend
 from retouchd.typing import Mask, RGBImage
 
@@ -203,6 +204,8 @@ def detect(
     mask = np.zeros((height, width), bool)
     done = np.zeros((height, width), bool)
     bands: list[Unblend] = []
+    copies: list[tuple[Quad, Mask]] = []
+    tile_text = tiled_text([b.text for b in masked if quad_tilt(b.quad) > UNREAD_TILT])
     for box in sorted(masked, key=lambda b: -quad_size(b.quad)[0] * quad_size(b.quad)[1]):
         raster = _polygon(box.quad, (height, width))
         if raster is None or min(quad_size(box.quad)) < 2:
@@ -213,6 +216,9 @@ def detect(
         done[window] |= layer
         letters = np.zeros((height, width), bool)
         add_letters(rgb, box.quad, letters, halo)
+        if tile_text is not None and box.text.replace(" ", "").casefold() == tile_text:
+            copies.append((box.quad, letters))
+            continue
         mask |= letters
         centre = box.quad.mean(0)
         if any(b.rect[0] <= centre[1] < b.rect[1] and b.rect[2] <= centre[0] < b.rect[3] for b in bands):
@@ -226,5 +232,10 @@ def detect(
             bands.append(backing.band)
             # Un-blending a letter's anti-aliased rim (part letter, part band) leaves a bright ghost: fill it.
             mask |= cv2.dilate(letters.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    if len(copies) >= MIN_COPIES:
+        mask |= stack(copies, (height, width))
+    else:
+        for _, letters in copies:
+            mask |= letters
     score = boxes[0].score if boxes else 0.0
     return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4), tuple(bands))
