@@ -255,3 +255,30 @@ def test_glyph_row_needs_aligned_glyphs() -> None:
     blobs[10:19, 22:30] = True
     blobs[4:18, 40:44] = True
     assert glyph_row(blobs, quad) == 0
+
+
+def test_tiled_copies_vote_one_shape() -> None:
+    """Copies of one watermark, each with its own stray pixels (grass) and gaps: the voted shape is put back
+    at every copy, the strays of single copies are dropped and each copy's gaps are filled."""
+    from retouchd.textdetect import tiles
+
+    shape = (120, 200)
+    glyph = np.zeros((12, 30), bool)
+    glyph[2:10, 2:6] = glyph[2:10, 12:16] = glyph[2:4, 20:28] = True
+    copies, truth = [], np.zeros(shape, bool)
+    for k, (x, y) in enumerate([(20, 20), (120, 20), (20, 80), (120, 80)]):
+        letters = np.zeros(shape, bool)
+        letters[y : y + 12, x : x + 30] = glyph
+        truth |= letters
+        if k == 1:
+            letters[y + 2 : y + 6, x + 2 : x + 6] = False  # this copy misses part of a stroke
+        if k == 2:
+            letters[y - 10, x + 40] = True  # this one takes in a stray pixel away from the letters
+        quad = np.array([[x, y], [x + 30, y], [x + 30, y + 12], [x, y + 12]], np.float32)
+        copies.append((quad, letters))
+    assert tiles.tiled_text(["Sample", "SAMPLE", "sam ple", "other"]) == "sample"
+    assert tiles.tiled_text(["Sample", "SAMPLE", "other"]) is None
+    voted = tiles.stack(copies, shape)
+    assert voted[truth].all()
+    assert not voted[70, 60]
+    assert voted.sum() <= 2.5 * truth.sum()  # the letters and their one-pixel rim
