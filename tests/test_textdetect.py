@@ -51,7 +51,7 @@ def test_evidence_factors() -> None:
     assert evidence.weigh(0.9, "米", 0.99, 0.0).value == pytest.approx(0.3 * 0.99)
     assert evidence.weigh(0.9, "米米米", 0.99, 0.0).repetition == pytest.approx(1 / 3)
     assert evidence.weigh(0.9, "11 11", 0.99, 0.0).repetition == 1.0
-    assert evidence.weigh(0.9, "SAMPLE", 0.99, 30.0).tilt == pytest.approx(0.7)
+    assert evidence.weigh(0.9, "SAMPLE", 0.99, 30.0).tilt == pytest.approx(0.3)
     assert evidence.weigh(0.55, "SALE", 1.0, 0.0).det == pytest.approx(0.5)
 
 
@@ -175,3 +175,110 @@ def test_cuda_session_matches_cpu(models: textdetect.OcrModels) -> None:
     on_gpu, on_cpu = textdetect.detect(gpu, image), textdetect.detect(models, image)
     assert abs(on_gpu.score - on_cpu.score) < 0.05
     assert (on_gpu.mask ^ on_cpu.mask).sum() < 0.02 * on_cpu.mask.sum()
+
+
+def test_band_blend_is_fitted_and_inverted() -> None:
+    """Across the edges of a band composited as αC + (1 − α)B the fit finds gain 1 − α and offset αC, and
+    un-blending brings the photo back within rounding."""
+    from retouchd.textdetect import unblend
+
+    clean = overlays.photo("astronaut")
+    alpha, colour = 0.55, np.array([10.0, 20.0, 60.0])
+    image = clean.copy()
+    rows = slice(180, 220)
+    image[rows] = np.round(alpha * colour + (1 - alpha) * clean[rows]).astype(np.uint8)
+    letters = np.zeros(clean.shape[:2], bool)
+    band = unblend.fit_band(image, (180, 220, 0, clean.shape[1]), letters)
+    assert band is not None
+    assert band.gain == pytest.approx((0.45,) * 3, abs=0.02)
+    assert band.offset == pytest.approx(tuple(alpha * colour), abs=3)
+    out, clipped = unblend.apply(image, [band])
+    assert not clipped.any()
+    assert np.abs(out[rows].astype(int) - clean[rows]).mean() < 1.5
+    assert np.array_equal(out[:180], image[:180])
+
+
+def test_flat_page_is_not_a_box_and_its_text_is_masked_rims_and_all(models: textdetect.OcrModels) -> None:
+    """Text on a flat page: the flat colour runs on past the line, so it is no box (the page stays out of the
+    mask), and every pixel the text touched, faint rims included, is masked."""
+    page = np.full((256, 384, 3), 248, np.uint8)
+    image = overlays.label(page, "Price: EUR 24.90", xy=(40, 100), size=18, ink=90)
+    found = textdetect.detect(models, image)
+    touched = np.any(image != page, axis=2)
+    assert found.masked
+    assert found.mask[touched].all()
+    ys, xs = np.nonzero(touched)
+    near = np.zeros_like(touched)
+    near[ys.min() - 8 : ys.max() + 9, xs.min() - 8 : xs.max() + 9] = True
+    assert not (found.mask & ~near).any()
+
+
+@pytest.mark.parametrize(("name", "seed"), [("astronaut", 3), ("coffee", 5), ("rocket", 8)])
+def test_price_tag_mask_is_the_whole_box(models: textdetect.OcrModels, name: str, seed: int) -> None:
+    """The mask of a price tag is its rounded box, not only its letters: it covers the whole footprint and
+    hardly more (the box's anti-aliased rim)."""
+    assert not overlays.missing_fonts()
+    clean = overlays.photo(name)
+    image, footprint = overlays.price_tag(clean, np.random.default_rng(seed))
+    found = textdetect.detect(models, image)
+    assert found.mask[footprint].mean() >= 0.98
+    assert found.mask.sum() <= 1.5 * footprint.sum()
+
+
+def test_hangul_is_not_vetoed_by_the_recogniser(models: textdetect.OcrModels) -> None:
+    """The recogniser has no Hangul; a Korean caption still scores as an overlay (a row of aligned glyphs)
+    and its letters are masked."""
+    from PIL import ImageDraw
+
+    assert not overlays.missing_fonts()
+    clean = overlays.photo("coffee")
+    glyphs = overlays.face(overlays.NOTO_CJK / "NotoSansCJK-Bold.ttc", 22, 3)
+    image = overlays.compose(clean, lambda d: ImageDraw.ImageDraw.text(
+        d, (90, 200), "서울의 봄 여행", font=glyphs, fill=(255, 255, 255, 255), stroke_width=1,
+        stroke_fill=(0, 0, 0, 255)))
+    found = textdetect.detect(models, image)
+    assert found.score >= 0.6
+    assert found.mask[changed_pixels(image, clean)].mean() > 0.9
+
+
+def test_glyph_row_needs_aligned_glyphs() -> None:
+    """Three equal blocks on one baseline make a row; blobs of unequal heights at different levels do not."""
+    from retouchd.textdetect.glyphs import glyph_row
+
+    quad = np.array([[0, 0], [60, 0], [60, 20], [0, 20]], np.float32)
+    row = np.zeros((30, 70), bool)
+    for x in (4, 22, 40):
+        row[5:17, x : x + 12] = True
+    assert glyph_row(row, quad) == 3
+    blobs = np.zeros((30, 70), bool)
+    blobs[2:8, 4:16] = True
+    blobs[10:19, 22:30] = True
+    blobs[4:18, 40:44] = True
+    assert glyph_row(blobs, quad) == 0
+
+
+def test_tiled_copies_vote_one_shape() -> None:
+    """Copies of one watermark, each with its own stray pixels (grass) and gaps: the voted shape is put back
+    at every copy, the strays of single copies are dropped and each copy's gaps are filled."""
+    from retouchd.textdetect import tiles
+
+    shape = (120, 200)
+    glyph = np.zeros((12, 30), bool)
+    glyph[2:10, 2:6] = glyph[2:10, 12:16] = glyph[2:4, 20:28] = True
+    copies, truth = [], np.zeros(shape, bool)
+    for k, (x, y) in enumerate([(20, 20), (120, 20), (20, 80), (120, 80)]):
+        letters = np.zeros(shape, bool)
+        letters[y : y + 12, x : x + 30] = glyph
+        truth |= letters
+        if k == 1:
+            letters[y + 2 : y + 6, x + 2 : x + 6] = False  # this copy misses part of a stroke
+        if k == 2:
+            letters[y - 10, x + 40] = True  # this one takes in a stray pixel away from the letters
+        quad = np.array([[x, y], [x + 30, y], [x + 30, y + 12], [x, y + 12]], np.float32)
+        copies.append((quad, letters))
+    assert tiles.tiled_text(["Sample", "SAMPLE", "sam ple", "other"]) == "sample"
+    assert tiles.tiled_text(["Sample", "SAMPLE", "other"]) is None
+    voted = tiles.stack(copies, shape)
+    assert voted[truth].all()
+    assert not voted[70, 60]
+    assert voted.sum() <= 2.5 * truth.sum()  # the letters and their one-pixel rim

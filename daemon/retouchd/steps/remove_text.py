@@ -100,10 +100,17 @@ class RemoveTextStep(Step[RemoveTextOptions]):
             "engine": opts.engine,
             "detect_seconds": round(time.perf_counter() - start, 3),
         }
-        if (opts.when == "auto" and score < opts.threshold) or not found.mask.any():
+        if (opts.when == "auto" and score < opts.threshold) or not (found.mask.any() or found.bands):
             return StepResult(frame, metrics)
         start = time.perf_counter()
-        rgb = inpaint(frame.rgb, found.mask, engine=opts.engine, ctx=ctx)
+        rgb, hole = frame.rgb, found.mask
+        if found.bands:
+            from retouchd.textdetect.unblend import apply
+
+            rgb, clipped = apply(rgb, list(found.bands))
+            hole = hole | clipped
+        metrics["bands"] = len(found.bands)
+        rgb = inpaint(rgb, hole, engine=opts.engine, ctx=ctx)
         metrics["treated"] = True
         metrics["inpaint_seconds"] = round(time.perf_counter() - start, 3)
         return StepResult(Frame(rgb, frame.alpha), metrics)

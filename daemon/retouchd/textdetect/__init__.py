@@ -11,10 +11,14 @@ For one RGB image:
    PP-OCRv4 recogniser of the same wheel (CTC, greedy).
 3. Evidence (`evidence`): per box, det × read × length × repetition × tilt, each in [0, 1]. The detector
    alone fires on petals, seed heads, eyes and wood grain (probability 1.0 on some); a level line of
-   several confidently read characters is what overlays have and texture lacks.
+   several confidently read characters is what overlays have and texture lacks. A confident, level line
+   that the recogniser cannot read (Hangul: it knows no such script) is judged by its glyphs (`glyphs`).
+   A line on a plate seen in perspective (`regions`) is scene text: its geometry factor drops to the floor.
 4. Overlay score = the largest box evidence among the boxes inside `regions` (0 when there are none).
 5. Mask (`strokes`): the letter pixels (fill, outline, shadow, anti-aliased rim) of every box whose
    evidence reaches `min_score`, and of the weaker boxes on the same line (a poorly read last word).
+6. Backing (`regions`): an opaque box behind a line joins the mask; a translucent band is returned to be
+   un-blended (`unblend`) before the fill.
 
 `regions` limits where text is looked for: a box counts only when at least half of it lies inside them.
 """
@@ -22,16 +26,20 @@ For one RGB image:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 from retouchd.textdetect.db import MAX_SIDE, Quad, candidates, detection_size, probability_map, quad_size, quad_tilt
-from retouchd.textdetect.evidence import Evidence, weigh
+from retouchd.textdetect.evidence import TILT_FLOOR, Evidence, repeated, weigh
+from retouchd.textdetect.glyphs import GLYPH_READ, MIN_GLYPHS, glyph_row
 from retouchd.textdetect.recognize import read_lines
+from retouchd.textdetect.regions import find_backing
 from retouchd.textdetect.runtime import OcrModels, load_models
 from retouchd.textdetect.strokes import add_letters
+from retouchd.textdetect.tiles import MIN_COPIES, stack, tiled_text
+from retouchd.textdetect.unblend import Unblend
 from retouchd.typing import Mask, RGBImage
 
 __all__ = ["MIN_SCORE", "OcrModels", "Region", "TextBox", "TextDetection", "detect", "load_models"]
@@ -43,6 +51,8 @@ LINE_OFFSET = 0.5
 LINE_HEIGHTS = (0.4, 1.6)
 LINE_GAP = 1.5
 DUPLICATE = 0.8
+UNREAD_DET = 0.9
+UNREAD_TILT = 3.0
 """A box this much inside boxes already masked (a word of a line found whole too) is not masked again."""
 
 Region = tuple[int, int, int, int]
@@ -74,6 +84,8 @@ class TextDetection:
     masked: tuple[TextBox, ...]
     """The boxes whose letters are in the mask."""
     score: float
+    bands: tuple[Unblend, ...] = ()
+    """Translucent bands behind lines, to un-blend (`unblend.apply`) before the mask is filled."""
 
 
 def _polygon(quad: Quad, shape: tuple[int, int]) -> tuple[tuple[slice, slice], Mask] | None:
@@ -128,6 +140,34 @@ def _boxes_to_mask(boxes: Sequence[TextBox], min_score: float) -> list[TextBox]:
     return chosen
 
 
+def _on_a_plate_in_perspective(rgb: RGBImage, quad: Quad) -> bool:
+    letters = np.zeros(rgb.shape[:2], bool)
+    add_letters(rgb, quad, letters)
+    return find_backing(rgb, quad, letters).scene
+
+
+def _as_scene(box: TextBox) -> TextBox:
+    """The box with its geometry factor at the floor: a sign seen in perspective is no overlay."""
+    return replace(box, evidence=replace(box.evidence, tilt=TILT_FLOOR))
+
+
+def _angle(quad: Quad) -> float:
+    dx, dy = quad[1] - quad[0]
+    return float(np.degrees(np.arctan2(float(dy), float(dx))))
+
+
+def _unread_glyphs(rgb: RGBImage, quad: Quad, weighed: Evidence) -> Evidence:
+    """A confident, level detection the recogniser could not read is judged by its glyphs instead."""
+    if weighed.read >= GLYPH_READ or weighed.det < UNREAD_DET or quad_tilt(quad) > UNREAD_TILT:
+        return weighed
+    letters = np.zeros(rgb.shape[:2], bool)
+    add_letters(rgb, quad, letters)
+    count = glyph_row(letters, quad)
+    if count < MIN_GLYPHS:
+        return weighed
+    return Evidence(weighed.det, GLYPH_READ, 1.0, 1.0, weighed.tilt)
+
+
 def detect(
     models: OcrModels,
     rgb: RGBImage,
@@ -147,17 +187,25 @@ def detect(
             allowed[max(0, y) : max(0, y + h), max(0, x) : max(0, x + w)] = True
         found = [c for c in found if _inside_regions(c.quad, allowed)]
     readings = read_lines(models, rgb, [c.quad for c in found]) if found else []
+    tiled = repeated([(r.text, _angle(c.quad)) for c, r in zip(found, readings, strict=True)])
     boxes = sorted(
         (
-            TextBox(c.quad, c.det_score, r.text, r.confidence,
-                    weigh(c.det_score, r.text, r.confidence, quad_tilt(c.quad)))
-            for c, r in zip(found, readings, strict=True)
+            TextBox(c.quad, c.det_score, r.text, r.confidence, _unread_glyphs(rgb, c.quad,
+                    weigh(c.det_score, r.text, r.confidence, 0.0 if tile else quad_tilt(c.quad))))
+            for c, r, tile in zip(found, readings, tiled, strict=True)
         ),
         key=lambda b: -b.score,
     )
     masked = _boxes_to_mask(boxes, min_score)
+    scene = [b for b in masked if _on_a_plate_in_perspective(rgb, b.quad)]
+    if scene:
+        boxes = sorted((_as_scene(b) if b in scene else b for b in boxes), key=lambda b: -b.score)
+        masked = _boxes_to_mask(boxes, min_score)
     mask = np.zeros((height, width), bool)
     done = np.zeros((height, width), bool)
+    bands: list[Unblend] = []
+    copies: list[tuple[Quad, Mask]] = []
+    tile_text = tiled_text([b.text for b in masked if quad_tilt(b.quad) > UNREAD_TILT])
     for box in sorted(masked, key=lambda b: -quad_size(b.quad)[0] * quad_size(b.quad)[1]):
         raster = _polygon(box.quad, (height, width))
         if raster is None or min(quad_size(box.quad)) < 2:
@@ -166,6 +214,28 @@ def detect(
         if (layer & done[window]).sum() >= DUPLICATE * layer.sum():
             continue
         done[window] |= layer
-        add_letters(rgb, box.quad, mask, halo)
+        letters = np.zeros((height, width), bool)
+        add_letters(rgb, box.quad, letters, halo)
+        if tile_text is not None and box.text.replace(" ", "").casefold() == tile_text:
+            copies.append((box.quad, letters))
+            continue
+        mask |= letters
+        centre = box.quad.mean(0)
+        if any(b.rect[0] <= centre[1] < b.rect[1] and b.rect[2] <= centre[0] < b.rect[3] for b in bands):
+            continue
+        backing = find_backing(rgb, box.quad, letters)
+        if backing.box is not None:
+            mask |= backing.box
+        elif backing.page is not None:
+            mask |= backing.page
+        elif backing.band is not None:
+            bands.append(backing.band)
+            # Un-blending a letter's anti-aliased rim (part letter, part band) leaves a bright ghost: fill it.
+            mask |= cv2.dilate(letters.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    if len(copies) >= MIN_COPIES:
+        mask |= stack(copies, (height, width))
+    else:
+        for _, letters in copies:
+            mask |= letters
     score = boxes[0].score if boxes else 0.0
-    return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4))
+    return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4), tuple(bands))

@@ -1,0 +1,297 @@
+"""The whole overlay behind a text line: the opaque box of a price tag or sticker, the translucent band of a
+caption.
+
+Letters are rarely all of an overlay. Two backings are looked for around each masked line (level lines
+only: boxes and bands are typeset with the image's axes):
+
+- **Box**: the most common colour of the line's rectangle covers at least `FLAT_SHARE` of it within
+  `FLAT_TOLERANCE` (a flat fill, not texture) and forms a closed, nearly rectangular shape (≥ `BOXY` of
+  its minimum-area rectangle: rounded corners pass) that stops within `BOX_REACH` line heights of the line.
+  Flat colour that runs on out of that window is a page or the sky, not a box: the letters alone are masked.
+  The box, holes filled, grown by the anti-aliased rim, joins the mask (it is opaque: there is nothing to
+  keep beneath it). A plate whose two ends differ in height or whose top is not level is a sign seen in
+  perspective: the line is scene text (`Backing.scene`).
+- **Band**: a straight horizontal step above the line and the opposite step below it, each along at least
+  `BAND_CONSISTENT` of the line's length, within `BAND_REACH` line heights. The band is taken to be
+  `αC + (1 − α)B` and is un-blended (`unblend`), not painted over.
+- **Page**: a flat or gradient fill without grain (a screenshot, a slide) that most of the line's
+  rectangle belongs to. Everything in the rectangle that is not page is masked, rims and all, so the fill
+  leaves no ghost of anti-aliased edges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from retouchd.textdetect.db import Quad, quad_size, quad_tilt
+from retouchd.textdetect.unblend import Unblend, fit_band
+from retouchd.typing import Mask, RGBImage
+
+MAX_TILT = 2.0
+FLAT_TOLERANCE = 10
+EXACT_TOLERANCE = 3
+PLATE_BLUR = 1.5
+PLATE_STEP = 2
+FLAT_SHARE = 0.4
+BOX_REACH = 1.6
+BOXY = 0.8
+BOX_RIM = 2
+MAX_SHARE = 0.2
+"""A backing larger than this share of the image is not an overlay's box: rejected, not filled."""
+SIDE_AT = 0.12
+SQUARE = 0.9
+"""Heights of a box's two ends (at `SIDE_AT` of its width from each) agree to this ratio: no perspective."""
+SCENE = "scene"
+PAGE_GROW = 0.1
+PAGE_STEP = 3
+PAGE_SHARE = 0.6
+BAND_REACH = 1.5
+BAND_STEP = 5.0
+BAND_CONSISTENT = 0.55
+BAND_RUN = 15
+
+Floats = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class Backing:
+    """What lies behind one line: an opaque box to fill, or a translucent band to un-blend."""
+
+    box: Mask | None = None
+    band: Unblend | None = None
+    scene: bool = False
+    """The line sits on a plate seen in perspective: scene text (a sign), not an overlay."""
+    page: Mask | None = None
+    """On a rendered flat or gradient page: every pixel of the line that is not page (letters, their
+    anti-aliased rims, their counters), to be filled with the page."""
+
+
+def _grow(layer: Mask, radius: int) -> Mask:
+    size = 2 * max(0, radius) + 1
+    return np.asarray(cv2.dilate(layer.astype(np.uint8), np.ones((size, size), np.uint8)) > 0)
+
+
+def _bounds(quad: Quad, shape: tuple[int, int], grow_x: float, grow_y: float) -> tuple[int, int, int, int]:
+    x0, y0 = np.floor(quad.min(0) - [grow_x, grow_y]).astype(int)
+    x1, y1 = np.ceil(quad.max(0) + np.array([grow_x, grow_y])).astype(int) + 1
+    return max(0, int(y0)), min(shape[0], int(y1)), max(0, int(x0)), min(shape[1], int(x1))
+
+
+def _fill_holes(layer: Mask) -> Mask:
+    padded = np.pad(layer.astype(np.uint8), 1)
+    flood = padded.copy()
+    cv2.floodFill(flood, None, (0, 0), 1)
+    return np.asarray((padded | (1 - flood))[1:-1, 1:-1] > 0)
+
+
+def _box(rgb: RGBImage, quad: Quad, letters: Mask, line: float) -> Mask | str | None:
+    shape = (rgb.shape[0], rgb.shape[1])
+    y0, y1, x0, x1 = _bounds(quad, shape, 0.0, 0.0)
+    inside = rgb[y0:y1, x0:x1].reshape(-1, 3)
+    if len(inside) < 16:
+        return None
+    # The box's colour is the most common one in the line's rectangle (the letters cover less of it).
+    bins = (inside.astype(np.int32) >> 4) @ np.array([256, 16, 1])
+    colour = np.median(inside[bins == np.bincount(bins).argmax()], axis=0)
+    # Only the window the box may reach is compared (a full-image pass per line was most of the time).
+    wy0, wy1, wx0, wx1 = _bounds(quad, shape, BOX_REACH * line, BOX_REACH * line)
+    distance = np.full(shape, 255, np.int16)
+    window = rgb[wy0:wy1, wx0:wx1].astype(np.int16)
+    distance[wy0:wy1, wx0:wx1] = np.abs(window - colour.astype(np.int16)).max(axis=2)
+    # A box the colour of what lies around it (a yellow tag on a yellow petal) leaks at the loose tolerance;
+    # its rendered fill is exact enough to stand out at the tight one.
+    for tolerance in (FLAT_TOLERANCE, EXACT_TOLERANCE):
+        box = _box_at(distance <= tolerance, (y0, y1, x0, x1), quad, letters, line)
+        if box is not None:
+            return box
+    return _box_at(_smooth_plate(rgb, distance <= FLAT_TOLERANCE, (y0, y1, x0, x1), quad, line),
+                   (y0, y1, x0, x1), quad, letters, line)
+
+
+def _smooth_plate(rgb: RGBImage, seeds: Mask, rect: tuple[int, int, int, int], quad: Quad, line: float) -> Mask:
+    """The smoothly shaded surface the line's most common colour belongs to (a lit, grainy sign): a flood
+    from one seed over neighbours that differ by at most `PLATE_STEP` on a denoised copy."""
+    y0, y1, x0, x1 = rect
+    shape = (rgb.shape[0], rgb.shape[1])
+    wy0, wy1, wx0, wx1 = _bounds(quad, shape, BOX_REACH * line, BOX_REACH * line)
+    out = np.zeros(shape, bool)
+    candidates = np.argwhere(seeds[y0:y1, x0:x1])
+    if candidates.size == 0:
+        return out
+    window = cv2.GaussianBlur(np.ascontiguousarray(rgb[wy0:wy1, wx0:wx1]), (0, 0), PLATE_BLUR)
+    flood = np.zeros((wy1 - wy0 + 2, wx1 - wx0 + 2), np.uint8)
+    sy, sx = candidates[len(candidates) // 2] + [y0 - wy0, x0 - wx0]
+    step = (PLATE_STEP,) * 3
+    cv2.floodFill(window, flood, (int(sx), int(sy)), (0, 0, 0), step, step,
+                  4 | cv2.FLOODFILL_MASK_ONLY | (1 << 8))
+    out[wy0:wy1, wx0:wx1] = flood[1:-1, 1:-1] > 0
+    return out
+
+
+def _box_at(flat: Mask, rect: tuple[int, int, int, int], quad: Quad, letters: Mask,
+            line: float) -> Mask | str | None:
+    shape = (flat.shape[0], flat.shape[1])
+    y0, y1, x0, x1 = rect
+    backing = np.zeros(shape, bool)
+    backing[y0:y1, x0:x1] = flat[y0:y1, x0:x1]
+    if backing[y0:y1, x0:x1].mean() < FLAT_SHARE:
+        return None
+    wy0, wy1, wx0, wx1 = _bounds(quad, shape, BOX_REACH * line, BOX_REACH * line)
+    similar = flat[wy0:wy1, wx0:wx1].astype(np.uint8)
+    count, labels = cv2.connectedComponents(similar, connectivity=4)
+    touching = np.unique(labels[backing[wy0:wy1, wx0:wx1] & (similar > 0)])
+    shape_mask = np.isin(labels, touching[touching > 0])
+    if count <= 1 or not shape_mask.any():
+        return None
+    # Running into the window's side means the flat colour goes on (a page, the sky), unless that side is
+    # the image's own border (a sticker in a corner).
+    sides = ((shape_mask[0].any(), wy0 > 0), (shape_mask[-1].any(), wy1 < shape[0]),
+             (shape_mask[:, 0].any(), wx0 > 0), (shape_mask[:, -1].any(), wx1 < shape[1]))
+    if any(touches and inner for touches, inner in sides):
+        return None
+    filled = _fill_holes(shape_mask)
+    points = cv2.findNonZero(filled.astype(np.uint8))
+    (_, _), (w, h), _ = cv2.minAreaRect(points)
+    if filled.sum() < BOXY * w * h:
+        return None
+    if _in_perspective(filled):
+        return SCENE
+    out = np.zeros(shape, bool)
+    out[wy0:wy1, wx0:wx1] = _grow(filled, BOX_RIM)
+    return out if out.mean() <= MAX_SHARE else None
+
+
+def _in_perspective(filled: Mask) -> bool:
+    """A plate whose near and far ends differ in height, or whose top is not level, is seen in the scene:
+    an overlay's box is drawn square to the image."""
+    columns = np.flatnonzero(filled.any(axis=0))
+    width = columns[-1] - columns[0] + 1
+    ends = [int(columns[0] + SIDE_AT * width), int(columns[-1] - SIDE_AT * width)]
+    rows = [np.flatnonzero(filled[:, x]) for x in ends]
+    if any(r.size == 0 for r in rows):
+        return True
+    heights = [r[-1] - r[0] + 1 for r in rows]
+    tops = [r[0] for r in rows]
+    return bool(min(heights) < SQUARE * max(heights) or abs(tops[0] - tops[1]) > (1 - SQUARE) * max(heights))
+
+
+def _step_rows(lum: Floats, rows: range, xs: slice, sign: float) -> tuple[int, float] | None:
+    """The row whose step from the row above is the strongest consistent one with `sign`, and its size."""
+    best: tuple[int, float] | None = None
+    for y in rows:
+        if y < 1 or y >= lum.shape[0]:
+            continue
+        diff = lum[y, xs] - lum[y - 1, xs]
+        median = float(np.median(diff))
+        if median * sign < BAND_STEP:
+            continue
+        consistent = float((diff * sign > 0.5 * abs(median)).mean())
+        if consistent >= BAND_CONSISTENT and (best is None or abs(median) > abs(best[1])):
+            best = (y, median)
+    return best
+
+
+def _run(columns: npt.NDArray[np.bool_], centre: int, gap: int) -> tuple[int, int]:
+    """The run of True around `centre` in a column profile smoothed over `BAND_RUN` px; gaps shorter than
+    `gap` (a dark patch of photo where the band's step is faint) do not end it."""
+    padded = np.pad(columns.astype(np.float32), BAND_RUN // 2, mode="edge")
+    smooth = np.convolve(padded, np.ones(BAND_RUN, np.float32) / BAND_RUN, "valid") >= 0.6
+    good = np.flatnonzero(smooth)
+    if good.size == 0:
+        return centre, centre
+    left = right = int(good[np.argmin(np.abs(good - centre))])
+    for index in good[good < left][::-1]:
+        if left - index > gap:
+            break
+        left = int(index)
+    for index in good[good > right]:
+        if index - right > gap:
+            break
+        right = int(index)
+    return left, right + 1
+
+
+def _band(rgb: RGBImage, quad: Quad, letters: Mask, line: float) -> Unblend | None:
+    qx0, qy0 = quad.min(0)
+    qx1, qy1 = quad.max(0)
+    xs = slice(max(0, int(qx0)), min(rgb.shape[1], int(qx1) + 1))
+    reach = int(BAND_REACH * line) + 2
+    lum = np.zeros(rgb.shape[:2], np.float32)
+    lo, hi = max(0, int(qy0) - reach - 2), min(rgb.shape[0], int(qy1) + reach + 2)
+    lum[lo:hi] = rgb[lo:hi].astype(np.float32).mean(axis=2)
+    up = range(int(qy0) - reach, int(qy0) + 2)
+    down = range(int(qy1) - 1, int(qy1) + reach)
+    for sign in (-1.0, 1.0):
+        top = _step_rows(lum, up, xs, sign)
+        bottom = _step_rows(lum, down, xs, -sign)
+        if top is None or bottom is None:
+            continue
+        y0, y1 = top[0], bottom[0]
+        if y1 >= rgb.shape[0]:
+            continue
+        first = fit_band(rgb, (y0, y1, xs.start, xs.stop), letters)
+        if first is None:
+            continue
+        # How far the band runs: the columns where the blend explains both edges better than no band does.
+        x0, x1 = _run(_explained(rgb, first, y0, y1), int((qx0 + qx1) / 2), int(2 * line))
+        if x1 - x0 < 0.9 * (xs.stop - xs.start):
+            continue
+        return fit_band(rgb, (y0, y1, x0, x1), letters)
+    return None
+
+
+def _explained(rgb: RGBImage, band: Unblend, y0: int, y1: int) -> npt.NDArray[np.bool_]:
+    gain, offset = np.array(band.gain), np.array(band.offset)
+    image = rgb.astype(np.float32)
+    better = np.ones(rgb.shape[1], bool)
+    for out_row, in_row in ((y0 - 1, y0), (y1, y1 - 1)):
+        outside, inside = image[out_row], image[in_row]
+        model = np.abs(inside - (gain * outside + offset)).mean(axis=1)
+        plain = np.abs(inside - outside).mean(axis=1)
+        better &= model < 0.5 * plain
+    return better
+
+
+def find_backing(rgb: RGBImage, quad: Quad, letters: Mask) -> Backing:
+    """The box or band behind the line `quad` whose letter pixels are `letters` (full-image mask)."""
+    line = quad_size(quad)[1]
+    box = _box(rgb, quad, letters, line)
+    if isinstance(box, str) or (box is not None and quad_tilt(quad) > MAX_TILT):
+        # A plate in perspective, or a tilted one: a sign in the scene (overlays' boxes are level).
+        return Backing(scene=True)
+    if quad_tilt(quad) > MAX_TILT:
+        return Backing()
+    if box is not None:
+        return Backing(box=box)
+    band = _band(rgb, quad, letters, line)
+    if band is not None:
+        return Backing(band=band)
+    return Backing(page=_page(rgb, quad, line))
+
+
+def _page(rgb: RGBImage, quad: Quad, line: float) -> Mask | None:
+    """The non-page pixels of a line on a rendered page (a screenshot): most of the line's rectangle is
+    reached from its commonest colour by steps of at most `PAGE_STEP` (a flat or gradient fill without
+    noise). Photos fail that (their grain stops the flood early) and keep the letter mask alone."""
+    shape = (rgb.shape[0], rgb.shape[1])
+    y0, y1, x0, x1 = _bounds(quad, shape, PAGE_GROW * line, PAGE_GROW * line)
+    crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+    if crop.shape[0] < 4 or crop.shape[1] < 4:
+        return None
+    pixels = crop.reshape(-1, 3)
+    bins = (pixels.astype(np.int32) >> 3) @ np.array([1024, 32, 1])
+    seed = int(np.flatnonzero(bins == np.bincount(bins).argmax())[0])
+    flood = np.zeros((crop.shape[0] + 2, crop.shape[1] + 2), np.uint8)
+    step = (PAGE_STEP,) * 3
+    cv2.floodFill(crop, flood, (seed % crop.shape[1], seed // crop.shape[1]), (0, 0, 0), step, step,
+                  8 | cv2.FLOODFILL_MASK_ONLY | (1 << 8))
+    page = flood[1:-1, 1:-1] > 0
+    if page.mean() < PAGE_SHARE:
+        return None
+    out = np.zeros(shape, bool)
+    out[y0:y1, x0:x1] = _grow(~page, 2)
+    return out
