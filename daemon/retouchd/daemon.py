@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from types import FrameType
+from typing import Any
 
 import structlog
 from sqlalchemy.exc import DBAPIError
@@ -27,11 +28,13 @@ from retouchd.settings import Settings
 from retouchd.settle import IgnoreMatcher, SettleTracker
 from retouchd.steps import build_step
 from retouchd.store import JobState, Store, open_store, set_path_map, utcnow
+from retouchd.store.reviews import Reviews
 from retouchd.watcher import Watcher
 
 log = structlog.get_logger("retouchd.daemon")
 TICK = 0.1
 HOST_HEARTBEAT = 5.0
+PAUSE_REFRESH = 1.0
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -64,7 +67,8 @@ class Daemon:
         self.store: Store | None = None
         self.pool: Pool | None = None
         self.watcher: Watcher | None = None
-        self._last_status = self._last_watchdog = self._last_sweep = self._last_host = 0.0
+        self.web: Any = None
+        self._last_status = self._last_watchdog = self._last_sweep = self._last_host = self._last_pauses = 0.0
         self._scanned_once = False
         self.monitor = Monitor(self)
 
@@ -142,6 +146,11 @@ class Daemon:
         self.recover(startup=True)
         self._clean_work()
         self.monitor.serve_metrics()
+        if settings.web_port is not None:
+            from retouchd.web.server import WebThread
+
+            self.web = WebThread(settings, self.rules, self.store, self.folders)
+            self.web.start()
         devices = slot_devices(settings)
         self.pool = Pool(settings, self.rules, self.store, self.committer, self.identity, devices)
         self.pool.on_result = self.monitor.on_result
@@ -212,6 +221,9 @@ class Daemon:
                 log.warning("recovery failed; will try again", job_id=job_id, error=str(exc))
         self.pool.wake.clear()
         now = time.monotonic()
+        if now - self._last_pauses > PAUSE_REFRESH:  # inboxes a person paused from the web interface
+            self._last_pauses = now
+            self.pool.paused = frozenset(Reviews(self.store).paused())
         if now - self._last_sweep > self.settings.workers.lease_seconds / 2:
             self._last_sweep = now
             self.recover(startup=False)
@@ -274,7 +286,7 @@ class Daemon:
     def idle(self) -> bool:
         assert self.store is not None and self.pool is not None
         return (self._scanned_once and len(self.tracker) == 0 and self.pool.busy() == 0
-                and self.store.count_claimable(self.pool.rule_names()) == 0)
+                and self.store.count_claimable(self.pool.claim_rules()) == 0)
 
     def reload(self) -> None:
         try:
@@ -304,5 +316,7 @@ class Daemon:
             with contextlib.suppress(DBAPIError):
                 self.store.touch_host(self.identity.key, stopped=True)
         self.monitor.stop()
+        if self.web is not None:
+            self.web.stop()
         log.info("retouchd stopped")
 

@@ -79,7 +79,7 @@ class Slot(threading.Thread):
         while not self.pool.stopping.is_set():
             try:
                 job = self.pool.store.claim(self.owner, self.pool.identity.host, self.device,
-                                            self.pool.settings.workers.lease_seconds, self.pool.rule_names())
+                                            self.pool.settings.workers.lease_seconds, self.pool.claim_rules())
             except Exception as exc:  # the database is busy or gone: wait and try again
                 log.warning("cannot claim a job", error=str(exc), slot=self.index)
                 self.pool.wake.wait(2.0)
@@ -167,6 +167,8 @@ class Pool:
         self.settings, self.rules, self.store = settings, rules, store
         self.committer, self.identity = committer, identity
         self.stopping, self.force, self.wake = threading.Event(), threading.Event(), threading.Event()
+        self.paused: frozenset[str] = frozenset()
+        """Rules whose inbox a person paused (refreshed from the database by the daemon)."""
         cores = os.cpu_count() or 1
         cpu_slots = max(1, sum(1 for d in devices if d == "cpu"))
         self.cpu_threads = settings.workers.cpu_threads or max(1, cores // cpu_slots)
@@ -180,6 +182,10 @@ class Pool:
 
     def rule_names(self) -> list[str]:
         return [rule.name for rule in self.rules.rules if rule.enabled]
+
+    def claim_rules(self) -> list[str]:
+        """Rules whose queued jobs may start now: not those whose inbox a person paused."""
+        return [name for name in self.rule_names() if name not in self.paused]
 
     def start(self) -> None:
         for slot in self.slots:

@@ -32,6 +32,7 @@ class Rule(BaseModel):
     archive: str | None = None
     failed: str | None = None
     review: str | None = None
+    rejected: str | None = None
     match: list[str] = Field(default_factory=lambda: list(DEFAULT_MATCH), min_length=1)
     steps: list[StepOptions] = Field(min_length=1)
     output: OutputSpec = Field(default_factory=OutputSpec)
@@ -41,7 +42,7 @@ class Rule(BaseModel):
     max_attempts: int | None = Field(None, ge=1, le=100)
     enabled: bool = True
 
-    @field_validator("inbox", "outbox", "archive", "failed", "review")
+    @field_validator("inbox", "outbox", "archive", "failed", "review", "rejected")
     @classmethod
     def _safe_folder(cls, value: str | None) -> str | None:
         if value is not None and (not value.strip() or ".." in Path(value).parts):

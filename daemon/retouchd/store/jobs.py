@@ -120,6 +120,10 @@ class Store:
             job = self._owned(s, job_id, owner)
             transition(job, JobState.REVIEW if review else JobState.DONE)
             job.output_tmp = None
+            if review:
+                from retouchd.store.reviews import mark_pending  # the review loop's own module
+
+                mark_pending(s, job.id)
             return job
 
     def plan_archive(self, job_id: int, archive_path: str, sidecar_archive_path: str | None) -> None:

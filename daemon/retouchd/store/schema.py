@@ -144,6 +144,8 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    variant: Mapped[str | None] = mapped_column(String(64))
+    """The experiment variant whose steps ran (None: the rule's own steps)."""
 
 
 class Duplicate(Base):

@@ -1,0 +1,37 @@
+"""Tables of the review loop: a person's verdict on a result, and inboxes a person paused."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from retouchd.store.schema import Base, FsPath, UTCDateTime
+
+
+class Review(Base):
+    """One row per job a person has to look at (`pending`) or has looked at (`approved` / `rejected`)."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (Index("ix_reviews_verdict", "verdict"),)
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(16))
+    """pending | approved | rejected."""
+    reason: Mapped[str | None] = mapped_column(Text)
+    moved_from: Mapped[str | None] = mapped_column(FsPath)
+    moved_to: Mapped[str | None] = mapped_column(FsPath)
+    """Where the output goes: written before the move, so an interrupted move can be finished."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class InboxPause(Base):
+    """An inbox a person paused: its queued jobs wait until it is resumed."""
+
+    __tablename__ = "inbox_pauses"
+
+    rule: Mapped[str] = mapped_column(String(64), primary_key=True)
+    paused_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(Text)
