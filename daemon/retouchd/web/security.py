@@ -28,7 +28,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 COOKIE = "retouchd_session"
 MAX_BODY = 64 * 1024
 OPEN_PATHS = ("/login", "/static/")
-LOOPBACK_NAMES = ("localhost", "testserver")
+LOOPBACK_NAMES = ("localhost",)
 
 
 def is_loopback(address: str) -> bool:
