@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 
 from retouchd.store.reviews import Reviews
 from retouchd.web.app import create_app
+
 from tests_support.webjobs import Farm
 
 BASE = "http://127.0.0.1"

@@ -11,6 +11,7 @@ from retouchd.exceptions import ConfigError
 from retouchd.settings import load_settings
 from retouchd.web.app import create_app
 from retouchd.web.security import MAX_BODY, check_bind
+
 from tests_support.webjobs import Farm
 
 TOKEN = "s3cret-token-0123456789"

@@ -28,13 +28,11 @@ from retouchd.settings import Settings
 from retouchd.settle import IgnoreMatcher, SettleTracker
 from retouchd.steps import build_step
 from retouchd.store import JobState, Store, open_store, set_path_map, utcnow
-from retouchd.store.reviews import Reviews
 from retouchd.watcher import Watcher
 
 log = structlog.get_logger("retouchd.daemon")
 TICK = 0.1
 HOST_HEARTBEAT = 5.0
-PAUSE_REFRESH = 1.0
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -68,7 +66,7 @@ class Daemon:
         self.pool: Pool | None = None
         self.watcher: Watcher | None = None
         self.web: Any = None
-        self._last_status = self._last_watchdog = self._last_sweep = self._last_host = self._last_pauses = 0.0
+        self._last_status = self._last_watchdog = self._last_sweep = self._last_host = 0.0
         self._scanned_once = False
         self.monitor = Monitor(self)
 
@@ -221,9 +219,6 @@ class Daemon:
                 log.warning("recovery failed; will try again", job_id=job_id, error=str(exc))
         self.pool.wake.clear()
         now = time.monotonic()
-        if now - self._last_pauses > PAUSE_REFRESH:  # inboxes a person paused from the web interface
-            self._last_pauses = now
-            self.pool.paused = frozenset(Reviews(self.store).paused())
         if now - self._last_sweep > self.settings.workers.lease_seconds / 2:
             self._last_sweep = now
             self.recover(startup=False)

@@ -167,8 +167,6 @@ class Pool:
         self.settings, self.rules, self.store = settings, rules, store
         self.committer, self.identity = committer, identity
         self.stopping, self.force, self.wake = threading.Event(), threading.Event(), threading.Event()
-        self.paused: frozenset[str] = frozenset()
-        """Rules whose inbox a person paused (refreshed from the database by the daemon)."""
         cores = os.cpu_count() or 1
         cpu_slots = max(1, sum(1 for d in devices if d == "cpu"))
         self.cpu_threads = settings.workers.cpu_threads or max(1, cores // cpu_slots)
@@ -184,8 +182,12 @@ class Pool:
         return [rule.name for rule in self.rules.rules if rule.enabled]
 
     def claim_rules(self) -> list[str]:
-        """Rules whose queued jobs may start now: not those whose inbox a person paused."""
-        return [name for name in self.rule_names() if name not in self.paused]
+        """Rules whose queued jobs may start now: not those whose inbox a person paused (read at each claim,
+        so that a pause holds from the moment it is recorded)."""
+        from retouchd.store.reviews import Reviews
+
+        paused = Reviews(self.store).paused()
+        return [name for name in self.rule_names() if name not in paused]
 
     def start(self) -> None:
         for slot in self.slots:
