@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
+
+from conftest import photo
 
 from retouchd.archive import Committer
 from retouchd.daemon import rule_folders
@@ -16,7 +19,7 @@ from retouchd.intake import Intake, Outcome
 from retouchd.pipeline import TaskResult
 from retouchd.rules import load_rules
 from retouchd.settings import load_settings
-from retouchd.store import Job, open_store
+from retouchd.store import Job, JobState, open_store, transition, utcnow
 
 RULES = """
 [[rule]]
@@ -56,28 +59,24 @@ class Farm:
         self.seed += 1
         path = self.folders[rule].inbox / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        shade = (self.seed * 37 % 256, self.seed * 91 % 256, 120)
-        image = Image.new("RGB", size, shade)
-        image.putpixel((self.seed % size[0], 0), (255, 255, 255))
-        image.save(path)
+        Image.fromarray(photo(size[0], size[1], seed=self.seed)).save(path)
         return path
 
-    def queued(self, rule: str, name: str) -> Job:
-        path = self.drop(rule, name)
+    def queued(self, rule: str, name: str, *, size: tuple[int, int] = (48, 32)) -> Job:
+        path = self.drop(rule, name, size=size)
         assert self.intake.offer(rule, path) is Outcome.QUEUED
         job = self.store.find(rule, hashlib.sha256(path.read_bytes()).hexdigest())
         assert job is not None
         return job
 
     def finished(self, rule: str, name: str, *, review: bool = False, seconds: float = 1.0,
-                 variant: str | None = None) -> Job:
+                 variant: str | None = None, size: tuple[int, int] = (48, 32)) -> Job:
         """A job whose result went to the outbox (or review/) and whose original is archived."""
-        queued = self.queued(rule, name)
+        queued = self.queued(rule, name, size=size)
         if variant is not None:
             with self.store.session() as s:
                 s.get(Job, queued.id).variant = variant  # type: ignore[union-attr]
-        job = self.store.claim(OWNER, "testhost", "cpu", 60, [rule])
-        assert job is not None and job.id == queued.id
+        job = self._claim(queued.id)
         tmp = self.settings.work / f"testhost-{job.id}.tmp"
         shutil.copyfile(job.source_path, tmp)
         with Image.open(tmp) as im:
@@ -90,10 +89,18 @@ class Farm:
         assert final is not None
         return final
 
+    def _claim(self, job_id: int) -> Job:
+        """Claim this job (a slot would take the oldest queued one)."""
+        with self.store.session() as s:
+            job = s.get(Job, job_id)
+            assert job is not None
+            transition(job, JobState.RUNNING)
+            job.lease_owner, job.host, job.device = OWNER, "testhost", "cpu"
+            job.lease_expires = utcnow() + timedelta(seconds=60)
+            return job
+
     def failed(self, rule: str, name: str) -> Job:
-        self.queued(rule, name)
-        job = self.store.claim(OWNER, "testhost", "cpu", 60, [rule])
-        assert job is not None
+        job = self._claim(self.queued(rule, name).id)
         self.committer.failure(job, OWNER, TaskResult(ok=False, error="not an image (test)", error_step="decode",
                                                       permanent=True, steps=[{"op": "decode", "seconds": 0.5}]))
         final = self.store.get(job.id)

@@ -29,7 +29,7 @@
 
   async function act(button) {
     const id = button.dataset.job, action = button.dataset.action;
-    const scope = button.closest("[data-job]") || document;
+    const scope = button.parentElement.closest("[data-job]") || document;  // the item, not the button
     let body = null;
     if (action === "reject") {
       const input = $(".reason", scope);
@@ -159,12 +159,14 @@
       ["last hour", t.last_hour], ["failed last hour", t.failed_last_hour],
       ["to review", (s.stats.rules || []).reduce((n, r) => n + r.pending_review, 0)],
     ].map(([k, v]) => `<div class="card"><b>${esc(v)}</b><span>${esc(k)}</span></div>`).join("");
+    const pending = {};
+    (s.stats.rules || []).forEach((r) => { pending[r.rule] = r.pending_review; });
     rows("#inboxes", (s.inboxes || []).map((i) => {
       const c = q[i.rule] || {};
       const op = i.paused ? "resume" : "pause";
       return `<tr data-rule="${esc(i.rule)}"><td>${esc(i.rule)}</td><td class="num">${c.queued || 0}</td>
-        <td class="num">${c.running || 0}</td><td class="num">${(c.done || 0) + (c.archived || 0)}</td>
-        <td class="num">${c.review || 0}</td><td class="num">${c.failed || 0}</td>
+        <td class="num">${c.running || 0}</td><td class="num">${(c.done || 0) + (c.review || 0) + (c.archived || 0)}</td>
+        <td class="num">${pending[i.rule] || 0}</td><td class="num">${c.failed || 0}</td>
         <td class="inbox-state">${i.paused ? "paused" : "active"}</td>
         <td><button data-inbox="${esc(i.rule)}" data-op="${op}">${op === "pause" ? "Pause" : "Resume"}</button></td></tr>`;
     }).join(""));
