@@ -12,6 +12,7 @@ import pytest
 
 from retouchd.store.reviews import Reviews
 from retouchd.web.server import WebThread
+
 from tests_support.webjobs import Farm
 
 sync_api = pytest.importorskip("playwright.sync_api")

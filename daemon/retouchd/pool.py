@@ -104,7 +104,7 @@ class Slot(threading.Thread):
         rule = self.pool.rules.by_name(job.rule)
         return Task(
             rule=job.rule, source=job.source_path, job_id=job.id, sha256=job.sha256, sidecar=job.sidecar_path,
-            steps=[options.model_dump() for options in rule.steps], output=rule.output.model_dump(),
+            steps=[options.model_dump() for options in rule.steps_for(job.variant)], output=rule.output.model_dump(),
             work_dir=str(settings.work), device=self.device, allow_cpu_fallback=rule.cpu_fallback,
             cpu_threads=self.pool.cpu_threads, max_input_pixels=settings.limits.max_input_pixels,
             max_dimension=settings.limits.max_dimension, max_file_bytes=settings.limits.max_file_bytes,

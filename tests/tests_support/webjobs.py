@@ -10,8 +10,6 @@ from typing import Any
 
 from PIL import Image
 
-from conftest import photo
-
 from retouchd.archive import Committer
 from retouchd.daemon import rule_folders
 from retouchd.fsops import ensure_dir
@@ -20,6 +18,8 @@ from retouchd.pipeline import TaskResult
 from retouchd.rules import load_rules
 from retouchd.settings import load_settings
 from retouchd.store import Job, JobState, open_store, transition, utcnow
+
+from conftest import photo
 
 RULES = """
 [[rule]]
