@@ -66,6 +66,7 @@ class Daemon:
         self.pool: Pool | None = None
         self.watcher: Watcher | None = None
         self.web: Any = None
+        self.alerts: Any = None
         self._last_status = self._last_watchdog = self._last_sweep = self._last_host = 0.0
         self._scanned_once = False
         self.monitor = Monitor(self)
@@ -152,6 +153,8 @@ class Daemon:
         devices = slot_devices(settings)
         self.pool = Pool(settings, self.rules, self.store, self.committer, self.identity, devices)
         self.pool.on_result = self.monitor.on_result
+        if settings.notify:
+            self._start_alerts()
         self.store.register_host(self.identity.key, self.identity.host, self.identity.pid, __version__, devices)
         self.pool.start()
         self.monitor.start()
@@ -160,6 +163,24 @@ class Daemon:
         log.info("retouchd started", root=str(settings.root.absolute()), rules=[r.name for r in self.rules.rules],
                  slots=devices, database=self.store.engine.url.render_as_string(hide_password=True))
         self.notifier.send(ready=1, status=f"watching {len(self.folders)} inbox(es) with {len(devices)} slot(s)")
+
+    def _start_alerts(self) -> None:
+        """Apprise notifications: failures and new review items as they happen, a summary once a day."""
+        from retouchd.alerts import Alerts, summary_text
+        from retouchd.store.stats import review_stats
+
+        assert self.store is not None and self.pool is not None
+        store = self.store
+        self.alerts = Alerts(self.settings.notify,
+                             lambda: summary_text(review_stats(store.engine, since=utcnow() - timedelta(days=1))))
+        monitor_hook, alerts_hook = self.pool.on_result, self.alerts.on_result
+
+        def both(job: Any, result: Any, outcome: str) -> None:
+            monitor_hook(job, result, outcome)
+            alerts_hook(job, result, outcome)
+
+        self.pool.on_result = both
+        self.alerts.start()
 
     def recover(self, *, startup: bool) -> None:
         """Requeue or finish jobs whose owner died; finish commits that were cut short."""
@@ -313,5 +334,7 @@ class Daemon:
         self.monitor.stop()
         if self.web is not None:
             self.web.stop()
+        if self.alerts is not None:
+            self.alerts.stop()
         log.info("retouchd stopped")
 
