@@ -17,7 +17,7 @@ from retouchd.exceptions import RuleError
 from retouchd.images import OutputSpec
 from retouchd.steps.base import StepOptions
 
-DEFAULT_MATCH = ["*.jpg", "*.jpeg", "*.png", "*.webp", "*.tif", "*.tiff"]
+DEFAULT_MATCH = ["*.jpg", "*.jpeg", "*.png", "*.webp", "*.tif", "*.tiff", "*.heic", "*.heif", "*.avif"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
