@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, event
 from sqlalchemy.orm import Mapped, mapped_column
 
-from retouchd.store.schema import Base, FsPath, UTCDateTime
+from retouchd.store.schema import Base, FsPath, Job, UTCDateTime
+
+# Cost per rule and variant is an index-only scan at 100 000 jobs.
+Index("ix_jobs_rule_variant_state", Job.rule, Job.variant, Job.state, Job.device_seconds)
+
+
+def step_seconds(steps: Any) -> float | None:
+    if not steps:
+        return None
+    return float(sum(float(r.get("seconds") or 0) for r in steps if isinstance(r, dict)))
+
+
+@event.listens_for(Job.steps, "set")
+def _keep_device_seconds(job: Job, value: Any, _old: Any, _initiator: Any) -> None:
+    """Wherever the store records a job's steps, their total time is recorded beside them."""
+    job.device_seconds = step_seconds(value)
 
 
 class Review(Base):

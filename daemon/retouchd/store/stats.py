@@ -13,44 +13,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from retouchd.store.review_schema import Review
-from retouchd.store.schema import Job, UTCDateTime
+from retouchd.store.schema import Job
 from retouchd.store.states import JobState
 
 COMPLETED = (JobState.DONE, JobState.REVIEW, JobState.ARCHIVED)
 Key = tuple[str, str | None]
-
-_SECONDS_SQL = {
-    "sqlite": "SELECT jobs.rule, jobs.variant, SUM(CAST(json_extract(e.value, '$.seconds') AS REAL)) "
-              "FROM jobs, json_each(jobs.steps) AS e WHERE jobs.steps IS NOT NULL {since} "
-              "GROUP BY jobs.rule, jobs.variant",
-    "postgresql": "SELECT jobs.rule, jobs.variant, SUM(CAST(e ->> 'seconds' AS DOUBLE PRECISION)) "
-                  "FROM jobs, json_array_elements(jobs.steps) AS e WHERE jobs.steps IS NOT NULL {since} "
-                  "GROUP BY jobs.rule, jobs.variant",
-}
-
-
-def _device_seconds(s: Session, engine: Engine, since: datetime | None) -> dict[Key, float]:
-    sql = _SECONDS_SQL.get(engine.dialect.name)
-    if sql is not None:
-        where = "AND jobs.updated_at >= :since" if since is not None else ""
-        statement = text(sql.format(since=where))
-        if since is not None:
-            statement = statement.bindparams(bindparam("since", since, type_=UTCDateTime()))
-        rows = s.execute(statement).all()
-        return {(rule, variant): float(total or 0.0) for rule, variant, total in rows}
-    totals: dict[Key, float] = {}  # any other database: add up in Python
-    query = select(Job.rule, Job.variant, Job.steps).where(Job.steps.is_not(None))
-    if since is not None:
-        query = query.where(Job.updated_at >= since)
-    for rule, variant, steps in s.execute(query):
-        totals[(rule, variant)] = totals.get((rule, variant), 0.0) + sum(float(r.get("seconds") or 0) for r in steps)
-    return totals
-
 
 def _row(rule: str, variant: str | None, c: dict[str, float]) -> dict[str, Any]:
     done, rejected, pending = int(c.get("done", 0)), int(c.get("rejected", 0)), int(c.get("pending", 0))
@@ -75,10 +47,12 @@ def review_stats(engine: Engine, *, since: datetime | None = None) -> dict[str, 
         counts.setdefault(key, {})[name] = counts.get(key, {}).get(name, 0) + n
 
     with Session(engine) as s:
-        query = select(Job.rule, Job.variant, Job.state, func.count()).group_by(Job.rule, Job.variant, Job.state)
+        query = (select(Job.rule, Job.variant, Job.state, func.count(), func.sum(Job.device_seconds))
+                 .group_by(Job.rule, Job.variant, Job.state))
         if since is not None:
             query = query.where(Job.updated_at >= since)
-        for rule, variant, state, n in s.execute(query):
+        for rule, variant, state, n, seconds in s.execute(query):
+            add((rule, variant), "seconds", float(seconds or 0.0))
             if state in COMPLETED:
                 add((rule, variant), "done", n)
             elif state == JobState.FAILED:
@@ -90,8 +64,6 @@ def review_stats(engine: Engine, *, since: datetime | None = None) -> dict[str, 
         for rule, variant, verdict, n in s.execute(query):
             name = {"approved": "approved_in_review", "rejected": "rejected", "pending": "pending"}[verdict]
             add((rule, variant), name, n)
-        for key, seconds in _device_seconds(s, engine, since).items():
-            add(key, "seconds", seconds)
     per_rule: dict[str, dict[str, float]] = {}
     for (rule, _variant), c in counts.items():
         for name, value in c.items():

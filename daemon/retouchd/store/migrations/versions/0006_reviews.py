@@ -41,6 +41,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("variant", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("device_seconds", sa.Float(), nullable=True))
+    _backfill_device_seconds()
+    op.create_index("ix_jobs_rule_variant_state", "jobs", ["rule", "variant", "state", "device_seconds"])
     # Results routed to review/ before this revision wait for a verdict like new ones.
     op.execute(
         "INSERT INTO reviews (job_id, verdict, created_at) "
@@ -48,8 +51,24 @@ def upgrade() -> None:
     )
 
 
+def _backfill_device_seconds() -> None:
+    from retouchd.store.review_schema import step_seconds
+
+    jobs = sa.table("jobs", sa.column("id", sa.Integer()), sa.column("steps", sa.JSON()),
+                    sa.column("device_seconds", sa.Float()))
+    conn = op.get_bind()
+    rows = conn.execute(sa.select(jobs.c.id, jobs.c.steps).where(jobs.c.steps.is_not(None))).all()
+    update = jobs.update().where(jobs.c.id == sa.bindparam("job_id")).values(device_seconds=sa.bindparam("seconds"))
+    for start in range(0, len(rows), 5000):
+        chunk = [{"job_id": i, "seconds": step_seconds(steps)} for i, steps in rows[start:start + 5000]]
+        if chunk:
+            conn.execute(update, chunk)
+
+
 def downgrade() -> None:
+    op.drop_index("ix_jobs_rule_variant_state", table_name="jobs")
     with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("device_seconds")
         batch.drop_column("variant")
     op.drop_table("inbox_pauses")
     op.drop_index("ix_reviews_verdict", table_name="reviews")
