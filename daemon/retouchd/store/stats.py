@@ -57,11 +57,11 @@ def review_stats(engine: Engine, *, since: datetime | None = None) -> dict[str, 
                 add((rule, variant), "done", n)
             elif state == JobState.FAILED:
                 add((rule, variant), "failed", n)
-        query = (select(Job.rule, Job.variant, Review.verdict, func.count()).join(Review, Review.job_id == Job.id)
-                 .group_by(Job.rule, Job.variant, Review.verdict))
+        verdicts = (select(Job.rule, Job.variant, Review.verdict, func.count()).join(Review, Review.job_id == Job.id)
+                    .group_by(Job.rule, Job.variant, Review.verdict))
         if since is not None:
-            query = query.where(Job.updated_at >= since)
-        for rule, variant, verdict, n in s.execute(query):
+            verdicts = verdicts.where(Job.updated_at >= since)
+        for rule, variant, verdict, n in s.execute(verdicts):
             name = {"approved": "approved_in_review", "rejected": "rejected", "pending": "pending"}[verdict]
             add((rule, variant), name, n)
     per_rule: dict[str, dict[str, float]] = {}
