@@ -12,6 +12,9 @@ from retouchd.store.schema import Base, FsPath, Job, UTCDateTime
 
 # Cost per rule and variant is an index-only scan at 100 000 jobs.
 Index("ix_jobs_rule_variant_state", Job.rule, Job.variant, Job.state, Job.device_seconds)
+# The history (newest first) filtered by rule or state walks these instead of sorting every match.
+Index("ix_jobs_rule_id", Job.rule, Job.id)
+Index("ix_jobs_state_id", Job.state, Job.id)
 
 
 def step_seconds(steps: Any) -> float | None:

@@ -11,6 +11,8 @@ import json
 import mimetypes
 import os
 import stat
+import threading
+import time
 from collections.abc import AsyncIterator
 from datetime import date, datetime
 from pathlib import Path
@@ -36,6 +38,7 @@ from retouchd.web.security import COOKIE, MAX_BODY, BodyTooLarge, Guard, Securit
 
 HERE = Path(__file__).parent
 EVENT_INTERVAL = 2.0
+STATUS_TTL = 1.0
 SESSION_SECONDS = 30 * 86400
 
 
@@ -69,6 +72,8 @@ class Web:
         self.steering = Steering(settings, rules, store, folders)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.guard = Guard(settings.web_token)
+        self._status_lock = threading.Lock()
+        self._status_cache: tuple[float, dict[str, Any] | None] = (0.0, None)
 
     def rule_names(self) -> list[str]:
         return [r.name for r in self.rules.rules]
@@ -110,6 +115,7 @@ class Web:
             return JSON({"error": str(exc)}, status_code=exc.status)
         except OSError as exc:
             return JSON({"error": f"file operation failed: {exc.strerror or exc}; try again"}, status_code=503)
+        self._status_cache = (0.0, None)  # the next dashboard refresh shows the change
         data = await run_in_threadpool(queries.job_detail, self.engine, job_id)
         return JSON(data)
 
@@ -124,6 +130,7 @@ class Web:
                 return JSON({"error": f"unknown action {action!r}"}, status_code=404)
         except ActionError as exc:
             return JSON({"error": str(exc)}, status_code=exc.status)
+        self._status_cache = (0.0, None)
         return JSON(next(i for i in queries.inboxes(self.engine, [rule])))
 
     def api_inboxes(self, request: Request) -> Response:
@@ -133,10 +140,15 @@ class Web:
         return JSON(review_stats(self.engine))
 
     def status(self) -> dict[str, Any]:
-        data = status_data(self.engine, self.settings.state)
-        data["inboxes"] = queries.inboxes(self.engine, self.rule_names())
-        data["stats"] = review_stats(self.engine)
-        return data
+        """The dashboard's data; every open dashboard shares one computation per STATUS_TTL."""
+        with self._status_lock:
+            at, data = self._status_cache
+            if data is None or time.monotonic() - at > STATUS_TTL:
+                data = status_data(self.engine, self.settings.state)
+                data["inboxes"] = queries.inboxes(self.engine, self.rule_names())
+                data["stats"] = review_stats(self.engine)
+                self._status_cache = (time.monotonic(), data)
+            return data
 
     def api_status(self, request: Request) -> Response:
         return JSON(self.status())

@@ -44,6 +44,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("device_seconds", sa.Float(), nullable=True))
     _backfill_device_seconds()
     op.create_index("ix_jobs_rule_variant_state", "jobs", ["rule", "variant", "state", "device_seconds"])
+    op.create_index("ix_jobs_rule_id", "jobs", ["rule", "id"])
+    op.create_index("ix_jobs_state_id", "jobs", ["state", "id"])
     # Results routed to review/ before this revision wait for a verdict like new ones.
     op.execute(
         "INSERT INTO reviews (job_id, verdict, created_at) "
@@ -66,6 +68,8 @@ def _backfill_device_seconds() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_jobs_state_id", table_name="jobs")
+    op.drop_index("ix_jobs_rule_id", table_name="jobs")
     op.drop_index("ix_jobs_rule_variant_state", table_name="jobs")
     with op.batch_alter_table("jobs") as batch:
         batch.drop_column("device_seconds")
