@@ -120,3 +120,13 @@ def test_exposed_address_needs_a_token(tmp_path: Path) -> None:
         WebThread(farm.settings, farm.rules, farm.store, farm.folders)
     with pytest.raises(ConfigError, match="web_token"):
         load_settings(env=False, web_token="short")
+
+
+def test_retouchd_web_refuses_an_exposed_address_without_a_token(tmp_path: Path) -> None:
+    """`retouchd web` on 0.0.0.0 without web_token exits 2 with one line that names the fix."""
+    from conftest import cli
+
+    result = cli("web", "--root", str(tmp_path / "root"), env={"RETOUCHD_WEB_ADDRESS": "0.0.0.0"}, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "without web_token" in lines[0] and lines[0].startswith("retouchd: ")
