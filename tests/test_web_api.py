@@ -210,3 +210,27 @@ def test_pages_render(farm: Farm, client: TestClient) -> None:
     assert f"/jobs/{job.id}/after" in page and "upscale" in page
     assert "<b>x</b>" not in client.get("/").text
     assert "Not found" in client.get("/jobs/4242").text
+
+
+def test_formats_a_browser_cannot_show_are_served_as_jpeg(farm: Farm, client: TestClient) -> None:
+    """A TIFF result (or a HEIC original) comes out as a full-resolution JPEG of the same picture."""
+    from PIL import Image
+
+    job = farm.finished("shop", "a.png")
+    tiff = Path(job.output_path or "").with_suffix(".tif")
+    with Image.open(job.output_path or "") as im:
+        im.save(tiff, format="TIFF")
+        size = im.size
+    with farm.store.session() as s:
+        from retouchd.store import Job
+
+        s.get(Job, job.id).output_path = str(tiff)  # type: ignore[union-attr]
+    r = client.get(f"/jobs/{job.id}/after")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    import io
+
+    with Image.open(io.BytesIO(r.content)) as shown, Image.open(tiff) as original:
+        assert shown.size == size
+        diff = [abs(a - b) for a, b in zip(shown.convert("RGB").tobytes(), original.convert("RGB").tobytes(),
+                                           strict=True)]
+        assert sum(diff) / len(diff) < 8

@@ -7,6 +7,7 @@ are served only by job id: the file is the one the database names, never a path 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import mimetypes
 import os
@@ -39,6 +40,7 @@ from retouchd.web.security import COOKIE, MAX_BODY, BodyTooLarge, Guard, Securit
 HERE = Path(__file__).parent
 EVENT_INTERVAL = 2.0
 STATUS_TTL = 1.0
+BROWSER_IMAGES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif", "image/avif", "image/bmp"})
 SESSION_SECONDS = 30 * 86400
 
 
@@ -182,8 +184,30 @@ class Web:
         if path is None or st is None or not stat.S_ISREG(st.st_mode):  # never a symlink, FIFO or folder
             return JSON({"error": f"the {which} image of this job is not available"}, status_code=404)
         media = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=60",
-                                                             "Content-Disposition": "inline"})
+        headers = {"Cache-Control": "private, max-age=60", "Content-Disposition": "inline"}
+        if media not in BROWSER_IMAGES:  # TIFF, HEIC, …: a full-resolution JPEG the browser can show
+            preview = self._as_jpeg(path)
+            if preview is None:
+                return JSON({"error": f"the {which} image cannot be shown in a browser"}, status_code=415)
+            return Response(preview, media_type="image/jpeg", headers=headers)
+        return FileResponse(path, media_type=media, headers=headers)
+
+    def _as_jpeg(self, path: str) -> bytes | None:
+        from PIL import Image, ImageOps
+
+        from retouchd.images import _input_formats
+
+        limit = self.settings.limits.max_input_pixels
+        try:
+            with Image.open(path, formats=_input_formats()) as im:
+                if im.width * im.height > limit:
+                    return None
+                rgb = ImageOps.exif_transpose(im).convert("RGB")
+                buffer = io.BytesIO()
+                rgb.save(buffer, format="JPEG", quality=92)
+                return buffer.getvalue()
+        except (OSError, ValueError, Image.DecompressionBombError):
+            return None
 
     # -- pages ---------------------------------------------------------------------------------------------
     def page(self, request: Request, name: str, **context: Any) -> Response:
