@@ -207,7 +207,7 @@ def test_pages_render(farm: Farm, client: TestClient) -> None:
     assert f'data-job="{failed.id}"' in client.get("/failures").text
     assert "&lt;b&gt;x" in client.get("/history", params={"rule": "shop"}).text
     page = client.get(f"/jobs/{job.id}").text
-    assert f"/jobs/{job.id}/after" in page and "upscale" in page
+    assert f"/jobs/{job.id}/after" in page and "upscale" in page and "tiles=4 model=lanczos" in page
     assert "<b>x</b>" not in client.get("/").text
     assert "Not found" in client.get("/jobs/4242").text
 
