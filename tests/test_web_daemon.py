@@ -27,7 +27,7 @@ def test_daemon_serves_the_interface_and_honours_a_pause(root: Path, tmp_path: P
     assert call(url + "api/inboxes/upscale/pause", "POST")["paused"] is True
     save_image(root / "inbox" / "upscale" / "a.png", 40, 30)
     wait_for(lambda: [r for r in db_rows(root) if r["state"] == "queued"], timeout=60)
-    wait_for(lambda: "paused" in cli("status", "--once", "--root", str(root)).stdout, timeout=10)
+    wait_for(lambda: "paused by a person" in cli("status", "--once", "--root", str(root)).stdout, timeout=30)
     status = json.loads(cli("status", "--json", "--root", str(root)).stdout)
     assert set(status["paused_inboxes"]) == {"upscale"}
     assert [r["state"] for r in db_rows(root)] == ["queued"]  # ≥ several claim rounds later, still queued
