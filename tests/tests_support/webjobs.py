@@ -83,7 +83,8 @@ class Farm:
             im.resize((im.width * 2, im.height * 2)).save(tmp, format="PNG")
         digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
         result = TaskResult(ok=True, tmp_path=str(tmp), output_name=Path(name).name, output_sha256=digest,
-                            review=review, steps=[{"op": "upscale", "seconds": seconds, "metrics": {"tiles": 4, "model": "lanczos"}}])
+                            review=review,
+                            steps=[{"op": "upscale", "seconds": seconds, "metrics": {"tiles": 4, "model": "lanczos"}}])
         self.committer.success(job, OWNER, result)
         final = self.store.get(job.id)
         assert final is not None
