@@ -1,5 +1,6 @@
 """What seeing the work costs: one `status` refresh against a large history, one monitor round of the daemon
-(snapshot + status file + gauges), and `report` over finished jobs with real-sized photos.
+(snapshot + status file + gauges), `report` over finished jobs with real-sized photos, and the web
+interface's API calls and pages against the same history (target: under 200 ms each at 100 000 jobs).
 
     python bench/observability.py [--history 100000] [--report-jobs 100]
 
@@ -43,7 +44,8 @@ def fill_history(store, n: int, rules: int = 4) -> None:  # type: ignore[no-unty
                      "source_path": f"/in/{i}.jpg", "rel_path": f"{i}.jpg", "size": 1, "mtime": 0.0,
                      "state": str(states[i]), "attempts": 1, "created_at": at, "updated_at": at,
                      "started_at": at, "finished_at": at if states[i] in (JobState.ARCHIVED, JobState.FAILED) else None,
-                     "steps": STEPS, "error": "not an image" if states[i] == JobState.FAILED else None})
+                     "steps": STEPS, "device_seconds": 0.8,
+                     "error": "not an image" if states[i] == JobState.FAILED else None})
     with store.session() as s:
         for start in range(0, n, 5000):
             s.execute(insert(Job), rows[start:start + 5000])
@@ -57,6 +59,55 @@ def timed(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
         fn()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+WEB_CALLS = {
+    "api_jobs": "/api/jobs",
+    "api_jobs_failed_rule": "/api/jobs?state=failed&rule=rule1",
+    "api_jobs_search": "/api/jobs?q=4242",
+    "api_job": "/api/jobs/{id}",
+    "api_stats": "/api/stats",
+    "api_status": "/api/status",
+    "page_dashboard": "/",
+    "page_history": "/history?rule=rule2",
+    "page_review": "/review",
+    "page_failures": "/failures",
+    "page_job": "/jobs/{id}",
+}
+
+
+def uncached(client, url: str) -> None:  # type: ignore[no-untyped-def]
+    """One request, without the dashboard data that open pages share for a second."""
+    client.app.state.web._status_cache = (0.0, None)
+    client.get(url)
+
+
+def web_latency(settings, store, n: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Median time of each API call and page, in-process (no network), with 2 % of results reviewed."""
+    from sqlalchemy import insert as sql_insert
+    from starlette.testclient import TestClient
+
+    from retouchd.daemon import rule_folders
+    from retouchd.rules import load_rules
+    from retouchd.store import Review
+    from retouchd.web.app import create_app
+
+    rules_file = settings.root / "rules.toml"
+    rules_file.write_text("".join(f'[[rule]]\nname = "rule{i}"\ninbox = "rule{i}"\n'
+                                  'steps = [{ op = "upscale", scale = 2, model = "lanczos" }]\n' for i in range(4)))
+    rules = load_rules([rules_file])
+    verdicts = ["pending", "approved", "rejected"]
+    with store.session() as s:
+        s.execute(sql_insert(Review), [{"job_id": i, "verdict": verdicts[i % 3], "created_at": utcnow()}
+                                       for i in range(1, n + 1, 50)])
+    app = create_app(settings, rules, store, rule_folders(settings, rules))
+    client = TestClient(app, base_url="http://127.0.0.1")
+    out = {}
+    for name, path in WEB_CALLS.items():
+        url = path.format(id=n // 2)
+        assert client.get(url).status_code == 200, url
+        out[f"web_{name}_{n}_jobs_s"] = timed(lambda u=url: uncached(client, u), 5)
+    return out
 
 
 def report_jobs(store, root: Path, n: int) -> None:  # type: ignore[no-untyped-def]
@@ -90,6 +141,7 @@ def main() -> None:
             fill_history(store, n)
             engine = reader(settings.db_url)
             results[f"status_refresh_{n}_jobs_s"] = timed(lambda e=engine, st=settings: status_data(e, st.state), 5)
+            results.update(web_latency(settings, store, n))
 
         snapshot = {"schema": 1, "settling": 2, "paused": {}, "updated_at": time.time(), "interval": 2.0,
                     "slots": [{"index": i, "device": "cpu", "job_id": None, "restarts": 0} for i in range(4)],
@@ -120,6 +172,9 @@ def main() -> None:
     print(f"{'status refresh, 1 000 jobs in the DB':<44}{ns.status_refresh_1000_jobs_s * 1000:>9.1f} ms")
     print(f"{f'status refresh, {args.history:,} jobs in the DB':<44}"
           f"{results[f'status_refresh_{args.history}_jobs_s'] * 1000:>9.1f} ms")
+    for name, path in WEB_CALLS.items():
+        value = results[f"web_{name}_{args.history}_jobs_s"] * 1000
+        print(f"{f'web {path}, {args.history:,} jobs':<44}{value:>9.1f} ms{'' if value < 200 else '  (over 200 ms)'}")
     print(f"{'monitor round (status file + gauges)':<44}{ns.monitor_round_s * 1000:>9.2f} ms")
     print(f"{f'report, {args.report_jobs} jobs (1600×1200 → 3200×2400 JPEG)':<44}{ns.report_seconds:>10.1f} s")
     print(f"{'  per job (two previews)':<44}{ns.report_per_job_s * 1000:>9.0f} ms")

@@ -302,7 +302,7 @@ def truncated(fmt: str) -> bytes:
         (b"PK\x03\x04\x14\x00\x00\x00" + bytes(64), "looks like a ZIP"),
         (b"<!DOCTYPE html><html><body>Not found</body></html>", "looks like an HTML page"),
         (b"hello, this is a note\n", "looks like a text file"),
-        (b"\x00\x00\x00\x18ftypheic" + bytes(64), "HEIC"),
+        (b"\x00\x00\x00\x18ftypheic" + bytes(64), "corrupt HEIF"),
     ],
     ids=["empty", "jpeg-half", "png-half", "webp-half", "png-signature", "garbage", "pdf", "zip", "html",
          "text", "heic"],

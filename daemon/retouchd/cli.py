@@ -103,6 +103,21 @@ def run(settings: Any, once: bool) -> None:
 
 
 @main.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Port to listen on [web_port, else 8750]; the address is web_address [127.0.0.1].")
+@common_options
+def web(settings: Any, port: int | None) -> None:
+    """The web interface on its own: dashboard, history, review queue, retry, pause/resume (Ctrl-C stops)."""
+    from retouchd.commands.web import run_web
+
+    rules = _rules(settings)
+    try:
+        run_web(settings, rules, port)
+    except RetouchdError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+
+
+@main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--rule", "rule_name", required=True, help="Name of the rule whose steps to run.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")

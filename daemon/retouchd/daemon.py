@@ -9,8 +9,10 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import structlog
 from sqlalchemy.exc import DBAPIError
@@ -30,7 +32,7 @@ from retouchd.settings import Settings
 from retouchd.settle import IgnoreMatcher, SettleTracker
 from retouchd.sidecarwait import SidecarWaits
 from retouchd.steps import build_step
-from retouchd.store import Store, open_store, set_path_map
+from retouchd.store import Store, open_store, set_path_map, utcnow
 from retouchd.watcher import Watcher
 
 log = structlog.get_logger("retouchd.daemon")
@@ -72,6 +74,8 @@ class Daemon:
         self.store: Store | None = None
         self.pool: Pool | None = None
         self.watcher: Watcher | None = None
+        self.web: Any = None
+        self.alerts: Any = None
         self._last_status = self._last_watchdog = self._last_sweep = self._last_host = 0.0
         self._scanned_once = False
         self._last_db_warning = -DB_WARNING_EVERY
@@ -186,9 +190,16 @@ class Daemon:
         self.recover(startup=True)
         self._clean_work()
         self.monitor.serve_metrics()
+        if settings.web_port is not None:
+            from retouchd.web.server import WebThread
+
+            self.web = WebThread(settings, self.rules, self.store, self.folders)
+            self.web.start()
         devices = slot_devices(settings)
         self.pool = Pool(settings, self.rules, self.store, self.committer, self.identity, devices)
         self.pool.on_result = self.monitor.on_result
+        if settings.notify:
+            self._start_alerts()
         self.store.register_host(self.identity.key, self.identity.host, self.identity.pid, __version__, devices)
         self._registered = True
         self.pool.start()
@@ -199,6 +210,24 @@ class Daemon:
         log.info("retouchd started", root=str(settings.root.absolute()), rules=[r.name for r in self.rules.rules],
                  slots=devices, database=self.store.engine.url.render_as_string(hide_password=True))
         self.notifier.send(ready=1, status=f"watching {len(self.folders)} inbox(es) with {len(devices)} slot(s)")
+
+    def _start_alerts(self) -> None:
+        """Apprise notifications: failures and new review items as they happen, a summary once a day."""
+        from retouchd.alerts import Alerts, summary_text
+        from retouchd.store.stats import review_stats
+
+        assert self.store is not None and self.pool is not None
+        store = self.store
+        self.alerts = Alerts(self.settings.notify,
+                             lambda: summary_text(review_stats(store.engine, since=utcnow() - timedelta(days=1))))
+        monitor_hook, alerts_hook = self.pool.on_result, self.alerts.on_result
+
+        def both(job: Any, result: Any, outcome: str) -> None:
+            monitor_hook(job, result, outcome)
+            alerts_hook(job, result, outcome)
+
+        self.pool.on_result = both
+        self.alerts.start()
 
     def recover(self, *, startup: bool) -> None:
         """Take over and finish (or requeue) jobs whose lease holder is gone; never a lease this process
@@ -325,7 +354,7 @@ class Daemon:
     def idle(self) -> bool:
         assert self.store is not None and self.pool is not None
         return (self._scanned_once and len(self.tracker) == 0 and self.pool.busy() == 0
-                and self.store.count_claimable(self.pool.rule_names()) == 0)
+                and self.store.count_claimable(self.pool.claim_rules()) == 0)
 
     def reload(self) -> None:
         """SIGHUP: re-read the settings file's `rule_files` (other settings need a restart) and the rules;
@@ -374,6 +403,10 @@ class Daemon:
             except Exception as exc:  # the database is gone: the next start-up recovers
                 log.warning("could not record the stop in the database", error=str(exc).splitlines()[0])
         self.monitor.stop()
+        if self.web is not None:
+            self.web.stop()
+        if self.alerts is not None:
+            self.alerts.stop()
         instancelock.release(self._lock_fd)
         self._lock_fd = None
         log.info("retouchd stopped")

@@ -13,7 +13,7 @@ What survives a round trip:
 - animated images (GIF, APNG, WebP, MPO, multi-page TIFF): only the first frame is decoded and written;
   `ImageInfo.frames` records how many there were.
 - EXIF thumbnails and XMP are dropped: a thumbnail would still show the untouched image.
-- `format = "same"` keeps JPEG, PNG, WebP and TIFF; GIF, BMP, PPM and AVIF sources are written as PNG.
+- `format = "same"` keeps JPEG, PNG, WebP and TIFF; HEIC/HEIF becomes JPEG; GIF, BMP, PPM and AVIF become PNG.
   TIFF is written uncompressed (Pillow's LZW/deflate writers cannot carry EXIF sub-IFDs); WebP at quality
   100 is written lossless.
 
@@ -47,9 +47,10 @@ log = structlog.get_logger(__name__)
 Array: TypeAlias = np.ndarray[Any, Any]
 
 # Formats with a known, bounded decoder; EPS (runs Ghostscript), PSD, JPEG 2000 and the rest are refused.
-INPUT_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "TIFF", "GIF", "BMP", "PPM", "AVIF")
+INPUT_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "TIFF", "GIF", "BMP", "PPM", "AVIF", "HEIF")
 # `format = "same"` writes these as themselves; any other source format is written as lossless PNG.
-_SAME = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WEBP", "TIFF": "TIFF"}
+_SAME = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WEBP", "TIFF": "TIFF", "HEIF": "JPEG"}
+# (HEIC/HEIF photos from phones become JPEG: what every viewer and shop system reads.)
 _CHOSEN = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF"}
 EXTENSIONS = {"JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"), "PNG": (".png",), "WEBP": (".webp",),
               "TIFF": (".tif", ".tiff")}
@@ -233,6 +234,9 @@ def encode(frame: Frame, info: ImageInfo, spec: OutputSpec, fp: WritableFile) ->
 
 @functools.cache
 def _input_formats() -> tuple[str, ...]:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()  # HEIC/HEIF, as Pillow's "HEIF" format
     Image.init()
     return tuple(f for f in INPUT_FORMATS if f in Image.OPEN)
 

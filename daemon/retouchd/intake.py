@@ -66,7 +66,7 @@ class Intake:
         job, created = self.store.enqueue(
             rule=rule.name, content_key=key, sha256=digest, source_path=str(path), rel_path=str(rel),
             sidecar_path=str(sidecar) if sidecar else None, size=st.st_size, mtime=st.st_mtime,
-            max_attempts=rule.max_attempts or self.max_attempts,
+            max_attempts=rule.max_attempts or self.max_attempts, variant=rule.variant_for(digest),
         )
         if created:
             log.info("queued", job_id=job.id, rule=rule.name, path=str(path), size=st.st_size)

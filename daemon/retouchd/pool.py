@@ -86,7 +86,7 @@ class Slot(threading.Thread):
             lease = f"{self.owner}:{uuid.uuid4().hex[:8]}"  # one lease per claim: it fences this attempt
             try:
                 job = self.pool.store.claim(lease, self.pool.identity.host, self.device,
-                                            self.pool.settings.workers.lease_seconds, self.pool.rule_names())
+                                            self.pool.settings.workers.lease_seconds, self.pool.claim_rules())
             except Exception as exc:  # the database is busy or gone: wait and try again (said once a minute)
                 if time.monotonic() - self._claim_warned >= 60.0:
                     self._claim_warned = time.monotonic()
@@ -133,7 +133,7 @@ class Slot(threading.Thread):
         rule = self.pool.rules.by_name(job.rule)
         return Task(
             rule=job.rule, source=job.source_path, job_id=job.id, sha256=job.sha256, sidecar=job.sidecar_path,
-            steps=[options.model_dump() for options in rule.steps], output=rule.output.model_dump(),
+            steps=[options.model_dump() for options in rule.steps_for(job.variant)], output=rule.output.model_dump(),
             work_dir=str(settings.work), device=self.device, allow_cpu_fallback=rule.cpu_fallback,
             cpu_threads=self.pool.cpu_threads, max_input_pixels=settings.limits.max_input_pixels,
             max_dimension=settings.limits.max_dimension, max_file_bytes=settings.limits.max_file_bytes,
@@ -217,6 +217,14 @@ class Pool:
 
     def rule_names(self) -> list[str]:
         return [rule.name for rule in self.rules.rules if rule.enabled]
+
+    def claim_rules(self) -> list[str]:
+        """Rules whose queued jobs may start now: not those whose inbox a person paused (read at each claim,
+        so that a pause holds from the moment it is recorded)."""
+        from retouchd.store.reviews import Reviews
+
+        paused = Reviews(self.store).paused()
+        return [name for name in self.rule_names() if name not in paused]
 
     def start(self) -> None:
         for slot in self.slots:

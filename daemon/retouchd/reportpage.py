@@ -203,6 +203,27 @@ def _summary(entries: list[Entry]) -> str:
             "<th>mean time</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
+def _rate(value: float | None, percent: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * value:.1f} %" if percent else f"{value:.2f}"
+
+
+def _review_stats(stats: dict[str, Any] | None) -> str:
+    """Reject rate and device-seconds per approved image, per rule and per experiment variant."""
+    if not stats:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(r['rule'])}</td><td>{_e(r['variant'] or 'all')}</td><td>{r['done']}</td><td>{r['approved']}</td>"
+        f"<td>{r['rejected']}</td><td>{_rate(r['reject_rate'], percent=True)}</td>"
+        f"<td>{_rate(r['device_seconds_per_image'])}</td><td>{_rate(r['device_seconds_per_approved'])}</td></tr>"
+        for r in [*stats["rules"], *stats["variants"]])
+    return ("<table class=summary id=review-stats><thead><tr><th>rule</th><th>variant</th><th>done</th>"
+            "<th>approved</th><th>rejected</th><th>reject rate</th><th>device s / image</th>"
+            "<th>device s / approved</th></tr></thead>"
+            "<tbody>" + rows + "</tbody></table>")
+
+
 def _failures(entries: Iterable[Entry]) -> str:
     rows = []
     for e in entries:
@@ -239,7 +260,7 @@ def render_page(entries: list[Entry], meta: dict[str, Any]) -> str:
 <body><header class=top><h1>retouchd report</h1>
 <div class=muted>{period} · generated {generated} · root {_e(meta['root'])}</div>
 <p>{len(entries)} job(s): {counts}</p>{''.join(f'<p class=muted>{n}</p>' for n in notes)}
-{_summary(entries)}</header>
+{_summary(entries)}{_review_stats(meta.get("stats"))}</header>
 <div class=bar><label>rule <select id=f-rule>{_options(sorted({e.job.rule for e in entries}), 'all rules')}</select>
 </label><label>outcome <select id=f-outcome>{_options(('done', 'review', 'failed'), 'all outcomes')}</select></label>
 <label>file <input id=f-text type=search placeholder="name contains"></label>

@@ -18,8 +18,23 @@ from retouchd.images import OutputSpec
 from retouchd.messages import explain
 from retouchd.steps.base import StepOptions
 
-DEFAULT_MATCH = ["*.jpg", "*.jpeg", "*.png", "*.webp", "*.tif", "*.tiff"]
+DEFAULT_MATCH = ["*.jpg", "*.jpeg", "*.png", "*.webp", "*.tif", "*.tiff", "*.heic", "*.heif", "*.avif"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class Variant(BaseModel):
+    """One arm of an experiment: a share of the rule's arrivals runs these steps (default: the rule's own)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    share: float = Field(gt=0)
+    steps: list[StepOptions] | None = None
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _steps(cls, value: Any) -> list[StepOptions] | None:
+        return None if value is None else Rule._steps(value)
 
 
 class Rule(BaseModel):
@@ -33,6 +48,7 @@ class Rule(BaseModel):
     archive: str | None = None
     failed: str | None = None
     review: str | None = None
+    rejected: str | None = None
     match: list[str] = Field(default_factory=lambda: list(DEFAULT_MATCH), min_length=1)
     steps: list[StepOptions] = Field(min_length=1)
     output: OutputSpec = Field(default_factory=OutputSpec)
@@ -41,8 +57,10 @@ class Rule(BaseModel):
     cpu_fallback: bool = True
     max_attempts: int | None = Field(None, ge=1, le=100)
     enabled: bool = True
+    variants: list[Variant] = Field(default_factory=list)
+    """An experiment: arrivals split between these by content hash, in proportion to their shares."""
 
-    @field_validator("inbox", "outbox", "archive", "failed", "review")
+    @field_validator("inbox", "outbox", "archive", "failed", "review", "rejected")
     @classmethod
     def _safe_folder(cls, value: str | None) -> str | None:
         if value is not None and (not value.strip() or ".." in Path(value).parts):
@@ -76,9 +94,39 @@ class Rule(BaseModel):
                 raise ValueError(f"step {index} ({op}): '{key}': {msg}") from None
         return parsed
 
+    @field_validator("variants")
+    @classmethod
+    def _unique_variants(cls, value: list[Variant]) -> list[Variant]:
+        names = [v.name for v in value]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names must be unique within a rule")
+        return value
+
+    def variant_for(self, sha256: str) -> str | None:
+        """The variant a content gets: the same bytes always get the same one (None without an experiment)."""
+        if not self.variants:
+            return None
+        point = int(sha256[:16], 16) / 16**16 * sum(v.share for v in self.variants)
+        for variant in self.variants:
+            point -= variant.share
+            if point < 0:
+                return variant.name
+        return self.variants[-1].name
+
+    def steps_for(self, variant: str | None) -> list[StepOptions]:
+        """The steps a job of `variant` runs (an unknown or retired variant runs the rule's own steps)."""
+        for v in self.variants:
+            if v.name == variant and v.steps is not None:
+                return v.steps
+        return self.steps
+
     def removal_after_upscale(self) -> bool:
+        return any(self._removal_after_upscale(steps) for steps in [self.steps, *(v.steps or [] for v in
+                                                                                   self.variants)])
+
+    def _removal_after_upscale(self, steps: list[StepOptions]) -> bool:
         seen_upscale = False
-        for options in self.steps:
+        for options in steps:
             step = step_registry.build_step(options)
             if options.op == "upscale":
                 seen_upscale = True

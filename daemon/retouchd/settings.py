@@ -127,6 +127,16 @@ class Settings(BaseSettings):
     fault_point: str | None = None
     """Test-only fault injection: `NAME` makes the process exit abruptly at that point of a job. Taken
     only from the environment of a test ($RETOUCHD_FAULT_POINT): a settings file cannot turn it on."""
+    rejected_dir: Path | None = None
+    """Results a person rejected (web interface or API); under root by default."""
+    web_port: int | None = Field(None, ge=0, le=65535)
+    """Serve the web interface at http://web_address:PORT/ from `retouchd run`; off when unset; 0 = any free port."""
+    web_address: str = "127.0.0.1"
+    """Interface of the web interface; any address but loopback needs `web_token`."""
+    web_token: str | None = Field(None, min_length=16)
+    """Secret every web request must carry (Bearer header, or the session cookie the login form sets)."""
+    notify: list[str] = Field(default_factory=list)
+    """Apprise URLs told about failures, new review items and a daily summary, e.g. ["ntfy://host/topic"]."""
 
     @field_validator("file_mode", mode="before")
     @classmethod
@@ -135,7 +145,7 @@ class Settings(BaseSettings):
             return int(value, 8)
         return value
 
-    @field_validator("metrics_address")
+    @field_validator("metrics_address", "web_address")
     @classmethod
     def _address(cls, value: str) -> str:
         value = value.strip().strip("[]")
@@ -166,6 +176,10 @@ class Settings(BaseSettings):
     @property
     def review(self) -> Path:
         return self._under_root(self.review_dir, "review")
+
+    @property
+    def rejected(self) -> Path:
+        return self._under_root(self.rejected_dir, "rejected")
 
     @property
     def state(self) -> Path:

@@ -27,10 +27,8 @@ _IMAGE_MAGIC = (
     (b"MM\x00*", "TIFF"),
     (b"BM", "BMP"),
 )
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1")
 _FTYP_BRANDS = {
-    b"heic": "a HEIC photo, which is not supported; export it as JPEG first",
-    b"heix": "a HEIC photo, which is not supported; export it as JPEG first",
-    b"mif1": "a HEIF image, which is not supported; export it as JPEG first",
     b"isom": "an MP4 video",
     b"mp42": "an MP4 video",
     b"qt  ": "a QuickTime video",
@@ -42,6 +40,8 @@ def _image_kind(data: bytes) -> str | None:
         return "WEBP"
     if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
         return "AVIF"
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return "HEIF"
     if data[:1] == b"P" and data[1:2] in b"123456" and data[2:3].isspace():
         return "PPM"
     return next((name for magic, name in _IMAGE_MAGIC if data.startswith(magic)), None)
@@ -82,7 +82,7 @@ def unidentified_reason(data: bytes) -> str:
     if what is None:
         return (
             f"not an image: unrecognised content (starts with {data[:8].hex(' ')}); "
-            "supported are JPEG, PNG, WebP, TIFF, GIF, BMP, PPM and AVIF"
+            "supported are JPEG, PNG, WebP, TIFF, GIF, BMP, PPM, AVIF and HEIC/HEIF"
         )
     return f"not an image (looks like {what})"
 

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
 from retouchd.statusfile import read_statuses
-from retouchd.store import Duplicate, Host, Job, JobState, utcnow
+from retouchd.store import Duplicate, Host, InboxPause, Job, JobState, utcnow
 from retouchd.store.states import printable
 
 MINUTES = 30
@@ -60,6 +60,7 @@ def query_jobs(engine: Engine, now: datetime) -> dict[str, Any]:
                            .order_by(Job.finished_at.desc(), Job.id.desc()).limit(10)).all()
         retrying = s.scalars(select(Job).where(Job.state == JobState.QUEUED, Job.error.is_not(None))
                              .order_by(Job.updated_at.desc(), Job.id.desc()).limit(10)).all()
+        paused = {p.rule: p.paused_at for p in s.scalars(select(InboxPause).order_by(InboxPause.rule))}
         hosts = s.scalars(select(Host).where(Host.stopped_at.is_(None), Host.seen_at >= now - HOST_FRESH)
                           .order_by(Host.host, Host.started_at)).all()
     queue: dict[str, dict[str, int]] = {}
@@ -89,6 +90,7 @@ def query_jobs(engine: Engine, now: datetime) -> dict[str, Any]:
             for h in hosts
         ],
         "retrying": [{**_failure(j), "not_before": j.not_before} for j in retrying],
+        "paused_inboxes": paused,
     }
 
 

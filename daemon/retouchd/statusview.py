@@ -86,6 +86,9 @@ def _daemon_lines(data: dict[str, Any], now_ts: float) -> list[Text]:
         else:
             lines.append(Text(f"○ stopped on {d['host']}: pid {d['pid']} last reported "
                               f"{human_seconds(now_ts - d['updated_at'])} ago", style="yellow"))
+    for rule in data.get("paused_inboxes") or {}:
+        lines.append(Text(f"⏸ inbox of rule {rule} paused by a person (resume it in the web interface)",
+                          style="yellow"))
     if not any(d["running"] for d in daemons):
         lines.append(Text("○ no daemon reports to this state folder; the queue below is the database's",
                           style="dim"))

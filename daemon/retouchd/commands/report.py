@@ -243,13 +243,15 @@ def write_report(settings: Settings, store: Store, out: Path, *, since: timedelt
                  rules: list[str], outcomes: list[str], limit: int, box: int, external: bool) -> dict[str, Any]:
     """Write the page; returns a summary (counts by outcome, pending, path)."""
     from retouchd.reportpage import render_page
+    from retouchd.store.stats import review_stats
 
     jobs, pending = collect(store, since=since, rules=rules, outcomes=outcomes, limit=limit)
     folder = out.with_name(out.stem + "_files") if external else None
     sink = ImageSink(folder, out)
     entries = [build_entry(job, outcome, sink, box, settings.limits.max_input_pixels) for job, outcome in jobs]
     meta = {"generated": datetime.now().astimezone(), "since": since_text, "root": str(settings.root.absolute()),
-            "pending": pending, "limit": limit, "box": box}
+            "pending": pending, "limit": limit, "box": box,
+            "stats": review_stats(store.engine, since=utcnow() - since if since else None)}
     page = render_page(entries, meta)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")

@@ -149,6 +149,10 @@ class Store:
             transition(job, JobState.REVIEW if review else JobState.DONE)
             job.output_tmp = None
             job.lease_expires = utcnow() + timedelta(seconds=lease_seconds)
+            if review:
+                from retouchd.store.reviews import mark_pending  # the review loop's own module
+
+                mark_pending(s, job.id)
             return job
 
     def plan_archive(self, job_id: int, owner: str, archive_path: str, sidecar_archive_path: str | None) -> None:

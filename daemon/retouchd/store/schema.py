@@ -144,6 +144,10 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    variant: Mapped[str | None] = mapped_column(String(64))
+    """The experiment variant whose steps ran (None: the rule's own steps)."""
+    device_seconds: Mapped[float | None] = mapped_column(Float)
+    """Sum of the step times in `steps` (kept by an attribute event in review_schema), for cost queries."""
 
 
 class Duplicate(Base):

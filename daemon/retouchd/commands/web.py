@@ -1,0 +1,22 @@
+"""`retouchd web`: the web interface on its own, reading (and steering through) the database."""
+
+from __future__ import annotations
+
+from retouchd.rules import RuleSet
+from retouchd.settings import Settings
+
+
+def run_web(settings: Settings, rules: RuleSet, port: int | None) -> None:
+    from retouchd.daemon import rule_folders
+    from retouchd.exceptions import ConfigError
+    from retouchd.store import open_store
+    from retouchd.web.security import check_bind
+    from retouchd.web.server import serve_forever
+
+    if port is not None:
+        settings.web_port = port
+    refusal = check_bind(settings.web_address, settings.web_token)
+    if refusal is not None:  # before the database is opened or created
+        raise ConfigError(refusal)
+    store = open_store(settings.db_url)
+    serve_forever(settings, rules, store, rule_folders(settings, rules))

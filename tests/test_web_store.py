@@ -1,0 +1,40 @@
+"""Migration 0006: an existing database keeps its rows and gains reviews, pauses, variants and step costs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from alembic import command
+from sqlalchemy import text
+
+from retouchd.store import Store, make_engine, migrate
+from retouchd.store.db import alembic_config
+from retouchd.store.reviews import Reviews
+from retouchd.store.stats import review_stats
+
+
+def test_upgrade_from_0003_backfills_costs_and_pending_reviews(tmp_path: Path) -> None:
+    """Jobs made before 0006: their device-seconds are summed from `steps`; results in review wait for a verdict."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    cfg = alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0003")
+    steps = json.dumps([{"op": "remove_text", "seconds": 1.25}, {"op": "upscale", "seconds": 2.5}])
+    with engine.begin() as conn:
+        for i, state in enumerate(["archived", "review", "failed"], start=1):
+            conn.execute(text(
+                "INSERT INTO jobs (id, rule, content_key, sha256, source_path, rel_path, size, mtime, state, attempts, "
+                "max_attempts, steps, created_at, updated_at, finished_at) VALUES (:id, 'shop', :k, :k, '/in/a', 'a', "
+                "1, 0, :state, 1, 3, :steps, '2026-12-01 10:00:00', '2026-12-01 10:00:00', '2026-12-01 10:00:00')"),
+                {"id": i, "k": f"k{i}", "state": state, "steps": steps})
+    migrate(engine)
+    with engine.connect() as conn:
+        costs = conn.execute(text("SELECT id, device_seconds FROM jobs ORDER BY id")).all()
+    assert [(i, c) for i, c in costs] == [(1, 3.75), (2, 3.75), (3, 3.75)]
+    store = Store(engine)
+    assert [j.id for j in Reviews(store).pending()] == [2]
+    shop = review_stats(engine)["rules"][0]
+    assert (shop["done"], shop["pending_review"], shop["approved"], shop["failed"]) == (2, 1, 1, 1)
+    assert shop["device_seconds"] == 11.25 and shop["device_seconds_per_approved"] == 11.25
