@@ -48,7 +48,7 @@ class Degradation:
 def ijg_table(quality: int) -> np.ndarray:
     """The luminance quantisation table libjpeg writes at `quality` (1–100), natural order."""
     scale = 5000 / quality if quality < 50 else 200 - 2 * quality
-    return np.clip(np.floor((IJG_LUMA * scale + 50) / 100), 1, 255)
+    return np.asarray(np.clip(np.floor((IJG_LUMA * scale + 50) / 100), 1, 255))
 
 
 def quality_from_table(luma_table: list[int] | np.ndarray) -> int:
@@ -75,7 +75,7 @@ def source_jpeg_quality(path: Path, size: tuple[int, int]) -> int | None:
 
 
 def luma(rgb: RGBImage) -> np.ndarray:
-    return np.asarray(rgb, dtype=np.float64) @ np.array([0.299, 0.587, 0.114])
+    return np.asarray(np.asarray(rgb, dtype=np.float64) @ np.array([0.299, 0.587, 0.114]))
 
 
 def blockiness(y: np.ndarray) -> float:

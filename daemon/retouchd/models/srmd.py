@@ -108,7 +108,10 @@ def state_dict_from_ncnn(net: NcnnNet) -> dict[str, torch.Tensor]:
     return state
 
 
-def with_code(module: Callable[[torch.Tensor], torch.Tensor], code: Sequence[float]) -> Callable[[torch.Tensor], torch.Tensor]:
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+def with_code(module: Forward, code: Sequence[float]) -> Forward:
     """`module` fed RGB plus constant `code` channels (15 kernel floats, then noise / 255 for SRMD)."""
 
     def run(x: torch.Tensor) -> torch.Tensor:
