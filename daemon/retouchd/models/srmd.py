@@ -23,13 +23,8 @@ from torch import nn
 from retouchd.exceptions import ModelError
 from retouchd.models.assign import assign_weights
 from retouchd.models.ncnn import NcnnNet, conv_weight
+from retouchd.models.srmd_code import DEGRADATION_CODE
 
-# The kernel code srmd-ncnn-vulkan feeds its bundled models (bicubic degradation, PCA-projected).
-DEGRADATION_CODE = (
-    -1.12360956e-08, -1.36899159e-08, 1.85637958e-02, 2.86066886e-08, 3.35292965e-02,
-    8.37272935e-08, -2.54424009e-07, -3.16234976e-02, -1.35169253e-02, -1.10466090e-08,
-    3.84753793e-02, 3.79465739e-08, -2.44916752e-01, -8.02213490e-01, -5.40549755e-01,
-)
 CONVS = 12
 RECEPTIVE_RADIUS = CONVS
 """Each 3×3 convolution sees one more pixel: a tile pad this wide makes tiling exact."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from retouchd.degradation import Degradation
 from retouchd.models.registry import BUNDLED, SRNet, bundled_files
-from retouchd.models.srmd import DEGRADATION_CODE
+from retouchd.models.srmd_code import DEGRADATION_CODE
 
 NOISE_AWARE = dataclasses.replace(
     BUNDLED["fast"], name="fast-jpeg", files={s: f"models/models-srmd/srmd_x{s}" for s in (2, 3, 4)}
