@@ -18,7 +18,7 @@ from retouchd.colourlevel import match_levels
 from retouchd.exceptions import ConfigError, DeviceOutOfMemoryError, LimitError, ModelError
 from retouchd.models.registry import BUNDLED, MODEL_NAMES, bundled_files, is_weights_path, native_scales
 from retouchd.steps.base import Step, StepContext, StepOptions, StepResult
-from retouchd.steps.upscale_jpeg import Choice, choose, load_noise_aware
+from retouchd.steps.upscale_jpeg import Choice, blend_bicubic, choose, load_noise_aware
 from retouchd.tiling import MIN_TILE, auto_tile, tiled_upscale
 from retouchd.typing import Alpha, Frame, Metrics, RGBImage
 
@@ -242,6 +242,8 @@ class UpscaleStep(Step[UpscaleOptions]):
                     fp16=fp16, channels_last=True, progress=progress,
                 )
             image, tiles, offset = result.image, tiles + result.tiles, offset + result.tiles
+            if coded is not None and coded.blend < 1.0:
+                image = blend_bicubic(rgb, image, coded.blend)
             tile_used = result.tile if tile_used is None else min(tile_used, result.tile)
         if image.shape[:2] != (size[1], size[0]):
             image = resample_rgb(image, size)
