@@ -1,4 +1,4 @@
-"""PSNR-Y and SSIM-Y of the upscale models against bicubic, on scikit-image's bundled photos.
+"""PSNR-Y and SSIM-Y of the upscale models against bicubic: scikit-image photos, or real thumbnails.
 
 Each photo (a centre crop of at most --crop pixels, trimmed to a multiple of the scale) is downscaled with
 Pillow's bicubic filter, then enlarged back by bicubic (the baseline) and by the `upscale` step with each
@@ -6,12 +6,24 @@ model. Metrics are on the BT.601 luma with `scale` pixels of border shaved, as S
 Targets: `fast` beats bicubic by ≥ 1.5 dB at ×2 and ≥ 1.0 dB at ×4.
 
     /tmp/venv/bin/python bench/upscale_quality.py [--crop 384] [--models fast,anime,photo,lanczos]
+
+With `--set tune|holdout` it builds the "real thumbnails" table instead, on bench/photoset.py's photos:
+a centre crop of --crop (default 192) pixels per photo — a subsample, to keep a full run near 10 minutes on
+two shared cores — downscaled by area (box) or Lanczos, saved as JPEG at quality 60 / 75 / 90, and enlarged
+×2 / ×3 / ×4 by bicubic, Lanczos and `fast` (which reads the JPEG's tables, as in the daemon); clean
+bicubic downscales at ×2 / ×4 are the control. Targets: `fast` ≥ +0.5 dB over bicubic on every thumbnail
+row, no photo below bicubic by more than 0.2 dB, ≥ +3.0 dB on the bicubic control.
+
+    python bench/upscale_quality.py --set holdout [--crop 192] [--every 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -66,12 +78,83 @@ def centre_crop(rgb: np.ndarray, size: int, scale: int) -> np.ndarray:
     return np.ascontiguousarray(rgb[top : top + ch, left : left + cw])
 
 
+THUMBNAIL_CASES = [(kind, quality, scale) for kind in ("area", "lanczos") for quality in (60, 75, 90)
+                   for scale in SCALES] + [("bicubic", None, 2), ("bicubic", None, 4)]
+FILTERS = {"area": Image.Resampling.BOX, "lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC}
+
+
+def thumbnail(truth: np.ndarray, kind: str, quality: int | None, scale: int, folder: Path) -> tuple[np.ndarray, Path]:
+    """The small image and the file the daemon would have read it from (a JPEG, or a PNG when clean)."""
+    h, w = truth.shape[:2]
+    low = Image.fromarray(truth).resize((w // scale, h // scale), FILTERS[kind])
+    path = folder / ("thumb.jpg" if quality else "thumb.png")
+    buffer = io.BytesIO()
+    low.save(buffer, "JPEG" if quality else "PNG", **({"quality": quality} if quality else {}))
+    path.write_bytes(buffer.getvalue())
+    with Image.open(path) as decoded:
+        return np.asarray(decoded.convert("RGB")), path
+
+
+def real_thumbnails(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from photoset import photos
+
+    chosen = photos(args.set)[:: args.every]
+    crop = args.crop if args.crop != 384 else 192
+    rows: dict[str, dict[str, Any]] = {}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, quality, scale in THUMBNAIL_CASES:
+            case = f"{kind} q{quality or '-'} x{scale}"
+            per: dict[str, dict[str, tuple[float, float]]] = {"bicubic": {}, "lanczos": {}, "fast": {}}
+            for name, rgb in chosen:
+                truth = centre_crop(rgb, crop, scale)
+                h, w = truth.shape[:2]
+                low, path = thumbnail(truth, kind, quality, scale, Path(tmp))
+                for method, filt in (("bicubic", Image.Resampling.BICUBIC), ("lanczos", Image.Resampling.LANCZOS)):
+                    per[method][name] = metrics(truth, np.asarray(Image.fromarray(low).resize((w, h), filt)), scale)
+                ctx = StepContext(rule="bench", source=path, models=CACHE, cpu_threads=args.threads)
+                result = UpscaleStep(UpscaleOptions(scale=scale, model="fast")).run(Frame(low), ctx)
+                per["fast"][name] = metrics(truth, result.frame.rgb, scale)
+            gains = [per["fast"][n][0] - per["bicubic"][n][0] for n, _ in chosen]
+            rows[case] = {
+                **{f"{m}_psnr_y": round(float(np.mean([v[0] for v in per[m].values()])), 2) for m in per},
+                **{f"{m}_ssim_y": round(float(np.mean([v[1] for v in per[m].values()])), 4) for m in per},
+                "gain_vs_bicubic_db": round(float(np.mean(gains)), 2),
+                "worst_vs_bicubic_db": round(float(min(gains)), 2),
+                "gain_vs_lanczos_db": round(float(np.mean([per["fast"][n][0] - per["lanczos"][n][0]
+                                                            for n, _ in chosen])), 2),
+                "per_photo_gain_db": {n: round(g, 2) for (n, _), g in zip(chosen, gains, strict=True)},
+            }
+            r = rows[case]
+            print(f"{case:18} bic {r['bicubic_psnr_y']:6.2f}/{r['bicubic_ssim_y']:.4f}  "
+                  f"lz {r['lanczos_psnr_y']:6.2f}/{r['lanczos_ssim_y']:.4f}  "
+                  f"fast {r['fast_psnr_y']:6.2f}/{r['fast_ssim_y']:.4f}  vs bic {r['gain_vs_bicubic_db']:+5.2f} "
+                  f"(worst {r['worst_vs_bicubic_db']:+5.2f})  vs lz {r['gain_vs_lanczos_db']:+5.2f}", flush=True)
+    jpeg = [r for case, r in rows.items() if not case.startswith("bicubic")]
+    targets = {
+        "thumbnail_gain_ge_0.5": all(r["gain_vs_bicubic_db"] >= 0.5 for r in jpeg),
+        "no_photo_below_bicubic_by_0.2": all(r["worst_vs_bicubic_db"] >= -0.2 for r in jpeg),
+        "bicubic_control_ge_3.0": all(r["gain_vs_bicubic_db"] >= 3.0 for c, r in rows.items() if c.startswith("bic")),
+    }
+    print(json.dumps({"set": args.set, "crop": crop, "photos": [n for n, _ in chosen], "results": rows,
+                      "targets": targets, "seconds": round(time.perf_counter() - start, 1)}))
+
+
+CACHE = Cache()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--crop", type=int, default=384, help="largest side of the ground-truth crop")
     parser.add_argument("--models", default="fast,anime,photo,lanczos")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--set", choices=("tune", "holdout"), help="the real-thumbnails table on these photos")
+    parser.add_argument("--every", type=int, default=1, help="with --set: use every n-th photo")
     args = parser.parse_args()
+    if args.set:
+        real_thumbnails(args)
+        return
     models = args.models.split(",")
     ctx = StepContext(rule="bench", source=Path("bench"), models=Cache(), cpu_threads=args.threads)
     results: dict[str, dict[str, Any]] = {}

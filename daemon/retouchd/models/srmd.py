@@ -1,7 +1,8 @@
 """SRMD / SRMDNF (Zhang, Zuo, Zhang, CVPR 2018): 12 plain 3×3 convolutions and a pixel shuffle.
 
 The network sees RGB in [0, 1] plus 15 constant channels (the PCA code of the degradation kernel) and, for
-SRMD with noise, one noise-level channel. Those channels are constant over the image, so `forward` folds
+SRMD with noise, one noise-level channel. Callers may pass those channels (see `with_code`) or only RGB, for
+the bundled bicubic code. Those channels are constant over the image, so `forward` folds
 them into the first convolution's bias and only convolves RGB: the same result away from the borders,
 3/18 of the first layer's work, and no 18-channel input tensor per tile. At the image border the folded
 form behaves as if the constant channels continued past the edge, as srmd-ncnn-vulkan's replicate
@@ -13,7 +14,7 @@ indices of one Sequential), so user weights from that release load as they are.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,13 +23,8 @@ from torch import nn
 from retouchd.exceptions import ModelError
 from retouchd.models.assign import assign_weights
 from retouchd.models.ncnn import NcnnNet, conv_weight
+from retouchd.models.srmd_code import DEGRADATION_CODE
 
-# The kernel code srmd-ncnn-vulkan feeds its bundled models (bicubic degradation, PCA-projected).
-DEGRADATION_CODE = (
-    -1.12360956e-08, -1.36899159e-08, 1.85637958e-02, 2.86066886e-08, 3.35292965e-02,
-    8.37272935e-08, -2.54424009e-07, -3.16234976e-02, -1.35169253e-02, -1.10466090e-08,
-    3.84753793e-02, 3.79465739e-08, -2.44916752e-01, -8.02213490e-01, -5.40549755e-01,
-)
 CONVS = 12
 RECEPTIVE_RADIUS = CONVS
 """Each 3×3 convolution sees one more pixel: a tile pad this wide makes tiling exact."""
@@ -61,11 +57,21 @@ class SRMD(nn.Module):
         self.code = DEGRADATION_CODE + ((noise_level / 255.0,) if in_channels == 19 else ())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x is B×3×H×W (the bundled bicubic code and `noise_level` apply) or B×C×H×W with the code (and
+        noise) channels after RGB, as the ncnn model takes it; those channels must be constant per image."""
         head = self.model[0]
         assert isinstance(head, nn.Conv2d) and head.bias is not None
-        code = torch.tensor(self.code, dtype=head.weight.dtype, device=head.weight.device)
-        bias = head.bias + torch.einsum("oikl,i->o", head.weight[:, 3:], code)
-        x = F.relu(F.conv2d(x, head.weight[:, :3].contiguous(), bias, padding=1), inplace=True)
+        weight = head.weight
+        if x.shape[1] == weight.shape[1]:
+            code = x[:, 3:, 0, 0]
+            x = x[:, :3]
+        elif x.shape[1] == 3:
+            code = torch.tensor(self.code, dtype=weight.dtype, device=weight.device)[None]
+        else:
+            raise ModelError(f"SRMD takes 3 or {weight.shape[1]} input channels, not {x.shape[1]}")
+        bias = head.bias[None] + torch.einsum("oikl,bi->bo", weight[:, 3:], code.to(weight.dtype))
+        x = F.conv2d(x, weight[:, :3].contiguous(), padding=1)
+        x = F.relu(x + bias[:, :, None, None], inplace=True)
         for layer in list(self.model)[2:]:
             x = layer(x)
         return x
@@ -95,3 +101,17 @@ def state_dict_from_ncnn(net: NcnnNet) -> dict[str, torch.Tensor]:
         state[f"model.{2 * index}.weight"] = torch.from_numpy(conv_weight(layer))
         state[f"model.{2 * index}.bias"] = torch.from_numpy(layer.blobs["bias"])
     return state
+
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+def with_code(module: Forward, code: Sequence[float]) -> Forward:
+    """`module` fed RGB plus constant `code` channels (15 kernel floats, then noise / 255 for SRMD)."""
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        levels = torch.tensor(code, dtype=x.dtype, device=x.device)
+        channels = levels.view(1, -1, 1, 1).expand(x.shape[0], -1, x.shape[2], x.shape[3])
+        return module(torch.cat([x, channels], dim=1))
+
+    return run

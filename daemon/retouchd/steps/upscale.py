@@ -13,9 +13,12 @@ from typing import TYPE_CHECKING, ClassVar, Literal, cast
 import numpy as np
 from pydantic import Field, field_validator
 
+from retouchd import degradation
+from retouchd.colourlevel import match_levels
 from retouchd.exceptions import ConfigError, DeviceOutOfMemoryError, LimitError, ModelError
 from retouchd.models.registry import BUNDLED, MODEL_NAMES, bundled_files, is_weights_path, native_scales
 from retouchd.steps.base import Step, StepContext, StepOptions, StepResult
+from retouchd.steps.upscale_jpeg import Choice, blend_bicubic, choose, load_noise_aware
 from retouchd.tiling import MIN_TILE, auto_tile, tiled_upscale
 from retouchd.typing import Alpha, Frame, Metrics, RGBImage
 
@@ -154,7 +157,14 @@ class UpscaleStep(Step[UpscaleOptions]):
             rgb = resample_rgb(frame.rgb, size)
             metrics.update(native_scale=1, device="cpu", fp16=False)
         else:
-            rgb = self._super_resolve(frame.rgb, size, ctx, metrics)
+            found = degradation.estimate(frame.rgb, ctx.source)
+            metrics.update(found.metrics())
+            choice = choose(found, plan_passes(native_scales(self.options.model), self.options.scale)[0]) \
+                if self.options.model == "fast" else None
+            rgb = self._super_resolve(frame.rgb, size, ctx, metrics, choice)
+            # A network may shift colour levels (x4plus darkened a JPEG crop by ~7): keep the input's.
+            rgb, shift = match_levels(frame.rgb, rgb)
+            metrics["level_shift_fixed"] = round(shift, 2)
         alpha = resample_alpha(frame.alpha, size) if frame.alpha is not None else None
         return StepResult(Frame(rgb, alpha), metrics)
 
@@ -167,31 +177,41 @@ class UpscaleStep(Step[UpscaleOptions]):
                 step=self.name,
             )
 
-    def _network(self, scale: int | None, device: str, fp16: bool, ctx: StepContext) -> SRNet:
+    def _network(
+        self, scale: int | None, device: str, fp16: bool, ctx: StepContext, noise_aware: bool = False
+    ) -> SRNet:
         from retouchd.models.registry import load_network
 
-        model = self.options.model
+        model = "fast-jpeg" if noise_aware else self.options.model
         key = f"upscale:{model}:x{scale}:{device}:{'fp16' if fp16 else 'fp32'}"
+        if noise_aware:
+            assert scale is not None
+            return cast("SRNet", ctx.models.get(key, lambda: _prepare(load_noise_aware(scale), device, fp16)))
         return cast("SRNet", ctx.models.get(key, lambda: _prepare(load_network(model, scale), device, fp16)))
 
-    def _super_resolve(self, rgb: RGBImage, size: tuple[int, int], ctx: StepContext, metrics: Metrics) -> RGBImage:
+    def _super_resolve(
+        self, rgb: RGBImage, size: tuple[int, int], ctx: StepContext, metrics: Metrics, choice: Choice | None
+    ) -> RGBImage:
         import torch
 
         if ctx.cpu_threads > 0:
             torch.set_num_threads(ctx.cpu_threads)
         try:
-            return self._on_device(rgb, size, ctx, ctx.device, metrics)
+            return self._on_device(rgb, size, ctx, ctx.device, metrics, choice)
         except DeviceOutOfMemoryError as exc:
             if ctx.device == "cpu" or not ctx.allow_cpu_fallback:
                 raise
             ctx.log.warning("upscale_cpu_fallback", device=ctx.device, error=str(exc))
             metrics["cpu_fallback"] = True
-            return self._on_device(rgb, size, ctx, "cpu", metrics)
+            return self._on_device(rgb, size, ctx, "cpu", metrics, choice)
 
     def _on_device(
-        self, rgb: RGBImage, size: tuple[int, int], ctx: StepContext, device: str, metrics: Metrics
+        self, rgb: RGBImage, size: tuple[int, int], ctx: StepContext, device: str, metrics: Metrics,
+        choice: Choice | None,
     ) -> RGBImage:
         import torch
+
+        from retouchd.models.srmd import with_code
 
         opts = self.options
         fp16 = device.startswith("cuda") and opts.fp16 in (True, "auto")
@@ -209,19 +229,24 @@ class UpscaleStep(Step[UpscaleOptions]):
         def progress(done: int, total: int) -> None:
             ctx.progress(offset + done, offset + total)
 
-        for native in passes:
-            net = self._network(None if is_weights_path(opts.model) else native, device, fp16, ctx)
+        for index, native in enumerate(passes):
+            # Only the first pass sees the compressed input; a second pass enlarges a clean network output.
+            coded = choice if index == 0 and choice is not None and choice.files == "srmd" else None
+            net = self._network(None if is_weights_path(opts.model) else native, device, fp16, ctx, coded is not None)
             tile = opts.tile if isinstance(opts.tile, int) else auto_tile(net.bytes_per_pixel, device, fp16)
             pad = net.receptive_radius if opts.tile_pad == "auto" else opts.tile_pad
+            module = with_code(net.module, coded.code) if coded is not None else net.module
             with torch.inference_mode():
                 result = tiled_upscale(
-                    net.module, image, net.scale, tile=tile, tile_pad=pad, pre_pad=PRE_PAD, device=device,
+                    module, image, net.scale, tile=tile, tile_pad=pad, pre_pad=PRE_PAD, device=device,
                     fp16=fp16, channels_last=True, progress=progress,
                 )
             image, tiles, offset = result.image, tiles + result.tiles, offset + result.tiles
+            if coded is not None and coded.blend < 1.0:
+                image = blend_bicubic(rgb, image, coded.blend)
             tile_used = result.tile if tile_used is None else min(tile_used, result.tile)
         if image.shape[:2] != (size[1], size[0]):
             image = resample_rgb(image, size)
         metrics.update(native_scale=int(np.prod(passes)), passes="×".join(map(str, passes)), tile=tile_used,
-                       tiles=tiles, device=device, fp16=fp16)
+                       tiles=tiles, device=device, fp16=fp16, **(choice.metrics() if choice is not None else {}))
         return image

@@ -1,0 +1,93 @@
+"""Degradation estimates: JPEG quality from the tables and from blocking, noise in flat regions, level fix."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from retouchd.colourlevel import match_levels
+from retouchd.degradation import estimate, ijg_table, noise_sigma, quality_from_table
+
+
+def thumbnail(scale: int, filt: Image.Resampling, quality: int | None) -> tuple[np.ndarray, bytes | None]:
+    """A crop of scikit-image's astronaut, downscaled ×`scale` with `filt`, optionally saved as a JPEG."""
+    hr = Image.fromarray(data.astronaut()[64:448, 64:448])
+    low = hr.resize((hr.width // scale, hr.height // scale), filt)
+    if quality is None:
+        return np.asarray(low), None
+    buffer = io.BytesIO()
+    low.save(buffer, "JPEG", quality=quality)
+    with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
+        return np.asarray(decoded.convert("RGB")), buffer.getvalue()
+
+
+@pytest.mark.parametrize("quality", [35, 60, 75, 83, 90, 97])
+def test_quality_from_the_tables_is_exact(tmp_path: Path, quality: int) -> None:
+    """The quality a JPEG was saved at is read back exactly from its quantisation tables."""
+    rgb, encoded = thumbnail(3, Image.Resampling.BOX, quality)
+    assert encoded is not None
+    path = tmp_path / "thumb.jpg"
+    path.write_bytes(encoded)
+    found = estimate(rgb, path)
+    assert (found.jpeg_quality, found.quality_source) == (quality, "tables")
+    assert found.metrics()["jpeg_quality"] == quality
+
+
+def test_ijg_tables_round_trip() -> None:
+    """Every IJG quality maps back to itself; a table from another encoder maps to the nearest one."""
+    assert all(quality_from_table(ijg_table(q)) == q for q in range(20, 101))
+    assert quality_from_table(ijg_table(80) + 1) in (78, 79, 80)
+
+
+def test_tables_of_another_size_are_not_trusted(tmp_path: Path) -> None:
+    """When the frame is not the file's decode (an earlier step resized it), the tables are not used."""
+    rgb, encoded = thumbnail(2, Image.Resampling.BOX, 60)
+    assert encoded is not None
+    path = tmp_path / "thumb.jpg"
+    path.write_bytes(encoded)
+    found = estimate(np.ascontiguousarray(rgb[:-8]), path)
+    assert found.quality_source == "blocking"
+    assert found.jpeg_quality is not None and found.jpeg_quality < 90
+
+
+@pytest.mark.parametrize("filt", [Image.Resampling.BOX, Image.Resampling.LANCZOS, Image.Resampling.BICUBIC])
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_blocking_separates_jpeg_from_clean_downscales(filt: Image.Resampling, scale: int) -> None:
+    """Without tables, a clean downscale reads as uncompressed and a quality-60 JPEG of it as compressed."""
+    clean, _ = thumbnail(scale, filt, None)
+    compressed, _ = thumbnail(scale, filt, 60)
+    assert estimate(clean).quality_source == "none"
+    assert estimate(clean).jpeg_quality is None
+    found = estimate(compressed)
+    assert found.quality_source == "blocking"
+    assert found.blockiness > estimate(clean).blockiness + 0.1
+
+
+def test_noise_is_measured_in_flat_regions() -> None:
+    """Added Gaussian noise of σ 5 reads as about 5 on a photo with texture; the clean photo reads near 0."""
+    rng = np.random.default_rng(1)
+    y = np.asarray(Image.fromarray(data.camera()).resize((256, 256)), dtype=np.float64)
+    assert noise_sigma(y) < 1.5
+    assert noise_sigma(y + rng.normal(0, 5, y.shape)) == pytest.approx(5, abs=1.0)
+
+
+def test_level_shift_is_removed_and_detail_kept() -> None:
+    """An output darkened by 7 levels comes back within one level of its input per channel, and its
+    fine detail (the difference from a smooth version) is left as it was."""
+    import cv2
+
+    source = np.asarray(Image.fromarray(data.coffee()).resize((160, 120)))
+    output = cv2.resize(source, (640, 480), interpolation=cv2.INTER_CUBIC)
+    darker = np.clip(output.astype(np.int16) - 7, 0, 255).astype(np.uint8)
+    fixed, shift = match_levels(source, darker)
+    assert shift == pytest.approx(7, abs=1.0)
+    means = fixed.reshape(-1, 3).mean(axis=0) - source.reshape(-1, 3).mean(axis=0)
+    assert np.abs(means).max() < 1.0
+    detail = darker.astype(np.float32) - cv2.GaussianBlur(darker, (0, 0), 4).astype(np.float32)
+    kept = fixed.astype(np.float32) - cv2.GaussianBlur(fixed, (0, 0), 4).astype(np.float32)
+    assert np.abs(detail - kept).mean() < 0.6
