@@ -118,6 +118,8 @@ def complete(rgb: torch.Tensor, hole: torch.Tensor, params: Params) -> tuple[tor
         for i in range(rounds):
             level.search(params.pm_iters + (2 if previous is None and i == 0 else 0), gen)
             level.vote()
+        if depth == 0 and params.seam:
+            level.remove_seam(push_pull)
         result, previous = level.unpadded(), level.field()
     assert result is not None
     return result[:3], previous
@@ -133,4 +135,6 @@ def vote_upscaled(rgb: torch.Tensor, hole: torch.Tensor, coarse: Field, params: 
         return level.unpadded()
     level.sy, level.sx = level.snap(*scaled_guess(coarse, level))
     level.vote()
+    if params.seam:
+        level.remove_seam(push_pull)
     return level.unpadded()

@@ -12,6 +12,7 @@ import torch
 from retouchd.inpaint.base import InpaintEngine, downscale
 from retouchd.inpaint.completion import complete, vote_upscaled
 from retouchd.inpaint.patchmatch import Field, Params
+from retouchd.inpaint.thin import ThinFill, ThinParams, thin_components
 from retouchd.typing import Mask, RGBImage
 
 
@@ -28,6 +29,19 @@ class PatchEngine(InpaintEngine):
     # Known pixels leave the solver untouched, so there is no seam to blend.
     feather: ClassVar[int] = 0
     params: ClassVar[Params] = Params()
+    thin: ClassVar[ThinParams | None] = ThinParams()
+    """Thin components (strokes, scratches) go to the sparse DCT fill, which beats patch search on them."""
+
+    def fill(self, rgb: RGBImage, mask: Mask) -> RGBImage:
+        """Strokes first with the thin fill, then the wide components by patch search around them."""
+        if self.thin is not None:
+            thin = thin_components(mask, self.thin.max_radius)
+            if thin.any():
+                rgb = ThinFill(self.ctx).fill(rgb, thin)
+                mask = mask & ~thin
+                if not mask.any():
+                    return rgb
+        return super().fill(rgb, mask)
 
     def solve(self, rgb: RGBImage, hole: Mask) -> RGBImage:
         device = self.torch_device()
