@@ -31,10 +31,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from photoset import photos  # noqa: E402
-
-from retouchd.inpaint import inpaint  # noqa: E402
-from retouchd.steps.base import StepContext  # noqa: E402
+from photoset import photos
+from retouchd.inpaint import inpaint
+from retouchd.steps.base import StepContext
 
 GREY = 128
 BAND_PX = 2
@@ -54,7 +53,8 @@ def blobs(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     count = int(rng.integers(1, 3))
     radius = np.sqrt(0.045 * h * w / count / np.pi)
     for _ in range(count):
-        _blob(mask, rng.uniform(radius * 1.3, h - radius * 1.3), rng.uniform(radius * 1.3, w - radius * 1.3), radius, rng)
+        cy, cx = rng.uniform(radius * 1.3, h - radius * 1.3), rng.uniform(radius * 1.3, w - radius * 1.3)
+        _blob(mask, cy, cx, radius, rng)
     return mask.astype(bool)
 
 
@@ -168,7 +168,9 @@ def crop_around(images: list[np.ndarray], hole: np.ndarray, size: int = 256) -> 
     return np.hstack([im[y0 : y0 + size, x0 : x0 + size] for im in images])
 
 
-def run_shape(shape: str, engine: str, subset: list[tuple[str, np.ndarray]], ctx: StepContext, out_dir: Path) -> list[dict[str, object]]:
+def run_shape(
+    shape: str, engine: str, subset: list[tuple[str, np.ndarray]], ctx: StepContext, out_dir: Path
+) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     make = SHAPES[shape][1]
     for index, (name, truth) in enumerate(subset):
@@ -258,7 +260,8 @@ def main() -> None:
               f"{s['diff_median']:+.2f} | {s['wins']:.0%} | {s['texture']:.2f} / {s['telea_texture']:.2f} | "
               f"{s['seam']:.2f} / {s['telea_seam']:.2f} | {s['worst']:.2f} | {s['seconds']:.2f} |", flush=True)
     timing = timing_1mp(engine, subset, ctx)
-    print(f"1 MP (1224×816), {timing['area']:.1%} hole: {engine} {timing['wall_s']:.2f} s wall, {timing['cpu_s']:.2f} s CPU")
+    print(f"1 MP (1224×816), {timing['area']:.1%} hole: {engine} {timing['wall_s']:.2f} s wall, "
+          f"{timing['cpu_s']:.2f} s CPU")
     print(json.dumps({"set": args.set, "engine": engine, "photos": len(subset), "shapes": results,
                       "timing_1mp": timing, "rows": all_rows}))
 

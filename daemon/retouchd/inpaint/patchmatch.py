@@ -59,6 +59,8 @@ class Params:
     seed: int = 0
     seam: bool = True
     """Cancel the fill's low-frequency mismatch with its surroundings (gradient-domain style)."""
+    grain: float = 0.5
+    """Share of the surroundings' missing fine grain given back to a fill that came out too smooth."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ def thin_components(hole: Mask, max_radius: float) -> Mask:
     depth = cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     count, labels = cv2.connectedComponents(hole.astype(np.uint8), connectivity=8)
     deepest = np.zeros(count, dtype=np.float32)
-    np.maximum.at(deepest, labels.ravel(), depth.ravel())
+    np.maximum.at(deepest, labels.ravel().astype(np.intp), depth.ravel())
     thin = deepest <= max_radius + 0.5
     thin[0] = False
     return np.asarray(thin[labels])
