@@ -147,8 +147,12 @@ def add_grain(rgb: torch.Tensor, hole: torch.Tensor, amount: float, gen: torch.G
     if not bool(outside.any()):
         return rgb
     target = push_pull(torch.where(outside[None], energy, 0.0), outside)
+    # Judge smoothness over a wider window, and only where the fill has clearly less grain than its
+    # surroundings: an exact copy of busy texture varies locally and must not get noise on top.
+    wide = F.avg_pool2d(F.pad(energy[None], (7, 7, 7, 7), mode="replicate"), 15, stride=1)[0]
+    smooth = wide < 0.5 * target
     # A 3×3 box blur keeps 1 − 1/9 of white noise's variance in the residual.
-    missing = (target - energy).clamp_min(0) * amount / (8 / 9)
+    missing = torch.where(smooth, (target - wide).clamp_min(0), 0.0) * amount / (8 / 9)
     noise = torch.randn(rgb.shape, generator=gen, device=gen.device).to(rgb.device)
     grain = noise.mean(0, keepdim=True) * 0.5 + noise * 0.5
     return torch.where(hole[None], (rgb + grain * missing.sqrt() * 1.6).clamp(0, 255), rgb)
