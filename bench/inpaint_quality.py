@@ -9,8 +9,9 @@ edge the photo does not have); win rate (share of photos where the engine's PSNR
 Then the time for a 1 MP photo with a 5 % hole. Side-by-side crops (given | Telea | engine | truth) go to
 the printed folder.
 
-A full holdout run (18 photos × 6 shapes) takes about 6 minutes on 2 busy cores; `--limit N` keeps N evenly
-spaced photos (a subsample) for quicker tuning runs.
+A full holdout run (18 photos × 6 shapes) took 11.5 minutes on 2 cores shared at a load average of ~20 (its
+CPU time is a fraction of that); `--limit N` keeps N evenly spaced photos (a subsample) for quicker runs,
+e.g. `--limit 10` for tuning.
 
 Run: python bench/inpaint_quality.py [--set tune|holdout] [--limit N] [--shapes a,b] [--engine patch]
 """
