@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import ClassVar
@@ -37,7 +38,8 @@ class PatchEngine(InpaintEngine):
         if self.thin is not None:
             thin = thin_components(mask, self.thin.max_radius)
             if thin.any():
-                rgb = ThinFill(self.ctx).fill(rgb, thin)
+                # Silent: the wide pass reports the job's progress, and a count that restarts would confuse.
+                rgb = ThinFill(dataclasses.replace(self.ctx, progress=_no_progress)).fill(rgb, thin)
                 mask = mask & ~thin
                 if not mask.any():
                     return rgb
@@ -61,6 +63,10 @@ class PatchEngine(InpaintEngine):
                 filled = vote_upscaled(_to_tensor(rgb, device), full_hole, field, self.params)
                 return _merge(rgb, hole, filled)
         return super().solve_scaled(rgb, hole, scale)
+
+
+def _no_progress(done: int, total: int) -> None:
+    """Progress sink of the thin pass: ignore."""
 
 
 @contextmanager
