@@ -118,9 +118,44 @@ def complete(rgb: torch.Tensor, hole: torch.Tensor, params: Params) -> tuple[tor
         for i in range(rounds):
             level.search(params.pm_iters + (2 if previous is None and i == 0 else 0), gen)
             level.vote()
+        if depth == 0 and params.seam:
+            level.remove_seam(push_pull)
         result, previous = level.unpadded(), level.field()
     assert result is not None
+    if params.grain > 0:
+        return add_grain(result[:3], hole, params.grain, gen), previous
     return result[:3], previous
+
+
+def _highpass_energy(rgb: torch.Tensor) -> torch.Tensor:
+    """Per-pixel local energy (7×7 mean) of what a 3×3 box blur removes: the image's fine grain."""
+    fine = rgb - F.avg_pool2d(F.pad(rgb[None], (1, 1, 1, 1), mode="replicate"), 3, stride=1)[0]
+    return F.avg_pool2d(F.pad(fine.square()[None], (3, 3, 3, 3), mode="replicate"), 7, stride=1)[0]
+
+
+def add_grain(rgb: torch.Tensor, hole: torch.Tensor, amount: float, gen: torch.Generator) -> torch.Tensor:
+    """Give a fill that came out smoother than its surroundings their grain back (sensor noise in a sky).
+
+    Votes average several sources, which also averages their noise away: a sky fill ends up cleaner than
+    the sky. The grain energy of the known pixels is spread over the hole (membrane fill) and the missing
+    part is added as white noise, scaled by `amount` (1: all of it; less keeps some PSNR).
+    """
+    if not bool(hole.any()) or bool(hole.all()):
+        return rgb
+    energy = _highpass_energy(rgb)
+    outside = ~F.max_pool2d(hole[None, None].float(), 9, stride=1, padding=4)[0, 0].bool()
+    if not bool(outside.any()):
+        return rgb
+    target = push_pull(torch.where(outside[None], energy, 0.0), outside)
+    # Judge smoothness over a wider window, and only where the fill has clearly less grain than its
+    # surroundings: an exact copy of busy texture varies locally and must not get noise on top.
+    wide = F.avg_pool2d(F.pad(energy[None], (7, 7, 7, 7), mode="replicate"), 15, stride=1)[0]
+    smooth = wide < 0.5 * target
+    # A 3×3 box blur keeps 1 − 1/9 of white noise's variance in the residual.
+    missing = torch.where(smooth, (target - wide).clamp_min(0), 0.0) * amount / (8 / 9)
+    noise = torch.randn(rgb.shape, generator=gen, device=gen.device).to(rgb.device)
+    grain = noise.mean(0, keepdim=True) * 0.5 + noise * 0.5
+    return torch.where(hole[None], (rgb + grain * missing.sqrt() * 1.6).clamp(0, 255), rgb)
 
 
 def vote_upscaled(rgb: torch.Tensor, hole: torch.Tensor, coarse: Field, params: Params) -> torch.Tensor:
@@ -133,4 +168,9 @@ def vote_upscaled(rgb: torch.Tensor, hole: torch.Tensor, coarse: Field, params: 
         return level.unpadded()
     level.sy, level.sx = level.snap(*scaled_guess(coarse, level))
     level.vote()
+    if params.seam:
+        level.remove_seam(push_pull)
+    if params.grain > 0:
+        gen = torch.Generator(device=rgb.device).manual_seed(params.seed)
+        return add_grain(level.unpadded(), hole, params.grain, gen)
     return level.unpadded()

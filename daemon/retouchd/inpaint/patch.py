@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import ClassVar
@@ -12,6 +13,7 @@ import torch
 from retouchd.inpaint.base import InpaintEngine, downscale
 from retouchd.inpaint.completion import complete, vote_upscaled
 from retouchd.inpaint.patchmatch import Field, Params
+from retouchd.inpaint.thin import ThinFill, ThinParams, thin_components
 from retouchd.typing import Mask, RGBImage
 
 
@@ -28,6 +30,20 @@ class PatchEngine(InpaintEngine):
     # Known pixels leave the solver untouched, so there is no seam to blend.
     feather: ClassVar[int] = 0
     params: ClassVar[Params] = Params()
+    thin: ClassVar[ThinParams | None] = ThinParams()
+    """Thin components (strokes, scratches) go to the sparse DCT fill, which beats patch search on them."""
+
+    def fill(self, rgb: RGBImage, mask: Mask) -> RGBImage:
+        """Strokes first with the thin fill, then the wide components by patch search around them."""
+        if self.thin is not None:
+            thin = thin_components(mask, self.thin.max_radius)
+            if thin.any():
+                # Silent: the wide pass reports the job's progress, and a count that restarts would confuse.
+                rgb = ThinFill(dataclasses.replace(self.ctx, progress=_no_progress)).fill(rgb, thin)
+                mask = mask & ~thin
+                if not mask.any():
+                    return rgb
+        return super().fill(rgb, mask)
 
     def solve(self, rgb: RGBImage, hole: Mask) -> RGBImage:
         device = self.torch_device()
@@ -47,6 +63,10 @@ class PatchEngine(InpaintEngine):
                 filled = vote_upscaled(_to_tensor(rgb, device), full_hole, field, self.params)
                 return _merge(rgb, hole, filled)
         return super().solve_scaled(rgb, hole, scale)
+
+
+def _no_progress(done: int, total: int) -> None:
+    """Progress sink of the thin pass: ignore."""
 
 
 @contextmanager

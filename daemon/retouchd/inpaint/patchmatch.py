@@ -57,6 +57,10 @@ class Params:
     locality: float = 10.0
     """Distance added per squared pixel of copy offset: prefer sources near the target."""
     seed: int = 0
+    seam: bool = True
+    """Cancel the fill's low-frequency mismatch with its surroundings (gradient-domain style)."""
+    grain: float = 0.5
+    """Share of the surroundings' missing fine grain given back to a fill that came out too smooth."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +241,25 @@ class Level:
         self._vote_pass(agree)
         update = self.hole_p.reshape(-1) & (total > 0)
         flat[:, update] = acc[:, update] / total[update]
+        self._votes, self._vote_total = acc, total
+
+    def remove_seam(self, smooth: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        """Shift the fill's colour by a smooth field that cancels its mismatch with the known ring.
+
+        The last vote also predicted the known pixels within a patch radius of the hole; where the
+        prediction and the photo differ (a slightly other shade of sky, copied from elsewhere), that
+        difference is spread over the hole by `smooth` (a membrane fill), as gradient-domain blending does.
+        """
+        flat = self.feat.reshape(self.feat.shape[0], -1)
+        hole = self.hole_p.reshape(-1)
+        ring = ~hole & (self._vote_total > 1e-6)
+        if not bool(ring.any()):
+            return
+        diff = torch.zeros((3, flat.shape[1]), device=flat.device)
+        diff[:, ring] = flat[:3, ring] - self._votes[:3, ring] / self._vote_total[ring]
+        shape = self.hole_p.shape
+        field = smooth(diff.reshape(3, *shape), ring.reshape(shape)).reshape(3, -1)
+        flat[:3, hole] = (flat[:3, hole] + field[:, hole]).clamp(0, 255)
 
     def field(self) -> Field:
         return Field((self.h, self.w), self.ty, self.tx, self.sy, self.sx)

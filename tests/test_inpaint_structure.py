@@ -1,0 +1,137 @@
+"""The default inpainting continues structure: edges, periodic stripes, flat colour without a seam, strokes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from retouchd.inpaint import inpaint
+from retouchd.inpaint.patch import PatchEngine
+from retouchd.inpaint.thin import ThinFill, sparse_fill, thin_components
+from retouchd.steps.base import StepContext
+from retouchd.typing import Mask, RGBImage
+
+
+@pytest.fixture
+def ctx() -> StepContext:
+    return StepContext(rule="test", source=Path("test.png"))
+
+
+def noise(height: int, width: int, sigma: float, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, sigma, (height, width, 1)).astype(np.float32)
+
+
+def disc(height: int, width: int, cy: float, cx: float, radius: float) -> Mask:
+    yy, xx = np.mgrid[:height, :width]
+    return np.asarray((yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2)
+
+
+def grey_hole(image: RGBImage, hole: Mask) -> RGBImage:
+    out = image.copy()
+    out[hole] = 128
+    return out
+
+
+def psnr(a: RGBImage, b: RGBImage, where: Mask) -> float:
+    mse = float(((a.astype(np.float64) - b.astype(np.float64))[where] ** 2).mean())
+    return 10 * float(np.log10(255**2 / max(mse, 1e-10)))
+
+
+def test_tilted_edge_is_continued_to_the_far_side(ctx: StepContext) -> None:
+    """A straight, tilted boundary between two textures leaves the hole where the line says, within 1.5 px."""
+    h, w, slope, y0 = 120, 160, 0.3, 36.0
+    yy, xx = np.mgrid[:h, :w]
+    line = y0 + slope * xx
+    value = np.where(yy < line, 60.0, 190.0)[..., None] + noise(h, w, 8, 1)
+    truth = np.clip(np.repeat(value, 3, axis=2), 0, 255).astype(np.uint8)
+    hole = disc(h, w, y0 + slope * 80, 80, 22)
+    out = inpaint(grey_hole(truth, hole), hole, engine="patch", ctx=ctx)
+    gray = cv2.GaussianBlur(out.mean(axis=2).astype(np.float32), (0, 0), 1.0)
+    errors = []
+    for x in range(62, 99):
+        column = hole[:, x]
+        rows = np.nonzero(column)[0]
+        inside = gray[rows, x]
+        crossing = rows[np.argmax(inside > 125)] if (inside > 125).any() else rows[-1]
+        errors.append(abs(float(crossing) - float(line[0, x])))
+    far_side = errors[-6:]
+    assert float(np.median(errors)) <= 1.5
+    assert max(far_side) <= 2.0
+
+
+def test_periodic_stripes_continue_in_phase(ctx: StepContext) -> None:
+    """Stripes with an 11 px period (not a divisor of the patch) come back in phase through a wide hole."""
+    h, w, period = 112, 144, 11.0
+    yy, xx = np.mgrid[:h, :w]
+    phase = 2 * np.pi * (xx + 0.4 * yy) / period
+    value = 128 + 70 * np.sign(np.sin(phase))[..., None] + noise(h, w, 4, 2)
+    truth = np.clip(np.repeat(value, 3, axis=2), 0, 255).astype(np.uint8)
+    hole = disc(h, w, 56, 72, 26)
+    out = inpaint(grey_hole(truth, hole), hole, engine="patch", ctx=ctx)
+    gray = out.mean(axis=2) - 128
+    # The fill's phase at the stripes' frequency, against the truth's (0 when in phase).
+    carrier = np.exp(-1j * phase[hole])
+    fill_phase = np.angle(np.sum(gray[hole] * carrier))
+    truth_phase = np.angle(np.sum((truth.mean(axis=2) - 128)[hole] * carrier))
+    assert abs(np.angle(np.exp(1j * (fill_phase - truth_phase)))) < 0.3
+    assert psnr(out, truth, hole) > 22
+
+
+def test_flat_colour_hole_has_no_seam_and_keeps_the_noise(ctx: StepContext) -> None:
+    """A sky-like gradient with sensor noise: the fill matches the shade around it and is as noisy."""
+    h, w = 128, 192
+    yy, xx = np.mgrid[:h, :w]
+    sky = np.stack([90 + 0.35 * xx, 140 + 0.25 * xx, 215 - 0.1 * yy], axis=2) + noise(h, w, 2.5, 3)
+    truth = np.clip(sky, 0, 255).astype(np.uint8)
+    hole = disc(h, w, 64, 96, 30)
+    out = inpaint(grey_hole(truth, hole), hole, engine="patch", ctx=ctx)
+    # No seam: the mean colour of a ring just inside the hole matches a ring just outside it (per channel).
+    hole8 = hole.astype(np.uint8)
+    kernel = np.ones((7, 7), np.uint8)
+    inner = hole & ~(cv2.erode(hole8, kernel) > 0)
+    outer = (cv2.dilate(hole8, kernel) > 0) & ~hole
+    step = np.abs(out[inner].astype(np.float64).mean(0) - out[outer].astype(np.float64).mean(0))
+    assert float(step.max()) < 1.5
+    # And the shade follows the gradient inside: the error against the truth is the noise, not a blob.
+    assert psnr(out, truth, hole) > 34
+    spread = float((out[hole].astype(np.float64) - cv2.GaussianBlur(out, (0, 0), 3)[hole]).std())
+    truth_spread = float((truth[hole].astype(np.float64) - cv2.GaussianBlur(truth, (0, 0), 3)[hole]).std())
+    assert 0.6 < spread / truth_spread < 1.6
+
+
+def test_thin_components_are_told_from_wide_ones() -> None:
+    hole = np.zeros((80, 120), dtype=bool)
+    hole[10:15, 5:110] = True  # a 5 px stroke
+    hole |= disc(80, 120, 55, 60, 15)  # a blob
+    thin = thin_components(hole, 4.0)
+    assert thin[12, 50] and not thin[55, 60]
+    assert not (thin & disc(80, 120, 55, 60, 15)).any()
+
+
+def test_sparse_fill_beats_telea_across_a_textured_stroke() -> None:
+    """Oblique stripes crossed by a 5 px scratch: the DCT fill restores them; Telea smears across."""
+    h, w = 96, 128
+    yy, xx = np.mgrid[:h, :w]
+    value = 128 + 60 * np.sin(2 * np.pi * (xx + 0.5 * yy) / 9.0)[..., None] + noise(h, w, 3, 4)
+    truth = np.clip(np.repeat(value, 3, axis=2), 0, 255).astype(np.uint8)
+    hole = np.zeros((h, w), dtype=bool)
+    hole[45:50, 8:120] = True
+    given = grey_hole(truth, hole)
+    sparse = psnr(sparse_fill(given, hole), truth, hole)
+    telea = psnr(cv2.inpaint(given, hole.astype(np.uint8) * 255, 5, cv2.INPAINT_TELEA), truth, hole)
+    assert sparse > telea + 2.5
+
+
+def test_patch_engine_routes_strokes_to_the_thin_fill(ctx: StepContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stroke given to the patch engine is filled by the thin fill; switched off, patch search fills it."""
+    truth = np.clip(128 + noise(96, 128, 20, 5).repeat(3, axis=2), 0, 255).astype(np.uint8)
+    hole = np.zeros((96, 128), dtype=bool)
+    hole[45:50, 8:120] = True
+    given = grey_hole(truth, hole)
+    routed = inpaint(given, hole, engine="patch", ctx=ctx)
+    assert np.array_equal(routed, ThinFill(ctx).fill(given, hole))
+    monkeypatch.setattr(PatchEngine, "thin", None)
+    assert not np.array_equal(inpaint(given, hole, engine="patch", ctx=ctx), routed)
