@@ -6,7 +6,11 @@ size. Alpha is resampled on its own. Importing this module imports no torch; run
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
+import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, cast
 
@@ -119,12 +123,22 @@ def resample_alpha(alpha: Alpha, size: tuple[int, int]) -> Alpha:
 
 def _prepare(net: SRNet, device: str, fp16: bool) -> SRNet:
     """Move a freshly loaded network to its device and dtype, in the layout oneDNN / cuDNN run fastest."""
+    if net.backend != "torch":
+        return net
     import torch
 
     module = net.module.to(torch.device(device), memory_format=torch.channels_last)
     module = module.half() if fp16 else module.float()
     module.eval().requires_grad_(False)
     return net
+
+
+def _inference_mode(net: SRNet) -> AbstractContextManager[object]:
+    if net.backend != "torch":
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.inference_mode()
 
 
 class UpscaleStep(Step[UpscaleOptions]):
@@ -172,13 +186,13 @@ class UpscaleStep(Step[UpscaleOptions]):
 
         model = self.options.model
         key = f"upscale:{model}:x{scale}:{device}:{'fp16' if fp16 else 'fp32'}"
-        return cast("SRNet", ctx.models.get(key, lambda: _prepare(load_network(model, scale), device, fp16)))
+        threads = ctx.cpu_threads or (os.cpu_count() or 1)
+        return cast("SRNet", ctx.models.get(key, lambda: _prepare(
+            load_network(model, scale, device=device, threads=threads, backend="auto"), device, fp16)))
 
     def _super_resolve(self, rgb: RGBImage, size: tuple[int, int], ctx: StepContext, metrics: Metrics) -> RGBImage:
-        import torch
-
-        if ctx.cpu_threads > 0:
-            torch.set_num_threads(ctx.cpu_threads)
+        if ctx.cpu_threads > 0 and "torch" in sys.modules:  # the ncnn backend takes its threads at load
+            sys.modules["torch"].set_num_threads(ctx.cpu_threads)
         try:
             return self._on_device(rgb, size, ctx, ctx.device, metrics)
         except DeviceOutOfMemoryError as exc:
@@ -191,8 +205,6 @@ class UpscaleStep(Step[UpscaleOptions]):
     def _on_device(
         self, rgb: RGBImage, size: tuple[int, int], ctx: StepContext, device: str, metrics: Metrics
     ) -> RGBImage:
-        import torch
-
         opts = self.options
         fp16 = device.startswith("cuda") and opts.fp16 in (True, "auto")
         if is_weights_path(opts.model):
@@ -204,7 +216,7 @@ class UpscaleStep(Step[UpscaleOptions]):
         for index in range(len(passes)):
             factor = int(np.prod(passes[: index + 1]))
             self._check_pixels((width * factor, height * factor), ctx, f"the ×{factor} intermediate")
-        image, tiles, tile_used, offset = rgb, 0, None, 0
+        image, tiles, tile_used, offset, backend = rgb, 0, None, 0, "torch"
 
         def progress(done: int, total: int) -> None:
             ctx.progress(offset + done, offset + total)
@@ -213,15 +225,16 @@ class UpscaleStep(Step[UpscaleOptions]):
             net = self._network(None if is_weights_path(opts.model) else native, device, fp16, ctx)
             tile = opts.tile if isinstance(opts.tile, int) else auto_tile(net.bytes_per_pixel, device, fp16)
             pad = net.receptive_radius if opts.tile_pad == "auto" else opts.tile_pad
-            with torch.inference_mode():
+            with _inference_mode(net):
                 result = tiled_upscale(
                     net.module, image, net.scale, tile=tile, tile_pad=pad, pre_pad=PRE_PAD, device=device,
                     fp16=fp16, channels_last=True, progress=progress,
                 )
             image, tiles, offset = result.image, tiles + result.tiles, offset + result.tiles
             tile_used = result.tile if tile_used is None else min(tile_used, result.tile)
+            backend = net.backend
         if image.shape[:2] != (size[1], size[0]):
             image = resample_rgb(image, size)
         metrics.update(native_scale=int(np.prod(passes)), passes="×".join(map(str, passes)), tile=tile_used,
-                       tiles=tiles, device=device, fp16=fp16)
+                       tiles=tiles, device=device, fp16=fp16, backend=backend)
         return image
