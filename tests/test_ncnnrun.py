@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from retouchd.exceptions import ModelError
-from retouchd.models import ncnnrun, rrdbnet, srmd, srvgg
+from retouchd.models import ncnnrun, rrdbnet, srmd
 from retouchd.models.registry import SRNet, choose_backend, load_bundled
 from retouchd.tiling import tiled_upscale
 from retouchd.typing import RGBImage
@@ -90,8 +90,28 @@ def test_copied_constants_agree_with_the_torch_modules() -> None:
     """ncnnrun repeats a few torch-side constants so that it need not import torch: they must not drift."""
     assert ncnnrun.SRMD_CODE == srmd.DEGRADATION_CODE
     assert ncnnrun.RECEPTIVE_RADIUS == {"srmd": srmd.RECEPTIVE_RADIUS, "rrdbnet": rrdbnet.RECEPTIVE_RADIUS}
-    assert ncnnrun.BYTES_PER_PIXEL == {"srmd": srmd.BYTES_PER_PIXEL, "rrdbnet": rrdbnet.BYTES_PER_PIXEL,
-                                       "srvgg": srvgg.BYTES_PER_PIXEL}
+
+
+@pytest.mark.parametrize(("name", "side"), [("fast", 192), ("anime", 192)])
+def test_memory_per_pixel_bounds_one_extraction(name: str, side: int) -> None:
+    """The bytes per pixel that size the auto tile cover what an extraction really adds to RSS."""
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent (this test process) across exec.
+    code = (
+        "import re, numpy as np\n"
+        "from retouchd.models.registry import load_bundled\n"
+        "def peak(): return int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) * 1024\n"
+        f"net = load_bundled({name!r}, 4, backend='ncnn', threads=1)\n"
+        "net.module(np.zeros((1, 3, 16, 16), np.float32))\n"
+        "before = peak()\n"
+        f"net.module(np.random.default_rng(0).random((1, 3, {side}, {side}), dtype=np.float32))\n"
+        "print(peak() - before)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    grown = int(result.stdout.strip())
+    family = nets(name)[1].family
+    assert grown <= ncnnrun.BYTES_PER_PIXEL[family] * side * side
+    assert grown >= 0.5 * ncnnrun.BYTES_PER_PIXEL[family] * side * side  # the estimate is not wildly high
 
 
 def test_backend_choice() -> None:
