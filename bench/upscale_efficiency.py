@@ -64,7 +64,8 @@ which, model, path, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.arg
 image = np.asarray(Image.open(path).convert("RGB"))
 height, width = image.shape[:2]
 net = load_bundled(model, 4, backend="torch" if which == "torch" else "ncnn", threads=threads)
-tile, pad = auto_tile(net.bytes_per_pixel), net.receptive_radius
+pad = net.receptive_radius
+tile = auto_tile(net.bytes_per_pixel, pad=pad)
 warm = image[:64, :64].copy()
 if which == "ncnn":
     import ncnn

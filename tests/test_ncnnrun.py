@@ -13,7 +13,7 @@ import torch
 from retouchd.exceptions import ModelError
 from retouchd.models import ncnnrun, rrdbnet, srmd
 from retouchd.models.registry import SRNet, choose_backend, load_bundled
-from retouchd.tiling import tiled_upscale
+from retouchd.tiling import CPU_ACTIVATION_BUDGET, auto_tile, tiled_upscale
 from retouchd.typing import RGBImage
 
 
@@ -140,3 +140,13 @@ def test_cpu_upscale_step_runs_ncnn_without_importing_torch() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(40, 48, 3) ncnn False"
+
+
+@pytest.mark.parametrize("family", ["srmd", "srvgg", "rrdbnet"])
+def test_auto_tile_with_its_pad_fits_the_cpu_budget(family: str) -> None:
+    """The auto tile plus its context on both sides stays within the CPU activation budget."""
+    pad = ncnnrun.RECEPTIVE_RADIUS.get(family, 18)
+    tile = auto_tile(ncnnrun.BYTES_PER_PIXEL[family], pad=pad)
+    assert tile % 16 == 0 and tile >= 32
+    assert (tile + 2 * pad) ** 2 * ncnnrun.BYTES_PER_PIXEL[family] <= CPU_ACTIVATION_BUDGET
+    assert (tile + 16 + 2 * pad) ** 2 * ncnnrun.BYTES_PER_PIXEL[family] > CPU_ACTIVATION_BUDGET * 0.8

@@ -53,8 +53,9 @@ def grid(width: int, height: int, tile: int) -> list[Region]:
     return [(xs[i], ys[j], xs[i + 1], ys[j + 1]) for j in range(ny) for i in range(nx)]
 
 
-def auto_tile(bytes_per_pixel: int, device: str = "cpu", fp16: bool = False) -> int:
-    """The largest tile side whose activations fit the device's budget (a multiple of 16)."""
+def auto_tile(bytes_per_pixel: int, device: str = "cpu", fp16: bool = False, pad: int = 0) -> int:
+    """The largest tile side whose activations, `pad` of context included, fit the device's budget (a
+    multiple of 16)."""
     if device.startswith("cuda"):
         import torch
 
@@ -63,7 +64,7 @@ def auto_tile(bytes_per_pixel: int, device: str = "cpu", fp16: bool = False) -> 
         per_pixel = bytes_per_pixel // 2 if fp16 else bytes_per_pixel
     else:
         budget, per_pixel = CPU_ACTIVATION_BUDGET, bytes_per_pixel
-    side = math.isqrt(max(budget // max(per_pixel, 1), 1)) // 16 * 16
+    side = (math.isqrt(max(budget // max(per_pixel, 1), 1)) - 2 * pad) // 16 * 16
     return max(MIN_TILE, min(MAX_AUTO_TILE, side))
 
 

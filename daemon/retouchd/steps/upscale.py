@@ -223,8 +223,8 @@ class UpscaleStep(Step[UpscaleOptions]):
 
         for native in passes:
             net = self._network(None if is_weights_path(opts.model) else native, device, fp16, ctx)
-            tile = opts.tile if isinstance(opts.tile, int) else auto_tile(net.bytes_per_pixel, device, fp16)
             pad = net.receptive_radius if opts.tile_pad == "auto" else opts.tile_pad
+            tile = opts.tile if isinstance(opts.tile, int) else auto_tile(net.bytes_per_pixel, device, fp16, pad)
             with _inference_mode(net):
                 result = tiled_upscale(
                     net.module, image, net.scale, tile=tile, tile_pad=pad, pre_pad=PRE_PAD, device=device,
