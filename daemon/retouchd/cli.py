@@ -17,6 +17,8 @@ from retouchd.exceptions import ConfigError, RetouchdError
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_OK, EXIT_FAILED_JOBS, EXIT_CONFIG, EXIT_RUNTIME = 0, 1, 2, 3
+_NO_DATABASE = frozenset({"process"})
+"""Commands that never open the database: they skip the store's import (SQLAlchemy + Alembic, ~1 s)."""
 
 
 def common_options(func: F) -> F:
@@ -47,9 +49,10 @@ def common_options(func: F) -> F:
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
         configure_logging(settings.log.format, settings.log.level)
-        from retouchd.store.schema import set_path_map
+        if func.__name__ not in _NO_DATABASE:
+            from retouchd.store.schema import set_path_map
 
-        set_path_map(settings.path_map)
+            set_path_map(settings.path_map)
         return func(*args, settings=settings, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -15,9 +15,9 @@ from typing import Any
 
 import click
 
+from retouchd.devices import resolve_devices
 from retouchd.masks import find_sidecar
 from retouchd.pipeline import Task, run_task
-from retouchd.pool import resolve_devices
 from retouchd.rules import Rule
 from retouchd.settings import Settings
 
