@@ -30,7 +30,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import IO, Any, Literal, Protocol, TypeAlias, cast
 
 import numpy as np
 import structlog
@@ -215,7 +215,8 @@ def encode(frame: Frame, info: ImageInfo, spec: OutputSpec, fp: WritableFile) ->
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            image.save(buffer if buffer is not None else sink, format=fmt, **params)
+            # Pillow only calls write() on the sink (typed as a whole IO for Pillow's annotations).
+            image.save(buffer if buffer is not None else cast("IO[bytes]", sink), format=fmt, **params)
         except MemoryError:
             raise TransientError(_OUT_OF_MEMORY.format("encoding")) from None
         except Exception as exc:  # encoder failures are Pillow/libjpeg/libwebp errors of many types
