@@ -44,3 +44,18 @@ def test_process_imports_no_store_and_no_torch(tmp_path: Path, model: str) -> No
     assert report == {"code": 0, "loaded": []}
     with Image.open(tmp_path / "out" / "in.png") as out:
         assert out.size == (64, 48)
+
+
+def test_worker_child_sets_passive_openmp_before_any_model_loads() -> None:
+    """A worker process runs with OMP_WAIT_POLICY=PASSIVE unless the environment says otherwise."""
+    code = (
+        "import os\n"
+        "from retouchd.devices import prefer_passive_openmp\n"
+        "prefer_passive_openmp()\n"
+        "print(os.environ['OMP_WAIT_POLICY'])\n"
+    )
+    base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)}
+    for env, expected in ((base, "PASSIVE"), ({**base, "OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE")):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                                check=True, env=env)
+        assert result.stdout.strip() == expected

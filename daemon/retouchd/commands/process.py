@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from retouchd.devices import resolve_devices
+from retouchd.devices import prefer_passive_openmp, resolve_devices
 from retouchd.masks import find_sidecar
 from retouchd.pipeline import Task, run_task
 from retouchd.rules import Rule
@@ -89,6 +89,7 @@ def _reporter(total: int, settings: Settings) -> Iterator[_Plain]:
 def process_files(settings: Settings, rule: Rule, files: list[Path], out_dir: Path) -> int:
     """Returns the number of files that failed."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    prefer_passive_openmp()
     device = resolve_devices(settings.workers.devices)[0]
     failures = 0
     cache: dict[str, object] = {}
