@@ -46,8 +46,8 @@ def test_process_imports_no_store_and_no_torch(tmp_path: Path, model: str) -> No
         assert out.size == (64, 48)
 
 
-def test_worker_child_sets_passive_openmp_before_any_model_loads() -> None:
-    """A worker process runs with OMP_WAIT_POLICY=PASSIVE unless the environment says otherwise."""
+def test_passive_openmp_is_a_default_not_an_override() -> None:
+    """Workers and `process` get OMP_WAIT_POLICY=PASSIVE unless the environment already says otherwise."""
     code = (
         "import os\n"
         "from retouchd.devices import prefer_passive_openmp\n"
