@@ -187,8 +187,16 @@ class UpscaleStep(Step[UpscaleOptions]):
         model = self.options.model
         key = f"upscale:{model}:x{scale}:{device}:{'fp16' if fp16 else 'fp32'}"
         threads = ctx.cpu_threads or (os.cpu_count() or 1)
-        return cast("SRNet", ctx.models.get(key, lambda: _prepare(
-            load_network(model, scale, device=device, threads=threads, backend="auto"), device, fp16)))
+
+        def load() -> SRNet:
+            net = load_network(model, scale, device=device, threads=threads, backend="auto")
+            if net.backend == "torch" and ctx.cpu_threads > 0:  # before its first forward pass
+                import torch
+
+                torch.set_num_threads(ctx.cpu_threads)
+            return _prepare(net, device, fp16)
+
+        return cast("SRNet", ctx.models.get(key, load))
 
     def _super_resolve(self, rgb: RGBImage, size: tuple[int, int], ctx: StepContext, metrics: Metrics) -> RGBImage:
         if ctx.cpu_threads > 0 and "torch" in sys.modules:  # the ncnn backend takes its threads at load
