@@ -21,7 +21,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from retouchd.images import OutputSpec
+
 SIZE = (256, 171)
+PNG_LEVEL = OutputSpec().png_compression
+"""The loop writes PNGs at the daemon's default level, so that both do the same work."""
 
 
 def make_inputs(folder: Path, n: int) -> None:
@@ -42,7 +46,7 @@ def plain_loop(inbox: Path, outbox: Path, archive: Path) -> float:
             out = im.convert("RGB").resize((im.width * 2, im.height * 2), Image.Resampling.LANCZOS)
         tmp = outbox / f".{src.name}.tmp"
         with open(tmp, "wb") as fh:
-            out.save(fh, "PNG")
+            out.save(fh, "PNG", compress_level=PNG_LEVEL)
             fh.flush()
             os.fsync(fh.fileno())
         os.rename(tmp, outbox / src.name)

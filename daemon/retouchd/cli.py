@@ -18,6 +18,8 @@ from retouchd.messages import PREFIX
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_OK, EXIT_FAILED_JOBS, EXIT_CONFIG, EXIT_RUNTIME = 0, 1, 2, 3
+_NO_DATABASE = frozenset({"process"})
+"""Commands that never open the database: they skip the store's import (SQLAlchemy + Alembic, ~1 s)."""
 
 
 def common_options(func: F) -> F:
@@ -51,9 +53,10 @@ def common_options(func: F) -> F:
         # `run` re-reads the settings file on SIGHUP (its rule_files), with the same flags as now.
         click.get_current_context().meta["retouchd.settings_loader"] = functools.partial(
             load_settings, config_file, **overrides)
-        from retouchd.store.schema import set_path_map
+        if func.__name__ not in _NO_DATABASE:
+            from retouchd.store.schema import set_path_map
 
-        set_path_map(settings.path_map)
+            set_path_map(settings.path_map)
         return func(*args, settings=settings, **kwargs)
 
     return wrapper  # type: ignore[return-value]

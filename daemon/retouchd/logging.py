@@ -1,13 +1,50 @@
-"""structlog set-up: JSON lines under systemd or when piped, readable console output on a TTY."""
+"""structlog set-up: JSON lines under systemd or when piped, readable console output on a TTY.
+
+Each record reaches the stream in one `write` call, newline included. The daemon and its worker processes
+share one stderr; `print` (structlog's PrintLogger) writes a long record in several pieces, and a piece
+from another process could land in between: two JSON objects merged on one line, lost to journald or a
+log shipper. On a pipe one write is indivisible up to PIPE_BUF (4 KiB) and on an O_APPEND file at any size.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
+from typing import Any, TextIO
 
 import structlog
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_LOCK = threading.Lock()
+
+
+class OneWriteLogger:
+    """A structlog logger that hands each rendered record to the OS in a single write."""
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def msg(self, message: str) -> None:
+        data = (message + "\n").encode("utf-8", "replace")
+        with _LOCK:  # threads of one process: the rest of a short write must follow its start
+            try:
+                fd = self._file.fileno()
+            except (AttributeError, OSError, ValueError):  # a stand-in for stderr (rich's progress, tests)
+                self._file.write(data.decode("utf-8"))
+                self._file.flush()
+                return
+            self._file.flush()  # anything print()ed earlier goes first
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = failure = msg
+
+
+def _factory(*_args: Any) -> OneWriteLogger:
+    return OneWriteLogger(sys.stderr)
 
 
 def configure_logging(fmt: str = "auto", level: str = "info") -> None:
@@ -24,6 +61,6 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_factory,
         cache_logger_on_first_use=False,
     )

@@ -182,7 +182,9 @@ def run_task(task: Task, *, models: ModelCache | None = None, progress: Progress
             frame = result.frame
             review = review or bool(result.metrics.get("review"))
             records.append({"op": current, "seconds": round(seconds, 4), "metrics": result.metrics})
-            ctx.log.info("step done", seconds=round(seconds, 3), **{k: v for k, v in result.metrics.items()})
+            # Debug, not info: the metrics reach the job's row (and `report`) through TaskResult.steps, and
+            # a line per step was one of ~4 per file that made logging a visible share of a small job.
+            ctx.log.debug("step done", seconds=round(seconds, 3), **{k: v for k, v in result.metrics.items()})
             fault(task, f"after-step-{current}")
         current = "encode"
         spec = OutputSpec.model_validate(task.output)

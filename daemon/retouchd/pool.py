@@ -17,6 +17,7 @@ import structlog
 
 from retouchd.archive import Committer
 from retouchd.commitfail import commit_error
+from retouchd.devices import resolve_devices
 from retouchd.exceptions import LeaseLost
 from retouchd.masks import find_sidecar
 from retouchd.pipeline import Task, TaskResult
@@ -26,23 +27,6 @@ from retouchd.store import Job, JobState, Store
 from retouchd.worker import Worker, WorkerDied
 
 log = structlog.get_logger("retouchd.pool")
-
-
-def resolve_devices(setting: str) -> list[str]:
-    """`auto` = every CUDA device (torch is imported only if an NVIDIA device node exists), else the CPU."""
-    if setting == "cpu":
-        return ["cpu"]
-    if setting != "auto":
-        return setting.split(",")
-    if not Path("/dev/nvidiactl").exists():
-        return ["cpu"]
-    try:
-        import torch
-
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    except Exception:  # a broken driver install means CPU, not a crash
-        count = 0
-    return [f"cuda:{i}" for i in range(count)] or ["cpu"]
 
 
 def slot_devices(settings: Settings) -> list[str]:

@@ -15,18 +15,16 @@ DeviceOutOfMemoryError, and the caller decides whether to fall back to the CPU.
 from __future__ import annotations
 
 import math
+import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from retouchd.exceptions import DeviceOutOfMemoryError, RetouchdError, StepError
 from retouchd.typing import ProgressFn, RGBImage
-
-if TYPE_CHECKING:
-    import torch
 
 MIN_TILE = 32
 MAX_AUTO_TILE = 2048
@@ -55,8 +53,9 @@ def grid(width: int, height: int, tile: int) -> list[Region]:
     return [(xs[i], ys[j], xs[i + 1], ys[j + 1]) for j in range(ny) for i in range(nx)]
 
 
-def auto_tile(bytes_per_pixel: int, device: str = "cpu", fp16: bool = False) -> int:
-    """The largest tile side whose activations fit the device's budget (a multiple of 16)."""
+def auto_tile(bytes_per_pixel: int, device: str = "cpu", fp16: bool = False, pad: int = 0) -> int:
+    """The largest tile side whose activations, `pad` of context included, fit the device's budget (a
+    multiple of 16)."""
     if device.startswith("cuda"):
         import torch
 
@@ -65,14 +64,13 @@ def auto_tile(bytes_per_pixel: int, device: str = "cpu", fp16: bool = False) -> 
         per_pixel = bytes_per_pixel // 2 if fp16 else bytes_per_pixel
     else:
         budget, per_pixel = CPU_ACTIVATION_BUDGET, bytes_per_pixel
-    side = math.isqrt(max(budget // max(per_pixel, 1), 1)) // 16 * 16
+    side = (math.isqrt(max(budget // max(per_pixel, 1), 1)) - 2 * pad) // 16 * 16
     return max(MIN_TILE, min(MAX_AUTO_TILE, side))
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
-    import torch
-
-    if isinstance(exc, torch.OutOfMemoryError):
+    torch = sys.modules.get("torch")  # only a torch model can raise torch's error; never import it here
+    if torch is not None and isinstance(exc, torch.OutOfMemoryError):
         return True
     # The CPU allocator raises a plain RuntimeError; a smaller tile helps there too.
     return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
@@ -89,44 +87,59 @@ def _context(start: int, end: int, size: int, pad: int, pre_pad: int) -> tuple[i
 class _Run:
     """The fixed inputs of one tiled_upscale call, so that tile helpers take one argument for them."""
 
-    model: Callable[[torch.Tensor], torch.Tensor]
+    model: Callable[[Any], Any]
     image: RGBImage
     out: RGBImage
     scale: int
     pad: int
     pre_pad: int
-    device: torch.device
-    dtype: torch.dtype
+    device: str
+    fp16: bool
     channels_last: bool
+    numpy_io: bool
+    """The model takes and returns numpy arrays (the ncnn backend): no torch on this path."""
 
     def region(self, region: Region) -> None:
         """Run one tile and write its centre into the output buffer."""
-        import torch
-
         height, width = self.image.shape[:2]
         x0, y0, x1, y1 = region
         px0, px1 = _context(x0, x1, width, self.pad, self.pre_pad)
         py0, py1 = _context(y0, y1, height, self.pad, self.pre_pad)
         rows = np.clip(np.arange(py0, py1), 0, height - 1)
         cols = np.clip(np.arange(px0, px1), 0, width - 1)
-        # Fancy indexing copies, which torch needs anyway: the input may be read-only.
-        crop = torch.from_numpy(self.image[rows[:, None], cols[None, :]]).to(self.device, non_blocking=True)
-        tensor = crop.permute(2, 0, 1).unsqueeze(0).to(self.dtype).div_(255.0)
-        if self.channels_last:
-            tensor = tensor.contiguous(memory_format=torch.channels_last)
-        result = self.model(tensor)
+        # Fancy indexing copies, which both backends need anyway: the input may be read-only.
+        crop = self.image[rows[:, None], cols[None, :]]
         s = self.scale
         expected = (1, 3, (py1 - py0) * s, (px1 - px0) * s)
-        if tuple(result.shape) != expected:
-            raise StepError(f"model returned {tuple(result.shape)} for a tile that needs {expected}")
         oy, ox = (y0 - py0) * s, (x0 - px0) * s
-        centre = result[0, :, oy : oy + (y1 - y0) * s, ox : ox + (x1 - x0) * s]
-        pixels = centre.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0)
-        self.out[y0 * s : y1 * s, x0 * s : x1 * s] = pixels.cpu().numpy()
+        h, w = (y1 - y0) * s, (x1 - x0) * s
+        if self.numpy_io:
+            batch = np.divide(crop.transpose(2, 0, 1)[None], 255.0, dtype=np.float32)
+            result = self.model(batch)
+            _check_shape(tuple(result.shape), expected)
+            centre = np.clip(result[0, :, oy : oy + h, ox : ox + w], 0.0, 1.0) * 255.0
+            self.out[y0 * s : y1 * s, x0 * s : x1 * s] = np.rint(centre).astype(np.uint8).transpose(1, 2, 0)
+            return
+        import torch
+
+        device = torch.device(self.device)
+        tensor = torch.from_numpy(crop).to(device, non_blocking=True).permute(2, 0, 1).unsqueeze(0)
+        tensor = tensor.to(torch.float16 if self.fp16 else torch.float32).div_(255.0)
+        if self.channels_last:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        output = self.model(tensor)
+        _check_shape(tuple(output.shape), expected)
+        pixels = output[0, :, oy : oy + h, ox : ox + w].clamp_(0.0, 1.0).mul_(255.0).round_()
+        self.out[y0 * s : y1 * s, x0 * s : x1 * s] = pixels.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def _check_shape(shape: tuple[int, ...], expected: tuple[int, int, int, int]) -> None:
+    if shape != expected:
+        raise StepError(f"model returned {shape} for a tile that needs {expected}")
 
 
 def tiled_upscale(
-    model: Callable[[torch.Tensor], torch.Tensor],
+    model: Callable[[Any], Any],
     image: RGBImage,
     scale: int,
     *,
@@ -141,16 +154,17 @@ def tiled_upscale(
 ) -> TiledResult:
     """Upscale `image` ×`scale` with `model` (B×3×h×w in [0, 1] → B×3×sh×sw), tile by tile.
 
-    Call it under `torch.inference_mode()`; the model must already be on `device` in the right dtype.
+    A torch model must already be on `device` in the right dtype; call it under `torch.inference_mode()`.
+    An ncnn model (models.ncnnrun.NcnnModule) gets numpy arrays, and torch is not imported.
     """
-    import torch
+    from retouchd.models.ncnnrun import NcnnModule
 
     height, width = image.shape[:2]
     if tile < min_tile:
         raise StepError(f"tile {tile} is below the smallest tile {min_tile}; use a larger tile")
     out: RGBImage = np.empty((height * scale, width * scale, 3), dtype=np.uint8)
-    run = _Run(model, image, out, scale, tile_pad, pre_pad, torch.device(device),
-               torch.float16 if fp16 else torch.float32, channels_last)
+    run = _Run(model, image, out, scale, tile_pad, pre_pad, device, fp16, channels_last,
+               isinstance(model, NcnnModule))
     queue = deque(grid(width, height, tile))
     done = 0
     if progress is not None:
@@ -164,7 +178,9 @@ def tiled_upscale(
             continue
         if not _attempt(run, region, f"{width}×{height} image on {device}"):
             # Out of memory. Outside the except block: the traceback no longer pins the tile's tensors.
-            if run.device.type == "cuda":
+            if device.startswith("cuda"):
+                import torch
+
                 torch.cuda.empty_cache()
             if tile // 2 < min_tile:
                 raise DeviceOutOfMemoryError(

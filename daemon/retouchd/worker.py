@@ -36,7 +36,10 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
+    from retouchd.devices import prefer_passive_openmp
     from retouchd.logging import configure_logging
+
+    prefer_passive_openmp()
     from retouchd.pipeline import run_task
 
     configure_logging(log_format, log_level)

@@ -44,7 +44,7 @@ def _probe_cuda(device: str) -> tuple[bool, str]:
 
 def check_devices(report: Report, settings: Settings) -> list[str]:
     """Report every configured device; returns the usable ones (the CPU when none is)."""
-    from retouchd.pool import resolve_devices
+    from retouchd.devices import resolve_devices
 
     workers = settings.workers
     devices = resolve_devices(workers.devices)

@@ -16,10 +16,10 @@ from typing import Any
 import click
 
 from retouchd.commands.process_inputs import collect
+from retouchd.devices import prefer_passive_openmp, resolve_devices
 from retouchd.fsops import unique_path
 from retouchd.masks import find_sidecar
 from retouchd.pipeline import Task, run_task
-from retouchd.pool import resolve_devices
 from retouchd.rules import Rule
 from retouchd.settings import Settings
 from retouchd.settle import IgnoreMatcher
@@ -93,6 +93,7 @@ def process_files(settings: Settings, rule: Rule, files: list[Path], out_dir: Pa
                   any_name: bool = False) -> int:
     """Returns the number of files that failed (or were refused)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    prefer_passive_openmp()
     inputs = collect(files, rule, IgnoreMatcher(settings.watch.ignore), recursive=recursive, any_name=any_name)
     written: set[Path] = set()
     device = resolve_devices(settings.workers.devices)[0]

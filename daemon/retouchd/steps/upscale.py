@@ -6,7 +6,11 @@ size. Alpha is resampled on its own. Importing this module imports no torch; run
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
+import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, cast
 
@@ -122,12 +126,22 @@ def resample_alpha(alpha: Alpha, size: tuple[int, int]) -> Alpha:
 
 def _prepare(net: SRNet, device: str, fp16: bool) -> SRNet:
     """Move a freshly loaded network to its device and dtype, in the layout oneDNN / cuDNN run fastest."""
+    if net.backend != "torch":
+        return net
     import torch
 
     module = net.module.to(torch.device(device), memory_format=torch.channels_last)
     module = module.half() if fp16 else module.float()
     module.eval().requires_grad_(False)
     return net
+
+
+def _inference_mode(net: SRNet) -> AbstractContextManager[object]:
+    if net.backend != "torch":
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.inference_mode()
 
 
 class UpscaleStep(Step[UpscaleOptions]):
@@ -184,18 +198,26 @@ class UpscaleStep(Step[UpscaleOptions]):
 
         model = "fast-jpeg" if noise_aware else self.options.model
         key = f"upscale:{model}:x{scale}:{device}:{'fp16' if fp16 else 'fp32'}"
-        if noise_aware:
+        if noise_aware:  # the JPEG path's srmd_x* files take the degradation code as input channels (torch)
             assert scale is not None
             return cast("SRNet", ctx.models.get(key, lambda: _prepare(load_noise_aware(scale), device, fp16)))
-        return cast("SRNet", ctx.models.get(key, lambda: _prepare(load_network(model, scale), device, fp16)))
+        threads = ctx.cpu_threads or (os.cpu_count() or 1)
+
+        def load() -> SRNet:
+            net = load_network(model, scale, device=device, threads=threads, backend="auto")
+            if net.backend == "torch" and ctx.cpu_threads > 0:  # before its first forward pass
+                import torch
+
+                torch.set_num_threads(ctx.cpu_threads)
+            return _prepare(net, device, fp16)
+
+        return cast("SRNet", ctx.models.get(key, load))
 
     def _super_resolve(
         self, rgb: RGBImage, size: tuple[int, int], ctx: StepContext, metrics: Metrics, choice: Choice | None
     ) -> RGBImage:
-        import torch
-
-        if ctx.cpu_threads > 0:
-            torch.set_num_threads(ctx.cpu_threads)
+        if ctx.cpu_threads > 0 and "torch" in sys.modules:  # the ncnn backend takes its threads at load
+            sys.modules["torch"].set_num_threads(ctx.cpu_threads)
         try:
             return self._on_device(rgb, size, ctx, ctx.device, metrics, choice)
         except DeviceOutOfMemoryError as exc:
@@ -209,10 +231,6 @@ class UpscaleStep(Step[UpscaleOptions]):
         self, rgb: RGBImage, size: tuple[int, int], ctx: StepContext, device: str, metrics: Metrics,
         choice: Choice | None,
     ) -> RGBImage:
-        import torch
-
-        from retouchd.models.srmd import with_code
-
         opts = self.options
         fp16 = device.startswith("cuda") and opts.fp16 in (True, "auto")
         if is_weights_path(opts.model):
@@ -224,7 +242,7 @@ class UpscaleStep(Step[UpscaleOptions]):
         for index in range(len(passes)):
             factor = int(np.prod(passes[: index + 1]))
             self._check_pixels((width * factor, height * factor), ctx, f"the ×{factor} intermediate")
-        image, tiles, tile_used, offset = rgb, 0, None, 0
+        image, tiles, tile_used, offset, backend = rgb, 0, None, 0, "torch"
 
         def progress(done: int, total: int) -> None:
             ctx.progress(offset + done, offset + total)
@@ -233,10 +251,15 @@ class UpscaleStep(Step[UpscaleOptions]):
             # Only the first pass sees the compressed input; a second pass enlarges a clean network output.
             coded = choice if index == 0 and choice is not None and choice.files == "srmd" else None
             net = self._network(None if is_weights_path(opts.model) else native, device, fp16, ctx, coded is not None)
-            tile = opts.tile if isinstance(opts.tile, int) else auto_tile(net.bytes_per_pixel, device, fp16)
             pad = net.receptive_radius if opts.tile_pad == "auto" else opts.tile_pad
-            module = with_code(net.module, coded.code) if coded is not None else net.module
-            with torch.inference_mode():
+            tile = opts.tile if isinstance(opts.tile, int) else auto_tile(net.bytes_per_pixel, device, fp16, pad)
+            if coded is not None:
+                from retouchd.models.srmd import with_code
+
+                module = with_code(net.module, coded.code)
+            else:
+                module = net.module
+            with _inference_mode(net):
                 result = tiled_upscale(
                     module, image, net.scale, tile=tile, tile_pad=pad, pre_pad=PRE_PAD, device=device,
                     fp16=fp16, channels_last=True, progress=progress,
@@ -245,8 +268,10 @@ class UpscaleStep(Step[UpscaleOptions]):
             if coded is not None and coded.blend < 1.0:
                 image = blend_bicubic(rgb, image, coded.blend)
             tile_used = result.tile if tile_used is None else min(tile_used, result.tile)
+            backend = net.backend
         if image.shape[:2] != (size[1], size[0]):
             image = resample_rgb(image, size)
         metrics.update(native_scale=int(np.prod(passes)), passes="×".join(map(str, passes)), tile=tile_used,
-                       tiles=tiles, device=device, fp16=fp16, **(choice.metrics() if choice is not None else {}))
+                       tiles=tiles, device=device, fp16=fp16, backend=backend,
+                       **(choice.metrics() if choice is not None else {}))
         return image

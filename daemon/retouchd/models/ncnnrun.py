@@ -1,0 +1,198 @@
+"""The CPU backend for the bundled models: the `ncnn` runtime runs the wheels' own `.param` / `.bin` files.
+
+Measured against our PyTorch modules on the same weights (bench/upscale_efficiency.py), ncnn is about 2×
+faster for SRMD and 1.5× for RRDBNet on the CPU: its Winograd F(6,3) convolution needs 2–4× fewer
+multiplies than oneDNN's direct 3×3 convolution. CUDA stays on torch. Only the general `ncnn` package is
+used (CPU only here, `use_vulkan_compute = False`); the srmd/realesrgan wrappers' own runtimes need Vulkan
+and are never imported. Importing this module imports neither ncnn nor torch.
+
+`NcnnModule` is called like the torch modules (B×C×H×W float32 in [0, 1] → B×3×sH×sW), with a torch tensor
+or a numpy array, and answers in the same kind. SRMD's constant channels (the 15-float kernel code and, for
+`srmd_x*`, the noise level) are taken from `code` when only RGB comes in, folded into the first
+convolution's bias exactly as `srmd.SRMD.forward` does (same output, 3/18 of the first layer's work); a
+caller that passes all 18/19 channels gets the file's own network unchanged.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from retouchd.exceptions import ModelError
+from retouchd.models.ncnn import TAG_FP16, TAG_FP32, NcnnLayer, read_param
+
+Array = npt.NDArray[np.float32]
+
+# Same values as the torch modules' constants (srmd.RECEPTIVE_RADIUS, rrdbnet.RECEPTIVE_RADIUS,
+# srmd.DEGRADATION_CODE); copied so that the CPU path never imports torch. tests/test_ncnnrun.py checks
+# that they agree.
+RECEPTIVE_RADIUS = {"srmd": 12, "rrdbnet": 10}
+BYTES_PER_PIXEL = {"srmd": 5_800, "rrdbnet": 64_000, "srvgg": 3_600}
+"""Peak memory per input pixel of one ncnn extraction (measured growth of RSS on 128–256 px tiles, plus
+~10 %): Winograd keeps transformed copies of the maps, 2–10× what the torch modules need. The auto tile
+size is chosen from these, so a job stays within tiling.CPU_ACTIVATION_BUDGET."""
+SRMD_CODE = (
+    -1.12360956e-08, -1.36899159e-08, 1.85637958e-02, 2.86066886e-08, 3.35292965e-02,
+    8.37272935e-08, -2.54424009e-07, -3.16234976e-02, -1.35169253e-02, -1.10466090e-08,
+    3.84753793e-02, 3.79465739e-08, -2.44916752e-01, -8.02213490e-01, -5.40549755e-01,
+)
+"""srmd.DEGRADATION_CODE (the bicubic kernel's code), the default `code` of an SRMD network."""
+OUTPUT_BLOB = "output"
+_FOLDED_CACHE = 4
+"""Folded SRMD networks kept per module, one per distinct code (each is ~6 MB)."""
+NCNN_NO_MEMORY = -100
+
+
+def available() -> bool:
+    """Whether the ncnn runtime is installed (it is a dependency; a broken install means torch)."""
+    import importlib.util
+
+    return importlib.util.find_spec("ncnn") is not None
+
+
+def _net(threads: int) -> Any:
+    import ncnn
+
+    net = ncnn.Net()
+    opt = net.opt
+    opt.use_vulkan_compute = False
+    opt.num_threads = max(1, threads)
+    # fp32 throughout: fp16/bf16 storage would cost accuracy against the torch path for little speed on x86.
+    opt.use_fp16_storage = opt.use_fp16_packed = opt.use_fp16_arithmetic = False
+    opt.use_bf16_storage = False
+    # Idle OpenMP threads sleep at once instead of spinning 20 ms: a slot's threads share the cores with
+    # the other slots and the daemon; spinning made 2 threads slower than 1 on a busy 2-core machine.
+    opt.openmp_blocktime = 0
+    return net
+
+
+def _first_conv(layers: list[NcnnLayer]) -> NcnnLayer:
+    for layer in layers:
+        if layer.type == "Convolution":
+            return layer
+        if layer.type != "Input":
+            break
+    raise ModelError("the model's first layer after its input is not a convolution")
+
+
+def _conv_in_channels(layer: NcnnLayer) -> int:
+    out, kernel = layer.int_param(0), layer.int_param(1)
+    return layer.int_param(6) // (out * kernel * layer.int_param(11, kernel))
+
+
+def fold_first_conv(
+    layers: list[NcnnLayer], param_text: str, weights: bytes, code: tuple[float, ...]
+) -> tuple[str, bytes]:
+    """The model (`layers` parsed from `param_text`) with constant input channels 3… folded into the first
+    convolution's bias.
+
+    The first convolution's blob is the first in the `.bin` (the Input layer has none): it is replaced
+    by an fp32 one over RGB only, and every later byte is kept as it is.
+    """
+    conv = _first_conv(layers)
+    out, kernel = conv.int_param(0), conv.int_param(1)
+    in_channels, size = _conv_in_channels(conv), conv.int_param(6)
+    if len(code) != in_channels - 3 or conv.int_param(5) != 1:
+        raise ModelError(f"{conv.name}: {in_channels} inputs cannot take RGB plus a {len(code)}-value code")
+    tag = int(np.frombuffer(weights[:4], dtype="<u4")[0])
+    if tag == TAG_FP16:
+        weight = np.frombuffer(weights[4 : 4 + 2 * size], dtype="<f2").astype(np.float32)
+        end = 4 + (2 * size + 3) // 4 * 4
+    elif tag in (0, TAG_FP32):
+        weight = np.frombuffer(weights[4 : 4 + 4 * size], dtype="<f4").astype(np.float32)
+        end = 4 + 4 * size
+    else:
+        raise ModelError(f"{conv.name}: weight storage tag {tag:#010x} cannot be folded")
+    bias = np.frombuffer(weights[end : end + 4 * out], dtype="<f4").astype(np.float32)
+    weight = weight.reshape(out, in_channels, kernel, conv.int_param(11, kernel))
+    folded_bias = bias + np.einsum("oikl,i->o", weight[:, 3:], np.asarray(code, dtype=np.float32))
+    rgb = np.ascontiguousarray(weight[:, :3])
+    head = np.uint32(0).tobytes() + rgb.astype("<f4").tobytes() + folded_bias.astype("<f4").tobytes()
+    lines = param_text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.split()[1:2] == [conv.name])
+    lines[at] = " ".join(f"6={rgb.size}" if token == f"6={size}" else token for token in lines[at].split())
+    return "\n".join(lines) + "\n", head + weights[end + 4 * out :]
+
+
+class NcnnModule:
+    """A bundled network on ncnn's CPU runtime, called like the torch module it replaces."""
+
+    def __init__(self, param: Path, weights: Path, *, family: str, scale: int, threads: int,
+                 code: tuple[float, ...] = ()) -> None:
+        self.family, self.scale, self.threads = family, scale, threads
+        self.code = code
+        """SRMD only: the constant channels appended to RGB (kernel code, then noise / 255 for srmd_x*)."""
+        self._param_text = param.read_text(encoding="ascii")
+        self._weights = weights.read_bytes()
+        self._layers = layers = read_param(param)
+        inputs = [layer for layer in layers if layer.type == "Input"]
+        if len(inputs) != 1 or not any(OUTPUT_BLOB in layer.outputs for layer in layers):
+            raise ModelError(f"{param}: expected one input blob and a blob named {OUTPUT_BLOB!r}")
+        self.input_blob = inputs[0].outputs[0]
+        self.in_channels = _conv_in_channels(_first_conv(layers)) if family == "srmd" else 3
+        self._full: tuple[Any, bytes] | None = None
+        self._folded: OrderedDict[tuple[float, ...], tuple[Any, bytes]] = OrderedDict()
+        # One ncnn Net serves one caller at a time; a worker runs one job at a time, this is a safeguard.
+        self._lock = threading.Lock()
+
+    def _load(self, param_text: str, weights: bytes) -> Any:
+        net = _net(self.threads)
+        if net.load_param_mem(param_text) != 0:
+            raise ModelError(f"ncnn could not parse the {self.family} model; reinstall its package")
+        # ncnn keeps pointers into `weights` (raw fp32 blobs are referenced, not copied): the bytes must live
+        # as long as the net, so they are kept beside it.
+        net.load_model_mem(weights)
+        return net, weights
+
+    def _network(self, channels: int) -> Any:
+        if channels == self.in_channels:
+            if self._full is None:
+                self._full = self._load(self._param_text, self._weights)
+            return self._full[0]
+        if channels != 3 or len(self.code) != self.in_channels - 3:
+            raise ModelError(
+                f"the {self.family} network takes {self.in_channels} channels (or RGB with a "
+                f"{self.in_channels - 3}-value code), not {channels} with a {len(self.code)}-value code"
+            )
+        code = tuple(float(v) for v in self.code)
+        loaded = self._folded.pop(code, None)
+        if loaded is None:
+            loaded = self._load(*fold_first_conv(self._layers, self._param_text, self._weights, code))
+        self._folded[code] = loaded
+        while len(self._folded) > _FOLDED_CACHE:
+            self._folded.popitem(last=False)
+        return loaded[0]
+
+    def run(self, batch: Array) -> Array:
+        """B×C×H×W float32 → B×3×sH×sW float32, one ncnn extraction per image."""
+        import ncnn
+
+        if batch.ndim != 4:
+            raise ModelError(f"expected a B×C×H×W batch, got shape {batch.shape}")
+        outputs = []
+        with self._lock:
+            net = self._network(int(batch.shape[1]))
+            for item in batch:
+                data = np.ascontiguousarray(item, dtype=np.float32)
+                extractor = net.create_extractor()
+                extractor.input(self.input_blob, ncnn.Mat(data))
+                status, result = extractor.extract(OUTPUT_BLOB)
+                if status != 0:
+                    # Out of memory is a RuntimeError like torch's CPU allocator's, so tiling shrinks the tile.
+                    what = "can't allocate memory" if status == NCNN_NO_MEMORY else "extraction failed"
+                    raise RuntimeError(f"ncnn {self.family}: {what} (status {status}) on {data.shape}")
+                outputs.append(np.array(result, dtype=np.float32, copy=True))
+                del extractor
+        return np.stack(outputs)
+
+    def __call__(self, batch: Any) -> Any:
+        if isinstance(batch, np.ndarray):
+            return self.run(batch)
+        import torch  # a torch tensor came in: answer with one
+
+        return torch.from_numpy(self.run(batch.detach().cpu().numpy()))

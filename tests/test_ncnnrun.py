@@ -1,0 +1,152 @@
+"""The ncnn CPU backend: the same output as the torch modules on the same weights, and no torch import."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from retouchd.exceptions import ModelError
+from retouchd.models import ncnnrun, rrdbnet, srmd
+from retouchd.models.registry import SRNet, choose_backend, load_bundled
+from retouchd.tiling import CPU_ACTIVATION_BUDGET, auto_tile, tiled_upscale
+from retouchd.typing import RGBImage
+
+
+@functools.cache
+def nets(name: str) -> tuple[SRNet, SRNet]:
+    return load_bundled(name, 4), load_bundled(name, 4, backend="ncnn", threads=1)
+
+
+def photo_like(height: int, width: int, seed: int = 0) -> RGBImage:
+    """Smooth gradients, an edge and mild noise: enough structure to exercise every channel."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    rgb = np.stack([xx / width * 200 + 20, yy / height * 180 + 40, 128 + 60 * np.sin(xx / 5) * (yy > height / 2)], -1)
+    return np.clip(rgb + rng.normal(0, 6, rgb.shape), 0, 255).astype(np.uint8)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * np.log10(255.0**2 / max(mse, 1e-12))
+
+
+@pytest.mark.parametrize(("name", "size", "tile"), [("fast", (30, 44), 32), ("anime", (30, 44), 32),
+                                                    ("photo", (20, 40), 32)])
+def test_ncnn_matches_torch_through_the_tiler(name: str, size: tuple[int, int], tile: int) -> None:
+    """Every bundled model, tiled with border pre-padding, gives torch's output to > 45 dB (uint8)."""
+    torch_net, ncnn_net = nets(name)
+    assert ncnn_net.backend == "ncnn" and torch_net.backend == "torch"
+    assert ncnn_net.receptive_radius == torch_net.receptive_radius
+    image = photo_like(*size)
+    torch.set_num_threads(1)
+    with torch.inference_mode():
+        reference = tiled_upscale(torch_net.module, image, 4, tile=tile, tile_pad=torch_net.receptive_radius,
+                                  pre_pad=2).image
+    result = tiled_upscale(ncnn_net.module, image, 4, tile=tile, tile_pad=ncnn_net.receptive_radius, pre_pad=2)
+    assert result.image.shape == reference.shape == (size[0] * 4, size[1] * 4, 3)
+    assert psnr(result.image, reference) > 45
+    assert float(result.image.std()) > 20  # a real picture, not a flat field that would match anything
+
+
+def test_torch_tensors_in_give_torch_tensors_out() -> None:
+    """Called like the torch module (B×3×h×w tensor, batch of 2), it answers with a tensor of the same layout."""
+    torch_net, ncnn_net = nets("anime")
+    x = torch.rand(2, 3, 12, 10)
+    with torch.inference_mode():
+        expected = torch_net.module(x)
+    got = ncnn_net.module(x)
+    assert isinstance(got, torch.Tensor) and got.shape == (2, 3, 48, 40)
+    assert float((got - expected).abs().max()) < 1e-4
+
+
+def test_srmd_takes_all_channels_or_rgb_with_a_code() -> None:
+    """SRMD gets RGB plus its code folded in, or all 18 channels as they are: the same interior result;
+    another code changes the output."""
+    _torch_net, ncnn_net = nets("fast")
+    module = ncnn_net.module
+    assert module.in_channels == 18 and module.code == srmd.DEGRADATION_CODE
+    rgb = np.random.default_rng(1).random((1, 3, 40, 40), dtype=np.float32)
+    planes = np.broadcast_to(np.asarray(module.code, np.float32)[None, :, None, None], (1, 15, 40, 40))
+    folded = module(rgb)
+    full = module(np.concatenate([rgb, planes], axis=1))
+    inner = slice(4 * 13, -4 * 13)  # beyond the receptive radius the edge handling no longer matters
+    assert np.abs(folded - full)[..., inner, inner].max() < 1e-4
+    module.code = tuple(0.5 * v for v in srmd.DEGRADATION_CODE)
+    try:
+        other = module(rgb)
+    finally:
+        module.code = srmd.DEGRADATION_CODE
+    assert np.abs(other - folded)[..., inner, inner].mean() > 1e-3
+    with pytest.raises(ModelError, match="18 channels"):
+        module(np.zeros((1, 5, 8, 8), np.float32))
+
+
+def test_copied_constants_agree_with_the_torch_modules() -> None:
+    """ncnnrun repeats a few torch-side constants so that it need not import torch: they must not drift."""
+    assert ncnnrun.SRMD_CODE == srmd.DEGRADATION_CODE
+    assert ncnnrun.RECEPTIVE_RADIUS == {"srmd": srmd.RECEPTIVE_RADIUS, "rrdbnet": rrdbnet.RECEPTIVE_RADIUS}
+
+
+@pytest.mark.parametrize(("name", "side"), [("fast", 192), ("anime", 192)])
+def test_memory_per_pixel_bounds_one_extraction(name: str, side: int) -> None:
+    """The bytes per pixel that size the auto tile cover what an extraction really adds to RSS."""
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent (this test process) across exec.
+    code = (
+        "import re, numpy as np\n"
+        "from retouchd.models.registry import load_bundled\n"
+        "def peak(): return int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) * 1024\n"
+        f"net = load_bundled({name!r}, 4, backend='ncnn', threads=1)\n"
+        "net.module(np.zeros((1, 3, 16, 16), np.float32))\n"
+        "before = peak()\n"
+        f"net.module(np.random.default_rng(0).random((1, 3, {side}, {side}), dtype=np.float32))\n"
+        "print(peak() - before)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    grown = int(result.stdout.strip())
+    family = nets(name)[1].family
+    assert grown <= ncnnrun.BYTES_PER_PIXEL[family] * side * side
+    assert grown >= 0.5 * ncnnrun.BYTES_PER_PIXEL[family] * side * side  # the estimate is not wildly high
+
+
+def test_backend_choice() -> None:
+    """CPU → ncnn when installed (auto), CUDA → torch always; an unknown name is refused."""
+    assert choose_backend("cpu") == "ncnn"
+    assert choose_backend("cpu", "torch") == "torch"
+    assert choose_backend("cuda:0") == "torch"
+    assert choose_backend("cuda:1", "ncnn") == "torch"
+    with pytest.raises(ModelError, match="unknown backend"):
+        choose_backend("cpu", "vulkan")
+
+
+def test_cpu_upscale_step_runs_ncnn_without_importing_torch() -> None:
+    """A CPU `fast` ×2 job goes through ncnn and never imports torch (1.5 s of start-up per worker)."""
+    code = (
+        "import sys, numpy as np\n"
+        "from retouchd.steps.base import StepContext\n"
+        "from retouchd.steps.upscale import UpscaleOptions, UpscaleStep\n"
+        "from retouchd.typing import Frame\n"
+        "from pathlib import Path\n"
+        "ctx = StepContext(rule='r', source=Path('x.png'), cpu_threads=1)\n"
+        "rgb = np.random.default_rng(0).integers(0, 255, (20, 24, 3), dtype=np.uint8)\n"
+        "out = UpscaleStep(UpscaleOptions(scale=2, model='fast')).run(Frame(rgb), ctx)\n"
+        "print(out.frame.rgb.shape, out.metrics['backend'], 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(40, 48, 3) ncnn False"
+
+
+@pytest.mark.parametrize("family", ["srmd", "srvgg", "rrdbnet"])
+def test_auto_tile_with_its_pad_fits_the_cpu_budget(family: str) -> None:
+    """The auto tile plus its context on both sides stays within the CPU activation budget."""
+    pad = ncnnrun.RECEPTIVE_RADIUS.get(family, 18)
+    tile = auto_tile(ncnnrun.BYTES_PER_PIXEL[family], pad=pad)
+    assert tile % 16 == 0 and tile >= 32
+    assert (tile + 2 * pad) ** 2 * ncnnrun.BYTES_PER_PIXEL[family] <= CPU_ACTIVATION_BUDGET
+    assert (tile + 16 + 2 * pad) ** 2 * ncnnrun.BYTES_PER_PIXEL[family] > CPU_ACTIVATION_BUDGET * 0.8

@@ -1,0 +1,61 @@
+"""`retouchd process` needs no database: it imports neither SQLAlchemy, Alembic nor the store; a CPU
+network rule does not import torch either."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CODE = """
+import json, sys
+from retouchd.cli import main
+try:
+    main(sys.argv[1:], standalone_mode=False)
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+heavy = ("sqlalchemy", "alembic", "retouchd.store", "retouchd.pool", "torch")
+print(json.dumps({"code": code, "loaded": sorted(m for m in heavy if m in sys.modules)}))
+"""
+
+
+@pytest.mark.parametrize("model", ["lanczos", "fast"])
+def test_process_imports_no_store_and_no_torch(tmp_path: Path, model: str) -> None:
+    """A lanczos and a `fast` (ncnn on the CPU) rule run with none of the heavy modules loaded."""
+    rules = tmp_path / "rules.toml"
+    step = f'{{ op = "upscale", scale = 2, model = "{model}" }}'
+    rules.write_text(f'[[rule]]\nname = "r"\ninbox = "r"\nsteps = [{step}]\n')
+    source = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(source)
+    command = [sys.executable, "-c", CODE, "process", str(source), "--rule", "r", "--out", str(tmp_path / "out"),
+               "--rules", str(rules), "--root", str(tmp_path / "root"), "--log-level", "warning"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False,
+                            env={"RETOUCHD_WORKERS__DEVICES": "cpu", "PATH": "/usr/bin:/bin",
+                                 "PYTHONPATH": ":".join(sys.path)})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"code": 0, "loaded": []}
+    with Image.open(tmp_path / "out" / "in.png") as out:
+        assert out.size == (64, 48)
+
+
+def test_passive_openmp_is_a_default_not_an_override() -> None:
+    """Workers and `process` get OMP_WAIT_POLICY=PASSIVE unless the environment already says otherwise."""
+    code = (
+        "import os\n"
+        "from retouchd.devices import prefer_passive_openmp\n"
+        "prefer_passive_openmp()\n"
+        "print(os.environ['OMP_WAIT_POLICY'])\n"
+    )
+    base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)}
+    for env, expected in ((base, "PASSIVE"), ({**base, "OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE")):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                                check=True, env=env)
+        assert result.stdout.strip() == expected
