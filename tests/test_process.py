@@ -86,7 +86,7 @@ def test_folders_match_recursion_and_quiet_pipes(tmp_path: Path) -> None:
     forced = cli("process", str(src / "photo.jpg"), "--any-name", *base)
     assert forced.returncode == 0 and (out / "photo.png").exists()
 
-    logged = cli("process", str(src / "a.tif"), "--log-format", "json", *base)
+    logged = cli("process", str(src / "a.tif"), "--log-format", "json", "--log-level", "debug", *base)
     assert logged.returncode == 0 and '"event": "step done"' in logged.stderr
 
 

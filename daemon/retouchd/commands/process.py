@@ -58,7 +58,7 @@ class _Bars(_Plain):
         self.progress.update(self.current, description=f"{self.name} · {name}", total=None, completed=0)
 
     def tiles(self, done: int, total: int) -> None:
-        self.progress.update(self.current, total=total, completed=done)
+        self.progress.update(self.current, total=total, completed=done, refresh=True)
 
     def done(self, line: str, *, ok: bool) -> None:
         super().done(line, ok=ok)  # rich prints redirected output above the bars
