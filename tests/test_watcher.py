@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from retouchd.mounts import mount_of, read_mounts, watch_mode_for
@@ -35,8 +36,9 @@ def _watcher(inbox: Path) -> Watcher:
     return Watcher([("r", inbox)], mode="poll", poll_interval=0.0, rescan_interval=60, ignore=IgnoreMatcher())
 
 
-def test_scan_skips_symlinks_and_ignored(tmp_path: Path) -> None:
-    """Symlinked files and folders (which could lead outside the inbox) and ignored names are not reported."""
+def test_scan_reports_links_without_following_them(tmp_path: Path) -> None:
+    """Symlinks and FIFOs are reported as themselves (intake refuses them), never followed; ignored names
+    are not reported."""
     inbox, outside = tmp_path / "inbox", tmp_path / "outside"
     (inbox / "sub").mkdir(parents=True)
     outside.mkdir()
@@ -47,9 +49,13 @@ def test_scan_skips_symlinks_and_ignored(tmp_path: Path) -> None:
     os.symlink(outside / "secret.jpg", inbox / "link.jpg")
     os.symlink(outside, inbox / "linkdir")
     (inbox / "dir.jpg").mkdir()
+    os.mkfifo(inbox / "pipe.jpg")
     seen, present = _watcher(inbox).poll(now=0)
-    assert sorted(s.path.relative_to(inbox).as_posix() for s in seen) == ["ok.jpg", "sub/deep.jpg"]
-    assert present == {inbox / "ok.jpg", inbox / "sub" / "deep.jpg"}
+    names = ["link.jpg", "linkdir", "ok.jpg", "pipe.jpg", "sub/deep.jpg"]
+    assert sorted(s.path.relative_to(inbox).as_posix() for s in seen) == names
+    assert {s.path.name: stat.S_IFMT(s.st.st_mode) for s in seen if s.path.name.startswith("link")} == {
+        "link.jpg": stat.S_IFLNK, "linkdir": stat.S_IFLNK}
+    assert present == {inbox / name for name in names}
 
 
 def test_vanished_inbox_is_paused_not_emptied(tmp_path: Path) -> None:

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import structlog
 
-from retouchd.fsops import TEMP_PREFIX, move_verified, publish, safe_join, sha256_file, unique_path
+from retouchd import beneath
+from retouchd.exceptions import UnsafePathError
+from retouchd.fsops import TEMP_PREFIX, publish, safe_join, sha256_file, unique_path
 from retouchd.pipeline import TaskResult
 from retouchd.rules import RuleFolders
 from retouchd.store import Job, JobState, Store, utcnow
@@ -62,15 +64,20 @@ class Committer:
         job = self.store.get(job_id)
         assert job is not None and job.state in (JobState.DONE, JobState.REVIEW)
         src = Path(job.source_path)
-        if job.archive_path and not os.path.lexists(src) and Path(job.archive_path).exists():
+        inbox = self.folders[job.rule].inbox
+        if job.archive_path and not beneath.exists(inbox, src) and Path(job.archive_path).exists():
             self._archive_sidecar(job)  # crashed after the move, before the DB said so
             self.store.archived(job.id)
             return
-        if not src.exists():
+        try:
+            current = beneath.hash_file(inbox, src)[0]
+        except (FileNotFoundError, NotADirectoryError):
             log.warning("original missing at archive time", job_id=job.id, rule=job.rule, path=str(src))
             self.store.archived(job.id)
             return
-        if sha256_file(src) != job.sha256:
+        except (beneath.NotRegularError, UnsafePathError):
+            current = None
+        if current != job.sha256:
             # The inbox file was replaced after processing: keep it for the watcher as new content.
             log.warning("original replaced before archiving; left in the inbox", job_id=job.id, path=str(src))
             self.store.archived(job.id)
@@ -83,18 +90,22 @@ class Committer:
             sidecar_target = unique_path(safe_join(root, Path(job.rel_path).parent / Path(job.sidecar_path).name))
         self.store.plan_archive(job.id, str(target), str(sidecar_target) if sidecar_target else None)
         self.fault("before-archive")
-        move_verified(src, target, job.sha256)
+        how = beneath.move_out(inbox, src, target, job.sha256)
+        if how == "copied":
+            log.info("original archived as a copy (hard-linked or on another filesystem)", job_id=job.id,
+                     path=str(src), archive_path=str(target))
         self.fault("after-archive-move")
         job.archive_path, job.sidecar_archive_path = str(target), str(sidecar_target) if sidecar_target else None
         self._archive_sidecar(job)
         self.store.archived(job.id)
 
     def _archive_sidecar(self, job: Job) -> None:
-        if job.sidecar_path and job.sidecar_archive_path and os.path.lexists(job.sidecar_path):
+        inbox = self.folders[job.rule].inbox
+        if job.sidecar_path and job.sidecar_archive_path and beneath.exists(inbox, Path(job.sidecar_path)):
             dst = Path(job.sidecar_archive_path)
             if os.path.lexists(dst):
                 dst = unique_path(dst)
-            move_verified(Path(job.sidecar_path), dst, None)
+            beneath.move_out(inbox, Path(job.sidecar_path), dst, None)
 
     # -- failure -------------------------------------------------------------------------------------------
     def failure(self, job: Job, owner: str | None, result: TaskResult) -> JobState:
@@ -123,16 +134,17 @@ class Committer:
         target = Path(job.failed_path) if job.failed_path else unique_path(safe_join(folders.failed, job.rel_path))
         if not job.failed_path:
             self.store.plan_failed(job.id, str(target))
-        if os.path.lexists(src) and not os.path.lexists(target):
-            move_verified(src, target, None)
-        if job.sidecar_path and os.path.lexists(job.sidecar_path):
-            move_verified(Path(job.sidecar_path), unique_path(target.with_name(Path(job.sidecar_path).name)), None)
+        if beneath.exists(folders.inbox, src) and not os.path.lexists(target):
+            beneath.move_out(folders.inbox, src, target, None)
+        if job.sidecar_path and beneath.exists(folders.inbox, Path(job.sidecar_path)):
+            sidecar = Path(job.sidecar_path)
+            beneath.move_out(folders.inbox, sidecar, unique_path(target.with_name(sidecar.name)), None)
         report = {
             "job_id": job.id, "rule": job.rule, "source": job.source_path, "sha256": job.sha256,
             "reason": error, "step": step, "attempts": job.attempts, "traceback_id": traceback_id,
             "time": utcnow().isoformat(), "retry": f"retouchd retry {job.id}",
         }
-        if target.exists():
+        if os.path.lexists(target):
             tmp = target.with_name(f"{TEMP_PREFIX}{target.name}.error.json.tmp")
             text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
             tmp.write_bytes(text.encode("utf-8", "backslashreplace"))

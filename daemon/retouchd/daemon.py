@@ -59,7 +59,7 @@ class Daemon:
         self.should_exit = self.force_exit = self.reload_requested = False
         self.identity = Identity(host=settings.host_id)
         self.notifier = Notifier(settings.notify_socket)
-        self.tracker = SettleTracker(settings.watch.settle_time)
+        self.tracker = SettleTracker(settings.watch.settle_time, quiet_time=settings.watch.quiet_time)
         self.ignore = IgnoreMatcher(settings.watch.ignore)
         self.store: Store | None = None
         self.pool: Pool | None = None
@@ -118,7 +118,7 @@ class Daemon:
         self.committer = Committer(self.store, folders, file_mode=self.settings.file_mode,
                                    retry_backoff=self.settings.workers.retry_backoff, fault=self._fault)
         self.intake = Intake(self.store, {r.name: r for r in rules.rules if r.enabled}, folders,
-                             max_attempts=self.settings.workers.max_attempts)
+                             max_attempts=self.settings.workers.max_attempts, fail=self.committer.to_failed)
         if self.watcher is not None:
             self.watcher.stop()
         self.watcher = Watcher([(name, f.inbox) for name, f in folders.items()], mode=self.settings.watch.mode,
@@ -197,7 +197,7 @@ class Daemon:
         sightings, present = self.watcher.poll()
         self._scanned_once = True
         for s in sightings:
-            self.tracker.observe(s.rule, s.path, s.st, closed=s.closed)
+            self.tracker.observe(s.rule, s.path, s.st, closed=s.closed, written=s.written)
         if present is not None:
             self.tracker.prune_taken(present)
         ready = self.tracker.ready()
@@ -230,7 +230,7 @@ class Daemon:
                 self.tracker.requeue(candidate)
                 continue
             try:
-                outcome = self.intake.offer(candidate.rule, candidate.path)
+                outcome = self.intake.offer(candidate.rule, candidate.path, (candidate.size, candidate.mtime_ns))
             except RetouchdError as exc:
                 log.warning("cannot take file", rule=candidate.rule, path=str(candidate.path), error=str(exc))
                 self.tracker.mark_taken(candidate)

@@ -1,7 +1,10 @@
 """Intake: a stable file becomes a queued job, once per content (SPEC §6.2).
 
 The sha256 of the bytes decides: a second copy of content the rule already has is archived as a duplicate,
-a queued file that was renamed keeps its job, and a file whose twin is still in flight waits for it.
+a queued file that was renamed keeps its job, and a file whose twin is still in flight waits for it. A newer
+version of a queued file (it was appended to after intake) replaces the job's content: one path, one job.
+Files are read beneath the inbox only (beneath.py); a link, FIFO or device node is recorded once as a
+failed job, and a file that stays unreadable is failed as "permission denied" after a few looks.
 """
 
 from __future__ import annotations
@@ -9,13 +12,16 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import Callable
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
 
 import structlog
 
-from retouchd.fsops import move_verified, safe_join, sha256_file, unique_path
+from retouchd import beneath
+from retouchd.exceptions import TransientError, UnsafePathError
+from retouchd.fsops import safe_join, unique_path
 from retouchd.masks import find_sidecar, is_sidecar
 from retouchd.rules import Rule, RuleFolders
 from retouchd.store import ACTIVE, Job, JobState, Store
@@ -30,35 +36,67 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     WAIT = "wait"
     SKIPPED = "skipped"
+    REFUSED = "refused"
+
+
+FailFn = Callable[[Job, str | None, str, str | None, str | None], None]
+"""Committer.to_failed: move a job's file to failed/ with its reason and mark the job failed."""
+
+UNREADABLE_LOOKS = 5
+"""Looks (one per settle time) at a file we may not read before it is failed as "permission denied"."""
 
 
 class Intake:
     def __init__(self, store: Store, rules: dict[str, Rule], folders: dict[str, RuleFolders], *,
-                 max_attempts: int) -> None:
+                 max_attempts: int, fail: FailFn | None = None) -> None:
         self.store, self.rules, self.folders, self.max_attempts = store, rules, folders, max_attempts
+        self.fail = fail
+        self._unreadable: dict[Path, int] = {}
 
-    def offer(self, rule_name: str, path: Path) -> Outcome:
+    def offer(self, rule_name: str, path: Path, seen: tuple[int, int] | None = None) -> Outcome:
+        """Queue (or match) the file at `path`; `seen` = (size, mtime_ns) when it was judged settled: a file
+        that differs from that is still being written and waits."""
         rule = self.rules[rule_name]
         if is_sidecar(path.name) or not rule.matches(path.name):
             return Outcome.SKIPPED
         inbox = self.folders[rule_name].inbox
         rel = path.relative_to(inbox)
         try:
-            st = os.lstat(path)
-            digest = sha256_file(path)
-        except FileNotFoundError:
+            digest, st = beneath.hash_file(inbox, path)
+        except (FileNotFoundError, NotADirectoryError):
             return Outcome.SKIPPED
+        except (beneath.NotRegularError, UnsafePathError) as exc:
+            return self._refuse(rule, path, rel, str(exc))
+        except PermissionError as exc:
+            return self._unreadable_look(rule, path, rel, exc)
+        except TransientError:
+            return Outcome.WAIT
         except OSError as exc:
             log.warning("cannot read file; will look again", rule=rule.name, path=str(path), error=str(exc))
             return Outcome.WAIT
+        self._unreadable.pop(path, None)
+        if seen is not None and (st.st_size, st.st_mtime_ns) != seen:
+            return Outcome.WAIT  # changed since it looked settled: still being written
         sidecar = find_sidecar(path)
         # The same photo with a different mask is different work: the mask's bytes are part of the content.
-        content = digest if sidecar is None else hashlib.sha256(f"{digest}+{sha256_file(sidecar)}".encode()).hexdigest()
+        if sidecar is None:
+            content = digest
+        else:
+            content = hashlib.sha256(f"{digest}+{beneath.hash_file(inbox, sidecar)[0]}".encode()).hexdigest()
         key = f"{content}/{uuid.uuid4().hex}" if rule.reprocess else content
+        fields = {"content_key": key, "sha256": digest, "size": st.st_size, "mtime": st.st_mtime,
+                  "sidecar_path": str(sidecar) if sidecar else None}
+        earlier = self.store.queued_at(rule.name, str(path))
+        if earlier is not None and earlier.sha256 != digest:
+            if earlier.state == JobState.RUNNING:
+                return Outcome.WAIT  # its worker will see the change; decide once it is back in the queue
+            if self.store.supersede(earlier.id, **fields):
+                log.info("queued file changed; its job takes the new content", job_id=earlier.id, rule=rule.name,
+                         path=str(path), size=st.st_size)
+                return Outcome.MOVED
         job, created = self.store.enqueue(
-            rule=rule.name, content_key=key, sha256=digest, source_path=str(path), rel_path=str(rel),
-            sidecar_path=str(sidecar) if sidecar else None, size=st.st_size, mtime=st.st_mtime,
-            max_attempts=rule.max_attempts or self.max_attempts,
+            rule=rule.name, source_path=str(path), rel_path=str(rel),
+            max_attempts=rule.max_attempts or self.max_attempts, **fields,
         )
         if created:
             log.info("queued", job_id=job.id, rule=rule.name, path=str(path), size=st.st_size)
@@ -84,10 +122,43 @@ class Intake:
     def _archive_duplicate(self, job: Job, path: Path, rel: Path, sidecar: Path | None) -> Outcome:
         root = self.folders[job.rule].archive / date.today().isoformat()
         target = unique_path(safe_join(root, rel))
-        move_verified(path, target, job.sha256)
-        if sidecar is not None and sidecar.exists():
-            move_verified(sidecar, unique_path(target.with_name(sidecar.name)), None)
+        inbox = self.folders[job.rule].inbox
+        how = beneath.move_out(inbox, path, target, job.sha256)
+        if sidecar is not None and beneath.exists(inbox, sidecar):
+            beneath.move_out(inbox, sidecar, unique_path(target.with_name(sidecar.name)), None)
         self.store.add_duplicate(job.id, str(path), str(target))
         log.info("duplicate content archived, not processed again", job_id=job.id, rule=job.rule,
-                 path=str(path), archive_path=str(target), state=job.state)
+                 path=str(path), archive_path=str(target), state=job.state, how=how)
         return Outcome.DUPLICATE
+
+    def _unreadable_look(self, rule: Rule, path: Path, rel: Path, exc: OSError) -> Outcome:
+        looks = self._unreadable[path] = self._unreadable.get(path, 0) + 1
+        if looks < UNREADABLE_LOOKS:
+            log.warning("cannot read file; will look again", rule=rule.name, path=str(path), error=str(exc),
+                        look=looks, of=UNREADABLE_LOOKS)
+            return Outcome.WAIT
+        del self._unreadable[path]
+        return self._refuse(rule, path, rel, f"permission denied: the daemon may not read {path.name}; "
+                            "fix the file's permissions and drop it again", step="read")
+
+    def _refuse(self, rule: Rule, path: Path, rel: Path, reason: str, step: str = "intake") -> Outcome:
+        """Record an inbox entry that cannot be taken as one failed job, and move it (never followed)."""
+        try:
+            st = beneath.lstat(self.folders[rule.name].inbox, path)
+        except (OSError, UnsafePathError):
+            return Outcome.SKIPPED
+        job, created = self.store.refuse(
+            rule=rule.name, content_key=f"refused:{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:{rel}"[:128],
+            sha256="", source_path=str(path), rel_path=str(rel), sidecar_path=None, size=st.st_size,
+            mtime=st.st_mtime, max_attempts=1,
+        )
+        if not created:
+            return Outcome.SKIPPED
+        try:
+            if self.fail is None:
+                raise OSError("no failed/ folder wired")
+            self.fail(job, None, reason, step, None)
+        except (OSError, UnsafePathError) as exc:
+            self.store.fail(job.id, None, error=f"{reason} (left in the inbox: {exc})", step=step, traceback_id=None)
+            log.warning("file refused", job_id=job.id, rule=rule.name, path=str(path), error=reason)
+        return Outcome.REFUSED

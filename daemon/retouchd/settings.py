@@ -36,6 +36,9 @@ class WatchSettings(_Section):
     mode: Literal["auto", "events", "poll"] = "auto"
     poll_interval: float = Field(2.0, gt=0, le=3600)
     settle_time: float = Field(2.0, ge=0, le=3600)
+    quiet_time: float = Field(60.0, ge=0, le=86400)
+    """Events mode: a file written to but not closed since (a writer holds it open) is taken after this long
+    without change, in case its close was missed."""
     rescan_interval: float = Field(300.0, gt=0)
     ignore: list[str] = Field(default_factory=list)
     """Extra glob patterns to ignore, added to the built-in list (partial downloads, system files)."""

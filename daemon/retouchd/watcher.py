@@ -33,6 +33,7 @@ class Sighting:
     path: Path
     st: os.stat_result
     closed: bool = False
+    written: bool = False
 
 
 @dataclass
@@ -125,7 +126,8 @@ class Watcher:
             st = os.lstat(path)
         except OSError:
             return None
-        return st if stat.S_ISREG(st.st_mode) else None
+        # Links, FIFOs and devices are reported too (intake refuses them with a reason); never folders.
+        return None if stat.S_ISDIR(st.st_mode) else st
 
     def _scan(self, inbox: Inbox) -> Iterator[Sighting]:
         present: set[Path] = set()
@@ -140,11 +142,11 @@ class Watcher:
                 if self.ignore.name_ignored(entry.name):
                     continue
                 try:
-                    if entry.is_symlink():
-                        continue  # never followed: it could lead outside the inbox
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(Path(entry.path))
-                    elif entry.is_file(follow_symlinks=False):
+                    else:
+                        # A link is reported, never followed (it could lead outside the inbox); intake
+                        # refuses links, FIFOs and devices with a reason.
                         path = Path(entry.path)
                         present.add(path)
                         yield Sighting(inbox.rule, path, entry.stat(follow_symlinks=False))
@@ -169,7 +171,8 @@ class Watcher:
                 continue
             st = self._stat_ok(inbox, path)
             if st is not None:
-                seen.append(Sighting(inbox.rule, path, st, closed=kind in ("closed", "moved")))
+                seen.append(Sighting(inbox.rule, path, st, closed=kind in ("closed", "moved"),
+                                     written=kind == "modified"))
         full = True
         for inbox in self.inboxes:
             if now < inbox.next_scan:

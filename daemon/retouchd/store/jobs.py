@@ -67,6 +67,45 @@ class Store:
                 transition(job, JobState.QUEUED)
             job.updated_at = utcnow()
 
+    def queued_at(self, rule: str, source: str) -> Job | None:
+        """The queued or running job whose file is `source` (a newer sighting of the same path)."""
+        with self.session() as s:
+            query = select(Job).where(Job.rule == rule, Job.source_path == source,
+                                      Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
+            return s.scalars(query.order_by(Job.id)).first()
+
+    def supersede(self, job_id: int, **fields: Any) -> bool:
+        """Point a still-queued job at its file's newer content (one path, one job); False if it was
+        claimed meanwhile or the new content already has a job of its own (the old row is then dropped)."""
+        with self.session() as s:
+            job = s.get(Job, job_id)
+            if job is None or job.state != JobState.QUEUED:
+                return False
+            taken = s.scalars(select(Job.id).where(Job.rule == job.rule, Job.content_key == fields["content_key"],
+                                                   Job.id != job_id)).first()
+            if taken is not None:
+                s.delete(job)
+                return False
+            for name, value in fields.items():
+                setattr(job, name, value)
+            job.attempts, job.error, job.not_before, job.updated_at = 0, None, None, utcnow()
+            return True
+
+    def refuse(self, **fields: Any) -> tuple[Job, bool]:
+        """Record an inbox entry refused at intake (a link, FIFO, device) as a job about to fail; like
+        enqueue, (existing job, False) if this very entry was recorded before."""
+        now = utcnow()
+        job = Job(state=JobState.RUNNING, attempts=1, created_at=now, updated_at=now, started_at=now, **fields)
+        try:
+            with self.session() as s:
+                s.add(job)
+            return job, True
+        except IntegrityError:
+            existing = self.find(fields["rule"], fields["content_key"])
+            if existing is None:
+                raise
+            return existing, False
+
     def set_sidecar(self, job_id: int, sidecar: str) -> None:
         with self.session() as s:
             self._owned(s, job_id, None).sidecar_path = sidecar
