@@ -1,0 +1,231 @@
+"""The inbox boundary (SPEC §6.3, §6.5): only complete, regular files that live inside the inbox are taken."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import db_rows, files_under, save_image, sha256, wait_for
+from retouchd import beneath, pipeline
+from retouchd.archive import Committer
+from retouchd.exceptions import DecodeError, UnsafePathError
+from retouchd.intake import Intake, Outcome
+from retouchd.rules import RuleFolders, default_rule_file, load_rules
+from retouchd.store import JobState, Store, open_store
+
+SLOW_SETTLE = {"RETOUCHD_WATCH__SETTLE_TIME": "1.0"}
+
+
+def _store(tmp_path: Path) -> Store:
+    (tmp_path / "state").mkdir(exist_ok=True)
+    return open_store(f"sqlite:///{tmp_path / 'state' / 'db.sqlite'}")
+
+
+def _folders(tmp_path: Path) -> RuleFolders:
+    folders = RuleFolders(*(tmp_path / name for name in ("inbox", "outbox", "archive", "failed", "review")))
+    for path in (folders.inbox, folders.outbox, folders.archive, folders.failed, folders.review):
+        path.mkdir(parents=True, exist_ok=True)
+    return folders
+
+
+def _intake(tmp_path: Path) -> tuple[Intake, Store, RuleFolders]:
+    rule = load_rules([default_rule_file()]).rules[0]
+    store, folders = _store(tmp_path), _folders(tmp_path)
+    committer = Committer(store, {rule.name: folders})
+    return Intake(store, {rule.name: rule}, {rule.name: folders}, max_attempts=3, fail=committer.to_failed), store, folders
+
+
+# -- item 1: partial files --------------------------------------------------------------------------------------
+
+def test_reopen_append_and_pausing_writers_are_processed_once(root: Path, tmp_path: Path, daemon) -> None:
+    """A writer that reopens the file for each chunk (0.3 s apart) and one that holds the file open through a
+    4 s pause are each processed once, complete: one job, one output, nothing in failed/."""
+    originals = {name: save_image(tmp_path / "src" / name, 160, 120, seed=i)
+                 for i, name in enumerate(["chunked.png", "paused.png"])}
+    proc = daemon(env=SLOW_SETTLE)
+    inbox = root / "inbox" / "upscale"
+
+    def reopen_append() -> None:
+        data = originals["chunked.png"].read_bytes()
+        step = len(data) // 8 + 1
+        for i in range(0, len(data), step):
+            with open(inbox / "chunked.png", "ab") as fh:
+                fh.write(data[i:i + step])
+            time.sleep(0.3)
+
+    def pausing() -> None:
+        data = originals["paused.png"].read_bytes()
+        with open(inbox / "paused.png", "wb") as fh:
+            fh.write(data[: len(data) // 2])
+            fh.flush()
+            time.sleep(4.0)
+            fh.write(data[len(data) // 2:])
+
+    writers = [threading.Thread(target=reopen_append), threading.Thread(target=pausing)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    wait_for(lambda: len(db_rows(root)) >= 2 and all(r["state"] in ("archived", "failed") for r in db_rows(root)),
+             timeout=60)
+    time.sleep(1.5)  # a late fragment would show up as another row here
+    rows = db_rows(root)
+    assert sorted((r["rel_path"], r["state"]) for r in rows) == [("chunked.png", "archived"), ("paused.png", "archived")]
+    for row in rows:
+        assert row["sha256"] == sha256(originals[row["rel_path"]])
+        assert sha256(Path(row["archive_path"])) == row["sha256"]
+    assert sorted(p.name for p in files_under(root / "outbox")) == ["chunked.png", "paused.png"]
+    assert files_under(root / "failed") == []
+    assert proc.stop() == 0
+
+
+def test_newer_sighting_supersedes_the_queued_job(tmp_path: Path) -> None:
+    """A file appended to after it was queued keeps one job, which takes the final content."""
+    intake, store, folders = _intake(tmp_path)
+    full = save_image(tmp_path / "full.png", 64, 48).read_bytes()
+    path = folders.inbox / "b.png"
+    path.write_bytes(full[:100])
+    assert intake.offer("upscale", path) is Outcome.QUEUED
+    with open(path, "ab") as fh:
+        fh.write(full[100:])
+    assert intake.offer("upscale", path) is Outcome.MOVED
+    jobs = store.in_states([JobState.QUEUED, JobState.FAILED])
+    assert [(j.rel_path, j.sha256, j.size) for j in jobs] == [("b.png", sha256(path), len(full))]
+
+
+def test_changed_since_it_looked_settled_waits(tmp_path: Path) -> None:
+    """Intake does not queue a file whose size or mtime moved since the tracker judged it settled."""
+    intake, store, folders = _intake(tmp_path)
+    path = save_image(folders.inbox / "c.png")
+    st = os.stat(path)
+    with open(path, "ab") as fh:
+        fh.write(b"more")
+    assert intake.offer("upscale", path, (st.st_size, st.st_mtime_ns)) is Outcome.WAIT
+    assert store.in_states([JobState.QUEUED]) == []
+
+
+def test_truncated_while_still_growing_is_transient(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A "truncated" decode of a file that grew since it was read is "still being written" (retried), while
+    a truncated file that holds still is a permanent failure."""
+    inbox = tmp_path / "inbox"
+    data = save_image(tmp_path / "full.png", 64, 48).read_bytes()
+    path = inbox / "t.png"
+    inbox.mkdir()
+    path.write_bytes(data[: len(data) // 2])
+    real_decode = pipeline.decode
+
+    def growing(raw: bytes, **kwargs: object) -> object:
+        with open(path, "ab") as fh:
+            fh.write(data[len(data) // 2:])
+        return real_decode(raw, **kwargs)  # type: ignore[arg-type]
+
+    task = pipeline.Task(rule="r", source=str(path), steps=[], output={}, work_dir=str(tmp_path), inbox=str(inbox))
+    still = pipeline.run_task(task)
+    assert not still.ok and still.error and still.error.startswith("truncated") and still.permanent
+    path.write_bytes(data[: len(data) // 2])
+    monkeypatch.setattr(pipeline, "decode", growing)
+    result = pipeline.run_task(task)
+    assert not result.ok and not result.permanent and "still being written" in (result.error or "")
+    with pytest.raises(DecodeError):
+        real_decode(data[:100], max_pixels=10**6)
+
+
+# -- items 2, 3, 5: FIFOs, devices, links -------------------------------------------------------------------------
+
+def test_fifo_and_device_are_never_read(tmp_path: Path) -> None:
+    """Opening a FIFO (no writer) or a device node returns at once with a reason instead of blocking or
+    reading forever."""
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(beneath.NotRegularError, match="FIFO"):
+        beneath.hash_file(tmp_path, fifo)
+    with pytest.raises(beneath.NotRegularError, match="device"):
+        beneath.hash_file(None, Path("/dev/zero"))
+    assert time.monotonic() - started < 5
+
+
+def test_folder_swapped_for_symlink_moves_nothing_from_outside(tmp_path: Path) -> None:
+    """A job's folder replaced by a symlink to an outside folder: failing the job never moves or reads the
+    outside file of the same name."""
+    intake, store, folders = _intake(tmp_path)
+    (folders.inbox / "sub").mkdir()
+    (folders.inbox / "sub" / "victim.png").write_bytes(b"not an image at all")
+    assert intake.offer("upscale", folders.inbox / "sub" / "victim.png") is Outcome.QUEUED
+    job = store.claim("me:1:x:0", "me", "cpu", 60, ["upscale"])
+    assert job is not None
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = save_image(outside / "victim.png")
+    before = sha256(victim)
+    shutil.rmtree(folders.inbox / "sub")
+    os.symlink(outside, folders.inbox / "sub")
+    with pytest.raises(UnsafePathError):
+        beneath.read_file(folders.inbox, folders.inbox / "sub" / "victim.png", 1000)
+    with pytest.raises(UnsafePathError):
+        beneath.move_out(folders.inbox, folders.inbox / "sub" / "victim.png", tmp_path / "moved.png")
+    Committer(store, {"upscale": folders}).to_failed(job, "me:1:x:0", "corrupt", "decode", None)
+    assert victim.exists() and sha256(victim) == before
+    assert files_under(folders.failed) == []
+    assert store.get(job.id).state == JobState.FAILED  # type: ignore[union-attr]
+
+
+def test_links_and_fifos_are_failed_once_with_a_reason(tmp_path: Path) -> None:
+    """A symlink and a FIFO with image names are each recorded once as a failed job; the link itself is
+    moved to failed/ (its target outside is untouched), nothing is followed or read."""
+    intake, store, folders = _intake(tmp_path)
+    outside = save_image(tmp_path / "outside.png")
+    before = sha256(outside)
+    os.symlink(outside, folders.inbox / "link.png")
+    os.mkfifo(folders.inbox / "pipe.png")
+    for name in ("link.png", "pipe.png"):
+        assert intake.offer("upscale", folders.inbox / name) is Outcome.REFUSED
+    failed = {j.rel_path: j for j in store.in_states([JobState.FAILED])}
+    assert set(failed) == {"link.png", "pipe.png"}
+    assert "symbolic link" in (failed["link.png"].error or "") and "FIFO" in (failed["pipe.png"].error or "")
+    assert os.path.islink(folders.failed / "link.png") and os.readlink(folders.failed / "link.png") == str(outside)
+    assert stat.S_ISFIFO(os.lstat(folders.failed / "pipe.png").st_mode)
+    assert (folders.failed / "link.png.error.json").exists()
+    assert sha256(outside) == before and not os.path.lexists(folders.inbox / "link.png")
+
+
+def test_daemon_fails_fifo_and_keeps_taking_files(root: Path, tmp_path: Path, daemon) -> None:
+    """A FIFO swapped in for a settling file neither blocks the daemon nor stops later files; SIGTERM
+    still stops it."""
+    proc = daemon()
+    inbox = root / "inbox" / "upscale"
+    (inbox / "swap.png").write_bytes(b"\x89PNG partial")
+    os.unlink(inbox / "swap.png")
+    os.mkfifo(inbox / "swap.png")
+    save_image(tmp_path / "after.png")
+    shutil.copy(tmp_path / "after.png", inbox / "after.png")
+    wait_for(lambda: sorted((r["rel_path"], r["state"]) for r in db_rows(root))
+             == [("after.png", "archived"), ("swap.png", "failed")], timeout=60)
+    row = next(r for r in db_rows(root) if r["rel_path"] == "swap.png")
+    assert "FIFO" in row["error"]
+    assert proc.stop() == 0
+
+
+# -- item 4: hard links ---------------------------------------------------------------------------------------------
+
+def test_hard_linked_original_is_archived_as_a_copy(root: Path, tmp_path: Path, daemon) -> None:
+    """A file hard-linked into the inbox is archived as its own copy: changing the outside file later does
+    not change the archived original."""
+    outside = save_image(tmp_path / "outside.png", 64, 48, seed=3)
+    before = sha256(outside)
+    proc = daemon()
+    os.link(outside, root / "inbox" / "upscale" / "hl.png")
+    wait_for(lambda: [r["state"] for r in db_rows(root)] == ["archived"], timeout=60)
+    archived = Path(db_rows(root)[0]["archive_path"])
+    assert os.stat(archived).st_ino != os.stat(outside).st_ino
+    assert os.stat(outside).st_nlink == 1 and sha256(outside) == before
+    with open(outside, "ab") as fh:
+        fh.write(b"changed")
+    assert sha256(archived) == before
+    assert proc.stop() == 0
