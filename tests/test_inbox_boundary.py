@@ -229,3 +229,43 @@ def test_hard_linked_original_is_archived_as_a_copy(root: Path, tmp_path: Path, 
         fh.write(b"changed")
     assert sha256(archived) == before
     assert proc.stop() == 0
+
+
+# -- item 6: long names, item 10: unreadable files -------------------------------------------------------------
+
+def test_names_of_255_bytes_are_processed_and_failed_with_short_derived_names(root: Path, tmp_path: Path,
+                                                                               daemon) -> None:
+    """A 255-byte name is taken (no sidecar lookup error); names derived from it (error report, temp files)
+    are shortened to fit, and the names used are recorded."""
+    good, bad = "g" * 251 + ".png", "b" * 251 + ".png"
+    proc = daemon()
+    inbox = root / "inbox" / "upscale"
+    save_image(tmp_path / "src.png")
+    shutil.copy(tmp_path / "src.png", inbox / good)
+    (inbox / bad).write_bytes(b"not an image, just text\n")
+    wait_for(lambda: sorted(r["state"] for r in db_rows(root)) == ["archived", "failed"], timeout=60)
+    rows = {r["rel_path"]: r for r in db_rows(root)}
+    assert Path(rows[good]["output_path"]).exists() and Path(rows[good]["archive_path"]).name == good
+    failed = Path(rows[bad]["failed_path"])
+    assert failed.exists() and "not an image" in rows[bad]["error"]
+    reports = [p for p in files_under(root / "failed") if p.name.endswith(".error.json")]
+    assert len(reports) == 1 and len(os.fsencode(reports[0].name)) <= 255
+    assert not [line for line in proc.log_lines() if "too long" in str(line)]
+    assert proc.stop() == 0
+
+
+def test_unreadable_file_fails_after_bounded_looks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file the daemon may not read is looked at a few times, then recorded as failed "permission denied"
+    (shown in status), not retried forever."""
+    intake, store, folders = _intake(tmp_path)
+    path = save_image(folders.inbox / "locked.png")
+
+    def denied(root: Path | None, p: Path) -> tuple[str, os.stat_result]:
+        raise PermissionError(13, "Permission denied", str(p))
+
+    monkeypatch.setattr(beneath, "hash_file", denied)
+    outcomes = [intake.offer("upscale", path) for _ in range(5)]
+    assert outcomes == [Outcome.WAIT] * 4 + [Outcome.REFUSED]
+    [job] = store.in_states([JobState.FAILED])
+    assert job.error and job.error.startswith("permission denied")
+    assert (folders.failed / "locked.png").exists() and not path.exists()

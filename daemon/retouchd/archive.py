@@ -18,7 +18,7 @@ import structlog
 
 from retouchd import beneath
 from retouchd.exceptions import UnsafePathError
-from retouchd.fsops import TEMP_PREFIX, publish, safe_join, sha256_file, unique_path
+from retouchd.fsops import fit_name, publish, safe_join, sha256_file, temp_sibling, unique_path
 from retouchd.pipeline import TaskResult
 from retouchd.rules import RuleFolders
 from retouchd.store import Job, JobState, Store, utcnow
@@ -33,7 +33,7 @@ def _no_fault(point: str) -> None:
 
 
 def error_json_path(failed_file: Path) -> Path:
-    return failed_file.with_name(failed_file.name + ".error.json")
+    return failed_file.with_name(fit_name(failed_file.name, ".error.json"))
 
 
 @dataclass
@@ -145,7 +145,7 @@ class Committer:
             "time": utcnow().isoformat(), "retry": f"retouchd retry {job.id}",
         }
         if os.path.lexists(target):
-            tmp = target.with_name(f"{TEMP_PREFIX}{target.name}.error.json.tmp")
+            tmp = temp_sibling(target, ".error.json.tmp")
             text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
             tmp.write_bytes(text.encode("utf-8", "backslashreplace"))
             os.chmod(tmp, self.file_mode)
@@ -172,7 +172,7 @@ class Committer:
         if job.output_path:
             stale = Path(job.output_path)
             with contextlib.suppress(OSError):
-                stale.with_name(f"{TEMP_PREFIX}{stale.name}.tmp").unlink()
+                temp_sibling(stale).unlink()
         if refund:
             self.store.requeue(job.id, None, error="interrupted (the process holding it stopped)", delay=0,
                                refund=True)

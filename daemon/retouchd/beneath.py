@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from retouchd.exceptions import InputError, TransientError, UnsafePathError
-from retouchd.fsops import CHUNK, TEMP_PREFIX, ensure_dir, fsync_dir
+from retouchd.fsops import CHUNK, ensure_dir, fsync_dir, temp_sibling
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -164,7 +164,7 @@ def _unlink_if_same(dfd: int, name: str, held: os.stat_result) -> bool:
 
 def _copy_out(fd: int, dst: Path, expected_sha256: str | None, mode: int) -> None:
     """Copy the open file to a hidden sibling of `dst`, fsync, verify, and link it into place (no clobber)."""
-    tmp = dst.with_name(f"{TEMP_PREFIX}{dst.name}.tmp")
+    tmp = temp_sibling(dst)
     digest = hashlib.sha256()
     try:
         with open(tmp, "wb") as out:
