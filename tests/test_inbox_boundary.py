@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import db_rows, files_under, save_image, sha256, wait_for
 from retouchd import beneath, pipeline
 from retouchd.archive import Committer
 from retouchd.exceptions import DecodeError, UnsafePathError
 from retouchd.intake import Intake, Outcome
 from retouchd.rules import RuleFolders, default_rule_file, load_rules
 from retouchd.store import JobState, Store, open_store
+
+from conftest import db_rows, files_under, save_image, sha256, wait_for
 
 SLOW_SETTLE = {"RETOUCHD_WATCH__SETTLE_TIME": "1.0"}
 
@@ -38,7 +39,8 @@ def _intake(tmp_path: Path) -> tuple[Intake, Store, RuleFolders]:
     rule = load_rules([default_rule_file()]).rules[0]
     store, folders = _store(tmp_path), _folders(tmp_path)
     committer = Committer(store, {rule.name: folders})
-    return Intake(store, {rule.name: rule}, {rule.name: folders}, max_attempts=3, fail=committer.to_failed), store, folders
+    intake = Intake(store, {rule.name: rule}, {rule.name: folders}, max_attempts=3, fail=committer.to_failed)
+    return intake, store, folders
 
 
 # -- item 1: partial files --------------------------------------------------------------------------------------
@@ -76,7 +78,8 @@ def test_reopen_append_and_pausing_writers_are_processed_once(root: Path, tmp_pa
              timeout=60)
     time.sleep(1.5)  # a late fragment would show up as another row here
     rows = db_rows(root)
-    assert sorted((r["rel_path"], r["state"]) for r in rows) == [("chunked.png", "archived"), ("paused.png", "archived")]
+    states = sorted((r["rel_path"], r["state"]) for r in rows)
+    assert states == [("chunked.png", "archived"), ("paused.png", "archived")]
     for row in rows:
         assert row["sha256"] == sha256(originals[row["rel_path"]])
         assert sha256(Path(row["archive_path"])) == row["sha256"]
@@ -269,3 +272,41 @@ def test_unreadable_file_fails_after_bounded_looks(tmp_path: Path, monkeypatch: 
     [job] = store.in_states([JobState.FAILED])
     assert job.error and job.error.startswith("permission denied")
     assert (folders.failed / "locked.png").exists() and not path.exists()
+
+
+# -- items 7, 8: inbox outages and unmounted shares -----------------------------------------------------------------
+
+def test_missing_absolute_inbox_is_paused_never_created(root: Path, tmp_path: Path, daemon) -> None:
+    """An absolute inbox that does not exist (share not mounted) is paused with "is the share mounted?" and
+    never created; once it appears it is resumed and its files are processed."""
+    share = tmp_path / "nas" / "photos"
+    rules = tmp_path / "rules.toml"
+    rules.write_text(f'[[rule]]\nname = "nas"\ninbox = "{share}"\nsteps = [{{ op = "upscale", scale = 2 }}]\n')
+    proc = daemon("--rules", str(rules))
+    wait_for(lambda: [line for line in proc.log_lines()
+                      if line.get("event") == "inbox paused" and "share mounted" in line.get("reason", "")])
+    time.sleep(1.0)
+    assert not share.exists() and not share.parent.exists()
+    share.mkdir(parents=True)  # the share is mounted
+    save_image(share / "n.png")
+    wait_for(lambda: [r["state"] for r in db_rows(root)] == ["archived"], timeout=60)
+    assert (root / "outbox" / "nas" / "n.png").exists()
+    assert proc.stop() == 0
+
+
+def test_file_gone_with_its_inbox_stays_queued(tmp_path: Path) -> None:
+    """A job whose file vanished together with its inbox (unmounted, replaced) waits in the queue instead of
+    failing as "disappeared"; without an outage it fails as before."""
+    intake, store, folders = _intake(tmp_path)
+    for name in ("a.png", "b.png"):
+        save_image(folders.inbox / name, seed=len(name) + ord(name[0]))
+        assert intake.offer("upscale", folders.inbox / name) is Outcome.QUEUED
+    vanished = pipeline.TaskResult(ok=False, error="the file disappeared from the inbox", vanished=True)
+    away = Committer(store, {"upscale": folders}, outage=lambda rule: True)
+    here = Committer(store, {"upscale": folders})
+    first = store.claim("me:1:x:0", "me", "cpu", 60, ["upscale"])
+    assert first is not None and away.failure(first, "me:1:x:0", vanished) == JobState.QUEUED
+    assert store.get(first.id).attempts == 0  # type: ignore[union-attr]
+    second = store.claim("me:1:x:0", "me", "cpu", 60, ["upscale"])
+    assert second is not None and second.id != first.id
+    assert here.failure(second, "me:1:x:0", vanished) == JobState.FAILED

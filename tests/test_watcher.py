@@ -7,7 +7,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from retouchd.mounts import mount_of, read_mounts, watch_mode_for
+from retouchd.mounts import ensure_inbox_dir, missing_share, mount_of, read_mounts, watch_mode_for
 from retouchd.settle import IgnoreMatcher
 from retouchd.watcher import Watcher
 
@@ -73,3 +73,59 @@ def test_vanished_inbox_is_paused_not_emptied(tmp_path: Path) -> None:
     shutil.move(tmp_path / "gone", inbox)
     seen, present = watcher.poll(now=2)
     assert watcher.paused() == {} and [s.path for s in seen] == [inbox / "a.jpg"]
+
+
+def test_removed_or_replaced_inbox_is_noticed_within_seconds(tmp_path: Path) -> None:
+    """With a rescan hours away, an inbox renamed away is paused within a check interval, and a new folder
+    at its path is watched afresh and rescanned at once (its files are seen without waiting)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    watcher = Watcher([("r", inbox)], mode="poll", poll_interval=3600, rescan_interval=3600, ignore=IgnoreMatcher())
+    watcher.poll(now=0)
+    os.rename(inbox, tmp_path / "away")
+    assert watcher.poll(now=1.5) == ([], None) and "r" in watcher.paused()
+    assert watcher.outage("r", now=2.0)
+    inbox.mkdir()
+    (inbox / "new.jpg").write_bytes(b"x")
+    seen, _ = watcher.poll(now=3.0)
+    assert [s.path.name for s in seen] == ["new.jpg"] and watcher.paused() == {}
+    assert watcher.take_renewed() == [inbox]
+    shutil.rmtree(inbox)
+    os.rename(tmp_path / "away", inbox)  # replaced while we were not looking: another inode
+    (inbox / "back.jpg").write_bytes(b"x")
+    seen, _ = watcher.poll(now=4.5)
+    assert [s.path.name for s in seen] == ["back.jpg"] and watcher.take_renewed() == [inbox]
+    assert not watcher.outage("r", now=4.5 + 601)
+
+
+def test_held_inbox_takes_nothing_until_released(tmp_path: Path) -> None:
+    """hold() (a share not mounted, a user's pause) reports its reason and yields no sightings; release()
+    rescans at once."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.jpg").write_bytes(b"x")
+    watcher = _watcher(inbox)
+    watcher.hold("r", "paused by a user")
+    assert watcher.poll(now=0) == ([], None) and watcher.paused() == {"r": "paused by a user"}
+    watcher.release("r")
+    assert [s.path.name for s in watcher.poll(now=1)[0]] == ["a.jpg"] and watcher.paused() == {}
+
+
+def test_inbox_folders_take_the_parent_group_and_mode(tmp_path: Path) -> None:
+    """A rule inbox created under a group-writable, setgid inbox folder (2775) gets the same mode and group."""
+    parent = tmp_path / "inbox"
+    parent.mkdir()
+    os.chmod(parent, 0o2775)
+    gid = os.stat(parent).st_gid
+    ensure_inbox_dir(parent / "rule" / "sub")
+    for folder in (parent / "rule", parent / "rule" / "sub"):
+        st = os.stat(folder)
+        assert stat.S_IMODE(st.st_mode) == 0o2775 and st.st_gid == gid
+
+
+def test_only_folders_under_the_root_may_be_created(tmp_path: Path) -> None:
+    """An absolute folder outside the root that does not exist is reported as an unmounted share."""
+    root, share = tmp_path / "root", tmp_path / "nas" / "photos"
+    assert missing_share(root, [root / "inbox" / "x", share]) == share
+    share.mkdir(parents=True)
+    assert missing_share(root, [root / "inbox" / "x", share]) is None

@@ -17,7 +17,7 @@ from pathlib import Path
 import structlog
 
 from retouchd import beneath
-from retouchd.exceptions import UnsafePathError
+from retouchd.exceptions import TransientError, UnsafePathError
 from retouchd.fsops import fit_name, publish, safe_join, sha256_file, temp_sibling, unique_path
 from retouchd.pipeline import TaskResult
 from retouchd.rules import RuleFolders
@@ -43,6 +43,8 @@ class Committer:
     file_mode: int = 0o644
     retry_backoff: float = 30.0
     fault: FaultHook = _no_fault
+    outage: Callable[[str], bool] = lambda rule: False
+    """Whether a rule's inbox is away (unmounted, replaced): a job whose file is gone then waits for it."""
 
     # -- success -------------------------------------------------------------------------------------------
     def success(self, job: Job, owner: str, result: TaskResult) -> None:
@@ -72,6 +74,8 @@ class Committer:
         try:
             current = beneath.hash_file(inbox, src)[0]
         except (FileNotFoundError, NotADirectoryError):
+            if self.outage(job.rule):
+                raise TransientError(f"the inbox of {job.rule} is away; archiving {src.name} waits for it") from None
             log.warning("original missing at archive time", job_id=job.id, rule=job.rule, path=str(src))
             self.store.archived(job.id)
             return
@@ -113,6 +117,10 @@ class Committer:
         if result.tmp_path:
             with contextlib.suppress(OSError):
                 os.unlink(result.tmp_path)
+        if result.vanished and self.outage(job.rule):
+            self.store.requeue(job.id, owner, error="the file is gone with its inbox (unmounted?); waiting for it",
+                               delay=max(self.retry_backoff, 5.0), refund=True)
+            return JobState.QUEUED
         if result.vanished:
             self.store.fail(job.id, owner, error=result.error or "file vanished", step=result.error_step,
                             traceback_id=None, steps=result.steps)

@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from types import FrameType
 
 import structlog
@@ -20,6 +21,7 @@ from retouchd.exceptions import ConfigError, RetouchdError
 from retouchd.fsops import ensure_dir
 from retouchd.intake import Intake, Outcome
 from retouchd.monitor import Monitor
+from retouchd.mounts import ensure_inbox_dir, missing_share
 from retouchd.notify import Notifier
 from retouchd.pool import Identity, Pool, slot_devices
 from retouchd.rules import RuleFolders, RuleSet, folders_for, load_rules
@@ -53,6 +55,10 @@ def rule_folders(settings: Settings, rules: RuleSet) -> dict[str, RuleFolders]:
     }
 
 
+def _all(f: RuleFolders) -> list[Path]:
+    return [f.inbox, f.outbox, f.archive, f.failed, f.review]
+
+
 class Daemon:
     def __init__(self, settings: Settings, rules: RuleSet, *, once: bool = False) -> None:
         self.settings, self.rules, self.once = settings, rules, once
@@ -64,7 +70,8 @@ class Daemon:
         self.store: Store | None = None
         self.pool: Pool | None = None
         self.watcher: Watcher | None = None
-        self._last_status = self._last_watchdog = self._last_sweep = self._last_host = 0.0
+        self._last_status = self._last_watchdog = self._last_sweep = self._last_host = self._last_mounts = 0.0
+        self.unmounted: dict[str, str] = {}
         self._scanned_once = False
         self.monitor = Monitor(self)
 
@@ -110,13 +117,20 @@ class Daemon:
         for rule in rules.rules:
             for options in rule.steps:
                 build_step(options).preflight(dict(self.settings.engines))
-        for f in folders.values():
-            for path in (f.inbox, f.outbox, f.archive, f.failed, f.review):
+        self.unmounted = {}
+        for name, f in folders.items():
+            share = missing_share(self.settings.root, _all(f))
+            if share is not None:
+                self.unmounted[name] = f"{share} does not exist; is the share mounted? (it is never created)"
+                continue
+            ensure_inbox_dir(f.inbox)
+            for path in (f.outbox, f.archive, f.failed, f.review):
                 ensure_dir(path)
         self.rules, self.folders = rules, folders
         assert self.store is not None
         self.committer = Committer(self.store, folders, file_mode=self.settings.file_mode,
-                                   retry_backoff=self.settings.workers.retry_backoff, fault=self._fault)
+                                   retry_backoff=self.settings.workers.retry_backoff, fault=self._fault,
+                                   outage=self._outage)
         self.intake = Intake(self.store, {r.name: r for r in rules.rules if r.enabled}, folders,
                              max_attempts=self.settings.workers.max_attempts, fail=self.committer.to_failed)
         if self.watcher is not None:
@@ -124,6 +138,35 @@ class Daemon:
         self.watcher = Watcher([(name, f.inbox) for name, f in folders.items()], mode=self.settings.watch.mode,
                                poll_interval=self.settings.watch.poll_interval,
                                rescan_interval=self.settings.watch.rescan_interval, ignore=self.ignore)
+        for name, reason in self.unmounted.items():
+            self.pause_inbox(name, reason)
+
+    # -- paused inboxes (a share that is not mounted; a user's pause uses the same two calls) --------------
+    def pause_inbox(self, rule: str, reason: str) -> None:
+        """Take nothing from the rule's inbox and claim none of its jobs until resume_inbox(rule)."""
+        assert self.watcher is not None
+        self.watcher.hold(rule, reason)
+        if self.pool is not None:
+            self.pool.held.add(rule)
+
+    def resume_inbox(self, rule: str) -> None:
+        assert self.watcher is not None
+        self.watcher.release(rule)
+        if self.pool is not None:
+            self.pool.held.discard(rule)
+
+    def _outage(self, rule: str) -> bool:
+        return self.watcher is not None and self.watcher.outage(rule)
+
+    def _check_mounts(self) -> None:
+        """Resume a rule whose absolute folders (a share) have appeared; never create them."""
+        for name in list(self.unmounted):
+            if missing_share(self.settings.root, _all(self.folders[name])) is None:
+                for path in _all(self.folders[name]):
+                    ensure_dir(path)
+                del self.unmounted[name]
+                log.info("share folders present; resuming", rule=name)
+                self.resume_inbox(name)
 
     def _fault(self, point: str) -> None:
         """Test-only: die abruptly at `point`, or fail there as a full disk would (`enospc-<point>`)."""
@@ -134,7 +177,8 @@ class Daemon:
 
     def startup(self) -> None:
         settings = self.settings
-        ensure_dir(settings.inbox)
+        if missing_share(settings.root, [settings.inbox]) is None:
+            ensure_inbox_dir(settings.inbox)
         ensure_dir(settings.work)
         set_path_map(settings.path_map)
         self.store = open_store(settings.db_url)
@@ -144,6 +188,7 @@ class Daemon:
         self.monitor.serve_metrics()
         devices = slot_devices(settings)
         self.pool = Pool(settings, self.rules, self.store, self.committer, self.identity, devices)
+        self.pool.held.update(self.unmounted)
         self.pool.on_result = self.monitor.on_result
         self.store.register_host(self.identity.key, self.identity.host, self.identity.pid, __version__, devices)
         self.pool.start()
@@ -195,6 +240,8 @@ class Daemon:
             self.reload_requested = False
             self.reload()
         sightings, present = self.watcher.poll()
+        for renewed in self.watcher.take_renewed():
+            self.tracker.forget_under(renewed)
         self._scanned_once = True
         for s in sightings:
             self.tracker.observe(s.rule, s.path, s.st, closed=s.closed, written=s.written)
@@ -212,6 +259,9 @@ class Daemon:
                 log.warning("recovery failed; will try again", job_id=job_id, error=str(exc))
         self.pool.wake.clear()
         now = time.monotonic()
+        if self.unmounted and now - self._last_mounts > 2.0:
+            self._last_mounts = now
+            self._check_mounts()
         if now - self._last_sweep > self.settings.workers.lease_seconds / 2:
             self._last_sweep = now
             self.recover(startup=False)

@@ -89,8 +89,10 @@ class SettleTracker:
         self._taken.pop(path, None)
 
     def forget_under(self, root: Path) -> None:
-        for path in [p for p in self._pending if root in p.parents]:
-            del self._pending[path]
+        """Drop what is known under `root` (pending and taken): its folder came back or was replaced."""
+        for known in (self._pending, self._taken):
+            for path in [p for p in known if root in p.parents]:
+                del known[path]
 
     def prune_taken(self, still_present: set[Path]) -> None:
         """Drop 'already taken' marks for files no longer in an inbox (after a full scan)."""
