@@ -191,8 +191,33 @@ class Settings(BaseSettings):
         toml = settings_cls.model_config.get("toml_file")
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if toml:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+            sources.append(_FileRelativeToml(settings_cls, toml_file=toml))
         return tuple(sources)
+
+
+_PATH_KEYS = ("root", "inbox_dir", "outbox_dir", "archive_dir", "failed_dir", "review_dir", "state_dir")
+
+
+class _FileRelativeToml(TomlConfigSettingsSource):
+    """A settings file's relative paths are relative to that file's folder, not to wherever the command runs
+    (flags and environment variables keep resolving against the working directory)."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = dict(super().__call__())
+        toml = self.toml_file_path
+        base = Path(toml[0] if isinstance(toml, list | tuple) else toml).absolute().parent  # type: ignore[arg-type]
+
+        def rebase(value: Any) -> Any:
+            return str(base / value) if isinstance(value, str | Path) and not Path(value).is_absolute() else value
+
+        for key in _PATH_KEYS:
+            if key in data:
+                data[key] = rebase(data[key])
+        if isinstance(data.get("rule_files"), list):
+            data["rule_files"] = [rebase(v) for v in data["rule_files"]]
+        if isinstance(data.get("engines"), dict):
+            data["engines"] = {k: rebase(v) for k, v in data["engines"].items()}
+        return data
 
 
 def _describe(error: dict[str, Any]) -> str:
