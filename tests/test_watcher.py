@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 import stat
 from pathlib import Path
 
+import pytest
+
+from retouchd.logging import configure_logging
 from retouchd.mounts import ensure_inbox_dir, missing_share, mount_of, read_mounts, watch_mode_for
 from retouchd.settle import IgnoreMatcher
 from retouchd.watcher import Watcher
@@ -129,3 +134,30 @@ def test_only_folders_under_the_root_may_be_created(tmp_path: Path) -> None:
     assert missing_share(root, [root / "inbox" / "x", share]) == share
     share.mkdir(parents=True)
     assert missing_share(root, [root / "inbox" / "x", share]) is None
+
+
+def test_inotify_overflow_rescans_at_once(tmp_path: Path) -> None:
+    """When watchdog reports that the kernel dropped events, every inbox is rescanned on the next poll
+    instead of at the next periodic rescan."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    watcher = Watcher([("r", inbox)], mode="poll", poll_interval=3600, rescan_interval=3600, ignore=IgnoreMatcher())
+    watcher.start()
+    try:
+        watcher.poll(now=0)
+        (inbox / "missed.jpg").write_bytes(b"x")
+        assert watcher.poll(now=1)[0] == []
+        lost = "Inotify queue overflowed; filesystem events were lost"
+        logging.getLogger("watchdog.observers.inotify_c").warning(lost)
+        assert [s.path.name for s in watcher.poll(now=2)[0]] == ["missed.jpg"]
+    finally:
+        watcher.stop()
+
+
+def test_library_log_lines_go_through_structlog(capsys: pytest.CaptureFixture[str]) -> None:
+    """A standard-library log line (watchdog's overflow warning) is printed as a structlog JSON line."""
+    configure_logging("json", "info")
+    logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; events were lost")
+    [line] = [json.loads(raw) for raw in capsys.readouterr().err.splitlines() if raw.strip()]
+    assert line["event"].startswith("Inotify queue overflowed") and line["level"] == "warning"
+    assert line["logger"] == "watchdog.observers.inotify_c"

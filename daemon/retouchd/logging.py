@@ -27,8 +27,9 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # Libraries that log through the standard library (watchdog, alembic) print through structlog too.
-    logging.basicConfig(handlers=[StdlibToStructlog()], level=LEVELS[level], force=True)
+    # Libraries that log through the standard library (watchdog, alembic) print through structlog too;
+    # their chatter below warning stays quiet.
+    logging.basicConfig(handlers=[StdlibToStructlog()], level=max(LEVELS[level], logging.WARNING), force=True)
 
 
 class StdlibToStructlog(logging.Handler):
