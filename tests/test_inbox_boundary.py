@@ -14,8 +14,9 @@ import pytest
 from retouchd import beneath, pipeline
 from retouchd.archive import Committer
 from retouchd.exceptions import DecodeError, UnsafePathError
-from retouchd.intake import Intake, Outcome
+from retouchd.intake import Intake, IntakeThread, Outcome
 from retouchd.rules import RuleFolders, default_rule_file, load_rules
+from retouchd.settle import Candidate
 from retouchd.store import JobState, Store, open_store
 
 from conftest import db_rows, files_under, save_image, sha256, wait_for
@@ -310,3 +311,26 @@ def test_file_gone_with_its_inbox_stays_queued(tmp_path: Path) -> None:
     second = store.claim("me:1:x:0", "me", "cpu", 60, ["upscale"])
     assert second is not None and second.id != first.id
     assert here.failure(second, "me:1:x:0", vanished) == JobState.FAILED
+
+
+def test_offers_run_off_the_main_thread(tmp_path: Path) -> None:
+    """A slow offer (hashing a huge file) does not hold up the caller; its result is collected later, and
+    the same path is not offered twice meanwhile."""
+    release = threading.Event()
+    seen: list[str] = []
+
+    def slow(candidate: Candidate) -> Outcome:
+        seen.append(threading.current_thread().name)
+        release.wait(30)
+        return Outcome.QUEUED
+
+    offers = IntakeThread(slow)
+    candidate = Candidate("r", tmp_path / "big.png", 1, 1)
+    started = time.monotonic()
+    assert offers.submit(candidate) and not offers.submit(candidate)
+    assert offers.results() == [] and offers.in_flight() == 1
+    assert time.monotonic() - started < 1.0
+    release.set()
+    assert wait_for(offers.results, timeout=10) == [(candidate, Outcome.QUEUED)]
+    assert seen == ["intake"] and offers.in_flight() == 0
+    offers.stop()

@@ -19,14 +19,14 @@ from retouchd import __version__
 from retouchd.archive import Committer, lease_dead
 from retouchd.exceptions import ConfigError, RetouchdError
 from retouchd.fsops import ensure_dir
-from retouchd.intake import Intake, Outcome
+from retouchd.intake import Intake, IntakeThread, Outcome
 from retouchd.monitor import Monitor
 from retouchd.mounts import ensure_inbox_dir, missing_share
 from retouchd.notify import Notifier
 from retouchd.pool import Identity, Pool, slot_devices
 from retouchd.rules import RuleFolders, RuleSet, folders_for, load_rules
 from retouchd.settings import Settings
-from retouchd.settle import IgnoreMatcher, SettleTracker
+from retouchd.settle import Candidate, IgnoreMatcher, SettleTracker
 from retouchd.steps import build_step
 from retouchd.store import JobState, Store, open_store, set_path_map, utcnow
 from retouchd.watcher import Watcher
@@ -74,6 +74,7 @@ class Daemon:
         self.unmounted: dict[str, str] = {}
         self._scanned_once = False
         self.monitor = Monitor(self)
+        self.offers = IntakeThread(self._offer)
 
     # -- signals -------------------------------------------------------------------------------------------
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -247,6 +248,7 @@ class Daemon:
             self.tracker.observe(s.rule, s.path, s.st, closed=s.closed, written=s.written)
         if present is not None:
             self.tracker.prune_taken(present)
+        self._collect()
         ready = self.tracker.ready()
         if ready:
             self._take(ready)
@@ -267,41 +269,46 @@ class Daemon:
             self.recover(startup=False)
         self._heartbeat(now)
 
-    def _take(self, ready: list) -> None:  # type: ignore[type-arg]
-        assert self.store is not None and self.pool is not None
+    def _take(self, ready: list[Candidate]) -> None:
+        """Hand settled files to the intake thread, as far as the queue bound allows."""
+        assert self.store is not None
         try:
-            room = self.settings.workers.queue_bound - self.store.count_claimable()
+            room = self.settings.workers.queue_bound - self.store.count_claimable() - self.offers.in_flight()
         except DBAPIError:
             for candidate in ready:
                 self.tracker.requeue(candidate)
             raise
         for candidate in ready:
-            if room <= 0:
+            if room <= 0 or not self.offers.submit(candidate):
                 self.tracker.requeue(candidate)
                 continue
-            try:
-                outcome = self.intake.offer(candidate.rule, candidate.path, (candidate.size, candidate.mtime_ns))
-            except RetouchdError as exc:
-                log.warning("cannot take file", rule=candidate.rule, path=str(candidate.path), error=str(exc))
-                self.tracker.mark_taken(candidate)
-                continue
-            except (OSError, DBAPIError) as exc:
-                log.warning("cannot take file yet", rule=candidate.rule, path=str(candidate.path),
-                            error=str(exc).splitlines()[0])
-                self.tracker.requeue(candidate)
-                continue
-            except Exception:  # one odd file must never stop the daemon
-                log.exception("file skipped after an internal error; touch or rename it to try again",
-                              rule=candidate.rule, path=str(candidate.path))
-                self.tracker.mark_taken(candidate)
-                continue
+            room -= 1
+
+    def _offer(self, candidate: Candidate) -> Outcome:
+        """Runs on the intake thread: every error becomes an outcome (look again, or leave the file be)."""
+        try:
+            return self.intake.offer(candidate.rule, candidate.path, (candidate.size, candidate.mtime_ns))
+        except RetouchdError as exc:
+            log.warning("cannot take file", rule=candidate.rule, path=str(candidate.path), error=str(exc))
+            return Outcome.SKIPPED
+        except (OSError, DBAPIError) as exc:
+            log.warning("cannot take file yet", rule=candidate.rule, path=str(candidate.path),
+                        error=str(exc).splitlines()[0])
+            return Outcome.WAIT
+        except Exception:  # one odd file must never stop the daemon
+            log.exception("file skipped after an internal error; touch or rename it to try again",
+                          rule=candidate.rule, path=str(candidate.path))
+            return Outcome.SKIPPED
+
+    def _collect(self) -> None:
+        assert self.pool is not None
+        for candidate, outcome in self.offers.results():
             if outcome is Outcome.WAIT:
                 self.tracker.requeue(candidate)
             else:
                 self.tracker.mark_taken(candidate)
             if outcome is Outcome.QUEUED:
                 self._fault("after-queue")
-                room -= 1
                 self.pool.wake.set()
             elif outcome is Outcome.MOVED:
                 self.pool.wake.set()
@@ -323,7 +330,8 @@ class Daemon:
 
     def idle(self) -> bool:
         assert self.store is not None and self.pool is not None
-        return (self._scanned_once and len(self.tracker) == 0 and self.pool.busy() == 0
+        return (self._scanned_once and len(self.tracker) == 0 and self.offers.in_flight() == 0
+                and self.pool.busy() == 0
                 and self.store.count_claimable(self.pool.rule_names()) == 0)
 
     def reload(self) -> None:
@@ -343,6 +351,7 @@ class Daemon:
         self.notifier.send(stopping=1, status="draining")
         if self.watcher is not None:
             self.watcher.stop()
+        self.offers.stop()
         if self.pool is not None:
             timeout = 0.0 if self.force_exit else self.settings.workers.drain_timeout
             log.info("stopping: draining in-flight jobs", running=self.pool.busy(), timeout=timeout)

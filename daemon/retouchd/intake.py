@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import date
@@ -24,6 +26,7 @@ from retouchd.exceptions import TransientError, UnsafePathError
 from retouchd.fsops import safe_join, unique_path
 from retouchd.masks import find_sidecar, is_sidecar
 from retouchd.rules import Rule, RuleFolders
+from retouchd.settle import Candidate
 from retouchd.store import ACTIVE, Job, JobState, Store
 
 log = structlog.get_logger("retouchd.intake")
@@ -162,3 +165,50 @@ class Intake:
             self.store.fail(job.id, None, error=f"{reason} (left in the inbox: {exc})", step=step, traceback_id=None)
             log.warning("file refused", job_id=job.id, rule=rule.name, path=str(path), error=reason)
         return Outcome.REFUSED
+
+
+class IntakeThread:
+    """Runs offers on one background thread, so that hashing a large file (up to limits.max_file_bytes) or
+    archiving a duplicate never holds up the main tick (and with it the systemd watchdog ping)."""
+
+    def __init__(self, offer: Callable[[Candidate], Outcome]) -> None:
+        self._offer = offer
+        self._todo: queue.SimpleQueue[Candidate | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[tuple[Candidate, Outcome]] = queue.SimpleQueue()
+        self._busy: set[Path] = set()
+        self._thread = threading.Thread(target=self._run, name="intake", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (candidate := self._todo.get()) is not None:
+            try:
+                outcome = self._offer(candidate)
+            except BaseException:  # the offer maps every error to an outcome; this is a last resort
+                log.exception("intake failed on a file; it will be looked at again", path=str(candidate.path))
+                outcome = Outcome.WAIT
+            self._done.put((candidate, outcome))
+
+    def submit(self, candidate: Candidate) -> bool:
+        """Queue an offer; False if the same path is still being offered."""
+        if candidate.path in self._busy:
+            return False
+        self._busy.add(candidate.path)
+        self._todo.put(candidate)
+        return True
+
+    def in_flight(self) -> int:
+        return len(self._busy)
+
+    def results(self) -> list[tuple[Candidate, Outcome]]:
+        out: list[tuple[Candidate, Outcome]] = []
+        while True:
+            try:
+                item = self._done.get_nowait()
+            except queue.Empty:
+                return out
+            self._busy.discard(item[0].path)
+            out.append(item)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._todo.put(None)
+        self._thread.join(timeout)
