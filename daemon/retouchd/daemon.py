@@ -287,7 +287,10 @@ class Daemon:
     def _offer(self, candidate: Candidate) -> Outcome:
         """Runs on the intake thread: every error becomes an outcome (look again, or leave the file be)."""
         try:
-            return self.intake.offer(candidate.rule, candidate.path, (candidate.size, candidate.mtime_ns))
+            outcome = self.intake.offer(candidate.rule, candidate.path, (candidate.size, candidate.mtime_ns))
+            if outcome is Outcome.QUEUED:
+                self._fault("after-queue")
+            return outcome
         except RetouchdError as exc:
             log.warning("cannot take file", rule=candidate.rule, path=str(candidate.path), error=str(exc))
             return Outcome.SKIPPED
@@ -307,10 +310,7 @@ class Daemon:
                 self.tracker.requeue(candidate)
             else:
                 self.tracker.mark_taken(candidate)
-            if outcome is Outcome.QUEUED:
-                self._fault("after-queue")
-                self.pool.wake.set()
-            elif outcome is Outcome.MOVED:
+            if outcome in (Outcome.QUEUED, Outcome.MOVED):
                 self.pool.wake.set()
 
     def _heartbeat(self, now: float) -> None:
