@@ -148,8 +148,8 @@ class Watcher:
         identity = (st.st_dev, st.st_ino)
         replaced = inbox.identity is not None and identity != inbox.identity
         if inbox.paused is not None or replaced:
-            log.info("inbox replaced; rescanning" if inbox.paused is None else "inbox back; resuming and rescanning",
-                     rule=inbox.rule, path=str(inbox.path))
+            log.info("inbox replaced; rescanning" if inbox.paused is None else "inbox back; resuming",
+                     rule=inbox.rule, path=str(inbox.path), rescan=True)
             inbox.paused = None
             inbox.next_scan = 0.0
             inbox.changed_at = now
