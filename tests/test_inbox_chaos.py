@@ -28,7 +28,10 @@ def _chaos(inbox: Path, outside: Path, sources: list[Path], rng: random.Random) 
     n = 0
     while time.monotonic() < deadline:
         n += 1
-        folder = inbox / rng.choice(["", "a", "b", "a/deep"])
+        rel = rng.choice(["", "a", "b", "a/deep"])
+        folder = inbox / rel
+        if any((inbox / rel).parents[i].is_symlink() for i in range(len(Path(rel).parts))) or folder.is_symlink():
+            folder = inbox  # the writer itself must not write through a link it planted
         with contextlib.suppress(OSError):
             folder.mkdir(parents=True, exist_ok=True)
         name = f"f{n}.png"
