@@ -334,3 +334,31 @@ def test_offers_run_off_the_main_thread(tmp_path: Path) -> None:
     assert wait_for(offers.results, timeout=10) == [(candidate, Outcome.QUEUED)]
     assert seen == ["intake"] and offers.in_flight() == 0
     offers.stop()
+
+
+# -- item 13: several hosts ---------------------------------------------------------------------------------------
+
+def test_only_one_host_reads_a_new_sighting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three daemons see the same new file: only the one that claims the sighting hashes it; the others
+    find its job; a stale claim (its owner gone) is taken over."""
+    intake, store, folders = _intake(tmp_path)
+    path = save_image(folders.inbox / "shared.png")
+    st = os.stat(path)
+    reads: list[str] = []
+    real = beneath.hash_file
+
+    def counting(root: Path | None, p: Path) -> tuple[str, os.stat_result]:
+        reads.append(p.name)
+        return real(root, p)
+
+    monkeypatch.setattr(beneath, "hash_file", counting)
+    hosts = [Intake(store, intake.rules, intake.folders, max_attempts=3, owner=f"h{i}:1:x") for i in range(3)]
+    seen = (st.st_size, st.st_mtime_ns)
+    assert [h.offer("upscale", path, seen) for h in hosts] == [Outcome.QUEUED, Outcome.KNOWN, Outcome.KNOWN]
+    assert reads == ["shared.png"]
+    other = save_image(folders.inbox / "orphan.png", seed=5)
+    st2 = os.stat(other)
+    assert hosts[1]._claim("upscale", other, (st2.st_size, st2.st_mtime_ns))  # then host 1 dies
+    assert hosts[2].offer("upscale", other, (st2.st_size, st2.st_mtime_ns)) is Outcome.WAIT
+    monkeypatch.setattr("retouchd.intake.CLAIM_STALE", 0.0)
+    assert hosts[2].offer("upscale", other, (st2.st_size, st2.st_mtime_ns)) is Outcome.QUEUED

@@ -133,7 +133,8 @@ class Daemon:
                                    retry_backoff=self.settings.workers.retry_backoff, fault=self._fault,
                                    outage=self._outage)
         self.intake = Intake(self.store, {r.name: r for r in rules.rules if r.enabled}, folders,
-                             max_attempts=self.settings.workers.max_attempts, fail=self.committer.to_failed)
+                             max_attempts=self.settings.workers.max_attempts, fail=self.committer.to_failed,
+                             owner=self.identity.key)
         if self.watcher is not None:
             self.watcher.stop()
         self.watcher = Watcher([(name, f.inbox) for name, f in folders.items()], mode=self.settings.watch.mode,

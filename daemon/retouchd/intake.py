@@ -45,15 +45,20 @@ class Outcome(StrEnum):
 FailFn = Callable[[Job, str | None, str, str | None, str | None], None]
 """Committer.to_failed: move a job's file to failed/ with its reason and mark the job failed."""
 
+CLAIM_STALE = 120.0
+"""Seconds after which another host may take over a sighting whose claimant has not queued it."""
+
 UNREADABLE_LOOKS = 5
 """Looks (one per settle time) at a file we may not read before it is failed as "permission denied"."""
 
 
 class Intake:
     def __init__(self, store: Store, rules: dict[str, Rule], folders: dict[str, RuleFolders], *,
-                 max_attempts: int, fail: FailFn | None = None) -> None:
+                 max_attempts: int, fail: FailFn | None = None, owner: str | None = None) -> None:
         self.store, self.rules, self.folders, self.max_attempts = store, rules, folders, max_attempts
         self.fail = fail
+        self.owner = owner
+        """This daemon (host:pid:instance): with several hosts, a sighting is claimed before it is read."""
         self._unreadable: dict[Path, int] = {}
 
     def offer(self, rule_name: str, path: Path, seen: tuple[int, int] | None = None) -> Outcome:
@@ -64,6 +69,9 @@ class Intake:
             return Outcome.SKIPPED
         inbox = self.folders[rule_name].inbox
         rel = path.relative_to(inbox)
+        if seen is not None and self.owner is not None and not self._claim(rule.name, path, seen):
+            earlier = self.store.queued_at(rule.name, str(path))
+            return Outcome.KNOWN if earlier is not None else Outcome.WAIT  # another host is reading it
         try:
             digest, st = beneath.hash_file(inbox, path)
         except (FileNotFoundError, NotADirectoryError):
@@ -133,6 +141,11 @@ class Intake:
         log.info("duplicate content archived, not processed again", job_id=job.id, rule=job.rule,
                  path=str(path), archive_path=str(target), state=job.state, how=how)
         return Outcome.DUPLICATE
+
+    def _claim(self, rule: str, path: Path, seen: tuple[int, int]) -> bool:
+        assert self.owner is not None
+        key = hashlib.sha256(f"{rule}\0{os.fsencode(path)!r}\0{seen[0]}\0{seen[1]}".encode()).hexdigest()
+        return self.store.claim_sighting(key, self.owner, CLAIM_STALE)
 
     def _unreadable_look(self, rule: Rule, path: Path, rel: Path, exc: OSError) -> Outcome:
         looks = self._unreadable[path] = self._unreadable.get(path, 0) + 1

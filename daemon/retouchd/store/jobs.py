@@ -7,13 +7,13 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from retouchd.exceptions import StoreError
-from retouchd.store.schema import Duplicate, Host, Job
+from retouchd.store.schema import Duplicate, Host, Job, SightingClaim
 from retouchd.store.states import JobState, transition, utcnow
 
 
@@ -105,6 +105,27 @@ class Store:
             if existing is None:
                 raise
             return existing, False
+
+    def claim_sighting(self, key: str, owner: str, stale_after: float) -> bool:
+        """Claim a sighting before reading the file (several hosts see the same new file): True for the first
+        claimant, for its own renewals, and for anyone once the claim is older than `stale_after` seconds."""
+        now = utcnow()
+        try:
+            with self.session() as s:
+                s.add(SightingClaim(key=key, owner=owner, claimed_at=now))
+            return True
+        except IntegrityError:
+            pass
+        with self.session() as s:
+            claim = s.get(SightingClaim, key)
+            if claim is None:
+                return False  # released between the two statements: the next look claims it
+            if claim.owner != owner and claim.claimed_at > now - timedelta(seconds=stale_after):
+                return False
+            result = s.execute(update(SightingClaim).where(SightingClaim.key == key,
+                                                           SightingClaim.claimed_at == claim.claimed_at)
+                               .values(owner=owner, claimed_at=now))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def set_sidecar(self, job_id: int, sidecar: str) -> None:
         with self.session() as s:
