@@ -19,7 +19,7 @@ from retouchd.rules import RuleFolders, default_rule_file, load_rules
 from retouchd.settle import Candidate
 from retouchd.store import JobState, Store, open_store
 
-from conftest import db_rows, files_under, save_image, sha256, wait_for
+from conftest import cli, db_rows, files_under, save_image, sha256, wait_for
 
 SLOW_SETTLE = {"RETOUCHD_WATCH__SETTLE_TIME": "1.0"}
 
@@ -362,3 +362,13 @@ def test_only_one_host_reads_a_new_sighting(tmp_path: Path, monkeypatch: pytest.
     assert hosts[2].offer("upscale", other, (st2.st_size, st2.st_mtime_ns)) is Outcome.WAIT
     monkeypatch.setattr("retouchd.intake.CLAIM_STALE", 0.0)
     assert hosts[2].offer("upscale", other, (st2.st_size, st2.st_mtime_ns)) is Outcome.QUEUED
+
+
+def test_doctor_says_a_missing_share_is_not_created(root: Path, tmp_path: Path) -> None:
+    """`doctor` reports a missing absolute inbox as an unmounted share, not "created at start"."""
+    share = tmp_path / "nas" / "photos"
+    rules = tmp_path / "rules.toml"
+    rules.write_text(f'[[rule]]\nname = "nas"\ninbox = "{share}"\nsteps = [{{ op = "upscale", scale = 2 }}]\n')
+    out = cli("doctor", "--root", str(root), "--rules", str(rules)).stdout
+    assert f"{share} does not exist; is the share mounted?" in out and f"{share} (missing; created" not in out
+    assert not share.parent.exists()
