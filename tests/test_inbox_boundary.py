@@ -21,7 +21,7 @@ from retouchd.store import JobState, Store, open_store
 
 from conftest import cli, db_rows, files_under, save_image, sha256, wait_for
 
-SLOW_SETTLE = {"RETOUCHD_WATCH__SETTLE_TIME": "1.0"}
+SLOW_SETTLE = {"RETOUCHD_WATCH__SETTLE_TIME": "2.0"}  # the default; the writers pause 0.3 s
 
 
 def _store(tmp_path: Path) -> Store:
