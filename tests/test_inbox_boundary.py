@@ -76,7 +76,7 @@ def test_reopen_append_and_pausing_writers_are_processed_once(root: Path, tmp_pa
     for writer in writers:
         writer.join()
     wait_for(lambda: len(db_rows(root)) >= 2 and all(r["state"] in ("archived", "failed") for r in db_rows(root)),
-             timeout=60)
+             timeout=150)  # generous: a loaded machine; the pausing writer's close is what it waits for
     time.sleep(1.5)  # a late fragment would show up as another row here
     rows = db_rows(root)
     states = sorted((r["rel_path"], r["state"]) for r in rows)
