@@ -2,6 +2,7 @@
 (lanczos ×2, N small files) and the claim latency (SELECT … FOR UPDATE SKIP LOCKED + lease update).
 
     python bench/multihost.py [--files 1000] [--server postgresql://postgres@127.0.0.1:5432/test]
+    python bench/multihost.py --inbox-reads [--files 6]   # bytes read per file with 3 daemons (SQLite)
 
 Prints a table, then one JSON object.
 """
@@ -103,12 +104,95 @@ def claim_latency(server: str, n: int = 500) -> dict[str, float]:
         _drop(admin, url)
 
 
+def _rchar(pid: int) -> int:
+    """Bytes this process and its children (the workers) read through read(2)-like calls."""
+    total = 0
+    for p in [pid, *_children(pid)]:
+        try:
+            for line in Path(f"/proc/{p}/io").read_text().splitlines():
+                if line.startswith("rchar:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def inbox_reads(files: int, daemons: int = 3) -> dict[str, float]:
+    """Bytes read per byte of new file, all daemons together, while `daemons` share one root (issue 12):
+    one hash by the host that claimed the sighting + one read by the worker = 2.0; each extra full read
+    by another host adds 1.0. Start-up reads are excluded, and so is what the daemons read while idle
+    (database polling, measured for 10 s first); the raw ratio is reported too."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "root"
+        inbox = root / "inbox" / "upscale"
+        inbox.mkdir(parents=True)
+        (Path(tmp) / "rules.toml").write_text(RULES)
+        env = {**os.environ, "RETOUCHD_WATCH__SETTLE_TIME": "0.5", "RETOUCHD_LOG__LEVEL": "warning",
+               "RETOUCHD_WATCH__MODE": "poll", "RETOUCHD_WATCH__POLL_INTERVAL": "0.5"}
+        procs = [subprocess.Popen([sys.executable, "-m", "retouchd", "run", "--root", str(root), "--rules",
+                                   str(Path(tmp) / "rules.toml")], env={**env, "RETOUCHD_HOST_ID": f"h{n}"},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for n in range(daemons)]
+        staging = Path(tmp) / "staging"
+        staging.mkdir()
+        rng = np.random.default_rng(12)
+        for i in range(files):  # noise does not compress: the PNG is about as big as its pixels
+            Image.fromarray(rng.integers(0, 256, (768, 1024, 3), dtype=np.uint8)).save(staging / f"big{i}.png")
+        size = sum(p.stat().st_size for p in staging.iterdir())
+        db = root / "state" / "retouchd.db"
+        up = time.monotonic() + 120
+        while not db.exists() and time.monotonic() < up:
+            time.sleep(0.5)
+        time.sleep(8)  # start-up (imports, worker spawn, migrations) is not counted
+        idle_from, idle_start = sum(_rchar(p.pid) for p in procs), time.monotonic()
+        time.sleep(10)  # what idle daemons read anyway (database polling): subtracted below
+        before = sum(_rchar(p.pid) for p in procs)
+        idle_rate = (before - idle_from) / (time.monotonic() - idle_start)
+        started = time.monotonic()
+        for path in staging.iterdir():
+            os.rename(path, inbox / path.name)
+        engine = create_engine(f"sqlite:///{root / 'state' / 'retouchd.db'}")
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                done = conn.execute(text("SELECT count(*) FROM jobs WHERE state = 'archived'")).scalar()
+            if done == files:
+                break
+            time.sleep(0.5)
+        engine.dispose()
+        raw = sum(_rchar(p.pid) for p in procs) - before
+        read = raw - idle_rate * (time.monotonic() - started)
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(60)
+        return {"daemons": daemons, "files": files, "archived": int(done or 0), "mib_in": round(size / 2**20, 1),
+                "mib_read": round(read / 2**20, 1), "read_per_file_size": round(read / size, 2),
+                "raw_read_per_file_size": round(raw / size, 2), "idle_kib_per_s": round(idle_rate / 1024, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--server", default=os.environ.get("RETOUCHD_TEST_POSTGRES_URL",
                                                            "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--inbox-reads", action="store_true", help="only measure bytes read per file (3 daemons)")
     args = parser.parse_args()
+    if args.inbox_reads:
+        reads = inbox_reads(args.files if args.files != 1000 else 6)
+        print(f"{'daemons':>7} {'files':>5} {'MiB in':>7} {'MiB read':>9} {'read / size':>11}")
+        print(f"{reads['daemons']:>7} {reads['files']:>5} {reads['mib_in']:>7} {reads['mib_read']:>9} "
+              f"{reads['read_per_file_size']:>11}")
+        print(json.dumps({"benchmark": "multihost_inbox_reads", **reads}))
+        return
     rows = [{"daemons": d, "files_per_s": round(throughput(args.server, args.files, d), 1)} for d in (1, 2, 3)]
     latency = claim_latency(args.server)
     print(f"{args.files} PNGs 64×48, lanczos ×2, one root, one PostgreSQL database")

@@ -2,10 +2,11 @@
 
     python bench/soak.py [--minutes 30] [--rate 3] [--seed 1]
 
-Arrivals: small unique PNGs, plus ~5 % corrupt files and ~5 % re-drops of earlier content under a new name.
     python bench/soak.py --minutes 4 --rate 1 --fault-every 40     # a short run that still meets every fault
 
-Arrivals: small unique PNGs, plus ~5 % corrupt files and ~5 % re-drops of earlier content under a new name.
+Arrivals: small unique PNGs, plus ~5 % corrupt files and ~5 % re-drops of earlier content under a new name,
+~5 % written in place by a writer that reopens the file for each chunk (0.3 s apart) and ~3 % by one that
+holds the file open through a 4 s pause (issue 12: none may be processed partial or failed falsely).
 Faults: a worker SIGKILLed about every 45 s, the daemon kill -9'd and restarted about every 4 min, the SQLite
 write lock held by another process for 2 s about every 90 s; and, longer than the 10 s lease (issue 11): the
 daemon paused with SIGSTOP for --pause-seconds and the write lock held for --lock-seconds (past SQLite's 30 s
@@ -105,6 +106,36 @@ def hold_lock(db: Path, seconds: float) -> None:
         conn.close()
 
 
+def reopen_append_writer(data: bytes, path: Path, chunks: int = 6, gap: float = 0.3) -> threading.Thread:
+    """Some sync clients and scanner drivers: open, append one chunk, close; again, 0.3 s later."""
+
+    def write() -> None:
+        step = len(data) // chunks + 1
+        for i in range(0, len(data), step):
+            with open(path, "ab") as fh:
+                fh.write(data[i:i + step])
+            time.sleep(gap)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+def pausing_writer(data: bytes, path: Path, pause: float = 4.0) -> threading.Thread:
+    """A stalled upload: half the file, a pause with the file held open, then the rest."""
+
+    def write() -> None:
+        with open(path, "wb") as fh:
+            fh.write(data[: len(data) // 2])
+            fh.flush()
+            time.sleep(pause)
+            fh.write(data[len(data) // 2:])
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
 def main() -> None:  # noqa: PLR0915 - one linear script: arrive, inject, drain, count
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=30)
@@ -134,6 +165,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script: arrive, inject, drain,
                                                         time.monotonic() + rng.uniform(120, 360),
                                                         time.monotonic() + rng.uniform(45, 135))
         n = 0
+        writers: list[threading.Thread] = []
         while time.monotonic() < end:
             n += 1
             name = f"s{n:06d}.png"
@@ -145,12 +177,21 @@ def main() -> None:  # noqa: PLR0915 - one linear script: arrive, inject, drain,
             elif roll < 0.10 and good_bytes:
                 tmp_file.write_bytes(rng.choice(good_bytes))
                 dropped[name] = "dup"
+            elif roll < 0.18:
+                image = Image.new("RGB", (256, 192), (n % 256, (n // 256) % 256, rng.randrange(256)))
+                image.save(tmp_file, compress_level=0)
+                data = tmp_file.read_bytes()
+                tmp_file.unlink()
+                writer = reopen_append_writer if roll < 0.15 else pausing_writer
+                writers.append(writer(data, inbox / name))
+                dropped[name] = "append" if roll < 0.15 else "pause"
             else:
                 image = Image.new("RGB", (64, 48), (n % 256, (n // 256) % 256, rng.randrange(256)))
                 image.save(tmp_file)
                 good_bytes.append(tmp_file.read_bytes())
                 dropped[name] = "good"
-            os.rename(tmp_file, inbox / name)
+            if tmp_file.exists():
+                os.rename(tmp_file, inbox / name)
             now = time.monotonic()
             if now > next_worker_kill and daemon.workers():
                 os.kill(rng.choice(daemon.workers()), signal.SIGKILL)
@@ -186,6 +227,8 @@ def main() -> None:  # noqa: PLR0915 - one linear script: arrive, inject, drain,
             time.sleep(rng.expovariate(args.rate))
         if background is not None:
             background.join()
+        for thread in writers:
+            thread.join()
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             conn = sqlite3.connect(root / "state" / "retouchd.db", timeout=30)
@@ -198,7 +241,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script: arrive, inject, drain,
         daemon.proc.send_signal(signal.SIGTERM)
         code = daemon.proc.wait(120)
         conn = sqlite3.connect(root / "state" / "retouchd.db")
-        jobs = conn.execute("SELECT rel_path, state, attempts FROM jobs").fetchall()
+        jobs = conn.execute("SELECT rel_path, state, attempts, error FROM jobs").fetchall()
         duplicates = conn.execute("SELECT count(*) FROM duplicates").fetchone()[0]
         conn.close()
         outputs = [p for p in (root / "outbox").rglob("*") if p.is_file()]
@@ -212,6 +255,10 @@ def main() -> None:  # noqa: PLR0915 - one linear script: arrive, inject, drain,
         temps = [p for p in (root / "state" / "work").glob("*")] + [
             p for folder in ("outbox", "archive", "failed", "inbox") for p in (root / folder).rglob(".retouchd-*")]
         good_jobs = [j for j in jobs if j[1] == "archived"]
+        written = {name for name, kind in dropped.items() if kind in ("append", "pause")}
+        false_failures = [j for j in jobs if j[1] == "failed" and dropped.get(j[0]) in ("good", "append", "pause")
+                          and "worker" not in (j[3] or "")]
+        partial = [j for j in jobs if j[0] in written and j[1] == "failed"]
         result = {
             "benchmark": "soak", "minutes": args.minutes, "files_in": len(dropped),
             "good": sum(1 for k in dropped.values() if k == "good"),
@@ -222,6 +269,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script: arrive, inject, drain,
             "processed_twice": len(twice), "false_failures": len(false_failures), "temp_files_left": len(temps),
             "max_attempts_seen": max((j[2] for j in jobs), default=0),
             "peak_rss_mib": round(peak_rss / 1024, 1), "faults": faults, "exit_code": code,
+            "in_place_writers": len(written), "partial_processed": len(partial),
         }
     print(f"{'in':>6} {'out':>6} {'failed':>6} {'dups':>5} {'lost':>5} {'twice':>6} {'false fail':>10} "
           f"{'temps left':>10} {'peak RSS MiB':>13}")

@@ -93,7 +93,7 @@ def test_once_mixed_inbox(root: Path) -> None:
 
 def test_hostile_names(root: Path) -> None:
     """Names with invalid UTF-8 bytes, newlines and backslashes are processed like any other, and a file
-    that is a symlink (to outside the inbox) is never read."""
+    that is a symlink (to outside the inbox) is never read: the link itself goes to failed/ with the reason."""
     inbox = root / "inbox" / "upscale"
     names = [os.fsdecode(b"bad\xffbyte.png"), "new\nline.png", "back\\slash.png", "x" * 200 + ".png"]
     for i, name in enumerate(names):
@@ -104,8 +104,11 @@ def test_hostile_names(root: Path) -> None:
     assert cli("run", "--once", "--root", str(root), env={"RETOUCHD_WATCH__SETTLE_TIME": "0"}).returncode == 0
     for name in names:
         assert (root / "outbox" / "upscale" / name).exists(), repr(name)
-    assert {r["state"] for r in db_rows(root)} == {"archived"} and len(db_rows(root)) == len(names)
-    assert (inbox / "link.png").is_symlink() and secret.exists()
+    rows = db_rows(root)
+    assert sorted(r["state"] for r in rows) == ["archived"] * len(names) + ["failed"]
+    [link] = [r for r in rows if r["state"] == "failed"]
+    assert link["rel_path"] == "link.png" and "symbolic link" in link["error"]
+    assert (root / "failed" / "upscale" / "link.png").is_symlink() and secret.exists()
 
 
 def test_failed_content_dropped_again_is_retried(root: Path) -> None:

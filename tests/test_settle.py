@@ -38,14 +38,57 @@ def test_growing_file_is_not_taken(tmp_path: Path) -> None:
     assert tracker.ready() == []
 
 
-def test_closed_after_write_is_taken_at_once(tmp_path: Path) -> None:
-    """A close-after-write event makes the file ready without waiting for the settle time."""
+def test_close_is_a_hint_confirmed_by_the_settle_time(tmp_path: Path) -> None:
+    """A close does not make a file ready at once: it must also hold still for the settle time."""
     clock = Clock()
-    tracker = SettleTracker(30.0, clock=clock, wall=lambda: 0.0 + os.stat(tmp_path).st_mtime)
+    tracker = SettleTracker(2.0, clock=clock, wall=lambda: os.stat(tmp_path).st_mtime)
     path = tmp_path / "b.png"
     path.write_bytes(b"data")
     tracker.observe("r", path, os.stat(path), closed=True)
+    assert tracker.ready() == []
+    clock.now += 2.1
     assert [c.path for c in tracker.ready()] == [path]
+
+
+def test_reopen_append_writer_is_taken_once_complete(tmp_path: Path) -> None:
+    """A writer that reopens the file for each chunk (a close after every chunk, 0.3 s apart) is taken
+    once, after its last chunk, with the full size."""
+    clock = Clock()
+    tracker = SettleTracker(2.0, clock=clock, wall=lambda: os.stat(tmp_path).st_mtime)
+    path = tmp_path / "chunked.png"
+    taken = []
+    for _ in range(10):
+        with open(path, "ab") as fh:
+            fh.write(b"x" * 1000)
+        tracker.observe("r", path, os.stat(path), written=True)
+        tracker.observe("r", path, os.stat(path), closed=True)
+        clock.now += 0.3
+        taken += tracker.ready()
+    assert taken == []
+    clock.now += 2.0
+    taken += tracker.ready()
+    assert [(c.path, c.size) for c in taken] == [(path, 10_000)]
+
+
+def test_writer_holding_the_file_open_waits_for_its_close(tmp_path: Path) -> None:
+    """Written to without a close (a writer pausing 4 s, file held open): not taken after the settle time,
+    only after the close; with no close at all, after the quiet time."""
+    clock = Clock()
+    tracker = SettleTracker(2.0, quiet_time=30.0, clock=clock, wall=lambda: os.stat(tmp_path).st_mtime)
+    path, lost = tmp_path / "slow.png", tmp_path / "lost.png"
+    for p in (path, lost):
+        p.write_bytes(b"half")
+        tracker.observe("r", p, os.stat(p), written=True)
+    clock.now += 4.0
+    assert tracker.ready() == [], "a paused writer's half file must not be taken"
+    with open(path, "ab") as fh:
+        fh.write(b" and the rest")
+    tracker.observe("r", path, os.stat(path), written=True)
+    tracker.observe("r", path, os.stat(path), closed=True)
+    clock.now += 2.1
+    assert [(c.path, c.size) for c in tracker.ready()] == [(path, 17)]
+    clock.now += 30.0
+    assert [c.path for c in tracker.ready()] == [lost], "a missed close falls back to the quiet time"
 
 
 def test_old_file_found_by_startup_scan_is_ready(tmp_path: Path) -> None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
+import stat
 from pathlib import Path
 
-from retouchd.mounts import mount_of, read_mounts, watch_mode_for
+import pytest
+
+from retouchd.logging import configure_logging
+from retouchd.mounts import ensure_inbox_dir, missing_share, mount_of, read_mounts, watch_mode_for
 from retouchd.settle import IgnoreMatcher
 from retouchd.watcher import Watcher
 
@@ -35,8 +41,9 @@ def _watcher(inbox: Path) -> Watcher:
     return Watcher([("r", inbox)], mode="poll", poll_interval=0.0, rescan_interval=60, ignore=IgnoreMatcher())
 
 
-def test_scan_skips_symlinks_and_ignored(tmp_path: Path) -> None:
-    """Symlinked files and folders (which could lead outside the inbox) and ignored names are not reported."""
+def test_scan_reports_links_without_following_them(tmp_path: Path) -> None:
+    """Symlinks and FIFOs are reported as themselves (intake refuses them), never followed; ignored names
+    are not reported."""
     inbox, outside = tmp_path / "inbox", tmp_path / "outside"
     (inbox / "sub").mkdir(parents=True)
     outside.mkdir()
@@ -47,9 +54,13 @@ def test_scan_skips_symlinks_and_ignored(tmp_path: Path) -> None:
     os.symlink(outside / "secret.jpg", inbox / "link.jpg")
     os.symlink(outside, inbox / "linkdir")
     (inbox / "dir.jpg").mkdir()
+    os.mkfifo(inbox / "pipe.jpg")
     seen, present = _watcher(inbox).poll(now=0)
-    assert sorted(s.path.relative_to(inbox).as_posix() for s in seen) == ["ok.jpg", "sub/deep.jpg"]
-    assert present == {inbox / "ok.jpg", inbox / "sub" / "deep.jpg"}
+    names = ["link.jpg", "linkdir", "ok.jpg", "pipe.jpg", "sub/deep.jpg"]
+    assert sorted(s.path.relative_to(inbox).as_posix() for s in seen) == names
+    assert {s.path.name: stat.S_IFMT(s.st.st_mode) for s in seen if s.path.name.startswith("link")} == {
+        "link.jpg": stat.S_IFLNK, "linkdir": stat.S_IFLNK}
+    assert present == {inbox / name for name in names}
 
 
 def test_vanished_inbox_is_paused_not_emptied(tmp_path: Path) -> None:
@@ -67,3 +78,86 @@ def test_vanished_inbox_is_paused_not_emptied(tmp_path: Path) -> None:
     shutil.move(tmp_path / "gone", inbox)
     seen, present = watcher.poll(now=2)
     assert watcher.paused() == {} and [s.path for s in seen] == [inbox / "a.jpg"]
+
+
+def test_removed_or_replaced_inbox_is_noticed_within_seconds(tmp_path: Path) -> None:
+    """With a rescan hours away, an inbox renamed away is paused within a check interval, and a new folder
+    at its path is watched afresh and rescanned at once (its files are seen without waiting)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    watcher = Watcher([("r", inbox)], mode="poll", poll_interval=3600, rescan_interval=3600, ignore=IgnoreMatcher())
+    watcher.poll(now=0)
+    os.rename(inbox, tmp_path / "away")
+    assert watcher.poll(now=1.5) == ([], None) and "r" in watcher.paused()
+    assert watcher.outage("r", now=2.0)
+    inbox.mkdir()
+    (inbox / "new.jpg").write_bytes(b"x")
+    seen, _ = watcher.poll(now=3.0)
+    assert [s.path.name for s in seen] == ["new.jpg"] and watcher.paused() == {}
+    assert watcher.take_renewed() == [inbox]
+    shutil.rmtree(inbox)
+    os.rename(tmp_path / "away", inbox)  # replaced while we were not looking: another inode
+    (inbox / "back.jpg").write_bytes(b"x")
+    seen, _ = watcher.poll(now=4.5)
+    assert [s.path.name for s in seen] == ["back.jpg"] and watcher.take_renewed() == [inbox]
+    assert not watcher.outage("r", now=4.5 + 601)
+
+
+def test_held_inbox_takes_nothing_until_released(tmp_path: Path) -> None:
+    """hold() (a share not mounted, a user's pause) reports its reason and yields no sightings; release()
+    rescans at once."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.jpg").write_bytes(b"x")
+    watcher = _watcher(inbox)
+    watcher.hold("r", "paused by a user")
+    assert watcher.poll(now=0) == ([], None) and watcher.paused() == {"r": "paused by a user"}
+    watcher.release("r")
+    assert [s.path.name for s in watcher.poll(now=1)[0]] == ["a.jpg"] and watcher.paused() == {}
+
+
+def test_inbox_folders_take_the_parent_group_and_mode(tmp_path: Path) -> None:
+    """A rule inbox created under a group-writable, setgid inbox folder (2775) gets the same mode and group."""
+    parent = tmp_path / "inbox"
+    parent.mkdir()
+    os.chmod(parent, 0o2775)
+    gid = os.stat(parent).st_gid
+    ensure_inbox_dir(parent / "rule" / "sub")
+    for folder in (parent / "rule", parent / "rule" / "sub"):
+        st = os.stat(folder)
+        assert stat.S_IMODE(st.st_mode) == 0o2775 and st.st_gid == gid
+
+
+def test_only_folders_under_the_root_may_be_created(tmp_path: Path) -> None:
+    """An absolute folder outside the root that does not exist is reported as an unmounted share."""
+    root, share = tmp_path / "root", tmp_path / "nas" / "photos"
+    assert missing_share(root, [root / "inbox" / "x", share]) == share
+    share.mkdir(parents=True)
+    assert missing_share(root, [root / "inbox" / "x", share]) is None
+
+
+def test_inotify_overflow_rescans_at_once(tmp_path: Path) -> None:
+    """When watchdog reports that the kernel dropped events, every inbox is rescanned on the next poll
+    instead of at the next periodic rescan."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    watcher = Watcher([("r", inbox)], mode="poll", poll_interval=3600, rescan_interval=3600, ignore=IgnoreMatcher())
+    watcher.start()
+    try:
+        watcher.poll(now=0)
+        (inbox / "missed.jpg").write_bytes(b"x")
+        assert watcher.poll(now=1)[0] == []
+        lost = "Inotify queue overflowed; filesystem events were lost"
+        logging.getLogger("watchdog.observers.inotify_c").warning(lost)
+        assert [s.path.name for s in watcher.poll(now=2)[0]] == ["missed.jpg"]
+    finally:
+        watcher.stop()
+
+
+def test_library_log_lines_go_through_structlog(capsys: pytest.CaptureFixture[str]) -> None:
+    """A standard-library log line (watchdog's overflow warning) is printed as a structlog JSON line."""
+    configure_logging("json", "info")
+    logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; events were lost")
+    [line] = [json.loads(raw) for raw in capsys.readouterr().err.splitlines() if raw.strip()]
+    assert line["event"].startswith("Inotify queue overflowed") and line["level"] == "warning"
+    assert line["logger"] == "watchdog.observers.inotify_c"

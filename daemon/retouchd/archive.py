@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ from typing import TypeVar
 import structlog
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from retouchd.exceptions import LeaseLost
-from retouchd.fsops import TEMP_PREFIX, move_verified, publish, safe_join, same_content, sha256_file, unique_path
+from retouchd import beneath
+from retouchd.exceptions import LeaseLost, TransientError, UnsafePathError
+from retouchd.fsops import fit_name, publish, safe_join, sha256_file, temp_sibling, unique_path
 from retouchd.pipeline import TaskResult
 from retouchd.rules import RuleFolders
 from retouchd.store import Job, JobState, Store, utcnow
@@ -38,7 +40,7 @@ def _no_fault(point: str) -> None:
 
 
 def error_json_path(failed_file: Path) -> Path:
-    return failed_file.with_name(failed_file.name + ".error.json")
+    return failed_file.with_name(fit_name(failed_file.name, ".error.json"))
 
 
 @dataclass
@@ -51,6 +53,8 @@ class Committer:
     lease_seconds: float = 60.0
     give_up: Callable[[], bool] = lambda: False
     """True when waiting for the database must stop (a forced shutdown)."""
+    outage: Callable[[str], bool] = lambda rule: False
+    """Whether a rule's inbox is away (unmounted, replaced): a job whose file is gone then waits for it."""
 
     def db_call(self, call: Callable[[], T]) -> T:
         """Run a store call, waiting for a locked or unreachable database instead of failing the commit."""
@@ -97,19 +101,28 @@ class Committer:
         if job is None or job.state not in (JobState.DONE, JobState.REVIEW) or job.lease_owner != lease:
             raise LeaseLost(f"job {job_id}: no longer held by {lease!r}; not archiving it")
         src = Path(job.source_path)
+        inbox = self.folders[job.rule].inbox
         planned = Path(job.archive_path) if job.archive_path else None
         if planned is not None and os.path.lexists(planned):
-            if not os.path.lexists(src) or same_content(src, planned, job.sha256):
-                move_verified(src, planned, job.sha256)  # finishes the move: only removes the source
+            present = beneath.exists(inbox, src)
+            if not present or beneath.same_as(inbox, src, planned, job.sha256):
+                if present:
+                    beneath.finish_move(inbox, src)  # cut short between link and unlink: only the source goes
                 self._archive_sidecar(job)
                 self.db_call(lambda: self.store.archived(job.id, lease))
                 return
             planned = None  # another file took that name meanwhile
-        if not src.exists():
+        try:
+            current = _current_sha256(inbox, src, job)
+        except (FileNotFoundError, NotADirectoryError):
+            if self.outage(job.rule):
+                raise TransientError(f"the inbox of {job.rule} is away; archiving {src.name} waits for it") from None
             log.warning("original missing at archive time", job_id=job.id, rule=job.rule, path=str(src))
             self.db_call(lambda: self.store.archived(job.id, lease))
             return
-        if sha256_file(src) != job.sha256:
+        except (beneath.NotRegularError, UnsafePathError):
+            current = None
+        if current != job.sha256:
             # The inbox file was replaced after processing: keep it for the watcher as new content.
             log.warning("original replaced before archiving; left in the inbox", job_id=job.id, path=str(src))
             self.db_call(lambda: self.store.archived(job.id, lease))
@@ -126,18 +139,29 @@ class Committer:
             self.db_call(lambda: self.store.plan_archive(job.id, lease, str(target),
                                                      str(sidecar_target) if sidecar_target else None))
         self.fault("before-archive")
-        move_verified(src, target, job.sha256, fault=self.fault)
+        how = beneath.move_out(inbox, src, target, job.sha256, fault=self.fault)
+        if how == "copied":
+            log.info("original archived as a copy (hard-linked or on another filesystem)", job_id=job.id,
+                     path=str(src), archive_path=str(target))
         self.fault("after-archive-move")
         job.archive_path, job.sidecar_archive_path = str(target), str(sidecar_target) if sidecar_target else None
         self._archive_sidecar(job)
         self.db_call(lambda: self.store.archived(job.id, lease))
 
     def _archive_sidecar(self, job: Job) -> None:
-        if job.sidecar_path and job.sidecar_archive_path and os.path.lexists(job.sidecar_path):
-            dst = Path(job.sidecar_archive_path)
-            if os.path.lexists(dst) and not same_content(Path(job.sidecar_path), dst, None):
-                dst = unique_path(dst)
-            move_verified(Path(job.sidecar_path), dst, None)
+        inbox = self.folders[job.rule].inbox
+        if job.sidecar_path and job.sidecar_archive_path and beneath.exists(inbox, Path(job.sidecar_path)):
+            self._move_beside(inbox, Path(job.sidecar_path), Path(job.sidecar_archive_path))
+
+    @staticmethod
+    def _move_beside(inbox: Path, src: Path, dst: Path) -> None:
+        """Move an inbox entry to `dst`, finishing a move cut short there, or to a free name beside it."""
+        if os.path.lexists(dst):
+            if beneath.same_as(inbox, src, dst, None):
+                beneath.finish_move(inbox, src)
+                return
+            dst = unique_path(dst)
+        beneath.move_out(inbox, src, dst, None)
 
     # -- failure -------------------------------------------------------------------------------------------
     def failure(self, job: Job, lease: str, result: TaskResult) -> JobState:
@@ -145,6 +169,11 @@ class Committer:
         if result.tmp_path:
             with contextlib.suppress(OSError):
                 os.unlink(result.tmp_path)
+        if result.vanished and self.outage(job.rule):
+            self.db_call(lambda: self.store.requeue(
+                job.id, lease, error="the file is gone with its inbox (unmounted?); waiting for it",
+                delay=max(self.retry_backoff, 5.0), refund=True))
+            return JobState.QUEUED
         if result.vanished:
             self.db_call(lambda: self.store.fail(job.id, lease, error=result.error or "file vanished",
                                              step=result.error_step, traceback_id=None, steps=result.steps))
@@ -164,29 +193,30 @@ class Committer:
         folders = self.folders[job.rule]
         src = Path(job.source_path)
         target = Path(job.failed_path) if job.failed_path else None
-        if target is not None and os.path.lexists(src) and os.path.lexists(target) \
-                and not same_content(src, target, None):
+        present = beneath.exists(folders.inbox, src)
+        if target is not None and present and os.path.lexists(target) \
+                and not beneath.same_as(folders.inbox, src, target, None):
             target = None  # another file took the planned name meanwhile
         if target is None:
             target = unique_path(safe_join(folders.failed, job.rel_path))
             planned = target
             self.db_call(lambda: self.store.plan_failed(job.id, lease, str(planned), error=error, step=step,
                                                     traceback_id=traceback_id))
-        if os.path.lexists(src):
-            move_verified(src, target, None, fault=self.fault)  # idempotent if cut short between link and unlink
-        if job.sidecar_path and os.path.lexists(job.sidecar_path):
+        if present:
+            if os.path.lexists(target):
+                beneath.finish_move(folders.inbox, src)  # cut short between link and unlink (checked above)
+            else:
+                beneath.move_out(folders.inbox, src, target, None, fault=self.fault)
+        if job.sidecar_path and beneath.exists(folders.inbox, Path(job.sidecar_path)):
             sidecar = Path(job.sidecar_path)
-            dst = target.with_name(sidecar.name)
-            if os.path.lexists(dst) and not same_content(sidecar, dst, None):
-                dst = unique_path(dst)
-            move_verified(sidecar, dst, None)
+            self._move_beside(folders.inbox, sidecar, target.with_name(sidecar.name))
         report = {
             "job_id": job.id, "rule": job.rule, "source": job.source_path, "sha256": job.sha256,
             "reason": error, "step": step, "attempts": job.attempts, "traceback_id": traceback_id,
             "time": utcnow().isoformat(), "retry": f"retouchd retry {job.id}",
         }
-        if target.exists():
-            tmp = target.with_name(f"{TEMP_PREFIX}{target.name}.error.json.tmp")
+        if os.path.lexists(target):
+            tmp = temp_sibling(target, ".error.json.tmp")
             text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
             tmp.write_bytes(text.encode("utf-8", "backslashreplace"))
             os.chmod(tmp, self.file_mode)
@@ -220,7 +250,7 @@ class Committer:
             return "failed"
         if output is not None:
             with contextlib.suppress(OSError):
-                output.with_name(f"{TEMP_PREFIX}{output.name}.tmp").unlink()
+                temp_sibling(output).unlink()
         if refund:
             self.db_call(lambda: self.store.requeue(job.id, lease, error="interrupted (the process holding it stopped)",
                                                 delay=0, refund=True))
@@ -256,3 +286,13 @@ def lease_dead(
         return expired or not alive(pid)
 
     return is_dead
+
+
+def _current_sha256(inbox: Path, src: Path, job: Job) -> str:
+    """The original's sha256 now. Unchanged size and mtime since intake: the intake hash, without reading
+    the file a third time (a move on one filesystem keeps the very inode; a copy is verified against the
+    hash as it is made). Otherwise a fresh hash decides whether it is still the processed content."""
+    st = beneath.lstat(inbox, src)
+    if stat.S_ISREG(st.st_mode) and st.st_size == job.size and st.st_mtime == job.mtime:
+        return job.sha256
+    return beneath.hash_file(inbox, src)[0]

@@ -22,14 +22,15 @@ from retouchd.archive import Committer, lease_dead
 from retouchd.exceptions import ConfigError, LeaseLost, RetouchdError
 from retouchd.fsops import ensure_dir
 from retouchd.instancelock import file_identity, sqlite_file
-from retouchd.intake import Intake, Outcome
+from retouchd.intake import Intake, IntakeThread, Outcome
 from retouchd.monitor import Monitor
+from retouchd.mounts import ensure_inbox_dir, missing_share
 from retouchd.notify import Notifier
 from retouchd.pipesafe import protect_log_stream
 from retouchd.pool import Identity, Pool, slot_devices
 from retouchd.rules import RuleFolders, RuleSet, folders_for, load_rules
 from retouchd.settings import Settings
-from retouchd.settle import IgnoreMatcher, SettleTracker
+from retouchd.settle import Candidate, IgnoreMatcher, SettleTracker
 from retouchd.sidecarwait import SidecarWaits
 from retouchd.steps import build_step
 from retouchd.store import Store, open_store, set_path_map, utcnow
@@ -61,6 +62,10 @@ def rule_folders(settings: Settings, rules: RuleSet) -> dict[str, RuleFolders]:
     }
 
 
+def _all(f: RuleFolders) -> list[Path]:
+    return [f.inbox, f.outbox, f.archive, f.failed, f.review]
+
+
 class Daemon:
     def __init__(self, settings: Settings, rules: RuleSet, *, once: bool = False,
                  settings_loader: Callable[[], Settings] | None = None) -> None:
@@ -68,7 +73,7 @@ class Daemon:
         self.should_exit = self.force_exit = self.reload_requested = False
         self.identity = Identity(host=settings.host_id)
         self.notifier = Notifier(settings.notify_socket)
-        self.tracker = SettleTracker(settings.watch.settle_time)
+        self.tracker = SettleTracker(settings.watch.settle_time, quiet_time=settings.watch.quiet_time)
         self.ignore = IgnoreMatcher(settings.watch.ignore)
         self.sidecars = SidecarWaits(settings.watch.sidecar_wait)
         self.store: Store | None = None
@@ -76,7 +81,8 @@ class Daemon:
         self.watcher: Watcher | None = None
         self.web: Any = None
         self.alerts: Any = None
-        self._last_status = self._last_watchdog = self._last_sweep = self._last_host = 0.0
+        self._last_status = self._last_watchdog = self._last_sweep = self._last_host = self._last_mounts = 0.0
+        self.unmounted: dict[str, str] = {}
         self._scanned_once = False
         self._last_db_warning = -DB_WARNING_EVERY
         self._registered = False
@@ -89,6 +95,7 @@ class Daemon:
         self.db_trouble: str | None = None
         """The last database error while it persists; shown by `retouchd status`."""
         self.monitor = Monitor(self)
+        self.offers = IntakeThread(self._offer)
 
     # -- signals -------------------------------------------------------------------------------------------
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -144,13 +151,20 @@ class Daemon:
         for rule in rules.rules:
             for options in rule.steps:
                 build_step(options).preflight(dict(self.settings.engines))
+        unmounted: dict[str, str] = {}
         for name, f in folders.items():
-            for path in (f.inbox, f.outbox, f.archive, f.failed, f.review):
-                try:
+            share = missing_share(self.settings.root, _all(f))
+            if share is not None:
+                unmounted[name] = f"{share} does not exist; is the share mounted? (it is never created)"
+                continue
+            try:
+                ensure_inbox_dir(f.inbox)
+                for path in (f.outbox, f.archive, f.failed, f.review):
                     ensure_dir(path)
-                except OSError as exc:
-                    raise ConfigError(f"rule {name!r}: cannot create the folder {path}: {exc.strerror or exc}; "
-                                      "create it or fix its permissions, or change the rule's folders") from None
+            except OSError as exc:
+                raise ConfigError(f"rule {name!r}: cannot create the folder {exc.filename or f.inbox}: "
+                                  f"{exc.strerror or exc}; create it or fix its permissions, or change the rule's "
+                                  "folders") from None
         watcher = Watcher([(name, f.inbox) for name, f in folders.items()], mode=self.settings.watch.mode,
                           poll_interval=self.settings.watch.poll_interval,
                           rescan_interval=self.settings.watch.rescan_interval, ignore=self.ignore)
@@ -159,12 +173,44 @@ class Daemon:
         self.committer = Committer(self.store, folders, file_mode=self.settings.file_mode,
                                    retry_backoff=self.settings.workers.retry_backoff, fault=self._fault,
                                    lease_seconds=self.settings.workers.lease_seconds,
-                                   give_up=lambda: self.pool is not None and self.pool.force.is_set())
+                                   give_up=lambda: self.pool is not None and self.pool.force.is_set(),
+                                   outage=self._outage)
         self.intake = Intake(self.store, {r.name: r for r in rules.rules if r.enabled}, folders,
-                             max_attempts=self.settings.workers.max_attempts, sidecars=self.sidecars)
+                             max_attempts=self.settings.workers.max_attempts, sidecars=self.sidecars,
+                             fail=self.committer.to_failed, owner=self.identity.key)
         if self.watcher is not None:
             self.watcher.stop()
         self.watcher = watcher
+        self.unmounted = unmounted
+        for name, reason in self.unmounted.items():
+            self.pause_inbox(name, reason)
+
+    # -- paused inboxes (a share that is not mounted; a user's pause uses the same two calls) --------------
+    def pause_inbox(self, rule: str, reason: str) -> None:
+        """Take nothing from the rule's inbox and claim none of its jobs until resume_inbox(rule)."""
+        assert self.watcher is not None
+        self.watcher.hold(rule, reason)
+        if self.pool is not None:
+            self.pool.held.add(rule)
+
+    def resume_inbox(self, rule: str) -> None:
+        assert self.watcher is not None
+        self.watcher.release(rule)
+        if self.pool is not None:
+            self.pool.held.discard(rule)
+
+    def _outage(self, rule: str) -> bool:
+        return self.watcher is not None and self.watcher.outage(rule)
+
+    def _check_mounts(self) -> None:
+        """Resume a rule whose absolute folders (a share) have appeared; never create them."""
+        for name in list(self.unmounted):
+            if missing_share(self.settings.root, _all(self.folders[name])) is None:
+                for path in _all(self.folders[name]):
+                    ensure_dir(path)
+                del self.unmounted[name]
+                log.info("share folders present; resuming", rule=name)
+                self.resume_inbox(name)
 
     def _fault(self, point: str) -> None:
         """Test-only: die abruptly at `point`, or fail there as a full disk would (`enospc-<point>`)."""
@@ -175,7 +221,8 @@ class Daemon:
 
     def startup(self) -> None:
         settings = self.settings
-        ensure_dir(settings.inbox)
+        if missing_share(settings.root, [settings.inbox]) is None:
+            ensure_inbox_dir(settings.inbox)
         ensure_dir(settings.work)
         sqlite = settings.db_url.startswith("sqlite")
         lock = instancelock.lock_path(settings.state, None if sqlite else settings.host_id)
@@ -197,6 +244,7 @@ class Daemon:
             self.web.start()
         devices = slot_devices(settings)
         self.pool = Pool(settings, self.rules, self.store, self.committer, self.identity, devices)
+        self.pool.held.update(self.unmounted)
         self.pool.on_result = self.monitor.on_result
         if settings.notify:
             self._start_alerts()
@@ -268,11 +316,14 @@ class Daemon:
             self.reload_requested = False
             self.reload()
         sightings, present = self.watcher.poll()
+        for renewed in self.watcher.take_renewed():
+            self.tracker.forget_under(renewed)
         self._scanned_once = True
         for s in sightings:
-            self.tracker.observe(s.rule, s.path, s.st, closed=s.closed)
+            self.tracker.observe(s.rule, s.path, s.st, closed=s.closed, written=s.written)
         if present is not None:
             self.tracker.prune_taken(present)
+        self._collect()
         ready = self.tracker.ready()
         if ready:
             self._take(ready)
@@ -280,48 +331,56 @@ class Daemon:
             self._recover_one(job_id, lease, refund=False, error=error)
         self.pool.wake.clear()
         now = time.monotonic()
+        if self.unmounted and now - self._last_mounts > 2.0:
+            self._last_mounts = now
+            self._check_mounts()
         if now - self._last_sweep > self.settings.workers.lease_seconds / 2:
             self._last_sweep = now
             self.recover(startup=False)
         self._heartbeat(now)
 
-    def _take(self, ready: list) -> None:  # type: ignore[type-arg]
-        assert self.store is not None and self.pool is not None
+    def _take(self, ready: list[Candidate]) -> None:
+        """Hand settled files to the intake thread, as far as the queue bound allows."""
+        assert self.store is not None
         try:
-            room = self.settings.workers.queue_bound - self.store.count_claimable()
+            room = self.settings.workers.queue_bound - self.store.count_claimable() - self.offers.in_flight()
         except DBAPIError:
             for candidate in ready:
                 self.tracker.requeue(candidate)
             raise
         for candidate in ready:
-            if room <= 0:
+            if room <= 0 or not self.offers.submit(candidate):
                 self.tracker.requeue(candidate)
                 continue
-            try:
-                outcome = self.intake.offer(candidate.rule, candidate.path)
-            except RetouchdError as exc:
-                log.warning("cannot take file", rule=candidate.rule, path=str(candidate.path), error=str(exc))
-                self.tracker.mark_taken(candidate)
-                continue
-            except (OSError, DBAPIError) as exc:
-                log.warning("cannot take file yet", rule=candidate.rule, path=str(candidate.path),
-                            error=str(exc).splitlines()[0])
-                self.tracker.requeue(candidate)
-                continue
-            except Exception:  # one odd file must never stop the daemon
-                log.exception("file skipped after an internal error; touch or rename it to try again",
-                              rule=candidate.rule, path=str(candidate.path))
-                self.tracker.mark_taken(candidate)
-                continue
+            room -= 1
+
+    def _offer(self, candidate: Candidate) -> Outcome:
+        """Runs on the intake thread: every error becomes an outcome (look again, or leave the file be)."""
+        try:
+            outcome = self.intake.offer(candidate.rule, candidate.path, (candidate.size, candidate.mtime_ns))
+            if outcome is Outcome.QUEUED:
+                self._fault("after-queue")
+            return outcome
+        except RetouchdError as exc:
+            log.warning("cannot take file", rule=candidate.rule, path=str(candidate.path), error=str(exc))
+            return Outcome.SKIPPED
+        except (OSError, DBAPIError) as exc:
+            log.warning("cannot take file yet", rule=candidate.rule, path=str(candidate.path),
+                        error=str(exc).splitlines()[0])
+            return Outcome.WAIT
+        except Exception:  # one odd file must never stop the daemon
+            log.exception("file skipped after an internal error; touch or rename it to try again",
+                          rule=candidate.rule, path=str(candidate.path))
+            return Outcome.SKIPPED
+
+    def _collect(self) -> None:
+        assert self.pool is not None
+        for candidate, outcome in self.offers.results():
             if outcome is Outcome.WAIT:
                 self.tracker.requeue(candidate)
             else:
                 self.tracker.mark_taken(candidate)
-            if outcome is Outcome.QUEUED:
-                self._fault("after-queue")
-                room -= 1
-                self.pool.wake.set()
-            elif outcome is Outcome.MOVED:
+            if outcome in (Outcome.QUEUED, Outcome.MOVED):
                 self.pool.wake.set()
 
     def _heartbeat(self, now: float) -> None:
@@ -353,7 +412,8 @@ class Daemon:
 
     def idle(self) -> bool:
         assert self.store is not None and self.pool is not None
-        return (self._scanned_once and len(self.tracker) == 0 and self.pool.busy() == 0
+        return (self._scanned_once and len(self.tracker) == 0 and self.offers.in_flight() == 0
+                and self.pool.busy() == 0
                 and self.store.count_claimable(self.pool.claim_rules()) == 0)
 
     def reload(self) -> None:
@@ -388,6 +448,7 @@ class Daemon:
         if self.watcher is not None:
             with contextlib.suppress(Exception):
                 self.watcher.stop()
+        self.offers.stop()
         if self.pool is not None:
             timeout = 0.0 if self.force_exit else self.settings.workers.drain_timeout
             log.info("stopping: draining in-flight jobs", running=self.pool.busy(), timeout=timeout)

@@ -52,7 +52,7 @@ def safe_join(root: Path, rel: str | Path) -> Path:
 NAME_MAX = 255
 
 
-def _fit(stem: str, tail: str) -> str:
+def fit_name(stem: str, tail: str) -> str:
     """`stem + tail`, with the stem shortened so that the name fits in NAME_MAX bytes."""
     budget = NAME_MAX - len(os.fsencode(tail))
     raw = os.fsencode(stem)
@@ -66,16 +66,21 @@ def _fit(stem: str, tail: str) -> str:
     return os.fsdecode(raw[:budget]) + tail
 
 
+def temp_sibling(target: Path, tail: str = ".tmp") -> Path:
+    """The hidden temp name beside `target` (shortened so that a 255-byte name still has one)."""
+    return target.with_name(fit_name(f"{TEMP_PREFIX}{target.name}", tail))
+
+
 def unique_path(target: Path) -> Path:
     """`target`, or `name (2).ext`, `name (3).ext`, … : the first name that does not exist yet (shortened
     if needed to stay a legal file name)."""
     stem, suffix = target.stem, target.suffix
-    first = target.with_name(_fit(stem, suffix))
+    first = target.with_name(fit_name(stem, suffix))
     if not os.path.lexists(first):
         return first
     n = 2
     while True:
-        candidate = target.with_name(_fit(stem, f" ({n}){suffix}"))
+        candidate = target.with_name(fit_name(stem, f" ({n}){suffix}"))
         if not os.path.lexists(candidate):
             return candidate
         n += 1
@@ -119,7 +124,7 @@ def _link_into_place(src: Path, dst: Path, fault: Callable[[str], None] = _no_fa
 
 def _copy_durably(src: Path, dst: Path, mode: int | None) -> str:
     """Copy `src` to a hidden sibling of `dst`, fsync it, rename into place; return the copy's sha256."""
-    tmp = dst.with_name(f"{TEMP_PREFIX}{dst.name}.tmp")
+    tmp = temp_sibling(dst)
     digest = hashlib.sha256()
     src_fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
     try:

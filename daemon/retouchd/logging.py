@@ -64,3 +64,18 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
         logger_factory=_factory,
         cache_logger_on_first_use=False,
     )
+    # Libraries that log through the standard library (watchdog, alembic) print through structlog too;
+    # their chatter below warning stays quiet.
+    logging.basicConfig(handlers=[StdlibToStructlog()], level=max(LEVELS[level], logging.WARNING), force=True)
+
+
+class StdlibToStructlog(logging.Handler):
+    """Forwards standard-library log records to structlog, so that every printed line has one format."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger = structlog.get_logger(record.name)
+        method = getattr(logger, record.levelname.lower(), logger.info)
+        try:
+            method(record.getMessage(), logger=record.name)
+        except Exception:
+            self.handleError(record)

@@ -6,6 +6,7 @@ its image: the watcher never treats it as an image, and it is archived with it.
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from pathlib import Path
@@ -40,6 +41,8 @@ def find_sidecar(image: Path) -> Path | None:
     A symbolic link is never a sidecar: it could lead outside the inbox.
     """
     for suffix in SIDECAR_SUFFIXES:
+        if len(os.fsencode(image.stem + suffix)) > 255:
+            continue  # the image's name is so long that no sidecar name fits beside it
         for candidate in (image.with_name(image.stem + suffix), image.with_name(image.stem + suffix.upper())):
             if candidate != image and candidate.is_file() and not candidate.is_symlink():
                 return candidate

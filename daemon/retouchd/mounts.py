@@ -1,8 +1,12 @@
-"""Which filesystem a path lives on, from the mount table: network and FUSE mounts get polled."""
+"""Which filesystem a path lives on, from the mount table: network and FUSE mounts get polled. Also which
+folders may be created (only those under the root) and how an inbox folder is created."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,3 +68,33 @@ def watch_mode_for(path: Path, configured: str, mounts: list[Mount] | None = Non
         return configured
     mount = mount_of(path, mounts)
     return "poll" if mount is not None and mount.is_network else "events"
+
+
+def missing_share(root: Path, paths: Iterable[Path]) -> Path | None:
+    """The first folder outside `root` that does not exist. Only folders under the root are ever created:
+    an absolute one that is missing is a share that is not mounted, and creating it would hide files under
+    the mount point on the local disk."""
+    base = root.absolute()
+    for path in paths:
+        if not path.absolute().is_relative_to(base) and not path.is_dir():
+            return path
+    return None
+
+
+def ensure_inbox_dir(path: Path) -> None:
+    """Create an inbox folder and its missing parents, each with its parent's group and permission bits
+    (setgid kept), so that a group-writable inbox (2775) stays writable for the group that drops files."""
+    missing: list[Path] = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        parent = os.stat(folder.parent)
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            continue
+        with contextlib.suppress(OSError):  # not a member of the parent's group: keep ours
+            os.chown(folder, -1, parent.st_gid)
+        os.chmod(folder, stat.S_IMODE(parent.st_mode))

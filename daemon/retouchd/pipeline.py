@@ -19,9 +19,10 @@ from typing import Any, BinaryIO
 
 import structlog
 
-from retouchd.exceptions import InputError, LimitError, RetouchdError, SourceChangedError
+from retouchd import beneath
+from retouchd.exceptions import DecodeError, InputError, LimitError, RetouchdError, SourceChangedError
 from retouchd.fsops import as_transient
-from retouchd.images import OutputSpec, decode, encode, output_name
+from retouchd.images import Decoded, OutputSpec, decode, encode, output_name
 from retouchd.steps import build_step, step_class
 from retouchd.steps.base import StepContext, StepOptions
 from retouchd.typing import ModelCache, ProgressFn
@@ -105,26 +106,30 @@ def fault(task: Task, point: str) -> None:
         ctypes.string_at(0)
 
 
-def _read_source(task: Task) -> bytes:
-    try:
-        fd = os.open(task.source, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as exc:
-        if exc.errno == 40:  # ELOOP: the path is a symlink
-            raise InputError("the file is a symlink; symlinks are not followed in an inbox") from None
-        raise
-    with os.fdopen(fd, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size > task.max_file_bytes:
+def _read_source(task: Task) -> tuple[bytes, os.stat_result]:
+    """The job's bytes, read beneath its inbox (never through a link, never from a FIFO or device)."""
+    with beneath.open_file(Path(task.inbox) if task.inbox else None, Path(task.source)) as (fd, st):
+        if st.st_size > task.max_file_bytes:
             raise LimitError(
-                f"file is {size:,} bytes, over limits.max_file_bytes {task.max_file_bytes:,}; "
+                f"file is {st.st_size:,} bytes, over limits.max_file_bytes {task.max_file_bytes:,}; "
                 "raise the limit to accept it"
             )
-        if size == 0:
+        if st.st_size == 0:
             raise InputError("empty file (0 bytes); write the image again")
-        data = fh.read(task.max_file_bytes + 1)
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read(task.max_file_bytes + 1)
     if task.sha256 is not None and hashlib.sha256(data).hexdigest() != task.sha256:
         raise SourceChangedError("the file changed after it was queued (hash mismatch); it will be retried")
-    return data
+    return data, st
+
+
+def _still_written(task: Task, read: os.stat_result) -> bool:
+    """Whether the file's size or mtime moved since it was read: a "truncated" file that is still growing."""
+    try:
+        now = beneath.lstat(Path(task.inbox), Path(task.source)) if task.inbox else os.lstat(task.source)
+    except (OSError, RetouchdError):
+        return False
+    return (now.st_size, now.st_mtime_ns) != (read.st_size, read.st_mtime_ns)
 
 
 def _context(task: Task, bound: Any, models: ModelCache | None, progress: ProgressFn | None) -> StepContext:
@@ -156,6 +161,17 @@ def _write_output(task: Task, write: Callable[[Any], object]) -> tuple[Path, str
     return tmp, writer.digest.hexdigest()
 
 
+def _decode_source(task: Task, data: bytes, read: os.stat_result) -> Decoded:
+    """Decode the source; a "truncated" file that grew since it was read is still being written (transient)."""
+    try:
+        return decode(data, max_pixels=task.max_input_pixels, max_dimension=task.max_dimension)
+    except DecodeError as exc:
+        if str(exc).startswith("truncated") and _still_written(task, read):
+            raise SourceChangedError("still being written: the file grew after it was queued; "
+                                     "it will be taken again once complete") from exc
+        raise
+
+
 def run_task(task: Task, *, models: ModelCache | None = None, progress: ProgressFn | None = None,
              on_step: Any = None) -> TaskResult:
     """Process one file; never raises for a problem with the job (the result says what went wrong)."""
@@ -163,9 +179,9 @@ def run_task(task: Task, *, models: ModelCache | None = None, progress: Progress
     current = "read"
     bound = log.bind(job_id=task.job_id, rule=task.rule, path=task.source)
     try:
-        data = _read_source(task)
+        data, read = _read_source(task)
         current = "decode"
-        decoded = decode(data, max_pixels=task.max_input_pixels, max_dimension=task.max_dimension)
+        decoded = _decode_source(task, data, read)
         source_sha = task.sha256 or hashlib.sha256(data).hexdigest()
         del data
         frame, review = decoded.frame, False

@@ -194,13 +194,15 @@ class Pool:
         self.slots = [Slot(i, device, self) for i, device in enumerate(devices)]
         self._lock = threading.Lock()
         self.outcomes: dict[str, int] = {}
+        self.held: set[str] = set()
+        """Rules whose jobs are not claimed now (a share that is not mounted, a user's pause)."""
         self._recover: list[tuple[int, str, str]] = []
         self.on_job_finished: Callable[[], None] = lambda: None
         self.on_result: Callable[[Job, TaskResult, str], None] = lambda job, result, outcome: None
         """Called as each attempt ends, with its outcome (done, review, retry, failed): metrics hook."""
 
     def rule_names(self) -> list[str]:
-        return [rule.name for rule in self.rules.rules if rule.enabled]
+        return [rule.name for rule in self.rules.rules if rule.enabled and rule.name not in self.held]
 
     def claim_rules(self) -> list[str]:
         """Rules whose queued jobs may start now: not those whose inbox a person paused (read at each claim,

@@ -37,6 +37,9 @@ class WatchSettings(_Section):
     mode: Literal["auto", "events", "poll"] = "auto"
     poll_interval: float = Field(2.0, gt=0, le=3600)
     settle_time: float = Field(2.0, ge=0, le=3600)
+    quiet_time: float = Field(60.0, ge=0, le=86400)
+    """Events mode: a file written to but not closed since (a writer holds it open) is taken after this long
+    without change, in case its close was missed."""
     rescan_interval: float = Field(300.0, gt=0)
     ignore: list[str] = Field(default_factory=list)
     """Extra glob patterns to ignore, added to the built-in list (partial downloads, system files)."""
@@ -214,15 +217,35 @@ class Settings(BaseSettings):
 TEST_ONLY = ("fault_point",)
 
 
+_PATH_KEYS = ("root", "inbox_dir", "outbox_dir", "archive_dir", "failed_dir", "review_dir", "rejected_dir", "state_dir")
+
+
 class _FileSource(TomlConfigSettingsSource):
-    """The TOML settings file, which must never switch on a test-only setting in production."""
+    """The TOML settings file. Its relative paths are relative to that file's folder, not to wherever the
+    command runs (flags and environment variables keep resolving against the working directory); it can
+    never switch on a test-only setting in production."""
 
     def __call__(self) -> dict[str, Any]:
-        data = super().__call__()
+        data = dict(super().__call__())
         for key in TEST_ONLY:
             if key in data:
                 raise ValueError(f"'{key}' is a test-only setting and cannot be set in a settings file; remove it")
+        toml = self.toml_file_path
+        base = Path(toml[0] if isinstance(toml, list | tuple) else toml).absolute().parent  # type: ignore[arg-type]
+
+        def rebase(value: Any) -> Any:
+            return str(base / value) if isinstance(value, str | Path) and not Path(value).is_absolute() else value
+
+        for key in _PATH_KEYS:
+            if key in data:
+                data[key] = rebase(data[key])
+        if isinstance(data.get("rule_files"), list):
+            data["rule_files"] = [rebase(v) for v in data["rule_files"]]
+        if isinstance(data.get("engines"), dict):
+            data["engines"] = {k: rebase(v) for k, v in data["engines"].items()}
         return data
+
+
 # Settings that also have a command-line flag; the others come only from the environment or the file.
 _FLAGS = {"root": "--root", "database_url": "--database-url", "rule_files": "--rules", "log.format": "--log-format",
           "log.level": "--log-level"}

@@ -1,5 +1,7 @@
-"""When is a file complete? When it was closed after writing, or its size and mtime held still for the
-settle time. Also: which names are never taken (partial downloads, system files)."""
+"""When is a file complete? A close is a hint, not proof: a file is taken once its size and mtime held still
+for the settle time (the confirm interval), whether or not a close was seen; a file written to without a
+close since (events mode: a writer still holds it open) waits for its close or for the longer quiet time.
+Also: which names are never taken (partial downloads, system files)."""
 
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ class _Entry:
     size: int
     mtime_ns: int
     changed_at: float
-    closed: bool
+    writing: bool
+    """A write was seen after the last close: someone still holds the file open for writing."""
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,10 @@ class Candidate:
 class SettleTracker:
     """Tracks files seen in inboxes until they are stable; hands each stable version out once."""
 
-    def __init__(self, settle_time: float, *, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+    def __init__(self, settle_time: float, *, quiet_time: float | None = None,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
         self.settle_time = settle_time
+        self.quiet_time = max(settle_time, quiet_time if quiet_time is not None else 60.0)
         self._clock, self._wall = clock, wall
         self._pending: dict[Path, _Entry] = {}
         self._taken: dict[Path, tuple[int, int]] = {}
@@ -57,40 +61,38 @@ class SettleTracker:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def observe(self, rule: str, path: Path, st: os.stat_result, *, closed: bool = False) -> None:
-        """Record a sighting (from an event or a scan); `closed` = closed after writing or renamed in."""
+    def observe(self, rule: str, path: Path, st: os.stat_result, *, closed: bool = False,
+                written: bool = False) -> None:
+        """Record a sighting (from an event or a scan): `closed` = closed after writing or renamed in,
+        `written` = a write event (the writer may still hold the file open)."""
         key = (st.st_size, st.st_mtime_ns)
-        if self._taken.get(path) == key:
+        if self._taken.get(path) == key and not written:
             return
         self._taken.pop(path, None)
         now = self._clock()
         entry = self._pending.get(path)
         if entry is None:
             # A file whose mtime is already older than the settle time has been still for that long.
-            age = max(0.0, self._wall() - st.st_mtime)
+            age = 0.0 if written else max(0.0, self._wall() - st.st_mtime)
             changed_at = now - min(age, self.settle_time)
-            self._pending[path] = _Entry(rule, st.st_size, st.st_mtime_ns, changed_at, closed)
+            self._pending[path] = _Entry(rule, st.st_size, st.st_mtime_ns, changed_at, written and not closed)
             return
-        if (entry.size, entry.mtime_ns) != key:
+        if written or (entry.size, entry.mtime_ns) != key:
             entry.size, entry.mtime_ns, entry.changed_at = st.st_size, st.st_mtime_ns, now
-            entry.closed = closed
-        elif closed:
-            entry.closed = True
-
-    def modified(self, path: Path) -> None:
-        """A write event: the file is not closed any more and its clock restarts."""
-        entry = self._pending.get(path)
-        if entry is not None:
-            entry.closed = False
-            entry.changed_at = self._clock()
+        if written:
+            entry.writing = True
+        if closed:
+            entry.writing = False
 
     def forget(self, path: Path) -> None:
         self._pending.pop(path, None)
         self._taken.pop(path, None)
 
     def forget_under(self, root: Path) -> None:
-        for path in [p for p in self._pending if root in p.parents]:
-            del self._pending[path]
+        """Drop what is known under `root` (pending and taken): its folder came back or was replaced."""
+        for known in (self._pending, self._taken):
+            for path in [p for p in known if root in p.parents]:
+                del known[path]
 
     def prune_taken(self, still_present: set[Path]) -> None:
         """Drop 'already taken' marks for files no longer in an inbox (after a full scan)."""
@@ -102,7 +104,7 @@ class SettleTracker:
         now = self._clock()
         out: list[Candidate] = []
         for path, entry in list(self._pending.items()):
-            if not entry.closed and now - entry.changed_at < self.settle_time:
+            if now - entry.changed_at < (self.quiet_time if entry.writing else self.settle_time):
                 continue
             try:
                 st = os.lstat(path)
@@ -110,7 +112,7 @@ class SettleTracker:
                 del self._pending[path]
                 continue
             if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
-                entry.size, entry.mtime_ns, entry.changed_at, entry.closed = st.st_size, st.st_mtime_ns, now, False
+                entry.size, entry.mtime_ns, entry.changed_at = st.st_size, st.st_mtime_ns, now
                 continue
             del self._pending[path]
             out.append(Candidate(entry.rule, path, entry.size, entry.mtime_ns))

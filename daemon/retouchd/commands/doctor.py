@@ -54,7 +54,11 @@ def _free(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def check_folder(report: Report, label: str, path: Path, user: User) -> None:
+def check_folder(report: Report, label: str, path: Path, user: User, root: Path | None = None) -> None:
+    if root is not None and not path.exists() and not path.absolute().is_relative_to(root.absolute()):
+        report.add("folders", label, "warn", f"{path} does not exist; is the share mounted? (only folders under "
+                   "the root are created: its rule stays paused until it appears)", f"mount the share at {path}")
+        return
     if path.exists() and not path.is_dir():
         report.add("folders", label, "fail", f"{path} is a file, not a folder",
                    f"move {path} away, or point this folder elsewhere in the settings or rule")
@@ -110,7 +114,7 @@ def check_folders(report: Report, settings: Settings, rules: RuleSet | None, use
     for label, path in wanted:
         if path not in seen:
             seen.add(path)
-            check_folder(report, label, path, user)
+            check_folder(report, label, path, user, settings.root if ":" in label else None)
 
 
 def _count_dirs(root: Path, limit: int) -> int:

@@ -34,7 +34,15 @@ def parse_since(text: str) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
+class NoRoot(click.ClickException):
+    exit_code = 2
+
+
 def open_store_or_exit(settings: Settings) -> Store:
+    """The store of an existing root; commands that only read never create one (exit 2 instead)."""
+    if not settings.database_url and not (settings.state / "retouchd.db").is_file():
+        raise NoRoot(f"no retouchd root at {settings.root.absolute()} (no database {settings.state / 'retouchd.db'}); "
+                     "pass --root or --config for the daemon's root, or start `retouchd run` there first")
     try:
         return open_store(settings.db_url)
     except RetouchdError as exc:

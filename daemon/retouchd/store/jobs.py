@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from retouchd.exceptions import LeaseLost, StoreError
-from retouchd.store.schema import Duplicate, Host, Job
+from retouchd.store.schema import Duplicate, Host, Job, SightingClaim
 from retouchd.store.states import LEASED, JobState, printable, transition, utcnow
 
 
@@ -86,6 +86,67 @@ class Store:
             if job.state == JobState.FAILED:
                 transition(job, JobState.QUEUED)
             job.updated_at = utcnow()
+
+    def queued_at(self, rule: str, source: str) -> Job | None:
+        """The queued or running job whose file is `source` (a newer sighting of the same path)."""
+        with self.read() as s:
+            query = select(Job).where(Job.rule == rule, Job.source_path == source,
+                                      Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
+            return s.scalars(query.order_by(Job.id)).first()
+
+    def supersede(self, job_id: int, **fields: Any) -> bool:
+        """Point a still-queued job at its file's newer content (one path, one job); False if it was
+        claimed meanwhile or the new content already has a job of its own (the old row is then dropped)."""
+        with self.session() as s:
+            job = s.get(Job, job_id)
+            if job is None or job.state != JobState.QUEUED:
+                return False
+            taken = s.scalars(select(Job.id).where(Job.rule == job.rule, Job.content_key == fields["content_key"],
+                                                   Job.id != job_id)).first()
+            if taken is not None:
+                s.delete(job)
+                return False
+            for name, value in fields.items():
+                setattr(job, name, value)
+            job.attempts, job.error, job.not_before, job.updated_at = 0, None, None, utcnow()
+            return True
+
+    def refuse(self, **fields: Any) -> tuple[Job, bool]:
+        """Record an inbox entry refused at intake (a link, FIFO, device) as a job about to fail; like
+        enqueue, (existing job, False) if this very entry was recorded before."""
+        now = utcnow()
+        job = Job(state=JobState.RUNNING, attempts=1, created_at=now, updated_at=now, started_at=now,
+                  lease_expires=now + timedelta(seconds=60), **fields)
+        try:
+            with self.session() as s:
+                s.add(job)
+            return job, True
+        except IntegrityError:
+            existing = self.find(fields["rule"], fields["content_key"])
+            if existing is None:
+                raise
+            return existing, False
+
+    def claim_sighting(self, key: str, owner: str, stale_after: float) -> bool:
+        """Claim a sighting before reading the file (several hosts see the same new file): True for the first
+        claimant, for its own renewals, and for anyone once the claim is older than `stale_after` seconds."""
+        now = utcnow()
+        try:
+            with self.session() as s:
+                s.add(SightingClaim(key=key, owner=owner, claimed_at=now))
+            return True
+        except IntegrityError:
+            pass
+        with self.session() as s:
+            claim = s.get(SightingClaim, key)
+            if claim is None:
+                return False  # released between the two statements: the next look claims it
+            if claim.owner != owner and claim.claimed_at > now - timedelta(seconds=stale_after):
+                return False
+            result = s.execute(update(SightingClaim).where(SightingClaim.key == key,
+                                                           SightingClaim.claimed_at == claim.claimed_at)
+                               .values(owner=owner, claimed_at=now))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def set_sidecar(self, job_id: int, owner: str, sidecar: str) -> None:
         with self.session() as s:

@@ -177,3 +177,14 @@ class Host(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SightingClaim(Base):
+    """One host's claim on a (rule, path, size, mtime) sighting: only the claimant reads the file to hash it."""
+
+    __tablename__ = "sighting_claims"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """sha256 of rule, path, size and mtime_ns."""
+    owner: Mapped[str] = mapped_column(String(255))
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -13,7 +13,7 @@ from alembic import op
 from retouchd.store.schema import FsPath, UTCDateTime
 
 revision = "0006"
-down_revision = "0003"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
