@@ -91,14 +91,14 @@ LANCZOS = 'steps=[{op="upscale", scale=2, model="lanczos"}]\n'
 
 
 def test_reload_with_a_folder_that_cannot_be_created(root: Path, tmp_path: Path, daemon) -> None:
-    """SIGHUP with a rule whose inbox cannot be created (its parent is a file): the old rules stay, the log
-    says why, and the daemon keeps processing."""
-    blocker = tmp_path / "a-file"
-    blocker.write_text("x")
+    """SIGHUP with a rule whose inbox under the root cannot be created (its parent is a file): the old rules
+    stay, the log says why, and the daemon keeps processing. (A missing *absolute* folder is an unmounted
+    share: paused, never created — tested in test_inbox_boundary.)"""
     rules = tmp_path / "rules.toml"
     rules.write_text(f'[[rule]]\nname="one"\ninbox="one"\n{LANCZOS}')
     proc = daemon("--rules", str(rules))
-    rules.write_text(rules.read_text() + f'[[rule]]\nname="bad"\ninbox="{blocker}/inbox"\n{LANCZOS}')
+    (root / "inbox" / "a-file").write_text("x")
+    rules.write_text(rules.read_text() + f'[[rule]]\nname="bad"\ninbox="a-file/inbox"\n{LANCZOS}')
     proc.proc.send_signal(signal.SIGHUP)
     failed = wait_for(lambda: [line for line in proc.log_lines()
                                if line.get("event") == "rules not reloaded; keeping the old ones"])
@@ -111,10 +111,10 @@ def test_reload_with_a_folder_that_cannot_be_created(root: Path, tmp_path: Path,
 
 def test_startup_with_a_folder_that_cannot_be_created(root: Path, tmp_path: Path) -> None:
     """The same rule at start-up: exit 2 with one line that names the rule and the folder."""
-    blocker = tmp_path / "a-file"
-    blocker.write_text("x")
+    (root / "inbox").mkdir(parents=True, exist_ok=True)
+    (root / "inbox" / "a-file").write_text("x")
     rules = tmp_path / "rules.toml"
-    rules.write_text(f'[[rule]]\nname="bad"\ninbox="{blocker}/inbox"\n{LANCZOS}')
+    rules.write_text(f'[[rule]]\nname="bad"\ninbox="a-file/inbox"\n{LANCZOS}')
     result = cli("run", "--once", "--root", str(root), "--rules", str(rules))
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("retouchd:")]

@@ -194,12 +194,14 @@ def test_unit_printed_for_this_install_verifies(tmp_path: Path) -> None:
     from conftest import cli
 
     analyze = tool("systemd-analyze")
-    printed = cli("doctor", "--systemd", "--root", str(tmp_path))
+    config = tmp_path / "retouchd.toml"
+    config.write_text(f'root = "{tmp_path}"\n')
+    printed = cli("doctor", "--systemd", "--config", str(config))
     assert printed.returncode == 0, printed.stderr
     exec_start = directives_of(printed.stdout)["Service"]["ExecStart"][-1]
     binary = exec_start.split()[0]
     assert binary != "/usr/local/bin/retouchd" and Path(binary).is_absolute() and os.access(binary, os.X_OK)
-    assert exec_start.endswith(" run --config /etc/retouchd/retouchd.toml")
+    assert exec_start.endswith(f" run --config {config}")  # the settings file this command was given
     unit = tmp_path / "retouchd.service"
     unit.write_text(printed.stdout)
     done = subprocess.run([analyze, "verify", str(unit)], check=False, capture_output=True, text=True, timeout=60)

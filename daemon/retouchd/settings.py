@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import socket
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -267,12 +268,25 @@ def _describe(error: dict[str, Any]) -> str:
     return f"invalid setting '{key}' = {value!r}: {msg}"
 
 
+def _file_sets(config_file: Path, key: str) -> bool:
+    """Whether the settings file sets the dotted `key` (a file that does not is no place to look)."""
+    try:
+        node: Any = tomllib.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True  # unreadable or invalid: it may be the culprit
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
 def _origin(key: str, config_file: Path | None) -> str:
     """Where the bad value can come from: only the places this key can be set."""
     env_name = "RETOUCHD_" + key.replace(".", "__").upper()
     places = [f"the {_FLAGS[key]} flag"] if key in _FLAGS else []
     places.append(f"${env_name}")
-    if config_file:
+    if config_file and _file_sets(config_file, key):
         places.append(str(config_file))
     listed = places[0] if len(places) == 1 else ", ".join(places[:-1]) + " or " + places[-1]
     return f" (set by {listed})"
