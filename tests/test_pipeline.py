@@ -97,3 +97,24 @@ def test_fuzz_decode_step_encode(tmp_path: Path, seed: bytes, edits: list[tuple[
     else:
         assert result.error and result.error_step in ("read", "decode", "upscale", "encode")
         assert result.traceback_id is None, f"unexpected internal error: {result.error}"
+
+
+def test_sidecar_is_read_beneath_the_inbox_never_through_a_swapped_folder(tmp_path: Path) -> None:
+    """A sidecar whose folder was swapped for a symlink to an outside folder is refused: the outside mask
+    is never read (SPEC §6.5), and the job fails with a reason naming the sidecar."""
+    inbox, outside = tmp_path / "inbox", tmp_path / "outside"
+    (inbox / "sub").mkdir(parents=True)
+    outside.mkdir()
+    Image.new("RGB", (16, 16), "white").save(inbox / "photo.png")
+    Image.new("L", (16, 16), 255).save(outside / "photo.mask.png")
+    (inbox / "masks").symlink_to(outside, target_is_directory=True)
+    steps = [{"op": "remove_objects", "mask": "sidecar"}]
+    task = _task(tmp_path, inbox / "photo.png", steps=steps, inbox=str(inbox),
+                 sidecar=str(inbox / "masks" / "photo.mask.png"))
+    result = run_task(task)
+    assert not result.ok and result.permanent
+    assert "sidecar mask" in (result.error or "") and "cannot be read safely" in (result.error or "")
+    (inbox / "masks").unlink()
+    (inbox / "masks").mkdir()
+    Image.new("L", (16, 16), 255).save(inbox / "masks" / "photo.mask.png")
+    assert run_task(task).ok  # the same layout without the link is processed

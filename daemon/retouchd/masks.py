@@ -6,6 +6,8 @@ its image: the watcher never treats it as an image, and it is archived with it.
 
 from __future__ import annotations
 
+import io
+
 import os
 import re
 import warnings
@@ -49,7 +51,7 @@ def find_sidecar(image: Path) -> Path | None:
     return None
 
 
-def load_sidecar(path: Path, width: int, height: int) -> Mask:
+def load_sidecar(path: Path, width: int, height: int, data: bytes | None = None) -> Mask:
     """Read a sidecar as a width×height mask: white (≥ 128) = remove, resized nearest-neighbour.
 
     Transparent pixels count as black, so a mask painted on a transparent layer works too.
@@ -58,7 +60,7 @@ def load_sidecar(path: Path, width: int, height: int) -> Mask:
         with warnings.catch_warnings():
             # A huge mask is read like a huge image: refused, with our message instead of Pillow's warning.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
+            with Image.open(io.BytesIO(data) if data is not None else path) as opened:
                 opened.load()
                 image = ImageOps.exif_transpose(opened)
     except FileNotFoundError as exc:

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 import structlog
 
 from retouchd import beneath
-from retouchd.exceptions import DecodeError, InputError, LimitError, RetouchdError, SourceChangedError
+from retouchd.exceptions import DecodeError, InputError, LimitError, RetouchdError, SourceChangedError, UnsafePathError
 from retouchd.fsops import as_transient
 from retouchd.images import Decoded, OutputSpec, decode, encode, output_name
 from retouchd.steps import build_step, step_class
@@ -132,10 +132,27 @@ def _still_written(task: Task, read: os.stat_result) -> bool:
     return (now.st_size, now.st_mtime_ns) != (read.st_size, read.st_mtime_ns)
 
 
+def _read_sidecar(task: Task) -> bytes | None:
+    """The sidecar mask's bytes, read beneath the inbox like the image (never through a link or a FIFO)."""
+    if not task.sidecar:
+        return None
+    path = Path(task.sidecar)
+    try:
+        data, _ = beneath.read_file(Path(task.inbox) if task.inbox else None, path, task.max_file_bytes)
+    except FileNotFoundError as exc:
+        raise InputError(f"sidecar mask {path} disappeared before it could be read; drop it again") from exc
+    except (beneath.NotRegularError, UnsafePathError) as exc:
+        raise InputError(f"sidecar mask {path} cannot be read safely: {exc}") from exc
+    if len(data) > task.max_file_bytes:
+        raise InputError(f"sidecar mask {path} is larger than limits.max_file_bytes")
+    return data
+
+
 def _context(task: Task, bound: Any, models: ModelCache | None, progress: ProgressFn | None) -> StepContext:
     ctx = StepContext(
         rule=task.rule, source=Path(task.source), job_id=task.job_id,
-        sidecar_mask=Path(task.sidecar) if task.sidecar else None, device=task.device,
+        sidecar_mask=Path(task.sidecar) if task.sidecar else None, sidecar_bytes=_read_sidecar(task),
+        device=task.device,
         allow_cpu_fallback=task.allow_cpu_fallback, max_output_pixels=task.max_output_pixels,
         cpu_threads=task.cpu_threads, engines=dict(task.engines), log=bound,
     )

@@ -47,6 +47,8 @@ class StepContext:
     source: Path
     job_id: int | None = None
     sidecar_mask: Path | None = None
+    sidecar_bytes: bytes | None = None
+    """The sidecar's content, read by the pipeline beneath the inbox (steps never open inbox files)."""
     device: str = "cpu"
     allow_cpu_fallback: bool = True
     max_output_pixels: int = 400_000_000

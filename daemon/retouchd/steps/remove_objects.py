@@ -53,7 +53,7 @@ class RemoveObjectsStep(Step[RemoveObjectsOptions]):
                     f"the mask (white = remove) beside it, then `retouchd retry` the job",
                     step=self.name,
                 )
-            mask |= masks.load_sidecar(ctx.sidecar_mask, frame.width, frame.height)
+            mask |= masks.load_sidecar(ctx.sidecar_mask, frame.width, frame.height, ctx.sidecar_bytes)
         return masks.dilate(mask, self.options.dilate)
 
     def run(self, frame: Frame, ctx: StepContext) -> StepResult:
