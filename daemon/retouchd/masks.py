@@ -7,7 +7,6 @@ its image: the watcher never treats it as an image, and it is archived with it.
 from __future__ import annotations
 
 import io
-
 import os
 import re
 import warnings
