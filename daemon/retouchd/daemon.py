@@ -389,10 +389,10 @@ class Daemon:
         if usec and now - self._last_watchdog > usec / 2e6:
             self._last_watchdog = now
             self.notifier.send(watchdog=1)
+        self._check_db_file()  # every tick (one stat): a deleted database must stop intake before it takes a file
         if now - self._last_host > HOST_HEARTBEAT:
             self._last_host = now
             assert self.store is not None
-            self._check_db_file()
             self.store.touch_host(self.identity.key)
         if self.notifier.enabled and now - self._last_status > 5:
             self._last_status = now
