@@ -10,15 +10,19 @@ Prints a table, then one JSON object.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import logging
 import statistics
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
+import structlog
 from PIL import Image
 from sqlalchemy import insert
 
@@ -64,16 +68,32 @@ def timed(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
 WEB_CALLS = {
     "api_jobs": "/api/jobs",
     "api_jobs_failed_rule": "/api/jobs?state=failed&rule=rule1",
+    "api_jobs_pending": "/api/jobs?review=pending",
     "api_jobs_search": "/api/jobs?q=4242",
     "api_job": "/api/jobs/{id}",
     "api_stats": "/api/stats",
     "api_status": "/api/status",
+    "api_inboxes": "/api/inboxes",
+    "events_once": "/events?once=1",
+    "image_before": "/jobs/{id}/before",
+    "image_after": "/jobs/{id}/after",
     "page_dashboard": "/",
     "page_history": "/history?rule=rule2",
+    "page_history_search": "/history?q=4242",
     "page_review": "/review",
     "page_failures": "/failures",
     "page_job": "/jobs/{id}",
+    "page_login": "/login",
 }
+WEB_POSTS = {  # each repetition acts on a job of its own, prepared with its file
+    "post_pause": "/api/inboxes/rule1/pause",
+    "post_resume": "/api/inboxes/rule1/resume",
+    "post_approve": "/api/jobs/{id}/approve",
+    "post_reject": "/api/jobs/{id}/reject",
+    "post_retry": "/api/jobs/{id}/retry",
+    "post_cancel": "/api/jobs/{id}/cancel",
+}
+REPEAT = 5
 
 
 def uncached(client, url: str) -> None:  # type: ignore[no-untyped-def]
@@ -100,14 +120,73 @@ def web_latency(settings, store, n: int) -> dict[str, float]:  # type: ignore[no
     with store.session() as s:
         s.execute(sql_insert(Review), [{"job_id": i, "verdict": verdicts[i % 3], "created_at": utcnow()}
                                        for i in range(1, n + 1, 50)])
-    app = create_app(settings, rules, store, rule_folders(settings, rules))
+    folders = rule_folders(settings, rules)
+    for f in folders.values():
+        for folder in (f.inbox, f.outbox, f.review, f.failed, f.archive):
+            folder.mkdir(parents=True, exist_ok=True)
+    photo = Image.new("RGB", (768, 512), (90, 120, 150))
+    with store.session() as s:  # the job the GET calls show has its original and its output on disk
+        job = s.get(Job, n // 2)
+        job.archive_path, job.output_path = str(settings.root / "before.jpg"), str(settings.root / "after.jpg")
+    photo.save(settings.root / "before.jpg", quality=90)
+    photo.save(settings.root / "after.jpg", quality=90)
+    targets = prepare_actions(store, folders, photo, n)
+    app = create_app(settings, rules, store, folders)
     client = TestClient(app, base_url="http://127.0.0.1")
     out = {}
     for name, path in WEB_CALLS.items():
         url = path.format(id=n // 2)
         assert client.get(url).status_code == 200, url
-        out[f"web_{name}_{n}_jobs_s"] = timed(lambda u=url: uncached(client, u), 5)
+        out[f"web_{name}_{n}_jobs_s"] = timed(lambda u=url: uncached(client, u), REPEAT)
+    for name, path in WEB_POSTS.items():
+        ids = iter(targets.get(name, [0] * REPEAT))
+
+        def post(p: str = path, i: Any = ids, reject: bool = name == "post_reject") -> None:
+            url = p.format(id=next(i))
+            response = client.post(url, json={"reason": "halo"} if reject else None,
+                                   headers={"X-CSRF-Token": app.state.web.guard.csrf})
+            assert response.status_code == 200, (url, response.text)
+
+        out[f"web_{name}_{n}_jobs_s"] = timed(post, REPEAT)
     return out
+
+
+def prepare_actions(store, folders, photo, n: int) -> dict[str, list[int]]:  # type: ignore[no-untyped-def]
+    """REPEAT jobs for each POST action, each in the state the action needs, with its file where it belongs."""
+    from sqlalchemy import select
+
+    from retouchd.store import Review
+
+    wanted = {"post_approve": JobState.ARCHIVED, "post_reject": JobState.ARCHIVED, "post_retry": JobState.FAILED,
+              "post_cancel": JobState.QUEUED}
+    targets: dict[str, list[int]] = {}
+    with store.session() as s:
+        for name, state in wanted.items():
+            taken = {i for ids in targets.values() for i in ids}
+            rows = s.scalars(select(Job).where(Job.state == state, Job.id > n // 4, Job.id % 50 != 1)
+                             .order_by(Job.id).limit(REPEAT + len(taken))).all()
+            rows = [j for j in rows if j.id not in taken][:REPEAT]
+            targets[name] = [j.id for j in rows]
+            for job in rows:
+                f = folders[job.rule]
+                if name == "post_approve":
+                    job.state, job.output_path = JobState.REVIEW, str(f.review / f"{job.id}.jpg")
+                    s.add(Review(job_id=job.id, verdict="pending", created_at=utcnow()))
+                elif name == "post_reject":
+                    job.output_path = str(f.outbox / f"{job.id}.jpg")
+                elif name == "post_retry":
+                    job.failed_path, job.source_path = str(f.failed / f"{job.id}.jpg"), str(f.inbox / f"{job.id}.jpg")
+                else:
+                    job.source_path = str(f.inbox / f"{job.id}.jpg")
+                path = Path(job.output_path if name in ("post_approve", "post_reject") else
+                            job.failed_path if name == "post_retry" else job.source_path)
+                photo.save(path, quality=90)
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                if name in ("post_approve", "post_reject"):
+                    job.output_sha256 = digest
+                else:
+                    job.sha256, job.size, job.mtime = digest, path.stat().st_size, path.stat().st_mtime
+    return targets
 
 
 def report_jobs(store, root: Path, n: int) -> None:  # type: ignore[no-untyped-def]
@@ -132,6 +211,7 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=100_000)
     parser.add_argument("--report-jobs", type=int, default=100)
     args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))  # actions log
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
@@ -172,7 +252,7 @@ def main() -> None:
     print(f"{'status refresh, 1 000 jobs in the DB':<44}{ns.status_refresh_1000_jobs_s * 1000:>9.1f} ms")
     print(f"{f'status refresh, {args.history:,} jobs in the DB':<44}"
           f"{results[f'status_refresh_{args.history}_jobs_s'] * 1000:>9.1f} ms")
-    for name, path in WEB_CALLS.items():
+    for name, path in [*WEB_CALLS.items(), *((k, f"POST {v}") for k, v in WEB_POSTS.items())]:
         value = results[f"web_{name}_{args.history}_jobs_s"] * 1000
         print(f"{f'web {path}, {args.history:,} jobs':<44}{value:>9.1f} ms{'' if value < 200 else '  (over 200 ms)'}")
     print(f"{'monitor round (status file + gauges)':<44}{ns.monitor_round_s * 1000:>9.2f} ms")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, event
+from sqlalchemy import ForeignKey, Index, String, Text, event, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from retouchd.store.schema import Base, FsPath, Job, UTCDateTime
@@ -15,6 +15,12 @@ Index("ix_jobs_rule_variant_state", Job.rule, Job.variant, Job.state, Job.device
 # The history (newest first) filtered by rule or state walks these instead of sorting every match.
 Index("ix_jobs_rule_id", Job.rule, Job.id)
 Index("ix_jobs_state_id", Job.state, Job.id)
+# The dashboard at 100 000 jobs (migration 0007): the last hour's results are read from the index alone, and the
+# newest failures / retries are its first entries instead of a sort of every failed or queued job.
+Index("ix_jobs_finished_at_state", Job.finished_at, Job.state)
+Index("ix_jobs_state_finished_at", Job.state, Job.finished_at, Job.id)
+RETRYING_WHERE = text("state = 'queued' AND error IS NOT NULL")  # as statusdata.RETRYING
+Index("ix_jobs_retrying", Job.updated_at, Job.id, sqlite_where=RETRYING_WHERE, postgresql_where=RETRYING_WHERE)
 
 
 def step_seconds(steps: Any) -> float | None:
@@ -54,3 +60,15 @@ class InboxPause(Base):
     rule: Mapped[str] = mapped_column(String(64), primary_key=True)
     paused_at: Mapped[datetime] = mapped_column(UTCDateTime)
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class SummarySent(Base):
+    """The days (local dates) whose summary notification went out: one per day, whichever host sends it,
+    and not again after a restart. The row is written before sending (a claim) and removed if sending fails."""
+
+    __tablename__ = "summaries_sent"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    """YYYY-MM-DD in the daemon's local time zone."""
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    host: Mapped[str | None] = mapped_column(String(255))

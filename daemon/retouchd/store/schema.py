@@ -106,7 +106,6 @@ class Job(Base):
         UniqueConstraint("rule", "content_key", name="uq_jobs_rule_content"),
         Index("ix_jobs_state_not_before", "state", "not_before"),
         Index("ix_jobs_rule_state", "rule", "state"),
-        Index("ix_jobs_finished_at", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -24,6 +24,7 @@ from retouchd.store.states import JobState
 COMPLETED = (JobState.DONE, JobState.REVIEW, JobState.ARCHIVED)
 Key = tuple[str, str | None]
 
+
 def _row(rule: str, variant: str | None, c: dict[str, float]) -> dict[str, Any]:
     done, rejected, pending = int(c.get("done", 0)), int(c.get("rejected", 0)), int(c.get("pending", 0))
     approved = max(0, done - rejected - pending)
@@ -39,28 +40,44 @@ def _row(rule: str, variant: str | None, c: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def review_stats(engine: Engine, *, since: datetime | None = None) -> dict[str, Any]:
-    """{"rules": [...], "variants": [...]}: one row per rule, one per (rule, variant) that ran variants."""
+Totals = list[tuple[str, str | None, str, int, float]]
+"""(rule, variant, state, jobs, device-seconds) for every group that has jobs."""
+
+
+def state_totals(engine: Engine, *, since: datetime | None = None) -> Totals:
+    """Jobs and device-seconds per rule, variant and state: one index-only scan (ix_jobs_rule_variant_state).
+    The dashboard takes its queue counts and its stats from the same scan, so it is done once per refresh."""
+    query = (select(Job.rule, Job.variant, Job.state, func.count(), func.sum(Job.device_seconds))
+             .group_by(Job.rule, Job.variant, Job.state))
+    if since is not None:
+        query = query.where(Job.updated_at >= since)
+    with Session(engine) as s:
+        return [(rule, variant, str(state), int(n), float(seconds or 0.0))
+                for rule, variant, state, n, seconds in s.execute(query)]
+
+
+def review_stats(engine: Engine, *, since: datetime | None = None, totals: Totals | None = None) -> dict[str, Any]:
+    """{"rules": [...], "variants": [...]}: one row per rule, one per (rule, variant) that ran variants.
+    `totals`: the result of `state_totals` (same `since`) when the caller has it already."""
     counts: dict[Key, dict[str, float]] = {}
 
     def add(key: Key, name: str, n: float) -> None:
         counts.setdefault(key, {})[name] = counts.get(key, {}).get(name, 0) + n
 
+    for rule, variant, state, n, seconds in state_totals(engine, since=since) if totals is None else totals:
+        add((rule, variant), "seconds", seconds)
+        if state in COMPLETED:
+            add((rule, variant), "done", n)
+        elif state == JobState.FAILED:
+            add((rule, variant), "failed", n)
+    # The reviews drive the join (a result a person sees is rare among jobs): grouping them in a subquery makes
+    # SQLite materialise them and look each job up by id, instead of scanning every job for a review.
+    reviewed = select(Review.job_id, Review.verdict).group_by(Review.job_id, Review.verdict).subquery()
+    verdicts = (select(Job.rule, Job.variant, reviewed.c.verdict, func.count()).select_from(reviewed)
+                .join(Job, Job.id == reviewed.c.job_id).group_by(Job.rule, Job.variant, reviewed.c.verdict))
+    if since is not None:
+        verdicts = verdicts.where(Job.updated_at >= since)
     with Session(engine) as s:
-        query = (select(Job.rule, Job.variant, Job.state, func.count(), func.sum(Job.device_seconds))
-                 .group_by(Job.rule, Job.variant, Job.state))
-        if since is not None:
-            query = query.where(Job.updated_at >= since)
-        for rule, variant, state, n, seconds in s.execute(query):
-            add((rule, variant), "seconds", float(seconds or 0.0))
-            if state in COMPLETED:
-                add((rule, variant), "done", n)
-            elif state == JobState.FAILED:
-                add((rule, variant), "failed", n)
-        verdicts = (select(Job.rule, Job.variant, Review.verdict, func.count()).join(Review, Review.job_id == Job.id)
-                    .group_by(Job.rule, Job.variant, Review.verdict))
-        if since is not None:
-            verdicts = verdicts.where(Job.updated_at >= since)
         for rule, variant, verdict, n in s.execute(verdicts):
             name = {"approved": "approved_in_review", "rejected": "rejected", "pending": "pending"}[verdict]
             add((rule, variant), name, n)

@@ -35,18 +35,20 @@ def list_jobs(engine: Engine, *, state: str | None = None, rule: str | None = No
               search: str | None = None, before: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """Newest first; `before` (a job id) pages on; `review` = pending | approved | rejected."""
     limit = max(1, min(limit, MAX_LIMIT))
-    query = select(Job, Review).outerjoin(Review, Review.job_id == Job.id).order_by(Job.id.desc()).limit(limit)
+    if review:  # the verdict index yields the job ids newest first: no sort of every matching job
+        query = (select(Job, Review).join(Review, Review.job_id == Job.id).where(Review.verdict == review)
+                 .order_by(Review.job_id.desc()).limit(limit))
+    else:
+        query = select(Job, Review).outerjoin(Review, Review.job_id == Job.id).order_by(Job.id.desc()).limit(limit)
     if state:
         query = query.where(Job.state.in_(state.split(",")))
     if rule:
         query = query.where(Job.rule == rule)
-    if review:
-        query = query.where(Review.verdict == review)
     if search:
         escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(Job.rel_path.like(f"%{escaped}%", escape="\\"))
     if before is not None:
-        query = query.where(Job.id < before)
+        query = query.where((Review.job_id if review else Job.id) < before)
     with Session(engine) as s:
         return [summary(job, rev) for job, rev in s.execute(query).all()]
 
@@ -83,10 +85,12 @@ def paths_of(engine: Engine, job_id: int) -> tuple[str | None, str | None, str |
         return original, job.output_path, job.sidecar_archive_path
 
 
-def inboxes(engine: Engine, rules: list[str]) -> list[dict[str, Any]]:
+def inboxes(engine: Engine, rules: list[str], queued: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """Each rule's inbox: paused or not, and its queued jobs (`queued`: counted already by the caller)."""
     with Session(engine) as s:
         paused: dict[str, datetime] = {p.rule: p.paused_at for p in s.scalars(select(InboxPause))}
-        counts = dict(s.execute(select(Job.rule, func.count()).where(Job.state == JobState.QUEUED)
-                                .group_by(Job.rule)).all())
+        counts = queued if queued is not None else dict(
+            s.execute(select(Job.rule, func.count()).where(Job.state == JobState.QUEUED, Job.rule.in_(rules))
+                      .group_by(Job.rule)).all())
     return [{"rule": r, "paused": r in paused, "paused_at": paused.get(r), "queued": int(counts.get(r, 0))}
             for r in rules]
