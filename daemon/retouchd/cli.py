@@ -115,7 +115,7 @@ def web(settings: Any, port: int | None) -> None:
 
     rules = _rules(settings)
     try:
-        run_web(settings, rules, port)
+        run_web(settings, rules, port, click.get_current_context().meta.get("retouchd.settings_loader"))
     except RetouchdError as exc:
         _fail(str(exc), EXIT_CONFIG)
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from retouchd.rules import RuleSet
 from retouchd.settings import Settings
 
 
-def run_web(settings: Settings, rules: RuleSet, port: int | None) -> None:
+def run_web(settings: Settings, rules: RuleSet, port: int | None,
+            settings_loader: Callable[[], Settings] | None = None) -> None:
     from retouchd.daemon import rule_folders
     from retouchd.exceptions import ConfigError
+    from retouchd.rules import RuleFolders, load_rules
     from retouchd.store import open_store
     from retouchd.web.security import check_bind
     from retouchd.web.server import serve_forever
@@ -19,4 +23,11 @@ def run_web(settings: Settings, rules: RuleSet, port: int | None) -> None:
     if refusal is not None:  # before the database is opened or created
         raise ConfigError(refusal)
     store = open_store(settings.db_url)
-    serve_forever(settings, rules, store, rule_folders(settings, rules))
+
+    def reload() -> tuple[RuleSet, dict[str, RuleFolders]]:
+        """SIGHUP, as for `retouchd run`: the settings file's `rule_files` again, then the rules."""
+        files = tuple(settings_loader().rule_files) if settings_loader is not None else rules.files
+        new = load_rules(files or None)
+        return new, rule_folders(settings, new)
+
+    serve_forever(settings, rules, store, rule_folders(settings, rules), reload)

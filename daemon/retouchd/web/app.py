@@ -32,8 +32,8 @@ from retouchd.rules import RuleSet
 from retouchd.settings import Settings
 from retouchd.statusdata import reader, status_data
 from retouchd.steering import ActionError, Steering
-from retouchd.store import Store
-from retouchd.store.stats import review_stats
+from retouchd.store import JobState, Store
+from retouchd.store.stats import review_stats, state_totals
 from retouchd.web import queries
 from retouchd.web.security import COOKIE, MAX_BODY, BodyTooLarge, Guard, SecurityMiddleware
 
@@ -76,6 +76,13 @@ class Web:
         self.guard = Guard(settings.web_token)
         self._status_lock = threading.Lock()
         self._status_cache: tuple[float, dict[str, Any] | None] = (0.0, None)
+
+    def use_rules(self, rules: RuleSet, folders: dict[str, Any]) -> None:
+        """The daemon reloaded its rules (SIGHUP): new inboxes can be paused, removed rules leave the pages.
+        One assignment each: a request in flight sees the old or the new rule set, never a mix."""
+        self.steering = Steering(self.settings, rules, self.store, folders)
+        self.rules = rules
+        self._status_cache = (0.0, None)
 
     def rule_names(self) -> list[str]:
         return [r.name for r in self.rules.rules]
@@ -146,9 +153,11 @@ class Web:
         with self._status_lock:
             at, data = self._status_cache
             if data is None or time.monotonic() - at > STATUS_TTL:
-                data = status_data(self.engine, self.settings.state)
-                data["inboxes"] = queries.inboxes(self.engine, self.rule_names())
-                data["stats"] = review_stats(self.engine)
+                totals = state_totals(self.engine)  # one scan of the jobs for the queue and the stats
+                data = status_data(self.engine, self.settings.state, totals)
+                queued = {rule: counts.get(JobState.QUEUED, 0) for rule, counts in data["queue"].items()}
+                data["inboxes"] = queries.inboxes(self.engine, self.rule_names(), queued)
+                data["stats"] = review_stats(self.engine, totals=totals)
                 self._status_cache = (time.monotonic(), data)
             return data
 

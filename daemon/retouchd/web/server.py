@@ -3,9 +3,11 @@ the foreground for `retouchd web`. The socket is bound here first, so a taken po
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -51,6 +53,11 @@ def _server(settings: Settings, rules: RuleSet, store: Store, folders: dict[str,
     return uvicorn.Server(config), sock, url
 
 
+def use_rules(server: Any, rules: RuleSet, folders: dict[str, RuleFolders]) -> None:
+    """Give the running interface the rules the daemon (or `retouchd web`) has just reloaded."""
+    server.config.app.state.web.use_rules(rules, folders)
+
+
 class WebThread:
     """The interface inside the daemon; `stop()` ends it."""
 
@@ -68,18 +75,38 @@ class WebThread:
         log.info("serving the web interface", url=self.url)
         return self.url
 
+    def use_rules(self, rules: RuleSet, folders: dict[str, RuleFolders]) -> None:
+        use_rules(self.server, rules, folders)
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(5)
         self.sock.close()
 
 
-def serve_forever(settings: Settings, rules: RuleSet, store: Store, folders: dict[str, RuleFolders]) -> None:
-    """`retouchd web`: the interface in the foreground until Ctrl-C / SIGTERM."""
+def serve_forever(settings: Settings, rules: RuleSet, store: Store, folders: dict[str, RuleFolders],
+                  reload: Callable[[], tuple[RuleSet, dict[str, RuleFolders]]] | None = None) -> None:
+    """`retouchd web`: the interface in the foreground until Ctrl-C / SIGTERM; SIGHUP re-reads the rules
+    with `reload` (on any error the old ones stay, and the log says why)."""
     port = settings.web_port if settings.web_port is not None else 8750
     server, sock, url = _server(settings, rules, store, folders, port)
+
+    def on_hangup(_signum: int, _frame: Any) -> None:
+        assert reload is not None
+        try:
+            new_rules, new_folders = reload()
+        except Exception as exc:  # a bad rule file never stops the interface
+            log.error("rules not reloaded; keeping the old ones", error=str(exc).splitlines()[0] if str(exc) else
+                      type(exc).__name__)
+            return
+        use_rules(server, new_rules, new_folders)
+        log.info("rules reloaded", rules=[r.name for r in new_rules.rules])
+
+    previous = signal.signal(signal.SIGHUP, on_hangup) if reload is not None else None
     log.info("serving the web interface", url=url, token=settings.web_token is not None)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        if previous is not None:
+            signal.signal(signal.SIGHUP, previous)
