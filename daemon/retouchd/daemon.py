@@ -261,13 +261,17 @@ class Daemon:
 
     def _start_alerts(self) -> None:
         """Apprise notifications: failures and new review items as they happen, a summary once a day."""
-        from retouchd.alerts import Alerts, summary_text
+        from retouchd.alerts import Alerts, DailySchedule, summary_text
+        from retouchd.store.reviews import claim_summary_day, release_summary_day
         from retouchd.store.stats import review_stats
 
         assert self.store is not None and self.pool is not None
-        store = self.store
+        store, host = self.store, self.identity.host
+        schedule = DailySchedule(self.settings.notify_summary_at, lambda day: claim_summary_day(store, day, host),
+                                 lambda day: release_summary_day(store, day))
         self.alerts = Alerts(self.settings.notify,
-                             lambda: summary_text(review_stats(store.engine, since=utcnow() - timedelta(days=1))))
+                             lambda: summary_text(review_stats(store.engine, since=utcnow() - timedelta(days=1))),
+                             schedule)
         monitor_hook, alerts_hook = self.pool.on_result, self.alerts.on_result
 
         def both(job: Any, result: Any, outcome: str) -> None:
@@ -440,6 +444,8 @@ class Daemon:
             old[4].stop()
         assert self.pool is not None
         self.pool.rules, self.pool.committer = rules, self.committer
+        if self.web is not None:
+            self.web.use_rules(rules, self.folders)
         log.info("rules reloaded", rules=[r.name for r in rules.rules], files=[str(f) for f in rules.files])
 
     def shutdown(self) -> None:

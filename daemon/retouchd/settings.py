@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import socket
 import tomllib
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -141,6 +142,8 @@ class Settings(BaseSettings):
     """Secret every web request must carry (Bearer header, or the session cookie the login form sets)."""
     notify: list[str] = Field(default_factory=list)
     """Apprise URLs told about failures, new review items and a daily summary, e.g. ["ntfy://host/topic"]."""
+    notify_summary_at: dtime = dtime(8, 0)
+    """Local time of day ("HH:MM") the daily summary goes out; once a day, across restarts and hosts."""
 
     @field_validator("file_mode", mode="before")
     @classmethod

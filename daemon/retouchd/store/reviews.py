@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from retouchd.exceptions import StoreError
 from retouchd.store.jobs import Store
-from retouchd.store.review_schema import InboxPause, Review
+from retouchd.store.review_schema import InboxPause, Review, SummarySent
 from retouchd.store.schema import Job
 from retouchd.store.states import printable, utcnow
 
@@ -99,3 +100,25 @@ class Reviews:
     def paused(self) -> dict[str, datetime]:
         with self.store.session() as s:
             return {p.rule: p.paused_at for p in s.scalars(select(InboxPause)).all()}
+
+
+# -- the daily summary, once per local day -------------------------------------------------------------------
+def claim_summary_day(store: Store, day: str, host: str | None) -> bool:
+    """Record that `day`'s summary is being sent; False when it was sent (or is being sent) already, by this
+    host before a restart or by another host."""
+    try:
+        with store.session() as s:
+            if s.get(SummarySent, day) is not None:
+                return False
+            s.add(SummarySent(day=day, sent_at=utcnow(), host=host))
+    except IntegrityError:  # another host claimed it at the same moment
+        return False
+    return True
+
+
+def release_summary_day(store: Store, day: str) -> None:
+    """Sending failed: the day is free again, so a later try may send it."""
+    with store.session() as s:
+        row = s.get(SummarySent, day)
+        if row is not None:
+            s.delete(row)
