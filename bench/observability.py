@@ -2,7 +2,7 @@
 (snapshot + status file + gauges), `report` over finished jobs with real-sized photos, and the web
 interface's API calls and pages against the same history (target: under 200 ms each at 100 000 jobs).
 
-    python bench/observability.py [--history 100000] [--report-jobs 100]
+    python bench/observability.py [--history 100000] [--report-jobs 100] [--postgres URL]
 
 Prints a table, then one JSON object.
 """
@@ -10,12 +10,15 @@ Prints a table, then one JSON object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -112,6 +115,7 @@ def web_latency(settings, store, n: int) -> dict[str, float]:  # type: ignore[no
     from retouchd.store import Review
     from retouchd.web.app import create_app
 
+    settings.root.mkdir(parents=True, exist_ok=True)
     rules_file = settings.root / "rules.toml"
     rules_file.write_text("".join(f'[[rule]]\nname = "rule{i}"\ninbox = "rule{i}"\n'
                                   'steps = [{ op = "upscale", scale = 2, model = "lanczos" }]\n' for i in range(4)))
@@ -206,22 +210,52 @@ def report_jobs(store, root: Path, n: int) -> None:  # type: ignore[no-untyped-d
         s.execute(insert(Job), rows)
 
 
+@contextlib.contextmanager
+def fresh_database(server: str | None, n: int) -> Iterator[str | None]:
+    """None (SQLite under the root), or the URL of a new PostgreSQL database, dropped afterwards."""
+    if server is None:
+        yield None
+        return
+    from sqlalchemy import create_engine, make_url, text
+
+    name = f"retouchd_bench_{os.getpid()}_{n}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--history", type=int, default=100_000)
     parser.add_argument("--report-jobs", type=int, default=100)
+    parser.add_argument("--postgres", metavar="URL",
+                        help="measure on PostgreSQL: a fresh database per history size is made on this server "
+                             "(e.g. postgresql://postgres@127.0.0.1:5432/postgres) and dropped afterwards")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))  # actions log
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         for n in (1_000, args.history):
-            settings = load_settings(env=False, root=base / f"h{n}")
-            store = open_store(settings.db_url)
-            fill_history(store, n)
-            engine = reader(settings.db_url)
-            results[f"status_refresh_{n}_jobs_s"] = timed(lambda e=engine, st=settings: status_data(e, st.state), 5)
-            results.update(web_latency(settings, store, n))
+            with fresh_database(args.postgres, n) as url:
+                settings = load_settings(env=False, root=base / f"h{n}", **({"database_url": url} if url else {}))
+                store = open_store(settings.db_url)
+                fill_history(store, n)
+                if url:  # what autovacuum does within a minute of a bulk load: statistics and visibility map
+                    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                        conn.exec_driver_sql("VACUUM ANALYZE")
+                engine = reader(settings.db_url)
+                results[f"status_refresh_{n}_jobs_s"] = timed(lambda e=engine, st=settings: status_data(e, st.state),
+                                                              5)
+                results.update(web_latency(settings, store, n))
+                store.engine.dispose()
+                engine.dispose()
 
         snapshot = {"schema": 1, "settling": 2, "paused": {}, "updated_at": time.time(), "interval": 2.0,
                     "slots": [{"index": i, "device": "cpu", "job_id": None, "restarts": 0} for i in range(4)],

@@ -70,13 +70,16 @@ def review_stats(engine: Engine, *, since: datetime | None = None, totals: Total
             add((rule, variant), "done", n)
         elif state == JobState.FAILED:
             add((rule, variant), "failed", n)
-    # The reviews drive the join (a result a person sees is rare among jobs): grouping them in a subquery makes
-    # SQLite materialise them and look each job up by id, instead of scanning every job for a review.
-    reviewed = select(Review.job_id, Review.verdict).group_by(Review.job_id, Review.verdict).subquery()
-    verdicts = (select(Job.rule, Job.variant, reviewed.c.verdict, func.count()).select_from(reviewed)
-                .join(Job, Job.id == reviewed.c.job_id).group_by(Job.rule, Job.variant, reviewed.c.verdict))
+    # The reviews drive (a result a person looked at is rare among jobs): each review looks its job up by id.
+    # A join would let SQLite scan every job for a review, and PostgreSQL merge-join along every job id.
+    rule_of = select(Job.rule).where(Job.id == Review.job_id).scalar_subquery()
+    variant_of = select(Job.variant).where(Job.id == Review.job_id).scalar_subquery()
+    reviewed = select(rule_of.label("rule"), variant_of.label("variant"), Review.verdict.label("verdict"))
     if since is not None:
-        verdicts = verdicts.where(Job.updated_at >= since)
+        reviewed = reviewed.where(Review.job_id.in_(select(Job.id).where(Job.updated_at >= since)))
+    per = reviewed.subquery()
+    verdicts = select(per.c.rule, per.c.variant, per.c.verdict, func.count()).group_by(per.c.rule, per.c.variant,
+                                                                                      per.c.verdict)
     with Session(engine) as s:
         for rule, variant, verdict, n in s.execute(verdicts):
             name = {"approved": "approved_in_review", "rejected": "rejected", "pending": "pending"}[verdict]

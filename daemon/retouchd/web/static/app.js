@@ -179,7 +179,8 @@
       `<span title="${n} result(s), ${per.length - 1 - i} min ago" style="height:${(100 * n) / max}%"></span>`).join("");
     rows("#devices", (s.devices || []).map((d) => `<tr><td>${esc(d.host)}</td><td>${esc(d.device)}</td>
       <td class="num">${d.busy}/${d.slots}</td><td>${bytes(d.memory_used)} / ${bytes(d.memory_total)}</td></tr>`).join(""));
-    const st = (s.stats.rules || []).concat(s.stats.variants || []);
+    // Each rule's variants right under its "all" row, so an experiment's arms sit together.
+    const st = (s.stats.rules || []).flatMap((r) => [r].concat((s.stats.variants || []).filter((v) => v.rule === r.rule)));
     rows("#stats", st.map((r) => `<tr><td>${esc(r.rule)}</td><td>${esc(r.variant || "all")}</td>
       <td class="num">${r.done}</td><td class="num">${r.approved}</td><td class="num">${r.rejected}</td>
       <td class="num">${r.pending_review}</td><td class="num">${pct(r.reject_rate)}</td>
