@@ -3,7 +3,8 @@ indexes, never a sort or scan of every job (except the one index-only scan that 
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,23 @@ def test_status_queries_read_indexes(tmp_path: Path) -> None:
     # ix_jobs_retrying is partial: it holds only the queued jobs that failed an attempt.
     assert sorted(full_passes) == ["SCAN jobs USING COVERING INDEX ix_jobs_rule_variant_state",
                                    "SCAN jobs USING INDEX ix_jobs_retrying"]
+
+
+def test_pages_show_local_time_to_the_second(tmp_path: Path, monkeypatch: Any) -> None:
+    """The database keeps UTC; the job page and history show the server's local time, without microseconds."""
+    farm = Farm(tmp_path / "root")
+    job = farm.finished("shop", "a.jpg")
+    with farm.store.session() as s:
+        row = s.get(Job, job.id)
+        row.created_at = row.updated_at = datetime(2026, 12, 2, 23, 30, 15, 123456, tzinfo=UTC)
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        client = TestClient(create_app(farm.settings, farm.rules, farm.store, farm.folders),
+                            base_url="http://127.0.0.1")
+        assert "2026-12-03 08:30:15<" in client.get(f"/jobs/{job.id}").text
+        assert "2026-12-03 08:30:15<" in client.get("/history").text
+        assert "123456" not in client.get(f"/jobs/{job.id}").text
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

@@ -52,6 +52,11 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
+def when(value: datetime | None) -> str:
+    """A time on a page: the server's local time, to the second (the database keeps UTC)."""
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
+
+
 def dumps(data: Any) -> str:
     return json.dumps(data, default=_default, ensure_ascii=False)
 
@@ -73,6 +78,7 @@ class Web:
         self.engine = reader(settings.db_url)
         self.steering = Steering(settings, rules, store, folders)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
+        self.templates.env.filters["when"] = when
         self.guard = Guard(settings.web_token)
         self._status_lock = threading.Lock()
         self._status_cache: tuple[float, dict[str, Any] | None] = (0.0, None)
