@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from datetime import time as dtime
@@ -173,3 +174,19 @@ def test_an_unusable_url_is_a_config_error() -> None:
     """A URL Apprise cannot use stops start-up with a message naming the setting."""
     with pytest.raises(ConfigError, match="'notify'"):
         Alerts(["nonsense-scheme://x"])
+
+
+def test_daemon_sends_the_days_summary_once_across_a_restart(endpoint: tuple[str, list[dict[str, Any]]],
+                                                             daemon) -> None:
+    """`retouchd run` with notify: started after notify_summary_at, it sends the day's summary; started again
+    the same day, it does not."""
+    url, received = endpoint
+    env = {"RETOUCHD_NOTIFY": json.dumps([url]), "RETOUCHD_NOTIFY_SUMMARY_AT": "00:00"}
+    first = daemon(env=env)
+    wait_for(lambda: [m for m in received if m["title"] == "retouchd: daily summary"], timeout=60)
+    assert first.stop() == 0
+    second = daemon(env=env)
+    wait_for(lambda: any(line.get("event") == "retouchd started" for line in second.log_lines()))
+    time.sleep(3)  # six rounds of the alerts thread
+    assert second.stop() == 0
+    assert [m["title"] for m in received] == ["retouchd: daily summary"]
