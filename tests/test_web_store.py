@@ -38,3 +38,33 @@ def test_upgrade_from_0003_backfills_costs_and_pending_reviews(tmp_path: Path) -
     shop = review_stats(engine)["rules"][0]
     assert (shop["done"], shop["pending_review"], shop["approved"], shop["failed"]) == (2, 1, 1, 1)
     assert shop["device_seconds"] == 11.25 and shop["device_seconds_per_approved"] == 11.25
+
+
+def test_0007_keeps_rows_and_goes_back(tmp_path: Path) -> None:
+    """Migration 0007 (dashboard indexes, summaries_sent) on a 0006 database keeps its jobs; downgrading to 0006
+    and upgrading again works."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    cfg = alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0006")
+        conn.execute(text(
+            "INSERT INTO jobs (id, rule, content_key, sha256, source_path, rel_path, size, mtime, state, attempts, "
+            "max_attempts, created_at, updated_at, error) VALUES (1, 'shop', 'k', 'k', '/in/a', 'a', 1, 0, 'queued', "
+            "1, 3, '2026-12-01 10:00:00', '2026-12-01 10:00:00', 'worker died')"))
+    migrate(engine)
+    with engine.connect() as conn:
+        indexes = {row[1] for row in conn.execute(text("PRAGMA index_list('jobs')"))}
+        assert {"ix_jobs_finished_at_state", "ix_jobs_state_finished_at", "ix_jobs_retrying"} <= indexes
+        assert "ix_jobs_finished_at" not in indexes
+        assert conn.execute(text("SELECT count(*) FROM summaries_sent")).scalar() == 0
+        assert conn.execute(text("SELECT id FROM jobs INDEXED BY ix_jobs_retrying "
+                                 "WHERE state = 'queued' AND error IS NOT NULL")).scalars().all() == [1]
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0006")
+    with engine.connect() as conn:
+        assert "ix_jobs_finished_at" in {row[1] for row in conn.execute(text("PRAGMA index_list('jobs')"))}
+    migrate(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM jobs")).scalar() == 1
