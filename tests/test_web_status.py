@@ -3,12 +3,16 @@ indexes, never a sort or scan of every job (except the one index-only scan that 
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, insert
+import pytest
+from sqlalchemy import create_engine, event, insert, make_url, text
 from starlette.testclient import TestClient
 
 from retouchd.statusdata import MINUTES, reader, status_data
@@ -42,14 +46,42 @@ def _rows(now: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def test_status_numbers(tmp_path: Path) -> None:
-    """Queue per rule and state, duplicates per rule, throughput per minute, the newest failures and retries."""
-    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+SERVER = os.environ.get("RETOUCHD_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """SQLite, and PostgreSQL (a database of its own) when RETOUCHD_TEST_POSTGRES_URL names a server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    if not SERVER:
+        pytest.skip("set RETOUCHD_TEST_POSTGRES_URL to a PostgreSQL server to run")
+    server = make_url(SERVER).set(drivername="postgresql+psycopg")
+    name = f"retouchd_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_status_numbers(db_url: str) -> None:
+    """Queue per rule and state, duplicates per rule, throughput per minute, the newest failures and retries
+    (the same SQL on SQLite and PostgreSQL)."""
+    store = open_store(db_url)
     with store.session() as s:
         s.execute(insert(Job), _rows(utcnow()))
         s.execute(insert(Duplicate), [{"job_id": job, "source_path": f"/in/d{i}", "archive_path": f"/a/d{i}",
                                        "created_at": utcnow()} for i, job in enumerate([1, 1, 4])])
-    data = status_data(reader(store.engine.url.render_as_string(hide_password=False)))
+    engine = reader(store.engine.url.render_as_string(hide_password=False))
+    data = status_data(engine)
+    engine.dispose()
+    store.engine.dispose()
     assert data["queue"] == {"shop": {"archived": 2, "done": 1, "failed": 1, "queued": 1},
                              "scans": {"archived": 2, "failed": 1, "queued": 2}}
     assert data["duplicates"] == {"shop": 2, "scans": 1}
