@@ -17,11 +17,12 @@ from retouchd.exceptions import DecodeError, UnsafePathError
 from retouchd.intake import Intake, IntakeThread, Outcome
 from retouchd.rules import RuleFolders, default_rule_file, load_rules
 from retouchd.settle import Candidate
-from retouchd.store import JobState, Store, open_store
+from retouchd.store import Job, JobState, Store, open_store, utcnow
 
 from conftest import cli, db_rows, files_under, save_image, sha256, wait_for
 
-SLOW_SETTLE = {"RETOUCHD_WATCH__SETTLE_TIME": "2.0"}  # the default; the writers pause 0.3 s
+SLOW_SETTLE = {"RETOUCHD_WATCH__SETTLE_TIME": "2.0",  # the default; the writers pause 0.3 s
+               "RETOUCHD_WATCH__QUIET_TIME": "10"}  # the held-open writer pauses 4 s
 
 
 def _store(tmp_path: Path) -> Store:
@@ -138,6 +139,81 @@ def test_truncated_while_still_growing_is_transient(tmp_path: Path, monkeypatch:
     assert not result.ok and not result.permanent and "still being written" in (result.error or "")
     with pytest.raises(DecodeError):
         real_decode(data[:100], max_pixels=10**6)
+
+
+def test_polled_writer_pausing_past_the_settle_time_is_not_failed(root: Path, tmp_path: Path, daemon) -> None:
+    """On a polled share (no close events) a writer that pauses longer than the settle time gets its half
+    file taken; it does not decode, but it changed less than quiet_time ago, so it is looked at again
+    instead of failed, and the completed file supersedes: one job, one output, nothing in failed/."""
+    originals = {name: save_image(tmp_path / "src" / name, 160, 120, seed=i)
+                 for i, name in enumerate(["held.png", "reopened.png", "empty.png"])}
+    proc = daemon(env={"RETOUCHD_WATCH__MODE": "poll", "RETOUCHD_WATCH__SETTLE_TIME": "0.8",
+                       "RETOUCHD_WATCH__QUIET_TIME": "12"})
+    inbox = root / "inbox" / "upscale"
+
+    def held_open() -> None:
+        data = originals["held.png"].read_bytes()
+        with open(inbox / "held.png", "wb") as fh:
+            fh.write(data[: len(data) // 2])
+            fh.flush()
+            time.sleep(4.0)
+            fh.write(data[len(data) // 2:])
+
+    def reopened() -> None:
+        data = originals["reopened.png"].read_bytes()
+        for part in (data[:200], data[200:]):
+            with open(inbox / "reopened.png", "ab") as fh:
+                fh.write(part)
+            time.sleep(4.0)
+
+    def empty_first() -> None:  # created, then nothing for 4 s, then the whole image
+        (inbox / "empty.png").touch()
+        time.sleep(4.0)
+        (inbox / "empty.png").write_bytes(originals["empty.png"].read_bytes())
+
+    writers = [threading.Thread(target=w) for w in (held_open, reopened, empty_first)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    wait_for(lambda: len(db_rows(root)) >= 3 and all(r["state"] in ("archived", "failed") for r in db_rows(root)),
+             timeout=150)
+    rows = db_rows(root)
+    assert sorted((r["rel_path"], r["state"]) for r in rows) == [
+        ("empty.png", "archived"), ("held.png", "archived"), ("reopened.png", "archived")]
+    for row in rows:
+        assert row["sha256"] == sha256(originals[row["rel_path"]])
+    assert sorted(p.name for p in files_under(root / "outbox")) == ["empty.png", "held.png", "reopened.png"]
+    assert files_under(root / "failed") == []
+    assert proc.stop() == 0
+
+
+def test_undecodable_input_fails_once_it_held_still_for_the_confirm_time(tmp_path: Path) -> None:
+    """An input that does not decode and changed recently is requeued (attempt given back) until it has held
+    still for the confirm time; one that is that old already is failed at once, with its reason."""
+    intake, store, folders = _intake(tmp_path)
+    broken = folders.inbox / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n half a file")
+    assert intake.offer("upscale", broken) is Outcome.QUEUED
+    result = pipeline.TaskResult(ok=False, error="truncated PNG: the file ends early", error_step="decode",
+                                 undecodable=True)
+    committer = Committer(store, {"upscale": folders}, confirm_time=30.0)
+    job = store.claim("me:1:x:0", "me", "cpu", 60, ["upscale"])
+    assert job is not None and committer.failure(job, "me:1:x:0", result) == JobState.QUEUED
+    again = store.get(job.id)
+    assert again is not None and again.attempts == 0 and again.not_before is not None
+    wait = (again.not_before - utcnow()).total_seconds()
+    assert 25 < wait <= 30
+    assert broken.exists() and files_under(folders.failed) == []
+    old = time.time() - 31
+    os.utime(broken, (old, old))  # held still for longer than the confirm time
+    with store.session() as s:  # its look-again time has come
+        row = s.get(Job, job.id)
+        assert row is not None
+        row.not_before = None
+    job = store.claim("me:1:x:0", "me", "cpu", 60, ["upscale"])
+    assert job is not None and committer.failure(job, "me:1:x:0", result) == JobState.FAILED
+    assert [p.name for p in files_under(folders.failed)] == ["broken.png", "broken.png.error.json"]
 
 
 # -- items 2, 3, 5: FIFOs, devices, links -------------------------------------------------------------------------
