@@ -131,14 +131,11 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _counted(state: Path, daemons: int) -> int:
+def _counted(states: list[Path]) -> list[int]:
     """Bytes read from inbox files as each daemon counts them (its own hashing and moves + its workers'
     decoding), from the status files the daemons rewrite every 2 s."""
-    total = 0
-    for n in range(daemons):
-        data = json.loads((state / f"daemon-h{n}.json").read_text())
-        total += int(data["inbox_bytes_read"])
-    return total
+    return [int(json.loads((state / f"daemon-h{n}.json").read_text())["inbox_bytes_read"])
+            for n, state in enumerate(states)]
 
 
 def inbox_reads(files: int, daemons: int = 3) -> dict[str, float]:
@@ -154,10 +151,16 @@ def inbox_reads(files: int, daemons: int = 3) -> dict[str, float]:
         inbox = root / "inbox" / "upscale"
         inbox.mkdir(parents=True)
         (Path(tmp) / "rules.toml").write_text(RULES)
+        db = Path(tmp) / "shared.db"
+        # One root and one database, each daemon its own state folder: on one machine a second daemon on the
+        # same state folder is refused (the instance lock), as it would be on a real second host.
         env = {**os.environ, "RETOUCHD_WATCH__SETTLE_TIME": "0.5", "RETOUCHD_LOG__LEVEL": "warning",
-               "RETOUCHD_WATCH__MODE": "poll", "RETOUCHD_WATCH__POLL_INTERVAL": "0.5"}
+               "RETOUCHD_WATCH__MODE": "poll", "RETOUCHD_WATCH__POLL_INTERVAL": "0.5",
+               "RETOUCHD_DATABASE_URL": f"sqlite:///{db}"}
+        states = [Path(tmp) / f"state-h{n}" for n in range(daemons)]
         procs = [subprocess.Popen([sys.executable, "-m", "retouchd", "run", "--root", str(root), "--rules",
-                                   str(Path(tmp) / "rules.toml")], env={**env, "RETOUCHD_HOST_ID": f"h{n}"},
+                                   str(Path(tmp) / "rules.toml")],
+                                  env={**env, "RETOUCHD_HOST_ID": f"h{n}", "RETOUCHD_STATE_DIR": str(states[n])},
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for n in range(daemons)]
         staging = Path(tmp) / "staging"
         staging.mkdir()
@@ -165,20 +168,21 @@ def inbox_reads(files: int, daemons: int = 3) -> dict[str, float]:
         for i in range(files):  # noise does not compress: the PNG is about as big as its pixels
             Image.fromarray(rng.integers(0, 256, (768, 1024, 3), dtype=np.uint8)).save(staging / f"big{i}.png")
         size = sum(p.stat().st_size for p in staging.iterdir())
-        state = root / "state"
-        up = time.monotonic() + 120
-        while not all((state / f"daemon-h{n}.json").exists() for n in range(daemons)) and time.monotonic() < up:
+        up = time.monotonic() + 180
+        while not all((states[n] / f"daemon-h{n}.json").exists() for n in range(daemons)) and time.monotonic() < up:
+            if any(p.poll() is not None for p in procs):
+                raise SystemExit("a daemon exited at start-up")
             time.sleep(0.5)
         time.sleep(8)  # start-up (imports, worker spawn, migrations) is not counted
         idle_from, idle_start = sum(_rchar(p.pid) for p in procs), time.monotonic()
         time.sleep(10)  # what idle daemons read anyway (database polling): subtracted from rchar below
         before = sum(_rchar(p.pid) for p in procs)
         idle_rate = (before - idle_from) / (time.monotonic() - idle_start)
-        counted_before = _counted(state, daemons)
+        counted_before = _counted(states)
         started = time.monotonic()
         for path in staging.iterdir():
             os.rename(path, inbox / path.name)
-        engine = create_engine(f"sqlite:///{state / 'retouchd.db'}")
+        engine = create_engine(f"sqlite:///{db}")
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             with engine.connect() as conn:
@@ -190,13 +194,17 @@ def inbox_reads(files: int, daemons: int = 3) -> dict[str, float]:
         raw = sum(_rchar(p.pid) for p in procs) - before
         rchar = raw - idle_rate * (time.monotonic() - started)
         time.sleep(5)  # two status rounds: the counts include the last job
-        counted = _counted(state, daemons) - counted_before
+        per_daemon = [after - b for after, b in zip(_counted(states), counted_before, strict=True)]
+        counted = sum(per_daemon)
+        alive = sum(p.poll() is None for p in procs)
         for p in procs:
             p.send_signal(signal.SIGTERM)
         for p in procs:
             p.wait(60)
-        return {"daemons": daemons, "files": files, "archived": int(done or 0), "mib_in": round(size / 2**20, 1),
-                "mib_read": round(counted / 2**20, 1), "read_per_file_size": round(counted / size, 2),
+        return {"daemons": daemons, "alive_at_end": alive, "files": files, "archived": int(done or 0),
+                "mib_in": round(size / 2**20, 1), "mib_read": round(counted / 2**20, 1),
+                "mib_read_per_daemon": [round(b / 2**20, 1) for b in per_daemon],
+                "read_per_file_size": round(counted / size, 2),
                 "rchar_per_file_size": round(rchar / size, 2), "raw_rchar_per_file_size": round(raw / size, 2),
                 "idle_kib_per_s": round(idle_rate / 1024, 1)}
 
