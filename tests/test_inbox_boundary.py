@@ -13,7 +13,7 @@ import pytest
 
 from retouchd import beneath, pipeline
 from retouchd.archive import Committer
-from retouchd.exceptions import DecodeError, UnsafePathError
+from retouchd.exceptions import DecodeError, TransientError, UnsafePathError
 from retouchd.intake import Intake, IntakeThread, Outcome
 from retouchd.rules import RuleFolders, default_rule_file, load_rules
 from retouchd.settle import Candidate
@@ -387,6 +387,31 @@ def test_file_gone_with_its_inbox_stays_queued(tmp_path: Path) -> None:
     second = store.claim("me:1:x:0", "me", "cpu", 60, ["upscale"])
     assert second is not None and second.id != first.id
     assert here.failure(second, "me:1:x:0", vanished) == JobState.FAILED
+
+
+def test_original_gone_with_its_inbox_is_not_marked_archived(tmp_path: Path) -> None:
+    """A finished job whose original vanished with its inbox is not marked archived without an archive path:
+    archiving waits (transient) and, once the inbox is back, moves the original as usual."""
+    intake, store, folders = _intake(tmp_path)
+    original = save_image(folders.inbox / "a.png")
+    data = original.read_bytes()
+    assert intake.offer("upscale", original) is Outcome.QUEUED
+    away = Committer(store, {"upscale": folders}, outage=lambda rule: True)
+    job = store.claim("me:1:x:0", "me", "cpu", 60, ["upscale"])
+    assert job is not None
+    tmp = tmp_path / "out.tmp"
+    tmp.write_bytes(data)
+    result = pipeline.TaskResult(ok=True, tmp_path=str(tmp), output_name="a.png", output_sha256=sha256(tmp))
+    shutil.move(folders.inbox, tmp_path / "unmounted")
+    with pytest.raises(TransientError):
+        away.success(job, "me:1:x:0", result)
+    row = store.get(job.id)
+    assert row is not None and row.state == JobState.DONE and row.archive_path is None
+    shutil.move(tmp_path / "unmounted", folders.inbox)
+    away.archive(job.id, "me:1:x:0")
+    row = store.get(job.id)
+    assert row is not None and row.state == JobState.ARCHIVED and row.archive_path is not None
+    assert Path(row.archive_path).read_bytes() == data and not original.exists()
 
 
 def test_offers_run_off_the_main_thread(tmp_path: Path) -> None:
