@@ -143,7 +143,8 @@ def inbox_reads(files: int, daemons: int = 3) -> dict[str, float]:
     root (issue 12): one hash by the host that claimed the sighting + one read by the worker = 2.0; each
     extra full read by another host adds 1.0. The figure is the daemons' own count of inbox reads (every
     read of an inbox file's contents goes through retouchd.beneath, which counts it); the rchar of the
-    daemons and their workers (all reads: database, models, pipes too) is reported beside it as a bound."""
+    daemons and their workers (all reads: database, models, pipes, imports too) is reported beside it as an
+    upper bound, with what the daemons read per second while idle before the files arrived."""
     import numpy as np
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,11 +176,10 @@ def inbox_reads(files: int, daemons: int = 3) -> dict[str, float]:
             time.sleep(0.5)
         time.sleep(8)  # start-up (imports, worker spawn, migrations) is not counted
         idle_from, idle_start = sum(_rchar(p.pid) for p in procs), time.monotonic()
-        time.sleep(10)  # what idle daemons read anyway (database polling): subtracted from rchar below
+        time.sleep(10)  # what idle daemons read anyway (database polling, still importing): shown beside
         before = sum(_rchar(p.pid) for p in procs)
         idle_rate = (before - idle_from) / (time.monotonic() - idle_start)
         counted_before = _counted(states)
-        started = time.monotonic()
         for path in staging.iterdir():
             os.rename(path, inbox / path.name)
         engine = create_engine(f"sqlite:///{db}")
@@ -192,7 +192,6 @@ def inbox_reads(files: int, daemons: int = 3) -> dict[str, float]:
             time.sleep(0.5)
         engine.dispose()
         raw = sum(_rchar(p.pid) for p in procs) - before
-        rchar = raw - idle_rate * (time.monotonic() - started)
         time.sleep(5)  # two status rounds: the counts include the last job
         per_daemon = [after - b for after, b in zip(_counted(states), counted_before, strict=True)]
         counted = sum(per_daemon)
@@ -205,7 +204,7 @@ def inbox_reads(files: int, daemons: int = 3) -> dict[str, float]:
                 "mib_in": round(size / 2**20, 1), "mib_read": round(counted / 2**20, 1),
                 "mib_read_per_daemon": [round(b / 2**20, 1) for b in per_daemon],
                 "read_per_file_size": round(counted / size, 2),
-                "rchar_per_file_size": round(rchar / size, 2), "raw_rchar_per_file_size": round(raw / size, 2),
+                "rchar_per_file_size": round(raw / size, 2),
                 "idle_kib_per_s": round(idle_rate / 1024, 1)}
 
 

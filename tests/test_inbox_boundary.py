@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -463,6 +464,23 @@ def test_only_one_host_reads_a_new_sighting(tmp_path: Path, monkeypatch: pytest.
     assert hosts[2].offer("upscale", other, (st2.st_size, st2.st_mtime_ns)) is Outcome.WAIT
     monkeypatch.setattr("retouchd.intake.CLAIM_STALE", 0.0)
     assert hosts[2].offer("upscale", other, (st2.st_size, st2.st_mtime_ns)) is Outcome.QUEUED
+
+
+def test_a_new_file_is_read_twice_hash_and_decode(root: Path, tmp_path: Path, daemon) -> None:
+    """The daemon's own count of inbox reads (status file): a polled file is hashed once and decoded once,
+    2× its size; the original is archived without a third read."""
+    proc = daemon(env={"RETOUCHD_WATCH__MODE": "poll", "RETOUCHD_WATCH__SETTLE_TIME": "0.3"})
+    staged = save_image(tmp_path / "a.png", 320, 240)
+    size = staged.stat().st_size
+    os.rename(staged, root / "inbox" / "upscale" / "a.png")
+    wait_for(lambda: [r["state"] for r in db_rows(root)] == ["archived"], timeout=60)
+    time.sleep(5)  # every poll sees the file until it is archived; two status rounds after that
+
+    def counted() -> int:
+        return sum(json.loads(p.read_text())["inbox_bytes_read"] for p in (root / "state").glob("daemon-*.json"))
+
+    assert counted() == 2 * size
+    assert proc.stop() == 0
 
 
 def test_doctor_says_a_missing_share_is_not_created(root: Path, tmp_path: Path) -> None:
