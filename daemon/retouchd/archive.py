@@ -80,6 +80,7 @@ class Committer:
     # -- success -------------------------------------------------------------------------------------------
     def success(self, job: Job, lease: str, result: TaskResult) -> None:
         assert result.tmp_path and result.output_name and result.output_sha256
+        self._suspects.pop(job.id, None)  # it did decode in the end (its writer had only paused)
         folders = self.folders[job.rule]
         base = folders.review if result.review else folders.outbox
         target = unique_path(safe_join(base, Path(job.rel_path).parent / result.output_name))
@@ -174,6 +175,8 @@ class Committer:
         if result.tmp_path:
             with contextlib.suppress(OSError):
                 os.unlink(result.tmp_path)
+        if not result.undecodable:
+            self._suspects.pop(job.id, None)
         if result.vanished and self.outage(job.rule):
             self.db_call(lambda: self.store.requeue(
                 job.id, lease, error="the file is gone with its inbox (unmounted?); waiting for it",
