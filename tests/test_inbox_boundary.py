@@ -483,6 +483,20 @@ def test_a_new_file_is_read_twice_hash_and_decode(root: Path, tmp_path: Path, da
     assert proc.stop() == 0
 
 
+def test_daemon_creates_rule_inboxes_with_the_inbox_group_and_mode(root: Path, daemon) -> None:
+    """`inbox/` at 2775 owned by another group (as systemd/retouchd.tmpfiles makes it): the rule inbox the
+    daemon creates is 2775 with that group, so the group that drops files can write there."""
+    inbox = root / "inbox"
+    inbox.mkdir()
+    os.chown(inbox, -1, 100)  # tests run as root: any group will do
+    os.chmod(inbox, 0o2775)
+    proc = daemon()
+    wait_for((inbox / "upscale").is_dir, timeout=60)
+    st = os.stat(inbox / "upscale")
+    assert (oct(stat.S_IMODE(st.st_mode)), st.st_gid) == (oct(0o2775), 100)
+    assert proc.stop() == 0
+
+
 def test_doctor_says_a_missing_share_is_not_created(root: Path, tmp_path: Path) -> None:
     """`doctor` reports a missing absolute inbox as an unmounted share, not "created at start"."""
     share = tmp_path / "nas" / "photos"
