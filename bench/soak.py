@@ -3,10 +3,12 @@
     python bench/soak.py [--minutes 30] [--rate 3] [--seed 1]
 
     python bench/soak.py --minutes 4 --rate 1 --fault-every 40     # a short run that still meets every fault
+    python bench/soak.py --minutes 2 --rate 2 --seed 12 --mode poll  # a polled share: no close events
 
 Arrivals: small unique PNGs, plus ~5 % corrupt files and ~5 % re-drops of earlier content under a new name,
 ~5 % written in place by a writer that reopens the file for each chunk (0.3 s apart) and ~3 % by one that
-holds the file open through a 4 s pause (issue 12: none may be processed partial or failed falsely).
+holds the file open through a 4 s pause (issue 12: none may be processed partial or failed falsely; with
+`--mode poll` the pause is longer than the settle time and no close event tells the daemon to wait).
 Faults: a worker SIGKILLed about every 45 s, the daemon kill -9'd and restarted about every 4 min, the SQLite
 write lock held by another process for 2 s about every 90 s; and, longer than the 10 s lease (issue 11): the
 daemon paused with SIGSTOP for --pause-seconds and the write lock held for --lock-seconds (past SQLite's 30 s
@@ -19,6 +21,7 @@ Prints a table, then one JSON object.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -59,15 +62,16 @@ def _ppid(pid: int) -> int:
 
 
 class Daemon:
-    def __init__(self, root: Path, log: Path) -> None:
-        self.root, self.log = root, log
+    def __init__(self, root: Path, log: Path, mode: str = "auto") -> None:
+        self.root, self.log, self.mode = root, log, mode
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 
     def start(self) -> None:
         fh = open(self.log, "ab")  # noqa: SIM115 - inherited by the child
         self.proc = subprocess.Popen([sys.executable, "-m", "retouchd", "run", "--root", str(self.root)],
-                                     env={**os.environ, **ENV}, stdout=fh, stderr=subprocess.STDOUT)
+                                     env={**os.environ, **ENV, "RETOUCHD_WATCH__MODE": self.mode}, stdout=fh,
+                                     stderr=subprocess.STDOUT)
         fh.close()
 
     def kill9(self) -> None:
@@ -145,16 +149,18 @@ def main() -> None:  # noqa: PLR0915 - one linear script: arrive, inject, drain,
                         "between long database locks")
     parser.add_argument("--pause-seconds", type=float, default=20, help="SIGSTOP length (lease: 10 s)")
     parser.add_argument("--lock-seconds", type=float, default=40, help="write-lock length (busy timeout: 30 s)")
+    parser.add_argument("--mode", choices=["auto", "events", "poll"], default="auto", help="watch.mode")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "root"
         inbox = root / "inbox" / "upscale"
         inbox.mkdir(parents=True)
-        daemon = Daemon(root, Path(tmp) / "daemon.log")
+        daemon = Daemon(root, Path(tmp) / "daemon.log", args.mode)
         daemon.start()
         dropped: dict[str, str] = {}  # name → kind (good, corrupt, dup)
         good_bytes: list[bytes] = []
+        complete: dict[str, str] = {}  # in-place written name → sha256 of its complete content
         faults = {"worker_kills": 0, "daemon_kills": 0, "db_locks": 0, "long_pauses": 0, "long_db_locks": 0}
         background: threading.Thread | None = None
         next_long = time.monotonic() + rng.uniform(0.5, 1.5) * args.fault_every / 2
@@ -182,6 +188,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script: arrive, inject, drain,
                 image.save(tmp_file, compress_level=0)
                 data = tmp_file.read_bytes()
                 tmp_file.unlink()
+                complete[name] = hashlib.sha256(data).hexdigest()
                 writer = reopen_append_writer if roll < 0.15 else pausing_writer
                 writers.append(writer(data, inbox / name))
                 dropped[name] = "append" if roll < 0.15 else "pause"
@@ -241,7 +248,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script: arrive, inject, drain,
         daemon.proc.send_signal(signal.SIGTERM)
         code = daemon.proc.wait(120)
         conn = sqlite3.connect(root / "state" / "retouchd.db")
-        jobs = conn.execute("SELECT rel_path, state, attempts, error FROM jobs").fetchall()
+        jobs = conn.execute("SELECT rel_path, state, attempts, error, sha256 FROM jobs").fetchall()
         duplicates = conn.execute("SELECT count(*) FROM duplicates").fetchone()[0]
         conn.close()
         outputs = [p for p in (root / "outbox").rglob("*") if p.is_file()]
@@ -258,9 +265,11 @@ def main() -> None:  # noqa: PLR0915 - one linear script: arrive, inject, drain,
         written = {name for name, kind in dropped.items() if kind in ("append", "pause")}
         false_failures = [j for j in jobs if j[1] == "failed" and dropped.get(j[0]) in ("good", "append", "pause")
                           and "worker" not in (j[3] or "")]
-        partial = [j for j in jobs if j[0] in written and j[1] == "failed"]
+        # A partial file processed: a job of an in-place written file whose content is not the complete one
+        # (or a fragment failed as truncated); the one job of each such file must hold its final content.
+        partial = [j for j in jobs if j[0] in written and (j[1] == "failed" or j[4] != complete[j[0]])]
         result = {
-            "benchmark": "soak", "minutes": args.minutes, "files_in": len(dropped),
+            "benchmark": "soak", "minutes": args.minutes, "mode": args.mode, "files_in": len(dropped),
             "good": sum(1 for k in dropped.values() if k == "good"),
             "corrupt": sum(1 for k in dropped.values() if k == "corrupt"),
             "redropped": sum(1 for k in dropped.values() if k == "dup"),

@@ -30,6 +30,7 @@ FAST_ENV = {
     "RETOUCHD_CONFIG": str(_ISOLATED / "empty.toml"),
     "RETOUCHD_WATCH__SETTLE_TIME": "0.4",
     "RETOUCHD_WATCH__POLL_INTERVAL": "0.3",
+    "RETOUCHD_WATCH__QUIET_TIME": "2",  # a file that does not decode is failed once still this long
     "RETOUCHD_WORKERS__RETRY_BACKOFF": "0",
     "RETOUCHD_WORKERS__DRAIN_TIMEOUT": "20",
     "RETOUCHD_LOG__FORMAT": "json",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -13,15 +14,16 @@ import pytest
 
 from retouchd import beneath, pipeline
 from retouchd.archive import Committer
-from retouchd.exceptions import DecodeError, UnsafePathError
+from retouchd.exceptions import DecodeError, TransientError, UnsafePathError
 from retouchd.intake import Intake, IntakeThread, Outcome
 from retouchd.rules import RuleFolders, default_rule_file, load_rules
 from retouchd.settle import Candidate
-from retouchd.store import JobState, Store, open_store
+from retouchd.store import Job, JobState, Store, open_store, utcnow
 
 from conftest import cli, db_rows, files_under, save_image, sha256, wait_for
 
-SLOW_SETTLE = {"RETOUCHD_WATCH__SETTLE_TIME": "2.0"}  # the default; the writers pause 0.3 s
+SLOW_SETTLE = {"RETOUCHD_WATCH__SETTLE_TIME": "2.0",  # the default; the writers pause 0.3 s
+               "RETOUCHD_WATCH__QUIET_TIME": "10"}  # the held-open writer pauses 4 s
 
 
 def _store(tmp_path: Path) -> Store:
@@ -138,6 +140,81 @@ def test_truncated_while_still_growing_is_transient(tmp_path: Path, monkeypatch:
     assert not result.ok and not result.permanent and "still being written" in (result.error or "")
     with pytest.raises(DecodeError):
         real_decode(data[:100], max_pixels=10**6)
+
+
+def test_polled_writer_pausing_past_the_settle_time_is_not_failed(root: Path, tmp_path: Path, daemon) -> None:
+    """On a polled share (no close events) a writer that pauses longer than the settle time gets its half
+    file taken; it does not decode, but it changed less than quiet_time ago, so it is looked at again
+    instead of failed, and the completed file supersedes: one job, one output, nothing in failed/."""
+    originals = {name: save_image(tmp_path / "src" / name, 160, 120, seed=i)
+                 for i, name in enumerate(["held.png", "reopened.png", "empty.png"])}
+    proc = daemon(env={"RETOUCHD_WATCH__MODE": "poll", "RETOUCHD_WATCH__SETTLE_TIME": "0.8",
+                       "RETOUCHD_WATCH__QUIET_TIME": "12"})
+    inbox = root / "inbox" / "upscale"
+
+    def held_open() -> None:
+        data = originals["held.png"].read_bytes()
+        with open(inbox / "held.png", "wb") as fh:
+            fh.write(data[: len(data) // 2])
+            fh.flush()
+            time.sleep(4.0)
+            fh.write(data[len(data) // 2:])
+
+    def reopened() -> None:
+        data = originals["reopened.png"].read_bytes()
+        for part in (data[:200], data[200:]):
+            with open(inbox / "reopened.png", "ab") as fh:
+                fh.write(part)
+            time.sleep(4.0)
+
+    def empty_first() -> None:  # created, then nothing for 4 s, then the whole image
+        (inbox / "empty.png").touch()
+        time.sleep(4.0)
+        (inbox / "empty.png").write_bytes(originals["empty.png"].read_bytes())
+
+    writers = [threading.Thread(target=w) for w in (held_open, reopened, empty_first)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    wait_for(lambda: len(db_rows(root)) >= 3 and all(r["state"] in ("archived", "failed") for r in db_rows(root)),
+             timeout=150)
+    rows = db_rows(root)
+    assert sorted((r["rel_path"], r["state"]) for r in rows) == [
+        ("empty.png", "archived"), ("held.png", "archived"), ("reopened.png", "archived")]
+    for row in rows:
+        assert row["sha256"] == sha256(originals[row["rel_path"]])
+    assert sorted(p.name for p in files_under(root / "outbox")) == ["empty.png", "held.png", "reopened.png"]
+    assert files_under(root / "failed") == []
+    assert proc.stop() == 0
+
+
+def test_undecodable_input_fails_once_it_held_still_for_the_confirm_time(tmp_path: Path) -> None:
+    """An input that does not decode and changed recently is requeued (attempt given back) until it has held
+    still for the confirm time; one that is that old already is failed at once, with its reason."""
+    intake, store, folders = _intake(tmp_path)
+    broken = folders.inbox / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n half a file")
+    assert intake.offer("upscale", broken) is Outcome.QUEUED
+    result = pipeline.TaskResult(ok=False, error="truncated PNG: the file ends early", error_step="decode",
+                                 undecodable=True)
+    committer = Committer(store, {"upscale": folders}, confirm_time=30.0)
+    job = store.claim("me:1:x:0", "me", "cpu", 60, ["upscale"])
+    assert job is not None and committer.failure(job, "me:1:x:0", result) == JobState.QUEUED
+    again = store.get(job.id)
+    assert again is not None and again.attempts == 0 and again.not_before is not None
+    wait = (again.not_before - utcnow()).total_seconds()
+    assert 25 < wait <= 30
+    assert broken.exists() and files_under(folders.failed) == []
+    old = time.time() - 31
+    os.utime(broken, (old, old))  # held still for longer than the confirm time
+    with store.session() as s:  # its look-again time has come
+        row = s.get(Job, job.id)
+        assert row is not None
+        row.not_before = None
+    job = store.claim("me:1:x:0", "me", "cpu", 60, ["upscale"])
+    assert job is not None and committer.failure(job, "me:1:x:0", result) == JobState.FAILED
+    assert [p.name for p in files_under(folders.failed)] == ["broken.png", "broken.png.error.json"]
 
 
 # -- items 2, 3, 5: FIFOs, devices, links -------------------------------------------------------------------------
@@ -313,6 +390,31 @@ def test_file_gone_with_its_inbox_stays_queued(tmp_path: Path) -> None:
     assert here.failure(second, "me:1:x:0", vanished) == JobState.FAILED
 
 
+def test_original_gone_with_its_inbox_is_not_marked_archived(tmp_path: Path) -> None:
+    """A finished job whose original vanished with its inbox is not marked archived without an archive path:
+    archiving waits (transient) and, once the inbox is back, moves the original as usual."""
+    intake, store, folders = _intake(tmp_path)
+    original = save_image(folders.inbox / "a.png")
+    data = original.read_bytes()
+    assert intake.offer("upscale", original) is Outcome.QUEUED
+    away = Committer(store, {"upscale": folders}, outage=lambda rule: True)
+    job = store.claim("me:1:x:0", "me", "cpu", 60, ["upscale"])
+    assert job is not None
+    tmp = tmp_path / "out.tmp"
+    tmp.write_bytes(data)
+    result = pipeline.TaskResult(ok=True, tmp_path=str(tmp), output_name="a.png", output_sha256=sha256(tmp))
+    shutil.move(folders.inbox, tmp_path / "unmounted")
+    with pytest.raises(TransientError):
+        away.success(job, "me:1:x:0", result)
+    row = store.get(job.id)
+    assert row is not None and row.state == JobState.DONE and row.archive_path is None
+    shutil.move(tmp_path / "unmounted", folders.inbox)
+    away.archive(job.id, "me:1:x:0")
+    row = store.get(job.id)
+    assert row is not None and row.state == JobState.ARCHIVED and row.archive_path is not None
+    assert Path(row.archive_path).read_bytes() == data and not original.exists()
+
+
 def test_offers_run_off_the_main_thread(tmp_path: Path) -> None:
     """A slow offer (hashing a huge file) does not hold up the caller; its result is collected later, and
     the same path is not offered twice meanwhile."""
@@ -362,6 +464,37 @@ def test_only_one_host_reads_a_new_sighting(tmp_path: Path, monkeypatch: pytest.
     assert hosts[2].offer("upscale", other, (st2.st_size, st2.st_mtime_ns)) is Outcome.WAIT
     monkeypatch.setattr("retouchd.intake.CLAIM_STALE", 0.0)
     assert hosts[2].offer("upscale", other, (st2.st_size, st2.st_mtime_ns)) is Outcome.QUEUED
+
+
+def test_a_new_file_is_read_twice_hash_and_decode(root: Path, tmp_path: Path, daemon) -> None:
+    """The daemon's own count of inbox reads (status file): a polled file is hashed once and decoded once,
+    2× its size; the original is archived without a third read."""
+    proc = daemon(env={"RETOUCHD_WATCH__MODE": "poll", "RETOUCHD_WATCH__SETTLE_TIME": "0.3"})
+    staged = save_image(tmp_path / "a.png", 320, 240)
+    size = staged.stat().st_size
+    os.rename(staged, root / "inbox" / "upscale" / "a.png")
+    wait_for(lambda: [r["state"] for r in db_rows(root)] == ["archived"], timeout=60)
+    time.sleep(5)  # every poll sees the file until it is archived; two status rounds after that
+
+    def counted() -> int:
+        return sum(json.loads(p.read_text())["inbox_bytes_read"] for p in (root / "state").glob("daemon-*.json"))
+
+    assert counted() == 2 * size
+    assert proc.stop() == 0
+
+
+def test_daemon_creates_rule_inboxes_with_the_inbox_group_and_mode(root: Path, daemon) -> None:
+    """`inbox/` at 2775 owned by another group (as systemd/retouchd.tmpfiles makes it): the rule inbox the
+    daemon creates is 2775 with that group, so the group that drops files can write there."""
+    inbox = root / "inbox"
+    inbox.mkdir()
+    os.chown(inbox, -1, 100)  # tests run as root: any group will do
+    os.chmod(inbox, 0o2775)
+    proc = daemon()
+    wait_for((inbox / "upscale").is_dir, timeout=60)
+    st = os.stat(inbox / "upscale")
+    assert (oct(stat.S_IMODE(st.st_mode)), st.st_gid) == (oct(0o2775), 100)
+    assert proc.stop() == 0
 
 
 def test_doctor_says_a_missing_share_is_not_created(root: Path, tmp_path: Path) -> None:

@@ -38,6 +38,31 @@ def test_growing_file_is_not_taken(tmp_path: Path) -> None:
     assert tracker.ready() == []
 
 
+def test_a_version_requeued_while_it_was_being_offered_is_not_offered_again(tmp_path: Path) -> None:
+    """The daemon hands a ready file to intake; seen again meanwhile, it is requeued (intake still busy with
+    that path). Once the first offer took it, the waiting copy of that same version is dropped: the file is
+    not read a second time. A newer version waiting meanwhile is still handed out."""
+    clock = Clock()
+    tracker = SettleTracker(2.0, clock=clock, wall=lambda: os.stat(tmp_path).st_mtime + 100)
+    path = tmp_path / "a.jpg"
+    path.write_bytes(b"x" * 100)
+    tracker.observe("r", path, os.stat(path))
+    first = tracker.ready()
+    assert [c.path for c in first] == [path]
+    tracker.requeue(first[0])  # seen again while intake was still offering it
+    tracker.mark_taken(first[0])  # the first offer queued it
+    clock.now += 10
+    assert tracker.ready() == []
+    with open(path, "ab") as fh:
+        fh.write(b"more")
+    tracker.observe("r", path, os.stat(path))
+    newer = tracker.ready()
+    tracker.requeue(newer[0])
+    tracker.mark_taken(first[0])  # a late result for the old version does not drop the newer one
+    clock.now += 10
+    assert [c.size for c in tracker.ready()] == [104]
+
+
 def test_close_is_a_hint_confirmed_by_the_settle_time(tmp_path: Path) -> None:
     """A close does not make a file ready at once: it must also hold still for the settle time."""
     clock = Clock()

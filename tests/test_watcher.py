@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,61 @@ def test_scan_reports_links_without_following_them(tmp_path: Path) -> None:
     assert {s.path.name: stat.S_IFMT(s.st.st_mode) for s in seen if s.path.name.startswith("link")} == {
         "link.jpg": stat.S_IFLNK, "linkdir": stat.S_IFLNK}
     assert present == {inbox / name for name in names}
+
+
+def test_folder_swapped_for_a_link_during_a_scan_is_not_listed(tmp_path: Path) -> None:
+    """A folder that becomes a symlink to an outside folder after the scan listed its parent is not
+    descended into: nothing outside the inbox is listed or reported."""
+    inbox, outside = tmp_path / "inbox", tmp_path / "outside"
+    (inbox / "sub").mkdir(parents=True)
+    (inbox / "sub" / "in.jpg").write_bytes(b"x")
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(b"x")
+
+    class SwapAfterListing(IgnoreMatcher):
+        def name_ignored(self, name: str) -> bool:
+            if name == "sub" and (inbox / "sub").is_dir() and not (inbox / "sub").is_symlink():
+                shutil.rmtree(inbox / "sub")  # the listing said "folder"; now it is a link
+                os.symlink(outside, inbox / "sub")
+            return super().name_ignored(name)
+
+    watcher = Watcher([("r", inbox)], mode="poll", poll_interval=0.0, rescan_interval=60, ignore=SwapAfterListing())
+    seen, _ = watcher.poll(now=0)
+    assert [s.path.relative_to(inbox).as_posix() for s in seen] == []
+
+
+def test_new_folders_are_watched_without_listing_a_swapped_link(tmp_path: Path) -> None:
+    """Events mode: files in a new nested folder, and files written there later, are reported by events
+    (the rescan is an hour away); a new folder that is a symlink to an outside folder is not walked, and
+    walk_beneath never lists a folder reached through a link."""
+    from retouchd.watchsafe import walk_beneath
+
+    inbox, outside = tmp_path / "inbox", tmp_path / "outside"
+    inbox.mkdir()
+    (outside / "deep").mkdir(parents=True)
+    (outside / "deep" / "secret.jpg").write_bytes(b"x")
+    watcher = Watcher([("r", inbox)], mode="events", poll_interval=3600, rescan_interval=3600, ignore=IgnoreMatcher())
+    watcher.start()
+    try:
+        watcher.poll(now=0)
+        (inbox / "x" / "y").mkdir(parents=True)
+        (inbox / "x" / "y" / "first.jpg").write_bytes(b"x")
+        os.symlink(outside, inbox / "link")
+        seen: set[str] = set()
+        for tick in range(1, 60):
+            time.sleep(0.1)
+            seen |= {s.path.relative_to(inbox).as_posix() for s in watcher.poll(now=tick)[0]}
+            if tick == 20:
+                (inbox / "x" / "y" / "later.jpg").write_bytes(b"x")
+            if {"x/y/first.jpg", "x/y/later.jpg"} <= seen:
+                break
+        assert {"x/y/first.jpg", "x/y/later.jpg", "link"} <= seen
+        assert not any("secret" in name for name in seen)
+    finally:
+        watcher.stop()
+    assert [f for f, _, _ in walk_beneath(os.fsencode(inbox / "link"))] == []
+    assert sorted(f for f, _, _ in walk_beneath(os.fsencode(inbox))) == [
+        os.fsencode(p) for p in (inbox, inbox / "x", inbox / "x" / "y")]
 
 
 def test_vanished_inbox_is_paused_not_emptied(tmp_path: Path) -> None:

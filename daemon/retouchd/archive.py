@@ -14,7 +14,7 @@ import os
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -55,6 +55,11 @@ class Committer:
     """True when waiting for the database must stop (a forced shutdown)."""
     outage: Callable[[str], bool] = lambda rule: False
     """Whether a rule's inbox is away (unmounted, replaced): a job whose file is gone then waits for it."""
+    confirm_time: float = 0.0
+    """watch.quiet_time: an input that does not decode is failed only once it has been unchanged this long
+    (a writer that paused longer than the settle time grows it meanwhile); 0 fails it at once."""
+    _suspects: dict[int, tuple[int, int, float]] = field(default_factory=dict)
+    """job id → (size, mtime_ns, monotonic time first seen so) of inputs that did not decode."""
 
     def db_call(self, call: Callable[[], T]) -> T:
         """Run a store call, waiting for a locked or unreachable database instead of failing the commit."""
@@ -75,6 +80,7 @@ class Committer:
     # -- success -------------------------------------------------------------------------------------------
     def success(self, job: Job, lease: str, result: TaskResult) -> None:
         assert result.tmp_path and result.output_name and result.output_sha256
+        self._suspects.pop(job.id, None)  # it did decode in the end (its writer had only paused)
         folders = self.folders[job.rule]
         base = folders.review if result.review else folders.outbox
         target = unique_path(safe_join(base, Path(job.rel_path).parent / result.output_name))
@@ -169,6 +175,8 @@ class Committer:
         if result.tmp_path:
             with contextlib.suppress(OSError):
                 os.unlink(result.tmp_path)
+        if not result.undecodable:
+            self._suspects.pop(job.id, None)
         if result.vanished and self.outage(job.rule):
             self.db_call(lambda: self.store.requeue(
                 job.id, lease, error="the file is gone with its inbox (unmounted?); waiting for it",
@@ -178,6 +186,13 @@ class Committer:
             self.db_call(lambda: self.store.fail(job.id, lease, error=result.error or "file vanished",
                                              step=result.error_step, traceback_id=None, steps=result.steps))
             return JobState.FAILED
+        if result.undecodable and (wait := self._confirm_wait(job)) > 0:
+            self.db_call(lambda: self.store.requeue(
+                job.id, lease, error=f"{result.error} (changed less than {self.confirm_time:g} s ago, it may still "
+                f"be being written: looking again in {wait:.0f} s)", delay=wait, refund=True))
+            log.info("input does not decode yet; looking again before failing it", job_id=job.id, rule=job.rule,
+                     path=job.source_path, delay=round(wait, 1), error=result.error)
+            return JobState.QUEUED
         if not result.permanent and job.attempts < job.max_attempts:
             delay = self.retry_backoff * (2 ** max(0, job.attempts - 1))
             self.db_call(lambda: self.store.requeue(job.id, lease, error=result.error, delay=delay))
@@ -187,6 +202,27 @@ class Committer:
         self.to_failed(job, lease, result.error or "unknown error", result.error_step, result.traceback_id,
                        result.steps)
         return JobState.FAILED
+
+    def _confirm_wait(self, job: Job) -> float:
+        """Seconds to wait before an undecodable input may be failed: until its size and mtime have held
+        still for `confirm_time` (by its mtime, or, should the share's clock be ahead, by this daemon's clock
+        since it first failed so). 0: fail it now (still that long, or gone)."""
+        if self.confirm_time <= 0:
+            return 0.0
+        try:
+            st = beneath.lstat(self.folders[job.rule].inbox, Path(job.source_path))
+        except (OSError, UnsafePathError):
+            self._suspects.pop(job.id, None)
+            return 0.0
+        now = time.monotonic()
+        seen = self._suspects.get(job.id)
+        if seen is None or seen[:2] != (st.st_size, st.st_mtime_ns):
+            seen = self._suspects[job.id] = (st.st_size, st.st_mtime_ns, now)
+        still_for = max(now - seen[2], time.time() - st.st_mtime)
+        if still_for >= self.confirm_time:
+            self._suspects.pop(job.id, None)
+            return 0.0
+        return max(0.5, self.confirm_time - still_for)
 
     def to_failed(self, job: Job, lease: str, error: str, step: str | None, traceback_id: str | None,
                   steps: list[dict[str, object]] | None = None) -> None:

@@ -15,6 +15,7 @@ import errno
 import hashlib
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +25,33 @@ from retouchd.fsops import CHUNK, ensure_dir, fsync_dir, sha256_file, temp_sibli
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _LINK_FALLBACK = {errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
+
+
+class _ReadCount:
+    def __init__(self) -> None:
+        self.lock, self.total = threading.Lock(), 0
+
+
+_READS = _ReadCount()
+
+
+def count_read(n: int) -> None:
+    """Add `n` bytes read from an inbox file to this process's total (what `inbox_bytes_read` reports)."""
+    with _READS.lock:
+        _READS.total += n
+
+
+def inbox_bytes_read() -> int:
+    """Bytes this process has read from inbox files (hashing, decoding, copying out): every read of an
+    inbox file's contents goes through this module, so several hosts' reads of a share can be counted."""
+    return _READS.total
+
+
+def read_chunk(fd: int, size: int) -> bytes:
+    """os.read on an inbox file, counted."""
+    chunk = os.read(fd, size)
+    count_read(len(chunk))
+    return chunk
 
 
 class NotRegularError(InputError):
@@ -132,7 +160,7 @@ def hash_file(root: Path | None, path: Path) -> tuple[str, os.stat_result]:
     """sha256 of a regular inbox file and its fstat; a change while hashing raises TransientError."""
     with open_file(root, path) as (fd, st):
         digest = hashlib.sha256()
-        while chunk := os.read(fd, CHUNK):
+        while chunk := read_chunk(fd, CHUNK):
             digest.update(chunk)
         after = os.fstat(fd)
     if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
@@ -144,7 +172,7 @@ def read_file(root: Path | None, path: Path, limit: int) -> tuple[bytes, os.stat
     """Up to `limit` + 1 bytes of a regular inbox file, and its fstat at open."""
     with open_file(root, path) as (fd, st):
         parts, left = [], limit + 1
-        while left > 0 and (chunk := os.read(fd, min(CHUNK, left))):
+        while left > 0 and (chunk := read_chunk(fd, min(CHUNK, left))):
             parts.append(chunk)
             left -= len(chunk)
     return b"".join(parts), st
@@ -169,7 +197,7 @@ def _copy_out(fd: int, dst: Path, expected_sha256: str | None, mode: int) -> Non
     try:
         with open(tmp, "wb") as out:
             os.lseek(fd, 0, os.SEEK_SET)
-            while chunk := os.read(fd, CHUNK):
+            while chunk := read_chunk(fd, CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
             out.flush()

@@ -174,7 +174,8 @@ class Daemon:
                                    retry_backoff=self.settings.workers.retry_backoff, fault=self._fault,
                                    lease_seconds=self.settings.workers.lease_seconds,
                                    give_up=lambda: self.pool is not None and self.pool.force.is_set(),
-                                   outage=self._outage)
+                                   outage=self._outage,
+                                   confirm_time=0.0 if self.once else self.settings.watch.quiet_time)
         self.intake = Intake(self.store, {r.name: r for r in rules.rules if r.enabled}, folders,
                              max_attempts=self.settings.workers.max_attempts, sidecars=self.sidecars,
                              fail=self.committer.to_failed, owner=self.identity.key)

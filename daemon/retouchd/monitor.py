@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from retouchd import __version__
+from retouchd import __version__, beneath
 from retouchd.devicemem import sample
 from retouchd.statusfile import SCHEMA, STATUS_INTERVAL, remove_status, status_path, write_status
 from retouchd.store.states import JobState, printable
@@ -106,6 +106,7 @@ class Monitor(threading.Thread):
             "watch": [{"rule": i.rule, "path": str(i.path), "mode": i.mode, "paused": i.paused} for i in inboxes],
             "paused": {i.rule: i.paused for i in inboxes if i.paused},
             "slots": slots, "outcomes": dict(d.pool.outcomes) if d.pool else {},
+            "inbox_bytes_read": beneath.inbox_bytes_read() + (d.pool.worker_inbox_bytes if d.pool else 0),
             "database_error": d.db_trouble,
             "devices": sample([s["device"] for s in slots], pids),
             **d.sidecars.snapshot(),

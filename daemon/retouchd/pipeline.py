@@ -70,6 +70,11 @@ class TaskResult:
     permanent: bool = True
     traceback_id: str | None = None
     vanished: bool = False
+    inbox_bytes: int = 0
+    """Bytes this attempt read from inbox files (the worker's share of the daemon's inbox reads)."""
+    undecodable: bool = False
+    """The input did not decode (empty, truncated, not an image): on a file that changed recently, this may
+    be a writer that paused longer than the settle time; the committer looks again before failing it."""
 
 
 class _HashingWriter(io.RawIOBase):
@@ -115,9 +120,10 @@ def _read_source(task: Task) -> tuple[bytes, os.stat_result]:
                 "raise the limit to accept it"
             )
         if st.st_size == 0:
-            raise InputError("empty file (0 bytes); write the image again")
+            raise DecodeError("empty file (0 bytes); write the image again")
         with os.fdopen(os.dup(fd), "rb") as fh:
             data = fh.read(task.max_file_bytes + 1)
+        beneath.count_read(len(data))
     if task.sha256 is not None and hashlib.sha256(data).hexdigest() != task.sha256:
         raise SourceChangedError("the file changed after it was queued (hash mismatch); it will be retried")
     return data, st
@@ -192,6 +198,13 @@ def _decode_source(task: Task, data: bytes, read: os.stat_result) -> Decoded:
 def run_task(task: Task, *, models: ModelCache | None = None, progress: ProgressFn | None = None,
              on_step: Any = None) -> TaskResult:
     """Process one file; never raises for a problem with the job (the result says what went wrong)."""
+    before = beneath.inbox_bytes_read()
+    result = _run_task(task, models, progress, on_step)
+    result.inbox_bytes = beneath.inbox_bytes_read() - before
+    return result
+
+
+def _run_task(task: Task, models: ModelCache | None, progress: ProgressFn | None, on_step: Any) -> TaskResult:
     records: list[dict[str, Any]] = []
     current = "read"
     bound = log.bind(job_id=task.job_id, rule=task.rule, path=task.source)
@@ -224,7 +237,7 @@ def run_task(task: Task, *, models: ModelCache | None = None, progress: Progress
         name = output_name(Path(task.source).name, decoded.info, spec)
         if can_copy(decoded.frame, frame, decoded.info, spec):
             bound.info("no step changed a pixel: the output is the input's bytes")
-            tmp, digest = _write_output(task, lambda out: copy_source(task.source, out, source_sha))
+            tmp, digest = _write_output(task, lambda out: copy_source(task.inbox, task.source, out, source_sha))
         else:
             tmp, digest = _write_output(task, lambda out: encode(frame, decoded.info, spec, out))
         fault(task, "after-encode")
@@ -242,7 +255,7 @@ def run_task(task: Task, *, models: ModelCache | None = None, progress: Progress
     except RetouchdError as exc:
         bound.warning("job step failed", step=exc.step or current, error=str(exc), permanent=exc.permanent)
         return TaskResult(ok=False, error=str(exc), error_step=exc.step or current, permanent=exc.permanent,
-                          steps=records)
+                          steps=records, undecodable=isinstance(exc, DecodeError) and current in ("read", "decode"))
     except OSError as exc:
         transient = as_transient(exc)
         bound.warning("job I/O error", step=current, error=str(exc), transient=transient)

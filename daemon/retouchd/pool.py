@@ -176,7 +176,7 @@ class Slot(threading.Thread):
         else:
             state_after = self.pool.committer.failure(job, lease, result)
             outcome = "retry" if state_after == JobState.QUEUED else "failed"
-        self.pool.record_outcome(outcome)
+        self.pool.record_outcome(outcome, result.inbox_bytes)
         self.pool.on_result(job, result, outcome)
 
 
@@ -194,6 +194,8 @@ class Pool:
         self.slots = [Slot(i, device, self) for i, device in enumerate(devices)]
         self._lock = threading.Lock()
         self.outcomes: dict[str, int] = {}
+        self.worker_inbox_bytes = 0
+        """Bytes the workers read from inbox files (the daemon's own reads: beneath.inbox_bytes_read)."""
         self.held: set[str] = set()
         """Rules whose jobs are not claimed now (a share that is not mounted, a user's pause)."""
         self._recover: list[tuple[int, str, str]] = []
@@ -219,9 +221,10 @@ class Pool:
     def busy(self) -> int:
         return sum(1 for slot in self.slots if slot.current is not None)
 
-    def record_outcome(self, outcome: str) -> None:
+    def record_outcome(self, outcome: str, inbox_bytes: int = 0) -> None:
         with self._lock:
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+            self.worker_inbox_bytes += inbox_bytes
 
     def job_finished(self) -> None:
         self.on_job_finished()

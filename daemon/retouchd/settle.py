@@ -119,7 +119,13 @@ class SettleTracker:
         return out
 
     def mark_taken(self, candidate: Candidate) -> None:
-        self._taken[candidate.path] = (candidate.size, candidate.mtime_ns)
+        """This version is dealt with; a second sighting of the very same version that waited meanwhile
+        (seen again while the first was being offered) is dropped: it would only be read again."""
+        key = (candidate.size, candidate.mtime_ns)
+        self._taken[candidate.path] = key
+        entry = self._pending.get(candidate.path)
+        if entry is not None and (entry.size, entry.mtime_ns) == key and not entry.writing:
+            del self._pending[candidate.path]
 
     def requeue(self, candidate: Candidate) -> None:
         """Offer the same file again later (e.g. a duplicate waiting for its twin to finish)."""

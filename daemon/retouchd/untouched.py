@@ -4,11 +4,12 @@ JPEG generation (or rewrite metadata) for nothing."""
 from __future__ import annotations
 
 import hashlib
-import os
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from retouchd import beneath
 from retouchd.exceptions import SourceChangedError
 from retouchd.fsops import CHUNK
 from retouchd.images import ImageInfo, OutputSpec, output_format
@@ -30,12 +31,12 @@ def can_copy(before: Frame, after: Frame, info: ImageInfo, spec: OutputSpec) -> 
     return same_alpha and np.array_equal(before.rgb, after.rgb)
 
 
-def copy_source(source: str, out: BinaryIO, sha256: str) -> None:
-    """Copy the source file into `out`, checking that it still has the content that was processed."""
+def copy_source(inbox: str | None, source: str, out: BinaryIO, sha256: str) -> None:
+    """Copy the source file (read beneath its inbox) into `out`, checking that it still has the content
+    that was processed."""
     digest = hashlib.sha256()
-    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as fh:
-        while chunk := fh.read(CHUNK):
+    with beneath.open_file(Path(inbox) if inbox else None, Path(source)) as (fd, _):
+        while chunk := beneath.read_chunk(fd, CHUNK):
             digest.update(chunk)
             out.write(chunk)
     if digest.hexdigest() != sha256:

@@ -28,9 +28,11 @@ from watchdog.observers import Observer
 
 from retouchd.mounts import watch_mode_for
 from retouchd.settle import IgnoreMatcher
+from retouchd.watchsafe import harden_watchdog
 
 log = structlog.get_logger("retouchd.watcher")
 CHECK_INTERVAL = 1.0
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 OUTAGE_GRACE = 600.0
 """Seconds after an inbox vanished or was replaced during which a job whose file is gone waits (queued)
 instead of failing as "disappeared": its file may come back with its inbox."""
@@ -102,6 +104,7 @@ class Watcher:
 
     def start(self) -> None:
         logging.getLogger("watchdog.observers").addHandler(self._spy)
+        harden_watchdog()
         self._observer = Observer()
         self._observer.start()
         for inbox in self.inboxes:
@@ -202,28 +205,42 @@ class Watcher:
         return None if stat.S_ISDIR(st.st_mode) else st
 
     def _scan(self, inbox: Inbox) -> Iterator[Sighting]:
+        """Every entry under the inbox. Each folder is opened from its parent's descriptor without following
+        a link, so a folder swapped for a symlink between two looks is never listed (nothing outside)."""
         present: set[Path] = set()
-        stack = [inbox.path]
-        while stack:
-            folder = stack.pop()
-            try:
-                entries = list(os.scandir(folder))
-            except OSError:
-                continue
-            for entry in entries:
-                if self.ignore.name_ignored(entry.name):
-                    continue
+        try:
+            stack = [(os.open(inbox.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), inbox.path)]
+        except OSError:
+            stack = []
+        try:
+            while stack:
+                fd, folder = stack.pop()
                 try:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
-                    else:
-                        # A link is reported, never followed (it could lead outside the inbox); intake
-                        # refuses links, FIFOs and devices with a reason.
-                        path = Path(entry.path)
-                        present.add(path)
-                        yield Sighting(inbox.rule, path, entry.stat(follow_symlinks=False))
+                    with os.scandir(fd) as listing:
+                        entries = list(listing)
+                    for entry in entries:
+                        if self.ignore.name_ignored(entry.name):
+                            continue
+                        try:
+                            if entry.is_dir(follow_symlinks=False):
+                                # ELOOP / ENOTDIR: it became a link or a file since it was listed.
+                                stack.append((os.open(entry.name, _DIR_FLAGS, dir_fd=fd), folder / entry.name))
+                            else:
+                                # A link is reported, never followed (it could lead outside the inbox);
+                                # intake refuses links, FIFOs and devices with a reason.
+                                path = folder / entry.name
+                                st = entry.stat(follow_symlinks=False)
+                                present.add(path)
+                                yield Sighting(inbox.rule, path, st)
+                        except OSError:
+                            continue
                 except OSError:
-                    continue
+                    pass
+                finally:
+                    os.close(fd)
+        finally:
+            for fd, _ in stack:
+                os.close(fd)
         inbox.present = present
 
     def poll(self, now: float | None = None) -> tuple[list[Sighting], set[Path] | None]:
