@@ -87,8 +87,7 @@ def web_latency(settings, store, n: int) -> dict[str, float]:  # type: ignore[no
     from sqlalchemy import insert as sql_insert
     from starlette.testclient import TestClient
 
-    from retouchd.daemon import rule_folders
-    from retouchd.rules import load_rules
+    from retouchd.rules import load_rules, rule_folders
     from retouchd.store import Review
     from retouchd.web.app import create_app
 

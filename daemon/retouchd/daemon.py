@@ -28,7 +28,7 @@ from retouchd.mounts import ensure_inbox_dir, missing_share
 from retouchd.notify import Notifier
 from retouchd.pipesafe import protect_log_stream
 from retouchd.pool import Identity, Pool, slot_devices
-from retouchd.rules import RuleFolders, RuleSet, folders_for, load_rules
+from retouchd.rules import RuleFolders, RuleSet, load_rules, rule_folders
 from retouchd.settings import Settings
 from retouchd.settle import Candidate, IgnoreMatcher, SettleTracker
 from retouchd.sidecarwait import SidecarWaits
@@ -52,14 +52,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def rule_folders(settings: Settings, rules: RuleSet) -> dict[str, RuleFolders]:
-    return {
-        rule.name: folders_for(rule, inbox=settings.inbox, outbox=settings.outbox, archive=settings.archive,
-                               failed=settings.failed, review=settings.review)
-        for rule in rules.rules if rule.enabled
-    }
 
 
 def _all(f: RuleFolders) -> list[Path]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from retouchd.rules import RuleSet
+from retouchd.rules import RuleSet, rule_folders
 from retouchd.settings import Settings
 
 
 def run_web(settings: Settings, rules: RuleSet, port: int | None) -> None:
-    from retouchd.daemon import rule_folders
     from retouchd.exceptions import ConfigError
     from retouchd.store import open_store
     from retouchd.web.security import check_bind
