@@ -23,9 +23,9 @@ from PIL import Image
 from sqlalchemy import insert
 
 from retouchd.commands.report import write_report
+from retouchd.commands.status.data import reader, status_data
 from retouchd.metrics import Metrics
 from retouchd.settings import load_settings
-from retouchd.statusdata import reader, status_data
 from retouchd.statusfile import status_path, write_status
 from retouchd.store import Job, JobState, open_store, utcnow
 

@@ -16,7 +16,7 @@ from typing import Literal
 
 import click
 
-from retouchd.access import Access, User, can_write, describe, file_writable, nearest_existing
+from retouchd.commands.doctor.access import Access, User, can_write, describe, file_writable, nearest_existing
 from retouchd.exceptions import ConfigError
 from retouchd.mounts import Mount, mount_of, read_mounts, watch_mode_for
 from retouchd.rules import RuleSet, load_rules, rule_folders
@@ -259,7 +259,7 @@ def check_daemon(report: Report, settings: Settings) -> None:
 
 
 def run_checks(settings: Settings, user: User, *, models: bool) -> Report:
-    from retouchd.commands.doctor_runtime import check_devices, check_models
+    from retouchd.commands.doctor.runtime import check_devices, check_models
 
     report = Report()
     rules: RuleSet | None = None
@@ -303,7 +303,7 @@ def print_report(report: Report, user: User, why: str) -> None:
 
 
 def doctor(settings: Settings, *, user_name: str | None, models: bool, as_json: bool) -> int:
-    from retouchd.access import default_user, lookup_user
+    from retouchd.commands.doctor.access import default_user, lookup_user
 
     if user_name:
         try:
