@@ -348,6 +348,9 @@ class Daemon:
 
     def _offer(self, candidate: Candidate) -> Outcome:
         """Runs on the intake thread: every error becomes an outcome (look again, or leave the file be)."""
+        folders = self.folders.get(candidate.rule)
+        if folders is None or folders.inbox not in candidate.path.parents:
+            return Outcome.SKIPPED  # handed over just before a reload dropped or moved its rule
         try:
             outcome = self.intake.offer(candidate.rule, candidate.path, (candidate.size, candidate.mtime_ns))
             if outcome is Outcome.QUEUED:
@@ -432,6 +435,7 @@ class Daemon:
             old[4].stop()
         assert self.pool is not None
         self.pool.rules, self.pool.committer = rules, self.committer
+        self.tracker.keep_only({name: folders.inbox for name, folders in self.folders.items()})
         log.info("rules reloaded", rules=[r.name for r in rules.rules], files=[str(f) for f in rules.files])
 
     def shutdown(self) -> None:
