@@ -18,13 +18,13 @@ import structlog
 from retouchd.archive import Committer
 from retouchd.commitfail import commit_error
 from retouchd.devices import resolve_devices
-from retouchd.exceptions import LeaseLost
+from retouchd.exceptions import LeaseLost, WorkerDiedError
 from retouchd.masks import find_sidecar
 from retouchd.pipeline import Task, TaskResult
 from retouchd.rules import RuleSet
 from retouchd.settings import Settings
 from retouchd.store import Job, JobState, Store
-from retouchd.worker import Worker, WorkerDied
+from retouchd.worker import Worker
 
 log = structlog.get_logger("retouchd.pool")
 
@@ -100,7 +100,6 @@ class Slot(threading.Thread):
             finally:
                 self._drop_temps(lease)
                 self.current, self.lease = None, None
-                self.pool.job_finished()
         self.worker.stop()
 
     def _tmp_prefix(self, lease: str) -> str:
@@ -163,7 +162,7 @@ class Slot(threading.Thread):
         try:
             result = self.worker.run(self._task(job, lease), timeout=settings.workers.job_timeout,
                                      on_message=on_message, tick=tick, tick_every=min(5.0, lease_seconds / 3))
-        except WorkerDied as exc:
+        except WorkerDiedError as exc:
             if self.pool.stopping.is_set() and self.pool.force.is_set():
                 self.pool.store.requeue(job.id, lease, error="daemon stopped", delay=0, refund=True)
                 return
@@ -197,7 +196,6 @@ class Pool:
         self.held: set[str] = set()
         """Rules whose jobs are not claimed now (a share that is not mounted, a user's pause)."""
         self._recover: list[tuple[int, str, str]] = []
-        self.on_job_finished: Callable[[], None] = lambda: None
         self.on_result: Callable[[Job, TaskResult, str], None] = lambda job, result, outcome: None
         """Called as each attempt ends, with its outcome (done, review, retry, failed): metrics hook."""
 
@@ -222,9 +220,6 @@ class Pool:
     def record_outcome(self, outcome: str) -> None:
         with self._lock:
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-
-    def job_finished(self) -> None:
-        self.on_job_finished()
 
     def holds(self, lease: str) -> bool:
         """Whether one of this pool's slots holds `lease` right now."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from retouchd.exceptions import WorkerDiedError
 from retouchd.pipeline import Task, TaskResult
 
 log = structlog.get_logger("retouchd.worker")
@@ -76,10 +77,6 @@ def _die_with_parent() -> None:
         pass
 
 
-class WorkerDied(Exception):
-    """The child process ended while it held a job."""
-
-
 class Worker:
     """Parent-side handle of one worker process; restarts it on demand."""
 
@@ -121,7 +118,7 @@ class Worker:
         self, task: Task, *, timeout: float, on_message: Callable[[tuple[Any, ...]], None],
         tick: Callable[[], None], tick_every: float,
     ) -> TaskResult:
-        """Run `task` in the child; raise WorkerDied if it ends or overruns `timeout` (it is then killed).
+        """Run `task` in the child; raise WorkerDiedError if it ends or overruns `timeout` (it is then killed).
 
         `tick` (the lease heartbeat) and the timeout run on the clock, however often the child reports
         progress; if `tick` raises (the lease is lost), the child is killed and the error propagates."""
@@ -137,17 +134,18 @@ class Worker:
                 try:
                     message = conn.recv()
                 except (EOFError, OSError):
-                    raise WorkerDied(self._death()) from None
+                    raise WorkerDiedError(self._death()) from None
                 if message[0] == "result":
                     result: TaskResult = message[1]
                     return result
                 on_message(message)
             elif not self._proc.is_alive():
-                raise WorkerDied(self._death())
+                raise WorkerDiedError(self._death())
             now = time.monotonic()
             if now - started > timeout:
                 self.kill()
-                raise WorkerDied(f"job timed out after {timeout:.0f} s (workers.job_timeout); the worker was killed")
+                raise WorkerDiedError(
+                    f"job timed out after {timeout:.0f} s (workers.job_timeout); the worker was killed")
             if now - last_tick >= tick_every:
                 try:
                     tick()
