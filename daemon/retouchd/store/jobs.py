@@ -329,10 +329,6 @@ class Store:
                 query = query.where(Job.state.in_(list(states)))
             return list(s.scalars(query).all())
 
-    def duplicates_of(self, job_id: int) -> list[Duplicate]:
-        with self.read() as s:
-            return list(s.scalars(select(Duplicate).where(Duplicate.job_id == job_id)).all())
-
     # -- hosts -------------------------------------------------------------------------------------------
     def register_host(self, host_key: str, host: str, pid: int, version: str, slots: list[str]) -> None:
         now = utcnow()
