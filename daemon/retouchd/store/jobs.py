@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from retouchd.exceptions import LeaseLost, StoreError
+from retouchd.store.overview import live_hosts
 from retouchd.store.schema import Duplicate, Host, Job, SightingClaim
 from retouchd.store.states import LEASED, JobState, printable, transition, utcnow
 
@@ -346,7 +347,5 @@ class Store:
 
     def hosts(self, *, seen_within: float) -> list[Host]:
         """Daemons that reported within `seen_within` seconds and have not stopped."""
-        since = utcnow() - timedelta(seconds=seen_within)
         with self.read() as s:
-            query = select(Host).where(Host.seen_at >= since, Host.stopped_at.is_(None)).order_by(Host.id)
-            return list(s.scalars(query).all())
+            return live_hosts(s, timedelta(seconds=seen_within), utcnow())

@@ -8,12 +8,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
 from retouchd.statusfile import read_statuses
-from retouchd.store import Duplicate, Host, InboxPause, Job, JobState, utcnow
+from retouchd.store import Job, JobState, utcnow
+from retouchd.store.overview import overview
 from retouchd.store.states import printable
 
 MINUTES = 30
@@ -49,29 +50,18 @@ def reader(url: str) -> Engine:
 
 def query_jobs(engine: Engine, now: datetime) -> dict[str, Any]:
     """Everything from the database."""
-    hour_ago = now - timedelta(hours=1)
     with Session(engine) as s:
-        counts = s.execute(select(Job.rule, Job.state, func.count()).group_by(Job.rule, Job.state)).all()
-        duplicates = s.execute(select(Job.rule, func.count(Duplicate.id)).join(Duplicate, Duplicate.job_id == Job.id)
-                               .group_by(Job.rule)).all()
-        running = s.scalars(select(Job).where(Job.state == JobState.RUNNING).order_by(Job.started_at, Job.id)).all()
-        finished = s.execute(select(Job.finished_at, Job.state).where(Job.finished_at >= hour_ago)).all()
-        failed = s.scalars(select(Job).where(Job.state == JobState.FAILED)
-                           .order_by(Job.finished_at.desc(), Job.id.desc()).limit(10)).all()
-        retrying = s.scalars(select(Job).where(Job.state == JobState.QUEUED, Job.error.is_not(None))
-                             .order_by(Job.updated_at.desc(), Job.id.desc()).limit(10)).all()
-        paused = {p.rule: p.paused_at for p in s.scalars(select(InboxPause).order_by(InboxPause.rule))}
-        hosts = s.scalars(select(Host).where(Host.stopped_at.is_(None), Host.seen_at >= now - HOST_FRESH)
-                          .order_by(Host.host, Host.started_at)).all()
+        rows = overview(s, now, host_fresh=HOST_FRESH)
+    running = rows.running
     queue: dict[str, dict[str, int]] = {}
-    for rule, state, n in counts:
-        queue.setdefault(rule, {})[str(state)] = int(n)
-    done_times: list[datetime] = [at for at, state in finished if at is not None and state in COMPLETED]
-    fail_times: list[datetime] = [at for at, state in finished if at is not None and state == JobState.FAILED]
+    for rule, state, n in rows.counts:
+        queue.setdefault(rule, {})[str(state)] = n
+    done_times: list[datetime] = [at for at, state in rows.finished if at is not None and state in COMPLETED]
+    fail_times: list[datetime] = [at for at, state in rows.finished if at is not None and state == JobState.FAILED]
     last5 = sum(1 for at in done_times if at >= now - timedelta(minutes=5))
     return {
         "queue": queue,
-        "duplicates": {rule: int(n) for rule, n in duplicates},
+        "duplicates": dict(rows.duplicates),
         "running": [
             {"id": j.id, "rule": j.rule, "path": printable(j.rel_path), "step": j.current_step,
              "progress": j.progress, "device": j.device, "host": j.host, "attempt": j.attempts,
@@ -83,14 +73,14 @@ def query_jobs(engine: Engine, now: datetime) -> dict[str, Any]:
             "failed_last_hour": len(fail_times), "minutes": MINUTES,
             "per_minute": _minute_buckets(done_times, now), "failed_per_minute": _minute_buckets(fail_times, now),
         },
-        "recent_failures": [_failure(j) for j in failed],
+        "recent_failures": [_failure(j) for j in rows.failed],
         "hosts": [
             {"host": h.host, "pid": h.pid, "version": h.version, "slots": list(h.slots), "started_at": h.started_at,
              "seen_at": h.seen_at, "working_on": [j.id for j in running if j.host == h.host]}
-            for h in hosts
+            for h in rows.hosts
         ],
-        "retrying": [{**_failure(j), "not_before": j.not_before} for j in retrying],
-        "paused_inboxes": paused,
+        "retrying": [{**_failure(j), "not_before": j.not_before} for j in rows.retrying],
+        "paused_inboxes": rows.paused,
     }
 
 
