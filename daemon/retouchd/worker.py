@@ -20,16 +20,6 @@ log = structlog.get_logger("retouchd.worker")
 _CTX = multiprocessing.get_context("spawn")
 
 
-class _Cache:
-    def __init__(self) -> None:
-        self._items: dict[str, object] = {}
-
-    def get(self, key: str, load: Callable[[], object]) -> object:
-        if key not in self._items:
-            self._items[key] = load()
-        return self._items[key]
-
-
 def child_main(conn: Connection, device: str, log_format: str, log_level: str) -> None:
     """Entry point of a worker process: run tasks until told to stop or the parent goes away."""
     # The parent decides when work stops (drain); a Ctrl-C or SIGTERM to the process group must not
@@ -42,12 +32,13 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
 
     prefer_passive_openmp()
     from retouchd.pipeline import run_task
+    from retouchd.steps.base import DictCache
 
     configure_logging(log_format, log_level)
     from retouchd.pipesafe import protect_log_stream
 
     protect_log_stream()
-    cache = _Cache()
+    cache = DictCache()
     while True:
         try:
             message = conn.recv()
