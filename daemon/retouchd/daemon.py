@@ -44,16 +44,6 @@ DB_WARNING_EVERY = 60.0
 EXIT_RUNTIME = 3
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _all(f: RuleFolders) -> list[Path]:
     return [f.inbox, f.outbox, f.archive, f.failed, f.review]
 
@@ -274,7 +264,8 @@ class Daemon:
         holds, however late its heartbeat."""
         assert self.store is not None
         held = self.pool.holds if self.pool is not None else (lambda lease: False)
-        is_dead = lease_dead(self.identity.host, self.identity.pid, self.identity.instance, _pid_alive, held)
+        me = self.identity
+        is_dead = lease_dead(me.host, me.pid, me.instance, instancelock.pid_alive, held)
         for job in self.store.stale_leases(is_dead):
             if job.rule in self.folders:
                 # Our own crash is not the file's fault; another host's death counts the attempt.
