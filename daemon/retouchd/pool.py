@@ -114,15 +114,11 @@ class Slot(threading.Thread):
     def _task(self, job: Job, lease: str) -> Task:
         settings = self.pool.settings
         rule = self.pool.rules.by_name(job.rule)
-        return Task(
-            rule=job.rule, source=job.source_path, job_id=job.id, sha256=job.sha256, sidecar=job.sidecar_path,
-            steps=[options.model_dump() for options in rule.steps_for(job.variant)], output=rule.output.model_dump(),
-            work_dir=str(settings.work), device=self.device, allow_cpu_fallback=rule.cpu_fallback,
-            cpu_threads=self.pool.cpu_threads, max_input_pixels=settings.limits.max_input_pixels,
-            max_dimension=settings.limits.max_dimension, max_file_bytes=settings.limits.max_file_bytes,
-            max_output_pixels=settings.limits.max_output_pixels, engines=dict(settings.engines),
-            fault_point=settings.fault_point, inbox=str(self.pool.committer.folders[job.rule].inbox),
-            tmp_prefix=self._tmp_prefix(lease),
+        return Task.build(
+            rule, settings, source=job.source_path, work_dir=str(settings.work), device=self.device,
+            cpu_threads=self.pool.cpu_threads, variant=job.variant, job_id=job.id, sha256=job.sha256,
+            sidecar=job.sidecar_path, fault_point=settings.fault_point,
+            inbox=str(self.pool.committer.folders[job.rule].inbox), tmp_prefix=self._tmp_prefix(lease),
         )
 
     def execute(self, job: Job, lease: str) -> None:

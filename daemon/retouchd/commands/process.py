@@ -114,14 +114,8 @@ def process_files(settings: Settings, rule: Rule, files: list[Path], out_dir: Pa
                 failures += 1
                 continue
             sidecar = find_sidecar(path)
-            task = Task(
-                rule=rule.name, source=str(path), sidecar=str(sidecar) if sidecar else None,
-                steps=[options.model_dump() for options in rule.steps], output=rule.output.model_dump(),
-                work_dir=str(out_dir), device=device, allow_cpu_fallback=rule.cpu_fallback,
-                cpu_threads=settings.workers.cpu_threads, max_input_pixels=settings.limits.max_input_pixels,
-                max_dimension=settings.limits.max_dimension, max_file_bytes=settings.limits.max_file_bytes,
-                max_output_pixels=settings.limits.max_output_pixels, engines=dict(settings.engines),
-            )
+            task = Task.build(rule, settings, source=str(path), work_dir=str(out_dir), device=device,
+                              cpu_threads=settings.workers.cpu_threads, sidecar=str(sidecar) if sidecar else None)
             result = run_task(task, models=cache, progress=report.tiles, on_step=report.step)
             if not result.ok or result.tmp_path is None or result.output_name is None:
                 report.done(f"FAILED {path}: {result.error} (step {result.error_step})", ok=False)
