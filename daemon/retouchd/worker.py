@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
     # kill a job half-way.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with_parent()
+    unbound = _die_with_parent()
     from retouchd.devices import prefer_passive_openmp
     from retouchd.logging import configure_logging
 
@@ -35,6 +36,9 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
     from retouchd.steps.base import DictCache
 
     configure_logging(log_format, log_level)
+    if unbound is not None:
+        log.warning("worker not tied to the daemon (prctl failed): if the daemon is killed, kill this worker too",
+                    pid=os.getpid(), error=unbound)
     from retouchd.pipesafe import protect_log_stream
 
     protect_log_stream()
@@ -57,15 +61,18 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
         conn.send(("result", run_task(task, models=cache, progress=progress, on_step=on_step)))
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this worker if the daemon dies (kill -9), so no orphan keeps writing."""
+def _die_with_parent() -> str | None:
+    """Ask Linux to SIGKILL this worker if the daemon dies (kill -9), so no orphan keeps writing; returns why
+    not when that fails."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+            return os.strerror(ctypes.get_errno())
+    except (OSError, AttributeError) as exc:
+        return str(exc)
+    return None
 
 
 class Worker:
