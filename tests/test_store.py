@@ -53,6 +53,21 @@ def test_once_per_content(store: Store) -> None:
     assert created_other and other.id != first.id
 
 
+def test_refuse_records_once_and_never_takes_over_a_job(store: Store) -> None:
+    """A refused entry is one running job with a lease, recorded once: the same entry again gives that job and
+    False; a refusal whose key is already a queued job's gives the queued job, unchanged."""
+    job, created = store.refuse(**_fields(content_key="refused:1", max_attempts=1, lease_owner="h:refuse:1"))
+    assert created and job.state == JobState.RUNNING and job.attempts == 1 and job.lease_expires is not None
+    again, created_again = store.refuse(**_fields(content_key="refused:1", source_path="/in/b.png",
+                                                  lease_owner="h:refuse:2"))
+    assert not created_again and again.id == job.id and again.lease_owner == "h:refuse:1"
+    queued, _ = store.enqueue(**_fields(content_key="q"))
+    clash, created_clash = store.refuse(**_fields(content_key="q", lease_owner="h:refuse:3"))
+    assert not created_clash and clash.id == queued.id and clash.state == JobState.QUEUED
+    assert clash.lease_owner is None
+    assert store.count_by_state() == {"running": 1, "queued": 1}
+
+
 def test_claim_lease_and_owner(store: Store) -> None:
     """A claim takes the oldest queued job once; only the lease owner may finish it."""
     a, _ = store.enqueue(**_fields(content_key="a"))
