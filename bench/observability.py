@@ -30,9 +30,9 @@ from PIL import Image
 from sqlalchemy import insert
 
 from retouchd.commands.report import write_report
+from retouchd.commands.status.data import reader, status_data
 from retouchd.metrics import Metrics
 from retouchd.settings import load_settings
-from retouchd.statusdata import reader, status_data
 from retouchd.statusfile import status_path, write_status
 from retouchd.store import Job, JobState, open_store, utcnow
 
@@ -110,8 +110,7 @@ def web_latency(settings, store, n: int) -> dict[str, float]:  # type: ignore[no
     from sqlalchemy import insert as sql_insert
     from starlette.testclient import TestClient
 
-    from retouchd.daemon import rule_folders
-    from retouchd.rules import load_rules
+    from retouchd.rules import load_rules, rule_folders
     from retouchd.store import Review
     from retouchd.web.app import create_app
 

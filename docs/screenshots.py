@@ -98,9 +98,9 @@ def shrink(png: Path) -> None:
 def status_shot(root: Path, rules: Path, tmp: Path) -> None:
     from rich.console import Console
 
+    from retouchd.commands.status.data import reader, status_data
+    from retouchd.commands.status.view import render
     from retouchd.settings import load_settings
-    from retouchd.statusdata import reader, status_data
-    from retouchd.statusview import render
     from retouchd.store import open_store
 
     env = {**os.environ, "RETOUCHD_WATCH__SETTLE_TIME": "0.3", "RETOUCHD_LOG__FORMAT": "json"}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from retouchd.access import Access, default_user
 from retouchd.commands.doctor import _access_fix
+from retouchd.commands.doctor.access import Access, default_user
 from retouchd.commitfail import commit_error
 from retouchd.fsops import publish
 from retouchd.rules import RuleFolders

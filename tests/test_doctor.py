@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from retouchd.access import User, can_write, default_user, lookup_user
 from retouchd.commands import doctor as doctor_module
 from retouchd.commands.doctor import Report, check_daemon, check_database, check_mounts
+from retouchd.commands.doctor.access import User, can_write, default_user, lookup_user
 from retouchd.mounts import Mount
 from retouchd.rules import load_rules
 from retouchd.settings import load_settings

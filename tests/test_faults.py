@@ -204,14 +204,15 @@ def test_file_mode_of_written_files(root: Path) -> None:
 @pytest.mark.slow
 def test_two_thousand_files_at_once(root: Path, tmp_path: Path) -> None:
     """2 000 small files dropped at once: all processed once, the queue stays within its bound, and the
-    daemon's memory stays bounded."""
+    daemon's memory stays bounded: its peak RSS (VmHWM) grows less than 50 MiB over its first sample after
+    start-up."""
     inbox = root / "inbox" / "upscale"
     inbox.mkdir(parents=True)
     image = Image.new("RGB", (24, 16), (10, 20, 30))
     for i in range(2000):
         image.putpixel((0, 0), (i % 256, i // 256, 77))  # unique content per file
         image.save(inbox / f"f{i:04d}.png")
-    peak = {"queued": 0}
+    peak = {"queued": 0, "first_rss": 0, "hwm": 0}
     stop = threading.Event()
 
     def sample() -> None:
@@ -223,6 +224,10 @@ def test_two_thousand_files_at_once(root: Path, tmp_path: Path) -> None:
                 peak["queued"] = max(peak["queued"], n)
             except sqlite3.Error:
                 pass
+            memory = daemon_memory(root / "state")
+            if memory is not None:
+                peak["first_rss"] = peak["first_rss"] or memory[0]
+                peak["hwm"] = max(peak["hwm"], memory[1])
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample)
@@ -240,3 +245,17 @@ def test_two_thousand_files_at_once(root: Path, tmp_path: Path) -> None:
     assert {r["attempts"] for r in rows} == {1}
     assert len(files_under(root / "outbox")) == 2000 and files_under(inbox) == []
     assert peak["queued"] <= 100
+    assert peak["first_rss"] > 0, "the daemon's memory was never sampled"
+    assert peak["hwm"] - peak["first_rss"] < 50 << 20, peak
+
+
+def daemon_memory(state: Path) -> tuple[int, int] | None:
+    """(VmRSS, VmHWM) in bytes of the daemon whose status file is in `state`; None before it writes one."""
+    import json
+
+    try:
+        pid = json.loads(next(state.glob("daemon-*.json")).read_text())["pid"]
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    except (StopIteration, OSError, ValueError, KeyError):
+        return None
+    return int(fields["VmRSS"].split()[0]) << 10, int(fields["VmHWM"].split()[0]) << 10

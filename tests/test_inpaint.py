@@ -351,7 +351,6 @@ def tiny_migan(path: Path) -> Path:
 
 def test_migan_runs_an_onnx_pipeline(tmp_path: Path) -> None:
     """The hole gets the pipeline's fill, everything else is untouched; the session is cached."""
-    pytest.importorskip("onnxruntime")
     path = tiny_migan(tmp_path / "migan.onnx")
     preflight("migan", {"migan": str(path)})
     cache = LoadCounter()
@@ -367,7 +366,6 @@ def test_migan_runs_an_onnx_pipeline(tmp_path: Path) -> None:
 
 def test_migan_preflight_missing_file(tmp_path: Path) -> None:
     """A configured but absent MI-GAN file stops start-up with the path in the message."""
-    pytest.importorskip("onnxruntime")
     with pytest.raises(ConfigError, match=r"missing\.onnx"):
         preflight("migan", {"migan": str(tmp_path / "missing.onnx")})
 

@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 
 from retouchd.archive import Committer, lease_dead
-from retouchd.exceptions import LeaseLost
+from retouchd.exceptions import LeaseLost, WorkerDiedError
 from retouchd.pipeline import TaskResult
 from retouchd.rules import RuleFolders
 from retouchd.store import JobState, Store, open_store, utcnow
-from retouchd.worker import Worker, WorkerDied
+from retouchd.worker import Worker
 
 from conftest import db_rows, files_under, save_image, sha256, wait_for
 
@@ -182,7 +182,7 @@ def test_timeout_fires_while_progress_streams() -> None:
     worker, fake, stop = _streaming_worker(20)
     started = time.monotonic()
     try:
-        with pytest.raises(WorkerDied, match="timed out"):
+        with pytest.raises(WorkerDiedError, match="timed out"):
             worker.run("task", timeout=0.5, on_message=lambda m: None,  # type: ignore[arg-type]
                        tick=lambda: None, tick_every=0.2)
     finally:

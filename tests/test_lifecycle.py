@@ -109,6 +109,27 @@ def test_reload_with_a_folder_that_cannot_be_created(root: Path, tmp_path: Path,
     assert proc.stop() == 0
 
 
+def test_reload_that_drops_a_rule_forgets_its_settling_files(root: Path, tmp_path: Path, daemon) -> None:
+    """A file still settling in a rule that SIGHUP removes is left alone: no "internal error", no job, the
+    file stays in its inbox; the remaining rule keeps working."""
+    rules = tmp_path / "rules.toml"
+    one = f'[[rule]]\nname="one"\ninbox="one"\n{LANCZOS}'
+    rules.write_text(one + f'[[rule]]\nname="two"\ninbox="two"\n{LANCZOS}')
+    proc = daemon("--rules", str(rules), env={"RETOUCHD_WATCH__SETTLE_TIME": "3"})
+    save_image(root / "inbox" / "two" / "t.png", 10, 10)
+    time.sleep(1.0)  # seen, not yet settled
+    rules.write_text(one)
+    proc.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: any(line.get("event") == "rules reloaded" for line in proc.log_lines()))
+    save_image(root / "inbox" / "one" / "o.png", 10, 10)
+    wait_for(lambda: [r for r in db_rows(root) if r["rule"] == "one" and r["state"] == "archived"])
+    time.sleep(1.0)  # t.png's settle time has long passed
+    assert [r["rule"] for r in db_rows(root)] == ["one"]
+    assert (root / "inbox" / "two" / "t.png").exists()
+    assert not [line for line in proc.log_lines() if "internal error" in (line.get("event") or "")]
+    assert proc.stop() == 0
+
+
 def test_startup_with_a_folder_that_cannot_be_created(root: Path, tmp_path: Path) -> None:
     """The same rule at start-up: exit 2 with one line that names the rule and the folder."""
     (root / "inbox").mkdir(parents=True, exist_ok=True)

@@ -118,3 +118,30 @@ def test_sidecar_is_read_beneath_the_inbox_never_through_a_swapped_folder(tmp_pa
     (inbox / "masks").mkdir()
     Image.new("L", (16, 16), 255).save(inbox / "masks" / "photo.mask.png")
     assert run_task(task).ok  # the same layout without the link is processed
+
+
+def test_task_build_carries_the_rule_variant_and_every_limit(tmp_path: Path) -> None:
+    """Task.build (used by the pool and by `process`) takes the variant's steps, the rule's output and
+    fallback, and every limit and engine path from the settings."""
+    from retouchd.rules import load_rules
+    from retouchd.settings import load_settings
+
+    rules_file = tmp_path / "rules.toml"
+    rules_file.write_text(
+        '[[rule]]\nname = "r"\ninbox = "r"\ncpu_fallback = false\noutput = { format = "png" }\n'
+        'steps = [{ op = "upscale", scale = 2, model = "lanczos" }]\n'
+        '[[rule.variants]]\nname = "b"\nshare = 0.5\nsteps = [{ op = "upscale", scale = 3, model = "lanczos" }]\n')
+    rule = load_rules([rules_file]).by_name("r")
+    settings = load_settings(root=tmp_path, env=False)
+    settings.limits = settings.limits.model_copy(update={"max_input_pixels": 11, "max_dimension": 12,
+                                                         "max_file_bytes": 13, "max_output_pixels": 14})
+    settings.engines = {"lama": "/m/lama.pt"}
+    task = Task.build(rule, settings, source="/in/a.png", work_dir="/w", device="cuda:1", cpu_threads=3,
+                      variant="b", job_id=7, tmp_prefix="h-")
+    assert (task.rule, task.source, task.work_dir, task.device, task.cpu_threads) == ("r", "/in/a.png", "/w",
+                                                                                      "cuda:1", 3)
+    assert task.steps[0]["scale"] == 3 and task.output["format"] == "png" and task.allow_cpu_fallback is False
+    assert (task.max_input_pixels, task.max_dimension, task.max_file_bytes, task.max_output_pixels) == (11, 12, 13, 14)
+    assert task.engines == {"lama": "/m/lama.pt"} and task.job_id == 7 and task.tmp_prefix == "h-"
+    assert Task.build(rule, settings, source="/in/a.png", work_dir="/w", device="cpu", cpu_threads=0).steps[0][
+        "scale"] == 2

@@ -1,5 +1,5 @@
-"""`retouchd process` needs no database: it imports neither SQLAlchemy, Alembic nor the store; a CPU
-network rule does not import torch either."""
+"""`retouchd process` and `rules check` need no database: they import neither SQLAlchemy, Alembic nor the
+store; a CPU network rule does not import torch either."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ except SystemExit as exc:
     code = exc.code
 else:
     code = 0
-heavy = ("sqlalchemy", "alembic", "retouchd.store", "retouchd.pool", "torch")
+heavy = ("sqlalchemy", "alembic", "retouchd.store", "retouchd.pool", "torch", "watchdog", "retouchd.daemon")
 print(json.dumps({"code": code, "loaded": sorted(m for m in heavy if m in sys.modules)}))
 """
 
@@ -44,6 +44,17 @@ def test_process_imports_no_store_and_no_torch(tmp_path: Path, model: str) -> No
     assert report == {"code": 0, "loaded": []}
     with Image.open(tmp_path / "out" / "in.png") as out:
         assert out.size == (64, 48)
+
+
+def test_rules_check_imports_no_store_and_no_daemon(tmp_path: Path) -> None:
+    """`rules check` validates rules and shows folders without loading the daemon, the store or the watcher."""
+    command = [sys.executable, "-c", CODE, "rules", "check", "--root", str(tmp_path / "root"), "--log-level", "warning"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)})
+    assert result.returncode == 0, result.stderr
+    assert "rules OK" in result.stdout and str(tmp_path / "root" / "inbox" / "upscale") in result.stdout
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"code": 0, "loaded": []}
 
 
 def test_passive_openmp_is_a_default_not_an_override() -> None:

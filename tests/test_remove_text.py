@@ -20,8 +20,6 @@ from retouchd.typing import Frame
 
 from tests_support import overlays
 
-pytest.importorskip("onnxruntime")
-
 
 class CountingCache:
     """A model cache that counts loads, shared by the tests of this module so the detector loads once."""

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from retouchd.commands.report import Entry, NoPreview, thumbnail
-from retouchd.reportpage import render_page
+from retouchd.commands.report.page import render_page
 from retouchd.store import Job
 
 from conftest import cli, save_image

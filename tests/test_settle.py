@@ -75,6 +75,22 @@ def test_close_is_a_hint_confirmed_by_the_settle_time(tmp_path: Path) -> None:
     assert [c.path for c in tracker.ready()] == [path]
 
 
+def test_keep_only_forgets_files_of_a_dropped_or_moved_rule(tmp_path: Path) -> None:
+    """After a reload, files seen for a rule that is gone, or outside its rule's new inbox, are never handed
+    out; the others still are."""
+    clock = Clock()
+    tracker = SettleTracker(2.0, clock=clock, wall=lambda: os.stat(tmp_path).st_mtime)
+    paths = {}
+    for rule in ("kept", "gone", "moved"):
+        (tmp_path / rule / "sub").mkdir(parents=True)
+        paths[rule] = tmp_path / rule / "sub" / "x.png"
+        paths[rule].write_bytes(b"data")
+        tracker.observe(rule, paths[rule], os.stat(paths[rule]), closed=True)
+    tracker.keep_only({"kept": tmp_path / "kept", "moved": tmp_path / "elsewhere"})
+    clock.now += 2.1
+    assert [(c.rule, c.path) for c in tracker.ready()] == [("kept", paths["kept"])]
+
+
 def test_reopen_append_writer_is_taken_once_complete(tmp_path: Path) -> None:
     """A writer that reopens the file for each chunk (a close after every chunk, 0.3 s apart) is taken
     once, after its last chunk, with the full size."""

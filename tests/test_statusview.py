@@ -11,9 +11,9 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from retouchd.statusdata import MINUTES, _minute_buckets, reader, status_data
+from retouchd.commands.status.data import MINUTES, _minute_buckets, reader, status_data
+from retouchd.commands.status.view import human_bytes, human_seconds, sparkline
 from retouchd.statusfile import SCHEMA, read_statuses, status_path, write_status
-from retouchd.statusview import human_bytes, human_seconds, sparkline
 from retouchd.store import utcnow
 
 from conftest import cli, save_image, wait_for
@@ -170,7 +170,7 @@ def test_frame_fits_80x24_with_the_quit_hint_last() -> None:
     if need be) and the last line is the quit hint; a tall terminal gets the full tables."""
     from rich.console import Console
 
-    from retouchd.statusview import render
+    from retouchd.commands.status.view import render
 
     footer = "refreshes every 2 s · q or Ctrl-C to quit"
     data = _busy_data()
@@ -194,7 +194,7 @@ def test_jobs_in_flight_keep_their_file_name_at_80_columns() -> None:
     """At 80 columns the in-flight table still shows each file name, its tiles and time; a retry shows ↻N."""
     from rich.console import Console
 
-    from retouchd.statusview import _running_table
+    from retouchd.commands.status.view import _running_table
 
     running = _busy_data()["running"][:2]
     running[1]["attempt"] = 2

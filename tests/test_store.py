@@ -53,6 +53,21 @@ def test_once_per_content(store: Store) -> None:
     assert created_other and other.id != first.id
 
 
+def test_refuse_records_once_and_never_takes_over_a_job(store: Store) -> None:
+    """A refused entry is one running job with a lease, recorded once: the same entry again gives that job and
+    False; a refusal whose key is already a queued job's gives the queued job, unchanged."""
+    job, created = store.refuse(**_fields(content_key="refused:1", max_attempts=1, lease_owner="h:refuse:1"))
+    assert created and job.state == JobState.RUNNING and job.attempts == 1 and job.lease_expires is not None
+    again, created_again = store.refuse(**_fields(content_key="refused:1", source_path="/in/b.png",
+                                                  lease_owner="h:refuse:2"))
+    assert not created_again and again.id == job.id and again.lease_owner == "h:refuse:1"
+    queued, _ = store.enqueue(**_fields(content_key="q"))
+    clash, created_clash = store.refuse(**_fields(content_key="q", lease_owner="h:refuse:3"))
+    assert not created_clash and clash.id == queued.id and clash.state == JobState.QUEUED
+    assert clash.lease_owner is None
+    assert store.count_by_state() == {"running": 1, "queued": 1}
+
+
 def test_claim_lease_and_owner(store: Store) -> None:
     """A claim takes the oldest queued job once; only the lease owner may finish it."""
     a, _ = store.enqueue(**_fields(content_key="a"))
@@ -82,12 +97,72 @@ def test_migrations_match_models(store: Store) -> None:
     assert diff == []
 
 
-def test_migrate_keeps_rows(tmp_path: Path) -> None:
-    """Opening an existing database again (upgrade to head) keeps its history."""
+def _old_value(column: Any, table: str, i: int) -> Any:
+    """A value for `column` of row `i`, valid for the head schema's type (so the store can read it back)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import JSON, BigInteger, Float, Integer
+
+    from retouchd.store.schema import UTCDateTime
+
+    if column.name == "job_id" or (table == "jobs" and column.name == "id"):
+        return i
+    if table == "jobs" and column.name == "state":
+        return ["queued", "running", "done", "review", "archived", "failed"][i - 1]
+    if table == "jobs" and column.name == "steps":
+        return [{"op": "upscale", "seconds": 0.5 * i}]
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        return datetime(2026, 11, i, 12, i, tzinfo=UTC)
+    if isinstance(kind, JSON):
+        return [f"cpu{i}"]
+    if isinstance(kind, BigInteger):
+        return 10**10 + i
+    if isinstance(kind, Integer):
+        return i
+    if isinstance(kind, Float):
+        return i + 0.25
+    return f"{table}.{column.name} {i} caf\u00e9"
+
+
+@pytest.mark.parametrize("revision", ["0001", "0002", "0003", "0005", "0006"])
+def test_migrate_keeps_rows(tmp_path: Path, revision: str) -> None:
+    """A database left at an older revision, with rows in every table it has, upgrades to head with every
+    row and every value intact, and the store reads its jobs."""
+    from alembic import command
+    from sqlalchemy import MetaData, select
+
+    from retouchd.store.db import alembic_config, make_engine
+
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = make_engine(url)
+    cfg = alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    old = MetaData()
+    old.reflect(engine)
+    tables = [t for t in Base.metadata.sorted_tables if t.name in old.tables]
+    assert {t.name for t in tables} == set(old.tables) - {"alembic_version"}
+    with engine.begin() as conn:
+        for table in tables:
+            present = [c for c in table.c if c.name in old.tables[table.name].c]
+            count = 1 if table.name == "inbox_pauses" else 6
+            rows = [{c.name: _old_value(c, table.name, i) for c in present} for i in range(1, count + 1)]
+            conn.execute(table.insert(), rows)
+    with engine.connect() as conn:
+        before = {name: conn.execute(select(t).order_by(*t.primary_key.columns)).all()
+                  for name, t in old.tables.items() if name != "alembic_version"}
+    engine.dispose()
+
     store = open_store(url)
-    store.enqueue(**_fields())
-    assert open_store(url).count_by_state() == {"queued": 1}
+    assert store.count_by_state() == dict.fromkeys(["queued", "running", "done", "review", "archived", "failed"], 1)
+    assert store.get(1) is not None and store.get(1).source_path == "jobs.source_path 1 caf\u00e9"
+    with store.engine.connect() as conn:
+        for name, rows in before.items():
+            table = old.tables[name]
+            after = conn.execute(select(*table.c).order_by(*table.primary_key.columns)).all()
+            assert after == rows, name
 
 
 @pytest.mark.parametrize("name", ["plain.jpg", "new\nline.jpg", "back\\slash.jpg", "caf\u00e9.png",

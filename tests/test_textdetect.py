@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
-
 from retouchd import textdetect
 from retouchd.textdetect import db, evidence, runtime
 

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, event, insert, make_url, text
 from starlette.testclient import TestClient
 
-from retouchd.statusdata import MINUTES, reader, status_data
+from retouchd.commands.status.data import MINUTES, reader, status_data
 from retouchd.store import Duplicate, Job, JobState, open_store, utcnow
 from retouchd.web.app import create_app
 

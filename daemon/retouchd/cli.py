@@ -18,7 +18,7 @@ from retouchd.messages import PREFIX
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_OK, EXIT_FAILED_JOBS, EXIT_CONFIG, EXIT_RUNTIME = 0, 1, 2, 3
-_NO_DATABASE = frozenset({"process"})
+_NO_DATABASE = frozenset({"process", "rules_check"})
 """Commands that never open the database: they skip the store's import (SQLAlchemy + Alembic, ~1 s)."""
 
 

@@ -28,7 +28,7 @@ from retouchd.mounts import ensure_inbox_dir, missing_share
 from retouchd.notify import Notifier
 from retouchd.pipesafe import protect_log_stream
 from retouchd.pool import Identity, Pool, slot_devices
-from retouchd.rules import RuleFolders, RuleSet, folders_for, load_rules
+from retouchd.rules import RuleFolders, RuleSet, load_rules, rule_folders
 from retouchd.settings import Settings
 from retouchd.settle import Candidate, IgnoreMatcher, SettleTracker
 from retouchd.sidecarwait import SidecarWaits
@@ -42,24 +42,6 @@ HOST_HEARTBEAT = 5.0
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 DB_WARNING_EVERY = 60.0
 EXIT_RUNTIME = 3
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def rule_folders(settings: Settings, rules: RuleSet) -> dict[str, RuleFolders]:
-    return {
-        rule.name: folders_for(rule, inbox=settings.inbox, outbox=settings.outbox, archive=settings.archive,
-                               failed=settings.failed, review=settings.review)
-        for rule in rules.rules if rule.enabled
-    }
 
 
 def _all(f: RuleFolders) -> list[Path]:
@@ -287,7 +269,8 @@ class Daemon:
         holds, however late its heartbeat."""
         assert self.store is not None
         held = self.pool.holds if self.pool is not None else (lambda lease: False)
-        is_dead = lease_dead(self.identity.host, self.identity.pid, self.identity.instance, _pid_alive, held)
+        me = self.identity
+        is_dead = lease_dead(me.host, me.pid, me.instance, instancelock.pid_alive, held)
         for job in self.store.stale_leases(is_dead):
             if job.rule in self.folders:
                 # Our own crash is not the file's fault; another host's death counts the attempt.
@@ -361,6 +344,9 @@ class Daemon:
 
     def _offer(self, candidate: Candidate) -> Outcome:
         """Runs on the intake thread: every error becomes an outcome (look again, or leave the file be)."""
+        folders = self.folders.get(candidate.rule)
+        if folders is None or folders.inbox not in candidate.path.parents:
+            return Outcome.SKIPPED  # handed over just before a reload dropped or moved its rule
         try:
             outcome = self.intake.offer(candidate.rule, candidate.path, (candidate.size, candidate.mtime_ns))
             if outcome is Outcome.QUEUED:
@@ -445,6 +431,7 @@ class Daemon:
             old[4].stop()
         assert self.pool is not None
         self.pool.rules, self.pool.committer = rules, self.committer
+        self.tracker.keep_only({name: folders.inbox for name, folders in self.folders.items()})
         if self.web is not None:
             self.web.use_rules(rules, self.folders)
         log.info("rules reloaded", rules=[r.name for r in rules.rules], files=[str(f) for f in rules.files])

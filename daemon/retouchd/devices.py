@@ -6,6 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import structlog
+
+log = structlog.get_logger("retouchd.devices")
+
 
 def resolve_devices(setting: str) -> list[str]:
     """`auto` = every CUDA device (torch is imported only if an NVIDIA device node exists), else the CPU."""
@@ -19,7 +23,9 @@ def resolve_devices(setting: str) -> list[str]:
         import torch
 
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    except Exception:  # a broken driver install means CPU, not a crash
+    except Exception as exc:  # a broken driver install means CPU, not a crash
+        log.warning("an NVIDIA device is present but CUDA cannot be used; running on the CPU",
+                    error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         count = 0
     return [f"cuda:{i}" for i in range(count)] or ["cpu"]
 

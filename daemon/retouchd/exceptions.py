@@ -60,7 +60,7 @@ class SourceChangedError(TransientError):
 
 
 class WorkerDiedError(TransientError):
-    """The worker process running the job died (segfault, OOM kill)."""
+    """The worker process running the job died (segfault, OOM kill) or overran workers.job_timeout."""
 
 
 class DeviceOutOfMemoryError(TransientError):

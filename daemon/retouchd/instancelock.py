@@ -26,6 +26,17 @@ class AlreadyRunning(RetouchdError):
     """Another daemon holds this state folder (or host_id)."""
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (one owned by another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user (the service user)
+        return True
+    return True
+
+
 def lock_path(state_dir: Path, host_id: str | None) -> Path:
     """`state/retouchd.lock` for SQLite; one per host_id when several hosts share a PostgreSQL database."""
     if host_id is None:

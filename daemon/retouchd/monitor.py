@@ -11,26 +11,55 @@ import os
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sized
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from retouchd import __version__, beneath
 from retouchd.devicemem import sample
 from retouchd.statusfile import SCHEMA, STATUS_INTERVAL, remove_status, status_path, write_status
-from retouchd.store.states import JobState, printable
+from retouchd.store.states import printable
 
 if TYPE_CHECKING:
-    from retouchd.daemon import Daemon
     from retouchd.metrics import Metrics
     from retouchd.pipeline import TaskResult
-    from retouchd.store import Job
+    from retouchd.pool import Identity, Pool
+    from retouchd.settings import Settings
+    from retouchd.sidecarwait import SidecarWaits
+    from retouchd.store import Job, Store
+    from retouchd.watcher import Watcher
 
 log = structlog.get_logger("retouchd.monitor")
 
 
+class Observed(Protocol):
+    """What the monitor reads from the daemon (it never writes to it)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def identity(self) -> Identity: ...
+    @property
+    def once(self) -> bool: ...
+    @property
+    def should_exit(self) -> bool: ...
+    @property
+    def db_trouble(self) -> str | None: ...
+    @property
+    def pool(self) -> Pool | None: ...
+    @property
+    def watcher(self) -> Watcher | None: ...
+    @property
+    def tracker(self) -> Sized: ...
+    @property
+    def sidecars(self) -> SidecarWaits: ...
+    @property
+    def store(self) -> Store | None: ...
+
+
 class Monitor(threading.Thread):
-    def __init__(self, owner: Daemon, interval: float = STATUS_INTERVAL) -> None:
+    def __init__(self, owner: Observed, interval: float = STATUS_INTERVAL) -> None:
         super().__init__(name="retouchd-monitor", daemon=True)
         self.owner, self.interval = owner, interval
         self.path = status_path(owner.settings.state, owner.identity.host)
@@ -113,18 +142,13 @@ class Monitor(threading.Thread):
         }
 
     def _active_counts(self) -> dict[tuple[str, str], int]:
-        from sqlalchemy import func, select
-
-        from retouchd.store import Job
+        from retouchd.store.overview import active_counts
 
         store = self.owner.store
         if store is None:
             return {}
         with store.read() as s:
-            rows = s.execute(select(Job.rule, Job.state, func.count())
-                             .where(Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
-                             .group_by(Job.rule, Job.state)).all()
-        return {(rule, str(state)): int(n) for rule, state, n in rows}
+            return active_counts(s)
 
     def stop(self) -> None:
         """Stop the rounds, take the status file away (the daemon is gone) and close the metrics endpoint."""

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import structlog
 
@@ -27,6 +27,10 @@ from retouchd.steps import build_step, step_class
 from retouchd.steps.base import StepContext, StepOptions
 from retouchd.typing import ModelCache, ProgressFn
 from retouchd.untouched import can_copy, copy_source
+
+if TYPE_CHECKING:
+    from retouchd.rules import Rule
+    from retouchd.settings import Settings
 
 log = structlog.get_logger("retouchd.pipeline")
 
@@ -55,6 +59,19 @@ class Task:
     tmp_prefix: str = ""
     inbox: str | None = None
     """The rule's inbox root: a missing file in a missing inbox is an outage, not a deletion."""
+
+    @classmethod
+    def build(cls, rule: Rule, settings: Settings, *, source: str, work_dir: str, device: str, cpu_threads: int,
+              variant: str | None = None, **job: Any) -> Task:
+        """The task for one file of `rule` under `settings`; `job` = the daemon's job fields (job_id, sha256,
+        sidecar, inbox, tmp_prefix, fault_point)."""
+        limits = settings.limits
+        return cls(rule=rule.name, source=source, steps=[options.model_dump() for options in rule.steps_for(variant)],
+                   output=rule.output.model_dump(), work_dir=work_dir, device=device,
+                   allow_cpu_fallback=rule.cpu_fallback, cpu_threads=cpu_threads,
+                   max_input_pixels=limits.max_input_pixels, max_dimension=limits.max_dimension,
+                   max_file_bytes=limits.max_file_bytes, max_output_pixels=limits.max_output_pixels,
+                   engines=dict(settings.engines), **job)
 
 
 @dataclass

@@ -18,13 +18,13 @@ import structlog
 from retouchd.archive import Committer
 from retouchd.commitfail import commit_error
 from retouchd.devices import resolve_devices
-from retouchd.exceptions import LeaseLost
+from retouchd.exceptions import LeaseLost, WorkerDiedError
 from retouchd.masks import find_sidecar
 from retouchd.pipeline import Task, TaskResult
 from retouchd.rules import RuleSet
 from retouchd.settings import Settings
 from retouchd.store import Job, JobState, Store
-from retouchd.worker import Worker, WorkerDied
+from retouchd.worker import Worker
 
 log = structlog.get_logger("retouchd.pool")
 
@@ -100,7 +100,6 @@ class Slot(threading.Thread):
             finally:
                 self._drop_temps(lease)
                 self.current, self.lease = None, None
-                self.pool.job_finished()
         self.worker.stop()
 
     def _tmp_prefix(self, lease: str) -> str:
@@ -115,15 +114,11 @@ class Slot(threading.Thread):
     def _task(self, job: Job, lease: str) -> Task:
         settings = self.pool.settings
         rule = self.pool.rules.by_name(job.rule)
-        return Task(
-            rule=job.rule, source=job.source_path, job_id=job.id, sha256=job.sha256, sidecar=job.sidecar_path,
-            steps=[options.model_dump() for options in rule.steps_for(job.variant)], output=rule.output.model_dump(),
-            work_dir=str(settings.work), device=self.device, allow_cpu_fallback=rule.cpu_fallback,
-            cpu_threads=self.pool.cpu_threads, max_input_pixels=settings.limits.max_input_pixels,
-            max_dimension=settings.limits.max_dimension, max_file_bytes=settings.limits.max_file_bytes,
-            max_output_pixels=settings.limits.max_output_pixels, engines=dict(settings.engines),
-            fault_point=settings.fault_point, inbox=str(self.pool.committer.folders[job.rule].inbox),
-            tmp_prefix=self._tmp_prefix(lease),
+        return Task.build(
+            rule, settings, source=job.source_path, work_dir=str(settings.work), device=self.device,
+            cpu_threads=self.pool.cpu_threads, variant=job.variant, job_id=job.id, sha256=job.sha256,
+            sidecar=job.sidecar_path, fault_point=settings.fault_point,
+            inbox=str(self.pool.committer.folders[job.rule].inbox), tmp_prefix=self._tmp_prefix(lease),
         )
 
     def execute(self, job: Job, lease: str) -> None:
@@ -163,7 +158,7 @@ class Slot(threading.Thread):
         try:
             result = self.worker.run(self._task(job, lease), timeout=settings.workers.job_timeout,
                                      on_message=on_message, tick=tick, tick_every=min(5.0, lease_seconds / 3))
-        except WorkerDied as exc:
+        except WorkerDiedError as exc:
             if self.pool.stopping.is_set() and self.pool.force.is_set():
                 self.pool.store.requeue(job.id, lease, error="daemon stopped", delay=0, refund=True)
                 return
@@ -199,7 +194,6 @@ class Pool:
         self.held: set[str] = set()
         """Rules whose jobs are not claimed now (a share that is not mounted, a user's pause)."""
         self._recover: list[tuple[int, str, str]] = []
-        self.on_job_finished: Callable[[], None] = lambda: None
         self.on_result: Callable[[Job, TaskResult, str], None] = lambda job, result, outcome: None
         """Called as each attempt ends, with its outcome (done, review, retry, failed): metrics hook."""
 
@@ -225,9 +219,6 @@ class Pool:
         with self._lock:
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
             self.worker_inbox_bytes += inbox_bytes
-
-    def job_finished(self) -> None:
-        self.on_job_finished()
 
     def holds(self, lease: str) -> bool:
         """Whether one of this pool's slots holds `lease` right now."""

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -17,6 +17,9 @@ from retouchd.exceptions import RuleError
 from retouchd.images import OutputSpec
 from retouchd.messages import explain
 from retouchd.steps.base import StepOptions
+
+if TYPE_CHECKING:
+    from retouchd.settings import Settings
 
 DEFAULT_MATCH = ["*.jpg", "*.jpeg", "*.png", "*.webp", "*.tif", "*.tiff", "*.heic", "*.heif", "*.avif"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -173,6 +176,15 @@ def folders_for(rule: Rule, *, inbox: Path, outbox: Path, archive: Path, failed:
         failed=_folder(failed, rule.failed, rule.name).absolute(),
         review=_folder(review, rule.review, rule.name).absolute(),
     )
+
+
+def rule_folders(settings: Settings, rules: RuleSet) -> dict[str, RuleFolders]:
+    """Every enabled rule's folders under these settings."""
+    return {
+        rule.name: folders_for(rule, inbox=settings.inbox, outbox=settings.outbox, archive=settings.archive,
+                               failed=settings.failed, review=settings.review)
+        for rule in rules.rules if rule.enabled
+    }
 
 
 def default_rule_file() -> Path:

@@ -84,9 +84,12 @@ class SettleTracker:
         if closed:
             entry.writing = False
 
-    def forget(self, path: Path) -> None:
-        self._pending.pop(path, None)
-        self._taken.pop(path, None)
+    def keep_only(self, inboxes: dict[str, Path]) -> None:
+        """After a reload: forget files seen for a rule that is gone, or outside its rule's (new) inbox."""
+        for path, entry in list(self._pending.items()):
+            inbox = inboxes.get(entry.rule)
+            if inbox is None or inbox not in path.parents:
+                del self._pending[path]
 
     def forget_under(self, root: Path) -> None:
         """Drop what is known under `root` (pending and taken): its folder came back or was replaced."""

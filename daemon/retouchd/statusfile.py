@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from retouchd.instancelock import pid_alive
+
 STATUS_INTERVAL = 2.0
 SCHEMA = 1
 _PREFIX = "daemon-"
@@ -40,16 +42,6 @@ def remove_status(path: Path) -> None:
         path.unlink()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user (the service user)
-        return True
-    return True
-
-
 def is_running(data: dict[str, Any], now: float | None = None) -> bool:
     """Fresh (rewritten within three intervals) and, on this machine, its process still alive."""
     now = time.time() if now is None else now
@@ -58,7 +50,7 @@ def is_running(data: dict[str, Any], now: float | None = None) -> bool:
     # `host` is the configurable host_id; whether the pid is ours to look up depends on the real name.
     machine = data.get("hostname", data.get("host"))
     if machine == socket.gethostname() and isinstance(data.get("pid"), int):
-        return fresh and _pid_alive(data["pid"])
+        return fresh and pid_alive(data["pid"])
     return fresh
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -13,20 +14,11 @@ from typing import Any
 
 import structlog
 
+from retouchd.exceptions import WorkerDiedError
 from retouchd.pipeline import Task, TaskResult
 
 log = structlog.get_logger("retouchd.worker")
 _CTX = multiprocessing.get_context("spawn")
-
-
-class _Cache:
-    def __init__(self) -> None:
-        self._items: dict[str, object] = {}
-
-    def get(self, key: str, load: Callable[[], object]) -> object:
-        if key not in self._items:
-            self._items[key] = load()
-        return self._items[key]
 
 
 def child_main(conn: Connection, device: str, log_format: str, log_level: str) -> None:
@@ -35,18 +27,22 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
     # kill a job half-way.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with_parent()
+    unbound = _die_with_parent()
     from retouchd.devices import prefer_passive_openmp
     from retouchd.logging import configure_logging
 
     prefer_passive_openmp()
     from retouchd.pipeline import run_task
+    from retouchd.steps.base import DictCache
 
     configure_logging(log_format, log_level)
+    if unbound is not None:
+        log.warning("worker not tied to the daemon (prctl failed): if the daemon is killed, kill this worker too",
+                    pid=os.getpid(), error=unbound)
     from retouchd.pipesafe import protect_log_stream
 
     protect_log_stream()
-    cache = _Cache()
+    cache = DictCache()
     while True:
         try:
             message = conn.recv()
@@ -65,19 +61,18 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
         conn.send(("result", run_task(task, models=cache, progress=progress, on_step=on_step)))
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this worker if the daemon dies (kill -9), so no orphan keeps writing."""
+def _die_with_parent() -> str | None:
+    """Ask Linux to SIGKILL this worker if the daemon dies (kill -9), so no orphan keeps writing; returns why
+    not when that fails."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-class WorkerDied(Exception):
-    """The child process ended while it held a job."""
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+            return os.strerror(ctypes.get_errno())
+    except (OSError, AttributeError) as exc:
+        return str(exc)
+    return None
 
 
 class Worker:
@@ -121,7 +116,7 @@ class Worker:
         self, task: Task, *, timeout: float, on_message: Callable[[tuple[Any, ...]], None],
         tick: Callable[[], None], tick_every: float,
     ) -> TaskResult:
-        """Run `task` in the child; raise WorkerDied if it ends or overruns `timeout` (it is then killed).
+        """Run `task` in the child; raise WorkerDiedError if it ends or overruns `timeout` (it is then killed).
 
         `tick` (the lease heartbeat) and the timeout run on the clock, however often the child reports
         progress; if `tick` raises (the lease is lost), the child is killed and the error propagates."""
@@ -137,17 +132,18 @@ class Worker:
                 try:
                     message = conn.recv()
                 except (EOFError, OSError):
-                    raise WorkerDied(self._death()) from None
+                    raise WorkerDiedError(self._death()) from None
                 if message[0] == "result":
                     result: TaskResult = message[1]
                     return result
                 on_message(message)
             elif not self._proc.is_alive():
-                raise WorkerDied(self._death())
+                raise WorkerDiedError(self._death())
             now = time.monotonic()
             if now - started > timeout:
                 self.kill()
-                raise WorkerDied(f"job timed out after {timeout:.0f} s (workers.job_timeout); the worker was killed")
+                raise WorkerDiedError(
+                    f"job timed out after {timeout:.0f} s (workers.job_timeout); the worker was killed")
             if now - last_tick >= tick_every:
                 try:
                     tick()

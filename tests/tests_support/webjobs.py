@@ -11,11 +11,10 @@ from typing import Any
 from PIL import Image
 
 from retouchd.archive import Committer
-from retouchd.daemon import rule_folders
 from retouchd.fsops import ensure_dir
 from retouchd.intake import Intake, Outcome
 from retouchd.pipeline import TaskResult
-from retouchd.rules import load_rules
+from retouchd.rules import load_rules, rule_folders
 from retouchd.settings import load_settings
 from retouchd.store import Job, JobState, open_store, transition, utcnow
 

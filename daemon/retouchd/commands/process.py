@@ -23,6 +23,7 @@ from retouchd.pipeline import Task, run_task
 from retouchd.rules import Rule
 from retouchd.settings import Settings
 from retouchd.settle import IgnoreMatcher
+from retouchd.steps.base import DictCache
 
 
 class _Plain:
@@ -98,13 +99,7 @@ def process_files(settings: Settings, rule: Rule, files: list[Path], out_dir: Pa
     written: set[Path] = set()
     device = resolve_devices(settings.workers.devices)[0]
     failures = 0
-    cache: dict[str, object] = {}
-
-    class _Cache:
-        def get(self, key: str, load: object) -> object:
-            if key not in cache:
-                cache[key] = load()  # type: ignore[operator]
-            return cache[key]
+    cache = DictCache()
 
     with _reporter(len(inputs), settings) as report:
         for item in inputs:
@@ -119,15 +114,9 @@ def process_files(settings: Settings, rule: Rule, files: list[Path], out_dir: Pa
                 failures += 1
                 continue
             sidecar = find_sidecar(path)
-            task = Task(
-                rule=rule.name, source=str(path), sidecar=str(sidecar) if sidecar else None,
-                steps=[options.model_dump() for options in rule.steps], output=rule.output.model_dump(),
-                work_dir=str(out_dir), device=device, allow_cpu_fallback=rule.cpu_fallback,
-                cpu_threads=settings.workers.cpu_threads, max_input_pixels=settings.limits.max_input_pixels,
-                max_dimension=settings.limits.max_dimension, max_file_bytes=settings.limits.max_file_bytes,
-                max_output_pixels=settings.limits.max_output_pixels, engines=dict(settings.engines),
-            )
-            result = run_task(task, models=_Cache(), progress=report.tiles, on_step=report.step)
+            task = Task.build(rule, settings, source=str(path), work_dir=str(out_dir), device=device,
+                              cpu_threads=settings.workers.cpu_threads, sidecar=str(sidecar) if sidecar else None)
+            result = run_task(task, models=cache, progress=report.tiles, on_step=report.step)
             if not result.ok or result.tmp_path is None or result.output_name is None:
                 report.done(f"FAILED {path}: {result.error} (step {result.error_step})", ok=False)
                 failures += 1

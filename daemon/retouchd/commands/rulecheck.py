@@ -6,11 +6,10 @@ from pathlib import Path
 
 import click
 
-from retouchd.daemon import rule_folders
 from retouchd.exceptions import ConfigError
 from retouchd.masks import is_sidecar
 from retouchd.messages import PREFIX
-from retouchd.rules import Rule, RuleSet, load_rules
+from retouchd.rules import Rule, RuleSet, load_rules, rule_folders
 from retouchd.settings import Settings
 from retouchd.settle import IgnoreMatcher
 from retouchd.sidecarwait import needs_sidecar

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from retouchd.rules import RuleSet
+from retouchd.rules import RuleSet, rule_folders
 from retouchd.settings import Settings
 
 
 def run_web(settings: Settings, rules: RuleSet, port: int | None,
             settings_loader: Callable[[], Settings] | None = None) -> None:
-    from retouchd.daemon import rule_folders
     from retouchd.exceptions import ConfigError
     from retouchd.rules import RuleFolders, load_rules
     from retouchd.store import open_store

@@ -16,6 +16,7 @@ import numpy as np
 
 from retouchd.exceptions import ConfigError, ModelError
 from retouchd.inpaint.base import InpaintEngine, require_model_file
+from retouchd.models import onnxrt
 from retouchd.typing import Mask, RGBImage
 
 _WHAT = "an MI-GAN ONNX pipeline file (migan_pipeline_v2.onnx)"
@@ -39,10 +40,10 @@ class MiganEngine(InpaintEngine):
 
     def solve(self, rgb: RGBImage, hole: Mask) -> RGBImage:
         path = require_model_file(self.name, self.ctx.engines, _WHAT)
-        providers = self._providers()
+        providers = [name for name, _ in onnxrt.providers_for(self.device)]
         session: Any = self.ctx.models.get(
             f"inpaint.migan:{path}:{self.device}:{','.join(providers)}",
-            lambda: open_session(path, providers, self._device_index(), self.ctx.cpu_threads),
+            lambda: open_session(path, self.device, self.ctx.cpu_threads),
         )
         image_name, mask_name = _input_names(session, path)
         # The pipeline blends a blurred mask edge; a smooth guess in the hole keeps masked pixels out of it.
@@ -63,32 +64,10 @@ class MiganEngine(InpaintEngine):
             )
         return np.ascontiguousarray(out[0].transpose(1, 2, 0))
 
-    def _device_index(self) -> str:
-        return self.device.partition(":")[2] or "0"
 
-    def _providers(self) -> list[str]:
-        import onnxruntime
-
-        if self.device.startswith("cuda") and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        return ["CPUExecutionProvider"]
-
-
-def open_session(path: Path, providers: list[str], device_index: str, threads: int) -> Any:
+def open_session(path: Path, device: str, threads: int) -> Any:
     """An onnxruntime session for the file; ModelError when it cannot be read."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    if threads > 0:
-        options.intra_op_num_threads = threads
-    provider_options = [{"device_id": device_index} if p == "CUDAExecutionProvider" else {} for p in providers]
-    try:
-        return onnxruntime.InferenceSession(
-            str(path), sess_options=options, providers=providers, provider_options=provider_options
-        )
-    except Exception as exc:
-        raise ModelError(f"cannot load {path} as {_WHAT}: {exc}; check the file (re-download it)") from exc
+    return onnxrt.open_session(path, device, threads, label=f"{path} as {_WHAT}", fix="check the file (re-download it)")
 
 
 def _input_names(session: Any, path: Path) -> tuple[str, str]:

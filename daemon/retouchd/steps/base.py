@@ -7,6 +7,7 @@ context names, such as a sidecar mask) and returns a new frame plus metrics.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -25,11 +26,13 @@ class StepOptions(BaseModel):
     op: str
 
 
-class _DictCache:
+class DictCache:
+    """Loaded models by key, kept for the life of the object (a worker process, a `process` run)."""
+
     def __init__(self) -> None:
         self._items: dict[str, object] = {}
 
-    def get(self, key: str, load: Any) -> object:
+    def get(self, key: str, load: Callable[[], object]) -> object:
         if key not in self._items:
             self._items[key] = load()
         return self._items[key]
@@ -53,7 +56,7 @@ class StepContext:
     allow_cpu_fallback: bool = True
     max_output_pixels: int = 400_000_000
     cpu_threads: int = 0
-    models: ModelCache = field(default_factory=_DictCache)
+    models: ModelCache = field(default_factory=DictCache)
     progress: ProgressFn = _no_progress
     log: Any = field(default_factory=structlog.get_logger)
     engines: dict[str, str] = field(default_factory=dict)

@@ -7,7 +7,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -94,7 +94,3 @@ def is_damaged(exc: BaseException) -> bool:
     """Whether a database error says the SQLite file itself is corrupt (not locked, not missing)."""
     text = str(exc).lower()
     return any(marker in text for marker in _DAMAGE)
-
-
-def is_migrated(engine: Engine) -> bool:
-    return "jobs" in inspect(engine).get_table_names()

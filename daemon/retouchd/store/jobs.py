@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from retouchd.exceptions import LeaseLost, StoreError
+from retouchd.store.overview import live_hosts
 from retouchd.store.schema import Duplicate, Host, Job, SightingClaim
 from retouchd.store.states import LEASED, JobState, printable, transition, utcnow
 
@@ -67,16 +68,7 @@ class Store:
     def enqueue(self, **fields: Any) -> tuple[Job, bool]:
         """Insert a queued job; if (rule, content_key) exists, return that one and False."""
         now = utcnow()
-        job = Job(state=JobState.QUEUED, attempts=0, created_at=now, updated_at=now, **fields)
-        try:
-            with self.session() as s:
-                s.add(job)
-            return job, True
-        except IntegrityError:
-            existing = self.find(fields["rule"], fields["content_key"])
-            if existing is None:
-                raise
-            return existing, False
+        return self._insert_once(Job(state=JobState.QUEUED, attempts=0, created_at=now, updated_at=now, **fields))
 
     def move_source(self, job_id: int, source: str, rel: str, sidecar: str | None) -> None:
         """A queued job's file was renamed inside the inbox (or came back after vanishing)."""
@@ -115,14 +107,18 @@ class Store:
         """Record an inbox entry refused at intake (a link, FIFO, device) as a job about to fail; like
         enqueue, (existing job, False) if this very entry was recorded before."""
         now = utcnow()
-        job = Job(state=JobState.RUNNING, attempts=1, created_at=now, updated_at=now, started_at=now,
-                  lease_expires=now + timedelta(seconds=60), **fields)
+        return self._insert_once(Job(state=JobState.RUNNING, attempts=1, created_at=now, updated_at=now,
+                                     started_at=now, lease_expires=now + timedelta(seconds=60), **fields))
+
+    def _insert_once(self, job: Job) -> tuple[Job, bool]:
+        """Insert `job`; if its (rule, content_key) is taken, return that job and False."""
+        rule, content_key = job.rule, job.content_key  # read before a failed flush can touch the object
         try:
             with self.session() as s:
                 s.add(job)
             return job, True
         except IntegrityError:
-            existing = self.find(fields["rule"], fields["content_key"])
+            existing = self.find(rule, content_key)
             if existing is None:
                 raise
             return existing, False
@@ -329,10 +325,6 @@ class Store:
                 query = query.where(Job.state.in_(list(states)))
             return list(s.scalars(query).all())
 
-    def duplicates_of(self, job_id: int) -> list[Duplicate]:
-        with self.read() as s:
-            return list(s.scalars(select(Duplicate).where(Duplicate.job_id == job_id)).all())
-
     # -- hosts -------------------------------------------------------------------------------------------
     def register_host(self, host_key: str, host: str, pid: int, version: str, slots: list[str]) -> None:
         now = utcnow()
@@ -350,7 +342,5 @@ class Store:
 
     def hosts(self, *, seen_within: float) -> list[Host]:
         """Daemons that reported within `seen_within` seconds and have not stopped."""
-        since = utcnow() - timedelta(seconds=seen_within)
         with self.read() as s:
-            query = select(Host).where(Host.seen_at >= since, Host.stopped_at.is_(None)).order_by(Host.id)
-            return list(s.scalars(query).all())
+            return live_hosts(s, timedelta(seconds=seen_within), utcnow())

@@ -19,7 +19,7 @@ Index("ix_jobs_state_id", Job.state, Job.id)
 # newest failures / retries are its first entries instead of a sort of every failed or queued job.
 Index("ix_jobs_finished_at_state", Job.finished_at, Job.state)
 Index("ix_jobs_state_finished_at", Job.state, Job.finished_at, Job.id)
-RETRYING_WHERE = text("state = 'queued' AND error IS NOT NULL")  # as statusdata.RETRYING
+RETRYING_WHERE = text("state = 'queued' AND error IS NOT NULL")  # as store.overview.RETRYING
 Index("ix_jobs_retrying", Job.updated_at, Job.id, sqlite_where=RETRYING_WHERE, postgresql_where=RETRYING_WHERE)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from retouchd.exceptions import DeviceOutOfMemoryError, ModelError, StepError
+from retouchd.models import onnxrt
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -38,36 +39,9 @@ def model_dir() -> Path:
     raise ModelError(f"{DET_FILE} / {REC_FILE} not found under {locations}; reinstall: {_INSTALL_HINT}")
 
 
-def providers_for(device: str) -> list[tuple[str, dict[str, str]]]:
-    """ONNX Runtime providers (with options) for a retouchd device name: "cpu", "cuda", "cuda:1".
-
-    A GPU device uses the CUDA provider when this onnxruntime build has it, the CPU otherwise.
-    """
-    import onnxruntime as ort
-
-    cpu: list[tuple[str, dict[str, str]]] = [("CPUExecutionProvider", {})]
-    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-        return [("CUDAExecutionProvider", {"device_id": device.partition(":")[2] or "0"}), *cpu]
-    return cpu
-
-
 def open_session(path: Path, device: str = "cpu", threads: int = 0) -> ort.InferenceSession:
     """An inference session on `device`; `threads` = 0 lets ONNX Runtime choose."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    # The pool already runs one job per slot: no parallel operators on top of the threads it grants.
-    options.inter_op_num_threads = 1
-    if threads > 0:
-        options.intra_op_num_threads = threads
-    providers = providers_for(device)
-    try:
-        return ort.InferenceSession(
-            str(path), options, providers=[name for name, _ in providers], provider_options=[o for _, o in providers]
-        )
-    except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable files
-        raise ModelError(f"cannot load {path.name}: {exc}; reinstall: {_INSTALL_HINT}") from exc
+    return onnxrt.open_session(path, device, threads, label=path.name, fix=f"reinstall: {_INSTALL_HINT}")
 
 
 @dataclass(frozen=True, slots=True)

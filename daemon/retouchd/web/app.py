@@ -28,9 +28,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from retouchd.commands.status.data import reader, status_data
 from retouchd.rules import RuleSet
 from retouchd.settings import Settings
-from retouchd.statusdata import reader, status_data
 from retouchd.steering import ActionError, Steering
 from retouchd.store import JobState, Store
 from retouchd.store.stats import review_stats, state_totals

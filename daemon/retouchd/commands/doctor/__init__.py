@@ -16,10 +16,10 @@ from typing import Literal
 
 import click
 
-from retouchd.access import Access, User, can_write, describe, file_writable, nearest_existing
+from retouchd.commands.doctor.access import Access, User, can_write, describe, file_writable, nearest_existing
 from retouchd.exceptions import ConfigError
 from retouchd.mounts import Mount, mount_of, read_mounts, watch_mode_for
-from retouchd.rules import RuleSet, load_rules
+from retouchd.rules import RuleSet, load_rules, rule_folders
 from retouchd.settings import Settings
 from retouchd.statusfile import read_statuses
 
@@ -103,8 +103,6 @@ def _access_fix(access: Access, user: User, path: Path, *, missing: bool) -> str
 
 
 def check_folders(report: Report, settings: Settings, rules: RuleSet | None, user: User) -> None:
-    from retouchd.daemon import rule_folders
-
     seen: set[Path] = set()
     wanted = [("state", settings.state), ("work", settings.work)]
     if rules is not None:
@@ -128,8 +126,6 @@ def _count_dirs(root: Path, limit: int) -> int:
 
 
 def check_mounts(report: Report, settings: Settings, rules: RuleSet | None, mounts: list[Mount] | None = None) -> None:
-    from retouchd.daemon import rule_folders
-
     mounts = read_mounts() if mounts is None else mounts
     configured = settings.watch.mode
     watches_left = _max_watches()
@@ -263,7 +259,7 @@ def check_daemon(report: Report, settings: Settings) -> None:
 
 
 def run_checks(settings: Settings, user: User, *, models: bool) -> Report:
-    from retouchd.commands.doctor_runtime import check_devices, check_models
+    from retouchd.commands.doctor.runtime import check_devices, check_models
 
     report = Report()
     rules: RuleSet | None = None
@@ -307,7 +303,7 @@ def print_report(report: Report, user: User, why: str) -> None:
 
 
 def doctor(settings: Settings, *, user_name: str | None, models: bool, as_json: bool) -> int:
-    from retouchd.access import default_user, lookup_user
+    from retouchd.commands.doctor.access import default_user, lookup_user
 
     if user_name:
         try:

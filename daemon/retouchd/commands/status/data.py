@@ -8,19 +8,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, case, create_engine, func, select, text
+from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
 from retouchd.statusfile import read_statuses
-from retouchd.store import Duplicate, Host, InboxPause, Job, JobState, utcnow
+from retouchd.store import Job, JobState, utcnow
+from retouchd.store.overview import MINUTES, overview
 from retouchd.store.states import printable
 from retouchd.store.stats import Totals, state_totals
 
-MINUTES = 30
 HOST_FRESH = timedelta(seconds=30)
 """A host that has not written its heartbeat row for this long is not listed as running."""
-"""Width of the throughput history, in one-minute buckets."""
 COMPLETED = (JobState.DONE, JobState.REVIEW, JobState.ARCHIVED)
 
 
@@ -48,55 +47,19 @@ def reader(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=1)
 
 
-RUNNING_COLUMNS = (Job.id, Job.rule, Job.rel_path, Job.current_step, Job.progress, Job.device, Job.host,
-                   Job.attempts, Job.started_at)
-RETRYING = "state = 'queued' AND error IS NOT NULL"
-
-
-def _retrying(dialect: str) -> Any:
-    """The 10 newest queued jobs that failed an attempt, from the small partial index ix_jobs_retrying. The
-    condition is written with literals: SQLite matches a partial index's WHERE only against literals; and it
-    is told to use that index (without statistics it would walk every queued job)."""
-    order = "ORDER BY updated_at DESC, id DESC LIMIT 10"
-    if dialect == "sqlite":
-        sql = f"SELECT * FROM jobs INDEXED BY ix_jobs_retrying WHERE {RETRYING} {order}"
-        return select(Job).from_statement(text(sql))
-    return select(Job).where(text(RETRYING)).order_by(Job.updated_at.desc(), Job.id.desc()).limit(10)
-
-
-def _by_minute(now: datetime) -> Select[Any]:
-    """Jobs that finished in the last hour, counted per state and age in whole minutes (as `_minute_buckets`
-    does), in the database: the dashboard reads ~30 rows however many jobs finish per hour."""
-    age = case((Job.finished_at > now, -1),
-               *[(Job.finished_at > now - timedelta(minutes=m + 1), m) for m in range(MINUTES)], else_=MINUTES)
-    return (select(age, Job.state, func.count()).where(Job.finished_at >= now - timedelta(hours=1))
-            .group_by(age, Job.state))
-
-
 def query_jobs(engine: Engine, now: datetime, totals: Totals | None = None) -> dict[str, Any]:
     """Everything from the database; `totals`: `state_totals(engine)` when the caller has it already."""
     if totals is None:
         totals = state_totals(engine)
-    # Duplicates drive the join (grouped in a subquery, SQLite looks each job up by id instead of scanning all).
-    per_job = select(Duplicate.job_id, func.count().label("n")).group_by(Duplicate.job_id).subquery()
     with Session(engine) as s:
-        duplicates = s.execute(select(Job.rule, func.sum(per_job.c.n)).select_from(per_job)
-                               .join(Job, Job.id == per_job.c.job_id).group_by(Job.rule)).all()
-        running = s.execute(select(*RUNNING_COLUMNS).where(Job.state == JobState.RUNNING)
-                            .order_by(Job.started_at, Job.id)).all()
-        finished = s.execute(_by_minute(now)).all()
-        failed = s.scalars(select(Job).where(Job.state == JobState.FAILED)
-                           .order_by(Job.finished_at.desc(), Job.id.desc()).limit(10)).all()
-        retrying = s.scalars(_retrying(engine.dialect.name)).all()
-        paused = {p.rule: p.paused_at for p in s.scalars(select(InboxPause).order_by(InboxPause.rule))}
-        hosts = s.scalars(select(Host).where(Host.stopped_at.is_(None), Host.seen_at >= now - HOST_FRESH)
-                          .order_by(Host.host, Host.started_at)).all()
+        rows = overview(s, now, totals, host_fresh=HOST_FRESH)
+    running = rows.running
     queue: dict[str, dict[str, int]] = {}
-    for rule, _variant, state, n, _seconds in totals:
-        queue.setdefault(rule, {})[state] = queue.get(rule, {}).get(state, 0) + n
+    for rule, state, n in rows.counts:
+        queue.setdefault(rule, {})[state] = n
     per_minute, failed_per_minute = [0] * MINUTES, [0] * MINUTES
     last5 = last_hour = failed_last_hour = 0
-    for age, state, n in finished:  # age: whole minutes (-1: a host's clock ahead, MINUTES: older)
+    for age, state, n in rows.finished:  # age: whole minutes (-1: a host's clock ahead, MINUTES: older)
         if state in COMPLETED:
             last_hour += n
             last5 += n if age < 5 else 0
@@ -108,7 +71,7 @@ def query_jobs(engine: Engine, now: datetime, totals: Totals | None = None) -> d
                 failed_per_minute[MINUTES - 1 - age] += n
     return {
         "queue": queue,
-        "duplicates": {rule: int(n) for rule, n in duplicates},
+        "duplicates": dict(rows.duplicates),
         "running": [
             {"id": j.id, "rule": j.rule, "path": printable(j.rel_path), "step": j.current_step,
              "progress": j.progress, "device": j.device, "host": j.host, "attempt": j.attempts,
@@ -120,14 +83,14 @@ def query_jobs(engine: Engine, now: datetime, totals: Totals | None = None) -> d
             "failed_last_hour": failed_last_hour, "minutes": MINUTES,
             "per_minute": per_minute, "failed_per_minute": failed_per_minute,
         },
-        "recent_failures": [_failure(j) for j in failed],
+        "recent_failures": [_failure(j) for j in rows.failed],
         "hosts": [
             {"host": h.host, "pid": h.pid, "version": h.version, "slots": list(h.slots), "started_at": h.started_at,
              "seen_at": h.seen_at, "working_on": [j.id for j in running if j.host == h.host]}
-            for h in hosts
+            for h in rows.hosts
         ],
-        "retrying": [{**_failure(j), "not_before": j.not_before} for j in retrying],
-        "paused_inboxes": paused,
+        "retrying": [{**_failure(j), "not_before": j.not_before} for j in rows.retrying],
+        "paused_inboxes": rows.paused,
     }
 
 

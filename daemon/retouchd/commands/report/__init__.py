@@ -10,7 +10,6 @@ import base64
 import io
 import os
 import warnings
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from sqlalchemy import func, select
 
+from retouchd.commands.report.page import Entry, Thumb, render_page
 from retouchd.settings import Settings
 from retouchd.store import Job, JobState, Store, utcnow
 
@@ -28,37 +28,6 @@ OUTCOMES = ("done", "review", "failed")
 
 class NoPreview(Exception):
     """Why a file has no thumbnail: a reason to show on the page, never raised past this module."""
-
-
-@dataclass
-class Thumb:
-    data: bytes
-    width: int
-    height: int
-    source_size: tuple[int, int]
-    partial: bool = False
-    """The file is cut short: only its beginning decoded (the rest is grey)."""
-
-
-@dataclass
-class Entry:
-    job: Job
-    outcome: str
-    before: str | None = None
-    after: str | None = None
-    before_size: tuple[int, int] | None = None
-    after_size: tuple[int, int] | None = None
-    aspect: tuple[int, int] = (4, 3)
-    notes: list[str] = field(default_factory=list)
-    before_full: str | None = None
-    after_full: str | None = None
-    """Links (relative to the page) to the full-size files, opened on a click."""
-    start: float = 50.0
-    """Where the slider starts, in % of the width: the middle of what changed."""
-
-    @property
-    def seconds(self) -> float:
-        return sum(float(record.get("seconds") or 0) for record in self.job.steps or [])
 
 
 def outcome_of(job: Job) -> str | None:
@@ -242,7 +211,6 @@ def collect(store: Store, *, since: timedelta | None, rules: list[str], outcomes
 def write_report(settings: Settings, store: Store, out: Path, *, since: timedelta | None, since_text: str | None,
                  rules: list[str], outcomes: list[str], limit: int, box: int, external: bool) -> dict[str, Any]:
     """Write the page; returns a summary (counts by outcome, pending, path)."""
-    from retouchd.reportpage import render_page
     from retouchd.store.stats import review_stats
 
     jobs, pending = collect(store, since=since, rules=rules, outcomes=outcomes, limit=limit)

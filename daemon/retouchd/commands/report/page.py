@@ -8,13 +8,14 @@ loaded, <body> carries data-images-loaded / data-images-broken counts.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING, Any
 
 from retouchd.store.states import printable
 
 if TYPE_CHECKING:
-    from retouchd.commands.report import Entry
+    from retouchd.store import Job
 
 SHOWN_METRICS = {"overlay_score", "tile", "tiles", "device", "width", "height"}
 """Metrics with a column of their own (or, for the output size, a place in the card's facts)."""
@@ -116,6 +117,37 @@ window.addEventListener('load', () => {
 });
 apply(false);
 """
+
+
+@dataclass
+class Thumb:
+    data: bytes
+    width: int
+    height: int
+    source_size: tuple[int, int]
+    partial: bool = False
+    """The file is cut short: only its beginning decoded (the rest is grey)."""
+
+
+@dataclass
+class Entry:
+    job: Job
+    outcome: str
+    before: str | None = None
+    after: str | None = None
+    before_size: tuple[int, int] | None = None
+    after_size: tuple[int, int] | None = None
+    aspect: tuple[int, int] = (4, 3)
+    notes: list[str] = field(default_factory=list)
+    before_full: str | None = None
+    after_full: str | None = None
+    """Links (relative to the page) to the full-size files, opened on a click."""
+    start: float = 50.0
+    """Where the slider starts, in % of the width: the middle of what changed."""
+
+    @property
+    def seconds(self) -> float:
+        return sum(float(record.get("seconds") or 0) for record in self.job.steps or [])
 
 
 def _e(value: Any) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from retouchd.commands.history import open_store_or_exit
+from retouchd.commands.status.data import reader, status_data
 from retouchd.settings import Settings
-from retouchd.statusdata import reader, status_data
 
 
 def show_status(settings: Settings, *, as_json: bool, once: bool, interval: float) -> None:
@@ -23,7 +23,7 @@ def show_status(settings: Settings, *, as_json: bool, once: bool, interval: floa
         return
     from rich.console import Console
 
-    from retouchd.statusview import live, render
+    from retouchd.commands.status.view import live, render
 
     console = Console(highlight=False)
     root = str(settings.root.absolute())
