@@ -63,6 +63,14 @@ def test_banded_match_levels_equals_the_whole_image_formula(width: int, height: 
     assert fixed is output and np.array_equal(output, expected)
 
 
+def test_match_levels_in_place_on_a_read_only_output_corrects_a_copy() -> None:
+    """A resample through Pillow hands back a read-only array: in_place then falls back to a copy."""
+    source, output = shifted_pair(80, 60, 3)
+    output.flags.writeable = False
+    fixed, _ = match_levels(source, output, in_place=True)
+    assert fixed is not output and np.array_equal(fixed, whole_image_match_levels(source, output))
+
+
 def test_match_levels_without_a_shift_returns_the_output_unchanged() -> None:
     source, _ = shifted_pair(120, 90, 2)
     output = cv2.resize(source, (240, 180), interpolation=cv2.INTER_CUBIC)

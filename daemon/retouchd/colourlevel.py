@@ -28,7 +28,8 @@ def match_levels(source: RGBImage, output: RGBImage, sigma: float = SIGMA, *,
 
     The shift is measured per channel as the mean of (source − output shrunk to the source's size), in levels.
     The correction is enlarged (bilinear, as cv2.resize) and added in bands of output rows; `in_place` writes
-    them into `output` itself (the caller no longer needs the uncorrected pixels), else into a copy.
+    them into `output` itself when it is writable (the caller no longer needs the uncorrected pixels), else
+    into a copy.
     """
     import cv2
 
@@ -40,7 +41,7 @@ def match_levels(source: RGBImage, output: RGBImage, sigma: float = SIGMA, *,
     if float(np.abs(smooth).max()) < 0.5:
         # Bilinear weights are convex, so |correction| < 0.5 too: rint(v + c) == v for every integer v.
         return output, shift
-    result = output if in_place else output.copy()
+    result = output if in_place and output.flags.writeable else output.copy()  # Pillow's arrays are read-only
     out_h, out_w = output.shape[:2]
     for top in range(0, out_h, BAND_ROWS):
         bottom = min(out_h, top + BAND_ROWS)
