@@ -112,6 +112,25 @@ def test_out_of_memory_at_the_smallest_tile_raises_typed_error() -> None:
     assert info.value.permanent is False
 
 
+@pytest.mark.parametrize("message", [
+    "cuDNN error: CUDNN_STATUS_ALLOC_FAILED",
+    "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+    "cuDNN error: CUDNN_STATUS_NOT_ENOUGH_WORKSPACE",
+])
+def test_cudnn_and_cublas_allocation_failures_shrink_the_tile(message: str) -> None:
+    """cuDNN / cuBLAS report a full device as plain RuntimeErrors: they shrink the tile like an OOM."""
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        if max(x.shape[-2:]) > 40:
+            raise RuntimeError(message)
+        return nearest(2)(x)
+
+    image = np.random.default_rng(3).integers(0, 256, (60, 60, 3), dtype=np.uint8)
+    result = tiled_upscale(model, image, 2, tile=64, tile_pad=0)
+    assert result.tile == 32
+    assert np.array_equal(result.image, image.repeat(2, 0).repeat(2, 1))
+
+
 def test_model_failures_and_wrong_shapes_become_step_errors() -> None:
     """Any other exception, or an output of the wrong size, is a StepError naming the tile."""
 

@@ -68,12 +68,18 @@ def auto_tile(bytes_per_pixel: int, device: str = "cpu", fp16: bool = False, pad
     return max(MIN_TILE, min(MAX_AUTO_TILE, side))
 
 
+_OUT_OF_MEMORY_TEXT = ("can't allocate memory", "out of memory", "CUDNN_STATUS_ALLOC_FAILED",
+                       "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE")
+"""Plain RuntimeErrors that mean memory ran out: torch's CPU allocator and ncnn (ours) say "can't allocate
+memory"; cuDNN and cuBLAS report a failed workspace allocation under their own status names (not as
+torch.OutOfMemoryError), which a nearly full device gives. A smaller tile helps in every case."""
+
+
 def _is_out_of_memory(exc: BaseException) -> bool:
     torch = sys.modules.get("torch")  # only a torch model can raise torch's error; never import it here
     if torch is not None and isinstance(exc, torch.OutOfMemoryError):
         return True
-    # The CPU allocator raises a plain RuntimeError; a smaller tile helps there too.
-    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+    return isinstance(exc, RuntimeError) and any(text in str(exc) for text in _OUT_OF_MEMORY_TEXT)
 
 
 def _context(start: int, end: int, size: int, pad: int, pre_pad: int) -> tuple[int, int]:

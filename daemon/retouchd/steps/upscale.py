@@ -177,7 +177,7 @@ class UpscaleStep(Step[UpscaleOptions]):
                 if self.options.model == "fast" else None
             rgb = self._super_resolve(frame.rgb, size, ctx, metrics, choice)
             # A network may shift colour levels (x4plus darkened a JPEG crop by ~7): keep the input's.
-            rgb, shift = match_levels(frame.rgb, rgb)
+            rgb, shift = match_levels(frame.rgb, rgb, in_place=True)  # rgb is this step's own new array
             metrics["level_shift_fixed"] = round(shift, 2)
         alpha = resample_alpha(frame.alpha, size) if frame.alpha is not None else None
         return StepResult(Frame(rgb, alpha), metrics)

@@ -70,14 +70,21 @@ def choose(degradation: Degradation, scale: int) -> Choice:
 
 
 def blend_bicubic(source: RGBImage, output: RGBImage, share: float) -> RGBImage:
-    """`share` of `output` plus the rest of `source` enlarged by bicubic to `output`'s size."""
+    """`share` of `output` plus the rest of `source` enlarged by bicubic to `output`'s size, written into
+    `output` itself (the caller's own fresh network output)."""
     from PIL import Image
 
+    from retouchd.colourlevel import BAND_ROWS
+
     height, width = output.shape[:2]
-    bicubic = np.asarray(Image.fromarray(source).resize((width, height), Image.Resampling.BICUBIC), np.float32)
-    mixed = bicubic + share * (output.astype(np.float32) - bicubic)
-    result: RGBImage = np.rint(np.clip(mixed, 0, 255)).astype(np.uint8)
-    return result
+    bicubic = np.asarray(Image.fromarray(source).resize((width, height), Image.Resampling.BICUBIC))
+    # In bands of rows: whole-image float copies cost five times the output's bytes at the job's peak.
+    for top in range(0, height, BAND_ROWS):
+        rows = slice(top, min(height, top + BAND_ROWS))
+        base = bicubic[rows].astype(np.float32)
+        mixed = base + share * (output[rows].astype(np.float32) - base)
+        output[rows] = np.rint(np.clip(mixed, 0, 255, out=mixed), out=mixed)
+    return output
 
 
 def load_noise_aware(scale: int) -> SRNet:
