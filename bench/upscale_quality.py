@@ -8,13 +8,17 @@ Targets: `fast` beats bicubic by ≥ 1.5 dB at ×2 and ≥ 1.0 dB at ×4.
     /tmp/venv/bin/python bench/upscale_quality.py [--crop 384] [--models fast,anime,photo,lanczos]
 
 With `--set tune|holdout` it builds the "real thumbnails" table instead, on bench/photoset.py's photos:
-a centre crop of --crop (default 192) pixels per photo — a subsample, to keep a full run near 10 minutes on
-two shared cores — downscaled by area (box) or Lanczos, saved as JPEG at quality 60 / 75 / 90, and enlarged
-×2 / ×3 / ×4 by bicubic, Lanczos and `fast` (which reads the JPEG's tables, as in the daemon); clean
-bicubic downscales at ×2 / ×4 are the control. Targets: `fast` ≥ +0.5 dB over bicubic on every thumbnail
-row, no photo below bicubic by more than 0.2 dB, ≥ +3.0 dB on the bicubic control.
+each **full frame** (768×512, trimmed to a multiple of the scale) is the ground truth, downscaled by area
+(box) or Lanczos, saved as JPEG at quality 60 / 75 / 90, and enlarged ×2 / ×3 / ×4 by bicubic, Lanczos and
+`fast` (which reads the JPEG's tables, as in the daemon); clean bicubic downscales at ×2 / ×4 are the
+control. Per row: mean PSNR-Y / SSIM-Y of each method, `fast`'s mean and worst-photo gain over bicubic and
+its gain over Lanczos; per photo in the JSON. Targets: `fast` ≥ +0.5 dB over bicubic on every thumbnail
+row, no photo below bicubic by more than 0.2 dB, ≥ +3.0 dB on the bicubic control. Centre crops flatter
+`fast` (the subject is in the centre; flat sky and bokeh are at the edges), so only full frames are reported;
+`--crop N`, `--every N` and `--cases` give a faster subset while developing.
 
-    python bench/upscale_quality.py --set holdout [--crop 192] [--every 1]
+    python bench/upscale_quality.py --set holdout            # the reported table (~25 min on 2 busy cores)
+    python bench/upscale_quality.py --set tune --every 6 --cases area60x2,lanczos90x4 [--crop 256]
 """
 
 from __future__ import annotations
@@ -100,15 +104,18 @@ def real_thumbnails(args: argparse.Namespace) -> None:
     from photoset import photos
 
     chosen = photos(args.set)[:: args.every]
-    crop = args.crop if args.crop != 384 else 192
+    crop = args.crop if args.crop != 384 else 0
+    wanted = set(args.cases.split(",")) if args.cases else None
     rows: dict[str, dict[str, Any]] = {}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for kind, quality, scale in THUMBNAIL_CASES:
             case = f"{kind} q{quality or '-'} x{scale}"
+            if wanted is not None and f"{kind}{quality or ''}x{scale}" not in wanted:
+                continue
             per: dict[str, dict[str, tuple[float, float]]] = {"bicubic": {}, "lanczos": {}, "fast": {}}
             for name, rgb in chosen:
-                truth = centre_crop(rgb, crop, scale)
+                truth = centre_crop(rgb, crop or max(rgb.shape), scale)
                 h, w = truth.shape[:2]
                 low, path = thumbnail(truth, kind, quality, scale, Path(tmp))
                 for method, filt in (("bicubic", Image.Resampling.BICUBIC), ("lanczos", Image.Resampling.LANCZOS)):
@@ -146,11 +153,13 @@ CACHE = Cache()
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--crop", type=int, default=384, help="largest side of the ground-truth crop")
+    parser.add_argument("--crop", type=int, default=384,
+                        help="largest side of the ground-truth crop (with --set: full frames unless given)")
     parser.add_argument("--models", default="fast,anime,photo,lanczos")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--set", choices=("tune", "holdout"), help="the real-thumbnails table on these photos")
     parser.add_argument("--every", type=int, default=1, help="with --set: use every n-th photo")
+    parser.add_argument("--cases", default="", help="with --set: only these rows, e.g. area60x2,lanczos90x4,bicubicx2")
     args = parser.parse_args()
     if args.set:
         real_thumbnails(args)
