@@ -12,12 +12,13 @@ each **full frame** (768×512, trimmed to a multiple of the scale) is the ground
 (box) or Lanczos, saved as JPEG at quality 60 / 75 / 90, and enlarged ×2 / ×3 / ×4 by bicubic, Lanczos and
 `fast` (which reads the JPEG's tables, as in the daemon); clean bicubic downscales at ×2 / ×4 are the
 control. Per row: mean PSNR-Y / SSIM-Y of each method, `fast`'s mean, median and worst-photo gain over
-bicubic (one flat photo can carry a mean) and its gain over Lanczos; per photo in the JSON. Targets: `fast` ≥ +0.5 dB over bicubic on every thumbnail
-row, no photo below bicubic by more than 0.2 dB, ≥ +3.0 dB on the bicubic control. Centre crops flatter
+bicubic (one flat photo can carry a mean) and its gain over Lanczos; per photo in the JSON. Targets:
+`fast` ≥ +0.5 dB over bicubic on every thumbnail row, no photo below bicubic by more than 0.2 dB,
+≥ +3.0 dB on the bicubic control. Centre crops flatter
 `fast` (the subject is in the centre; flat sky and bokeh are at the edges), so only full frames are reported;
 `--crop N`, `--every N` and `--cases` give a faster subset while developing.
 
-    python bench/upscale_quality.py --set holdout            # the reported table (~25 min on 2 busy cores)
+    python bench/upscale_quality.py --set holdout            # the reported table (~40 min on 2 busy cores)
     python bench/upscale_quality.py --set tune --every 6 --cases area60x2,lanczos90x4 [--crop 256]
 """
 
