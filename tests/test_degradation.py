@@ -91,3 +91,59 @@ def test_level_shift_is_removed_and_detail_kept() -> None:
     detail = darker.astype(np.float32) - cv2.GaussianBlur(darker, (0, 0), 4).astype(np.float32)
     kept = fixed.astype(np.float32) - cv2.GaussianBlur(fixed, (0, 0), 4).astype(np.float32)
     assert np.abs(detail - kept).mean() < 0.6
+
+
+def luma_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    from retouchd.degradation import luma
+
+    return float(10 * np.log10(255.0**2 / np.mean((luma(a) - luma(b)) ** 2)))
+
+
+@pytest.mark.parametrize("quality", [60, 90])
+def test_deblocking_brings_a_jpeg_thumbnail_back_towards_its_original(quality: int) -> None:
+    """The deblocked decode of a JPEG thumbnail is closer to the uncompressed thumbnail (PSNR-Y) than the
+    decode itself, and its 8×8 blocking is lower."""
+    from retouchd.deblock import deblock
+    from retouchd.degradation import blockiness, luma
+
+    clean, _ = thumbnail(2, Image.Resampling.BOX, None)
+    decoded, _ = thumbnail(2, Image.Resampling.BOX, quality)
+    cleaned = deblock(decoded, quality)
+    assert cleaned.shape == decoded.shape and cleaned.dtype == np.float32
+    assert luma_psnr(clean, cleaned) > luma_psnr(clean, decoded) + 0.5
+    assert blockiness(luma(cleaned)) < blockiness(luma(decoded)) - 0.01
+
+
+def test_deblocking_keeps_within_the_quantisation_steps() -> None:
+    """On the file's own 8×8 grid every luma DCT coefficient stays within half a quantisation step of the
+    decoded one: the deblocked image is one the file could have come from."""
+    from retouchd.deblock import dct_blocks, deblock_luma
+
+    decoded, _ = thumbnail(2, Image.Resampling.LANCZOS, 60)
+    y = np.asarray(decoded, dtype=np.float64) @ np.array([0.299, 0.587, 0.114])
+    table = ijg_table(60).reshape(8, 8)
+    cleaned = deblock_luma(y, table)
+    rows, cols = y.shape[0] // 8 * 8, y.shape[1] // 8 * 8
+    moved = np.abs(dct_blocks(cleaned[:rows, :cols] - 128) - dct_blocks(y[:rows, :cols] - 128))
+    assert float((moved - table / 2).max()) < 1e-6
+    assert float(np.abs(cleaned - y).mean()) > 0.3  # and it did change the image
+
+
+def test_back_projection_makes_the_output_agree_with_its_input() -> None:
+    """After back-projection, the output's area-downscale is within a fraction of a level of the target;
+    a bicubic enlargement of a box thumbnail starts over a level away."""
+    import cv2
+
+    from retouchd.steps.upscale_jpeg import back_project
+
+    low, _ = thumbnail(2, Image.Resampling.BOX, None)
+    h, w = low.shape[:2]
+    start = cv2.resize(low, (2 * w, 2 * h), interpolation=cv2.INTER_CUBIC)
+
+    def mismatch(image: np.ndarray) -> float:
+        return float(np.abs(cv2.resize(image.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) - low).mean())
+
+    fixed = back_project(start, low.astype(np.float32))
+    assert fixed.shape == start.shape and fixed.dtype == np.uint8
+    assert mismatch(start) > 1.0
+    assert mismatch(fixed) < 0.3 * mismatch(start)

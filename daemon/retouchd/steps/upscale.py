@@ -22,7 +22,7 @@ from retouchd.colourlevel import match_levels
 from retouchd.exceptions import ConfigError, DeviceOutOfMemoryError, LimitError, ModelError
 from retouchd.models.registry import BUNDLED, MODEL_NAMES, bundled_files, is_weights_path, native_scales
 from retouchd.steps.base import Step, StepContext, StepOptions, StepResult
-from retouchd.steps.upscale_jpeg import Choice, blend_bicubic, choose, load_noise_aware
+from retouchd.steps.upscale_jpeg import Choice, choose, load_noise_aware, refine
 from retouchd.tiling import MIN_TILE, auto_tile, tiled_upscale
 from retouchd.typing import Alpha, Frame, Metrics, RGBImage
 
@@ -198,10 +198,11 @@ class UpscaleStep(Step[UpscaleOptions]):
 
         model = "fast-jpeg" if noise_aware else self.options.model
         key = f"upscale:{model}:x{scale}:{device}:{'fp16' if fp16 else 'fp32'}"
-        if noise_aware:  # the JPEG path's srmd_x* files take the degradation code as input channels (torch)
-            assert scale is not None
-            return cast("SRNet", ctx.models.get(key, lambda: _prepare(load_noise_aware(scale), device, fp16)))
         threads = ctx.cpu_threads or (os.cpu_count() or 1)
+        if noise_aware:  # the JPEG path's srmd_x* files take the degradation code as input channels
+            assert scale is not None
+            return cast("SRNet", ctx.models.get(
+                key, lambda: _prepare(load_noise_aware(scale, device=device, threads=threads), device, fp16)))
 
         def load() -> SRNet:
             net = load_network(model, scale, device=device, threads=threads, backend="auto")
@@ -253,7 +254,10 @@ class UpscaleStep(Step[UpscaleOptions]):
             net = self._network(None if is_weights_path(opts.model) else native, device, fp16, ctx, coded is not None)
             pad = net.receptive_radius if opts.tile_pad == "auto" else opts.tile_pad
             tile = opts.tile if isinstance(opts.tile, int) else auto_tile(net.bytes_per_pixel, device, fp16, pad)
-            if coded is not None:
+            if coded is not None and net.backend == "ncnn":
+                module = net.module
+                module.code = coded.code  # folded into the first convolution (models/ncnnrun.py)
+            elif coded is not None:
                 from retouchd.models.srmd import with_code
 
                 module = with_code(net.module, coded.code)
@@ -265,8 +269,8 @@ class UpscaleStep(Step[UpscaleOptions]):
                     fp16=fp16, channels_last=True, progress=progress,
                 )
             image, tiles, offset = result.image, tiles + result.tiles, offset + result.tiles
-            if coded is not None and coded.blend < 1.0:
-                image = blend_bicubic(rgb, image, coded.blend)
+            if coded is not None:
+                image = refine(rgb, image, coded)
             tile_used = result.tile if tile_used is None else min(tile_used, result.tile)
             backend = net.backend
         if image.shape[:2] != (size[1], size[0]):
