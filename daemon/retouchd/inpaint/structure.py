@@ -21,6 +21,10 @@ import numpy as np
 
 from retouchd.typing import Mask, RGBImage
 
+_END_GAP = 12.0
+"""A segment end this close to the hole (pixels) is an edge entering it."""
+_PAIR_ANGLE = 12.0
+"""Two entering ends pair when they point at each other within this angle (degrees)."""
 _SIDE = 3
 """The colour profile across a line, compared at both ends of the hole, spans ±_SIDE pixels..."""
 _SLIDE = 2
@@ -32,8 +36,13 @@ class StructureParams:
     """Tuning of the edge guides; the defaults are what bench/inpaint_quality.py measured best on tune photos."""
 
     max_lines: int = 3
+    canny_low: int = 20
+    canny_high: int = 60
+    """Hysteresis thresholds of the edge detector (on a lightly blurred grey image)."""
     min_length: int = 24
-    """Shortest Hough segment, in pixels, that may start a line."""
+    """Shortest Hough segment, in pixels, that is extended straight through the hole."""
+    min_end: int = 12
+    """Shortest Hough segment that counts as an edge entering the hole (paired with one across it)."""
     reach: int = 24
     """How far past the hole, on each side, the edge must be present (pixels along the line)."""
     support: float = 0.6
@@ -65,20 +74,21 @@ def find_lines(rgb: RGBImage, hole: Mask, params: StructureParams) -> list[Line]
     if not hole.any() or hole.all():
         return []
     gray = cv2.GaussianBlur(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY), (5, 5), 1.2)
-    edges = cv2.Canny(gray, 40, 120)
+    edges = cv2.Canny(gray, params.canny_low, params.canny_high)
     near_hole = cv2.dilate(hole.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
     edges[near_hole] = 0
-    segments = cv2.HoughLinesP(edges, 1, np.pi / 180, 20, minLineLength=params.min_length, maxLineGap=3)
-    if segments is None:
+    long = cv2.HoughLinesP(edges, 1, np.pi / 180, 20, minLineLength=params.min_length, maxLineGap=3)
+    short = cv2.HoughLinesP(edges, 1, np.pi / 180, 12, minLineLength=params.min_end, maxLineGap=3)
+    parts = [found.reshape(-1, 4) for found in (long, short) if found is not None]
+    if not parts:
         return []
+    segments = np.concatenate(parts)
     gx = cv2.Sobel(gray.astype(np.float32), cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(gray.astype(np.float32), cv2.CV_32F, 0, 1, ksize=3)
     near_edge = cv2.dilate(edges, np.ones((3, 3), np.uint8)) > 0
     found: list[tuple[float, Line]] = []
-    for x0, y0, x1, y1 in segments.reshape(-1, 4).tolist():
-        length = float(np.hypot(x1 - x0, y1 - y0))
-        line = _crossing(float(y0), float(x0), (y1 - y0) / length, (x1 - x0) / length, hole)
-        if line is None or any(_same(line, other) for _, other in found):
+    for line in _candidates(segments.astype(np.float64), hole, params):
+        if any(_same(line, other) for _, other in found):
             continue
         paired = _paired(line, rgb, near_edge, gy, gx, hole, params)
         if paired is not None and not any(_same(paired[1], other) for _, other in found):
@@ -99,6 +109,39 @@ def guides(shape: tuple[int, int], lines: list[Line], params: StructureParams) -
         out[2 * k] = params.weight * level * fall
         out[2 * k + 1] = params.weight * np.exp(-np.square(signed / params.band))
     return out
+
+
+def _candidates(segments: np.ndarray, hole: Mask, p: StructureParams) -> list[Line]:
+    """Lines to test: long segments extended through the hole, then pairs of segment ends that point at
+    each other across it (an edge that bends a little is seen straight near the hole on both sides)."""
+    lines: list[Line] = []
+    ends: list[tuple[np.ndarray, np.ndarray]] = []
+    outside = cv2.distanceTransform((~hole).astype(np.uint8), cv2.DIST_L2, 3)
+    h, w = hole.shape
+    for x0, y0, x1, y1 in segments.tolist():
+        a, b = np.array([y0, x0]), np.array([y1, x1])
+        length = float(np.linalg.norm(b - a))
+        if length >= p.min_length:
+            line = _crossing(y0, x0, (y1 - y0) / length, (x1 - x0) / length, hole)
+            if line is not None:
+                lines.append(line)
+        da, db = outside[int(y0), int(x0)], outside[int(y1), int(x1)]
+        near, far = (a, b) if da < db else (b, a)
+        if min(da, db) <= _END_GAP:
+            ends.append((near, (near - far) / length))
+    cos = np.cos(np.radians(_PAIR_ANGLE))
+    for i, (ea, ua) in enumerate(ends):
+        for eb, ub in ends[i + 1 :]:
+            chord = eb - ea
+            span = float(np.linalg.norm(chord))
+            if span < 8 or float(ua @ ub) > -cos:
+                continue
+            c = chord / span
+            if float(c @ ua) > cos and float(-(c @ ub)) > cos:
+                line = _crossing(float(ea[0]), float(ea[1]), float(c[0]), float(c[1]), hole)
+                if line is not None and 0 <= ea[0] < h and 0 <= ea[1] < w:
+                    lines.append(line)
+    return lines
 
 
 def _crossing(py: float, px: float, dy: float, dx: float, hole: Mask) -> Line | None:
