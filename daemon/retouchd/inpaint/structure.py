@@ -25,6 +25,8 @@ _END_GAP = 12.0
 """A segment end this close to the hole (pixels) is an edge entering it."""
 _PAIR_ANGLE = 12.0
 """Two entering ends pair when they point at each other within this angle (degrees)."""
+_PAIR_OFFSET = 3.0
+"""...and each one's line passes within this many pixels of the other end."""
 _SIDE = 3
 """The colour profile across a line, compared at both ends of the hole, spans ±_SIDE pixels..."""
 _SLIDE = 2
@@ -137,7 +139,10 @@ def _candidates(segments: np.ndarray, hole: Mask, p: StructureParams) -> list[Li
             if span < 8 or float(ua @ ub) > -cos:
                 continue
             c = chord / span
-            if float(c @ ua) > cos and float(-(c @ ub)) > cos:
+            # Straight across: each end's own direction misses the other end by at most _PAIR_OFFSET px.
+            # Looser, a board of a deck would pair with the next board on the far side.
+            misses = max(abs(float(c[0] * u[1] - c[1] * u[0])) for u in (ua, ub)) * span
+            if float(c @ ua) > cos and float(-(c @ ub)) > cos and misses <= _PAIR_OFFSET:
                 line = _crossing(float(ea[0]), float(ea[1]), float(c[0]), float(c[1]), hole)
                 if line is not None and 0 <= ea[0] < h and 0 <= ea[1] < w:
                     lines.append(line)
