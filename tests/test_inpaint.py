@@ -244,9 +244,9 @@ def test_patch_memory_follows_the_crop(ctx: StepContext, monkeypatch: pytest.Mon
     seen: list[tuple[int, ...]] = []
     real = patch_module.complete
 
-    def spy(rgb: torch.Tensor, hole: torch.Tensor, params: object) -> object:
+    def spy(rgb: torch.Tensor, hole: torch.Tensor, params: object, *structure: object) -> object:
         seen.append(tuple(rgb.shape))
-        return real(rgb, hole, params)  # type: ignore[arg-type]
+        return real(rgb, hole, params, *structure)  # type: ignore[arg-type]
 
     monkeypatch.setattr(patch_module, "complete", spy)
     image = np.full((2000, 3000, 3), 90, dtype=np.uint8)

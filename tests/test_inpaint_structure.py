@@ -135,3 +135,25 @@ def test_patch_engine_routes_strokes_to_the_thin_fill(ctx: StepContext, monkeypa
     assert np.array_equal(routed, ThinFill(ctx).fill(given, hole))
     monkeypatch.setattr(PatchEngine, "thin", None)
     assert not np.array_equal(inpaint(given, hole, engine="patch", ctx=ctx), routed)
+
+
+@pytest.mark.parametrize(("slope", "radius"), [(-0.2, 40), (1.5, 34)])
+def test_thin_line_is_drawn_across_a_wide_hole(ctx: StepContext, slope: float, radius: int) -> None:
+    """A 3 px dark line over grain, cut by a hole much wider than a patch, comes out whole and in place.
+
+    Patch search alone stops the line a few pixels inside the hole (a third of it comes back); the edge
+    guides find it on both sides and make the search copy along it.
+    """
+    h, w = 160, 200
+    yy, xx = np.mgrid[:h, :w]
+    across = (yy - (80 - slope * 100 + slope * xx)) / np.sqrt(1 + slope**2)
+    grain = cv2.GaussianBlur(np.random.default_rng(1).normal(0, 25, (h, w)).astype(np.float32), (0, 0), 1.2)
+    value = 150 + grain - 90 * (np.abs(across) < 1.6)
+    truth = np.clip(np.repeat(value[..., None], 3, axis=2), 0, 255).astype(np.uint8)
+    hole = disc(h, w, 80, 100, radius)
+    out = inpaint(grey_hole(truth, hole), hole, engine="patch", ctx=ctx)
+    dark = hole & (out.mean(axis=2) < 100)
+    on_line = hole & (np.abs(across) < 1.6)
+    assert (dark & on_line).sum() >= 0.9 * on_line.sum()
+    assert float(np.abs(across[dark]).mean()) < 1.5
+    assert psnr(out, truth, hole) > 27

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from retouchd.inpaint.patchmatch import Field, Level, Params
+from retouchd.inpaint.patchmatch import Chord, Field, Level, Params
 
 
 def push_pull(feat: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -82,25 +82,46 @@ def scaled_guess(coarse: Field, level: Level) -> tuple[torch.Tensor, torch.Tenso
     return sy, sx
 
 
-def complete(rgb: torch.Tensor, hole: torch.Tensor, params: Params) -> tuple[torch.Tensor, Field | None]:
+def complete(
+    rgb: torch.Tensor,
+    hole: torch.Tensor,
+    params: Params,
+    guides: torch.Tensor | None = None,
+    lines: tuple[Chord, ...] = (),
+) -> tuple[torch.Tensor, Field | None]:
     """Fill `hole` (H×W bool) of `rgb` (3×H×W float, 0–255); returns the image and the finest field.
 
+    `guides` (K×H×W, known in the hole too; see `structure`) are matched like colour but never voted;
+    the search also tries sources along `lines` (full-size coordinates), past the hole.
     The field is None when the crop has no fully known patch to copy from; the hole then gets a smooth fill.
     """
     device = rgb.device
     gen = torch.Generator(device=device).manual_seed(params.seed)
     feat = torch.cat([rgb, params.texture_weight * texture_features(rgb, hole)])
+    fixed = 0 if guides is None else int(guides.shape[0])
+    if guides is not None and fixed:
+        feat = torch.cat([feat, guides])
     levels = pyramid(feat, hole, params)
+    if fixed:
+        assert guides is not None
+        # Guides are known everywhere: every level gets a plain average, hole included.
+        g = guides
+        for i in range(1, len(levels)):
+            g = F.avg_pool2d(g[None], 2, ceil_mode=True)[0]
+            levels[i] = (torch.cat([levels[i][0][:-fixed], g]), levels[i][1])
     result: torch.Tensor | None = None
     previous: Field | None = None
     for depth in range(len(levels) - 1, -1, -1):
         f, h = levels[depth]
+        free = f.shape[0] - fixed
         if result is None:
-            f = push_pull(f, ~h)
+            f = torch.cat([push_pull(f[:free], ~h), f[free:]])
         else:
-            up = F.interpolate(result[None], size=h.shape, mode="bilinear", align_corners=False)[0]
-            f = torch.where(h[None], up, f)
-        level = Level(f, h, params)
+            up = F.interpolate(result[None, :free], size=h.shape, mode="bilinear", align_corners=False)[0]
+            f = torch.cat([torch.where(h[None], up, f[:free]), f[free:]])
+        zoom = h.shape[0] / hole.shape[0]
+        scaled = tuple((py * zoom, px * zoom, dy, dx, t0 * zoom, t1 * zoom) for py, px, dy, dx, t0, t1 in lines)
+        level = Level(f, h, params, fixed, scaled)
         if not level.searchable:
             result, previous = level.unpadded(), None
             continue

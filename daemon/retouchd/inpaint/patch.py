@@ -12,7 +12,8 @@ import torch
 
 from retouchd.inpaint.base import InpaintEngine, downscale
 from retouchd.inpaint.completion import complete, vote_upscaled
-from retouchd.inpaint.patchmatch import Field, Params
+from retouchd.inpaint.patchmatch import Chord, Field, Params
+from retouchd.inpaint.structure import StructureParams, find_lines, guides
 from retouchd.inpaint.thin import ThinFill, ThinParams, thin_components
 from retouchd.typing import Mask, RGBImage
 
@@ -32,6 +33,8 @@ class PatchEngine(InpaintEngine):
     params: ClassVar[Params] = Params()
     thin: ClassVar[ThinParams | None] = ThinParams()
     """Thin components (strokes, scratches) go to the sparse DCT fill, which beats patch search on them."""
+    structure: ClassVar[StructureParams | None] = StructureParams()
+    """Straight edges crossing a hole guide the search (`structure`); None: patch search alone."""
 
     def fill(self, rgb: RGBImage, mask: Mask) -> RGBImage:
         """Strokes first with the thin fill, then the wide components by patch search around them."""
@@ -48,7 +51,8 @@ class PatchEngine(InpaintEngine):
     def solve(self, rgb: RGBImage, hole: Mask) -> RGBImage:
         device = self.torch_device()
         with _cpu_single_thread(device), torch.inference_mode():
-            filled, _ = complete(_to_tensor(rgb, device), torch.from_numpy(hole).to(device), self.params)
+            hole_t = torch.from_numpy(hole).to(device)
+            filled, _ = complete(_to_tensor(rgb, device), hole_t, self.params, *self._guides(rgb, hole, device))
             return _merge(rgb, hole, filled)
 
     def solve_scaled(self, rgb: RGBImage, hole: Mask, scale: float) -> RGBImage:
@@ -57,12 +61,23 @@ class PatchEngine(InpaintEngine):
         small, small_hole = downscale(rgb, hole, scale)
         field: Field | None
         with _cpu_single_thread(device), torch.inference_mode():
-            _, field = complete(_to_tensor(small, device), torch.from_numpy(small_hole).to(device), self.params)
+            small_t, small_hole_t = _to_tensor(small, device), torch.from_numpy(small_hole).to(device)
+            _, field = complete(small_t, small_hole_t, self.params, *self._guides(small, small_hole, device))
             if field is not None:
                 full_hole = torch.from_numpy(hole).to(device)
                 filled = vote_upscaled(_to_tensor(rgb, device), full_hole, field, self.params)
                 return _merge(rgb, hole, filled)
         return super().solve_scaled(rgb, hole, scale)
+
+    def _guides(self, rgb: RGBImage, hole: Mask, device: torch.device) -> tuple[torch.Tensor | None, tuple[Chord, ...]]:
+        """Guide channels and chords of the straight edges that cross the hole (`structure`), if any."""
+        if self.structure is None:
+            return None, ()
+        lines = find_lines(rgb, hole, self.structure)
+        if not lines:
+            return None, ()
+        chords = tuple((ln.py, ln.px, ln.dy, ln.dx, ln.t0, ln.t1) for ln in lines)
+        return torch.from_numpy(guides(hole.shape, lines, self.structure)).to(device), chords
 
 
 def _no_progress(done: int, total: int) -> None:

@@ -29,6 +29,10 @@ _GATHER_BUDGET = 1 << 22
 """Floats gathered at once; bounds the temporary memory of candidate tests and votes."""
 
 Visit = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object]
+Chord = tuple[float, float, float, float, float, float]
+"""A line through the hole: point (y, x), unit direction (y, x), and where along it the hole starts and ends."""
+_ALONG = (3.0, 8.0, 16.0)
+"""Distances past the hole's chord, on both sides, at which a target tries a source along its line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +81,19 @@ class Field:
 class Level:
     """One pyramid level: padded features, hole, valid sources, targets and their current matches."""
 
-    def __init__(self, feat: torch.Tensor, hole: torch.Tensor, params: Params) -> None:
+    def __init__(
+        self,
+        feat: torch.Tensor,
+        hole: torch.Tensor,
+        params: Params,
+        fixed: int = 0,
+        lines: tuple[Chord, ...] = (),
+    ) -> None:
         self.p = params
+        self.fixed = fixed
+        """The last `fixed` channels are guides, known in the hole too: matched, never voted."""
+        self.lines = lines
+        """Edges drawn through the hole (level coordinates): the search also tries sources along them."""
         self.r = params.patch // 2
         self.h, self.w = int(hole.shape[0]), int(hole.shape[1])
         mode = "reflect" if min(self.h, self.w) > self.r else "replicate"
@@ -109,8 +124,7 @@ class Level:
         """Projection basis, the descriptor of every source position, and the field's lookup grids."""
         channels = self.feat.shape[0]
         self.basis = dct_basis(channels, self.p.patch, self.p.luma_order, self.p.chroma_order).to(self.feat.device)
-        kernel = self.basis.T.reshape(-1, channels, self.p.patch, self.p.patch)
-        desc = F.conv2d(self.feat[None], kernel)[0]
+        desc = separable_descriptors(self.feat, self.p.patch, self.p.luma_order, self.p.chroma_order)
         self.src_desc = desc.permute(1, 2, 0).reshape(self.h * self.w, -1).contiguous()
         self.grid_y = torch.full((self.h, self.w), -1, dtype=torch.long, device=self.feat.device)
         self.grid_x = torch.full_like(self.grid_y, -1)
@@ -196,9 +210,24 @@ class Level:
             jx = ((torch.rand(shape, generator=gen, device=gen.device).to(device) * 2 - 1) * scale).round().long()
             cy, cx = self.snap(self.sy[None] + jy, self.sx[None] + jx)
             self._improve(tdesc, cy, cx, None)
+            for line in self.lines:
+                self._improve(tdesc, *self._along(line), None)
         finite = torch.isfinite(self.dist)
         spread = torch.quantile(self.dist[finite], self.p.sigma_quantile).clamp_min(1e-6) if bool(finite.any()) else 1.0
         self.weights = torch.nan_to_num(torch.exp(-self.dist / (2 * spread)) * self.conf, nan=0.0)
+
+    def _along(self, line: Chord) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidates on the target's parallel to `line`, just past either end of the hole's chord.
+
+        Propagation alone carries a thin edge only a few pixels into a hole per round; these reach across.
+        """
+        py, px, dy, dx, t0, t1 = line
+        t = (self.ty.float() - py) * dy + (self.tx.float() - px) * dx
+        shifts = [t0 - m - t for m in _ALONG] + [t1 + m - t for m in _ALONG]
+        step = torch.stack(shifts)
+        cy = (self.ty[None].float() + step * dy).round().long()
+        cx = (self.tx[None].float() + step * dx).round().long()
+        return self.snap(cy, cx)
 
     # -- voting ----------------------------------------------------------------------------------------
 
@@ -240,7 +269,8 @@ class Level:
 
         self._vote_pass(agree)
         update = self.hole_p.reshape(-1) & (total > 0)
-        flat[:, update] = acc[:, update] / total[update]
+        voted = flat.shape[0] - self.fixed
+        flat[:voted, update] = acc[:voted, update] / total[update]
         self._votes, self._vote_total = acc, total
 
     def remove_seam(self, smooth: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
@@ -297,6 +327,30 @@ def dct_basis(channels: int, patch: int, luma: int, chroma: int) -> torch.Tensor
         vec[extra] = np.outer(dct[0], dct[0])
         columns.append(vec.reshape(-1))
     return torch.from_numpy(np.stack(columns, axis=1)).float()
+
+
+def separable_descriptors(feat: torch.Tensor, patch: int, luma: int, chroma: int) -> torch.Tensor:
+    """The `dct_basis` projection of every patch of `feat` (D × H' × W'), as 1-D passes: rows, then columns.
+
+    Equal to one conv2d with the basis as kernels, at a few per cent of its cost: a 2-D DCT frequency is
+    the product of a vertical and a horizontal 1-D one, so each 1-D response is computed once and shared.
+    """
+    colour = np.array([[1, 1, 1], [1, 0, -1], [1, -2, 1]], dtype=np.float64)
+    colour /= np.linalg.norm(colour, axis=1, keepdims=True)
+    dct = torch.from_numpy(_dct_1d(patch)).float().to(feat.device)
+    rotated = torch.einsum("ac,chw->ahw", torch.from_numpy(colour).float().to(feat.device), feat[:3])
+    parts = []
+    for axis, order in ((0, luma), (1, chroma), (2, chroma)):
+        top = min(order, patch - 1)
+        rows = F.conv2d(rotated[axis][None, None], dct[: top + 1, None, None, :])[0]  # v × H × W'
+        both = F.conv2d(rows[:, None], dct[: top + 1, None, :, None])  # v × u × H' × W'
+        for u in range(top + 1):
+            for v in range(min(order - u, patch - 1) + 1):
+                parts.append(both[v, u])
+    if feat.shape[0] > 3:
+        box = F.avg_pool2d(feat[None, 3:], patch, stride=1)[0] * patch
+        parts.extend(box.unbind(0))
+    return torch.stack(parts)
 
 
 def _nearest_source_table(src_ok: torch.Tensor) -> torch.Tensor:
