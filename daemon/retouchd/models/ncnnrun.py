@@ -32,10 +32,11 @@ Array = npt.NDArray[np.float32]
 # srmd.DEGRADATION_CODE); copied so that the CPU path never imports torch. tests/test_ncnnrun.py checks
 # that they agree.
 RECEPTIVE_RADIUS = {"srmd": 12, "rrdbnet": 10}
-BYTES_PER_PIXEL = {"srmd": 5_800, "rrdbnet": 64_000, "srvgg": 3_600}
+BYTES_PER_PIXEL = {"srmd": 6_500, "rrdbnet": 64_000, "srvgg": 3_600}
 """Peak memory per input pixel of one ncnn extraction (measured growth of RSS on 128–256 px tiles, plus
-~10 %): Winograd keeps transformed copies of the maps, 2–10× what the torch modules need. The auto tile
-size is chosen from these, so a job stays within tiling.CPU_ACTIVATION_BUDGET."""
+~10 %; SRMD remeasured on 2026-12-02: 5 870 per pixel on a 192 px tile): Winograd keeps transformed copies
+of the maps, 2–10× what the torch modules need. The auto tile size is chosen from these, so a job stays
+within tiling.CPU_ACTIVATION_BUDGET."""
 SRMD_CODE = (
     -1.12360956e-08, -1.36899159e-08, 1.85637958e-02, 2.86066886e-08, 3.35292965e-02,
     8.37272935e-08, -2.54424009e-07, -3.16234976e-02, -1.35169253e-02, -1.10466090e-08,
