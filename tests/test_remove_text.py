@@ -242,10 +242,11 @@ def test_translucent_band_is_unblended(name: str) -> None:
     assert psnr(out, clean) >= 33
 
 
-@pytest.mark.parametrize(("name", "seed"), [("coffee", 1)])
+@pytest.mark.parametrize(("name", "seed"), [("coffee", 1), ("coffee", 3), ("chelsea", 3), ("astronaut", 4)])
 def test_natural_scene_text_is_left_alone_under_auto(name: str, seed: int) -> None:
     """A sign photographed in perspective (lit, blurred and noisy like the photo) is scene text: "auto"
-    leaves the photo pixel-identical."""
+    leaves the photo pixel-identical. Seeds 3/3/4 are signs turned only slightly, read level: their letters'
+    grain (`textdetect.grain`) is what gives them away."""
     assert not overlays.missing_fonts()
     scene = overlays.scene_sign(overlays.photo(name, 768, 512), np.random.default_rng(seed))
     out, metrics = run(scene, when="auto")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -282,3 +283,25 @@ def test_tiled_copies_vote_one_shape() -> None:
     assert voted[truth].all()
     assert not voted[70, 60]
     assert voted.sum() <= 2.5 * truth.sum()  # the letters and their one-pixel rim
+
+
+def test_grain_inside_letters_marks_scene_text() -> None:
+    """Thick letters of one exact colour (rendered) are not grainy; the same letters lit unevenly, blurred
+    and with the photo's noise (photographed) are; thin or edge-only insides say nothing."""
+    from retouchd.textdetect.grain import grainy
+
+    rng = np.random.default_rng(5)
+    quad = np.array([[10, 10], [150, 10], [150, 50], [10, 50]], np.float32)
+    letters = np.zeros((60, 160), bool)
+    for x in range(14, 140, 30):
+        letters[14:46, x : x + 14] = True
+    rendered = np.full((60, 160, 3), 90, np.uint8)
+    rendered[letters] = (250, 240, 20)
+    assert not grainy(rendered, quad, letters)
+    light = np.linspace(0.8, 1.0, 160)[None, :, None]
+    photographed = cv2.GaussianBlur(rendered.astype(np.float32) * light, (0, 0), 1.0)
+    photographed = (photographed + rng.normal(0, 1.6, photographed.shape)).clip(0, 255).astype(np.uint8)
+    assert grainy(photographed, quad, letters)
+    thin = np.zeros_like(letters)
+    thin[14:46, 14:17] = True
+    assert not grainy(photographed, quad, thin)

@@ -1,0 +1,42 @@
+"""Evidence that a line was photographed, not overlaid: the grain of the scene inside its letters.
+
+An overlay is rendered: the inside of an opaque letter is one exact colour (a few levels of anti-aliasing
+only at its rim), whatever photo lies beneath. Text that is part of the scene (a shop sign, a label, a
+shirt) went through the camera with the rest of the photo: lit unevenly, blurred and carrying the sensor's
+noise, so the inside of its letters is grainy like the photo. Per line: the letter pixels at least
+`INSET` px from the letters' edge (so blur and anti-aliasing do not count) are compared with the mean of
+their 3×3 neighbourhood; the line is *grainy* when at least `MIN_INSIDE` such pixels exist, almost none of
+them is flat (< `FLAT_SHARE` within `FLAT` of their neighbourhood, mean over channels) and their median
+difference is the size of noise (≤ `NOISE`), not of edges or texture showing through (an outline, a
+translucent or thin lettering, whose insides are the photo's: those are left to the other evidence).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from retouchd.textdetect.db import Quad
+from retouchd.typing import Mask, RGBImage
+
+INSET = 2
+MIN_INSIDE = 150
+FLAT = 0.5
+FLAT_SHARE = 0.05
+NOISE = 10.0
+
+
+def grainy(rgb: RGBImage, quad: Quad, letters: Mask) -> bool:
+    """True when the insides of the line's letters carry the photo's grain (see the module docstring)."""
+    x0, y0 = np.maximum(np.floor(quad.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.ceil(quad.max(0)).astype(int) + 2
+    ink = letters[y0:y1, x0:x1].astype(np.uint8)
+    if ink.size == 0:
+        return False
+    size = 2 * INSET + 1
+    inside = cv2.erode(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0
+    if int(inside.sum()) < MIN_INSIDE:
+        return False
+    crop = rgb[y0:y1, x0:x1].astype(np.float32)
+    residual = np.abs(crop - cv2.blur(crop, (3, 3))).mean(axis=2)[inside]
+    return bool((residual < FLAT).mean() < FLAT_SHARE and float(np.median(residual)) <= NOISE)
