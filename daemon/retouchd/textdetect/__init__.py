@@ -20,6 +20,9 @@ For one RGB image:
    evidence reaches `min_score`, and of the weaker boxes on the same line (a poorly read last word).
 6. Backing (`regions`): an opaque box behind a line joins the mask; a translucent band is returned to be
    un-blended (`unblend`) before the fill.
+7. Tiled watermark (`tiles`, `watermark`): lines that read alike at least `MIN_COPIES` times are copies of
+   one watermark; its opacity is voted from them and returned, with the copies the detector missed placed
+   on their lattice, to be un-blended everywhere; only its clipped pixels are filled.
 
 `regions` limits where text is looked for: a box counts only when at least half of it lies inside them.
 """
@@ -42,6 +45,7 @@ from retouchd.textdetect.runtime import OcrModels, load_models
 from retouchd.textdetect.strokes import add_letters
 from retouchd.textdetect.tiles import MIN_COPIES, stack, tiled_text
 from retouchd.textdetect.unblend import Unblend
+from retouchd.textdetect.watermark import TileBlend, estimate
 from retouchd.typing import Mask, RGBImage
 
 __all__ = ["MIN_SCORE", "OcrModels", "Region", "TextBox", "TextDetection", "detect", "load_models"]
@@ -88,6 +92,8 @@ class TextDetection:
     score: float
     bands: tuple[Unblend, ...] = ()
     """Translucent bands behind lines, to un-blend (`unblend.apply`) before the mask is filled."""
+    tiles: TileBlend | None = None
+    """A tiled watermark's opacity over the image, to un-blend (`watermark.apply`) before the mask is filled."""
 
 
 def _polygon(quad: Quad, shape: tuple[int, int]) -> tuple[tuple[slice, slice], Mask] | None:
@@ -243,10 +249,11 @@ def detect(
             bands.append(backing.band)
             # Un-blending a letter's anti-aliased rim (part letter, part band) leaves a bright ghost: fill it.
             mask |= cv2.dilate(letters.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    if len(copies) >= MIN_COPIES:
+    blend = estimate(rgb, copies) if len(copies) >= MIN_COPIES else None
+    if blend is None and len(copies) >= MIN_COPIES:
         mask |= stack(copies, (height, width))
-    else:
+    elif blend is None:
         for _, letters in copies:
             mask |= letters
     score = boxes[0].score if boxes else 0.0
-    return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4), tuple(bands))
+    return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4), tuple(bands), blend)
