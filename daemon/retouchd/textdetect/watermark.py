@@ -1,19 +1,19 @@
 """A tiled watermark un-blended, not painted over: `I = αC + (1 − α)B` is inverted wherever it repeats.
 
-The copies found by the detector (each a quad and its own letter mask, see `tiles`) are aligned to the
-first by phase correlation; their voted letter shape, grown by `RIM` px (anti-aliasing, the blur of a
-rotated tile), is the template's support. Per copy the photo beneath the support is guessed by diffusing
-the surroundings into it (Telea), and each pixel gives `α = (I − B̂)·(C − B̂) / |C − B̂|²` where the photo
-is far enough from the watermark's colour C (white or black, from the sign of the step) to say anything.
-The median over the copies cancels the guess's errors (grass under one copy, sky under the next): that is
-the watermark's opacity, pixel by pixel.
+The copies found by the detector (each a quad and its own letter mask, see `tiles`) are aligned to the first
+by phase correlation; their voted letter shape, grown by `REACH` line heights (a first or last letter most
+copies missed, anti-aliasing), is the template's support. Per copy the photo beneath the support is guessed by
+diffusing the surroundings into it (Telea), and each pixel gives `α = (I − B̂)·(C − B̂) / |C − B̂|²` where the
+photo is far enough from the watermark's colour C (white or black, from the sign of the step) to say anything.
+The median over the copies cancels the guess's errors (grass under one copy, sky under the next): that is the
+watermark's opacity, pixel by pixel.
 
-The copies repeat on a lattice; its two shortest independent steps are fitted to the copies' centres, so
-the copies the detector missed (over bright sky, cut by the border) are placed too, each refined by up to
-`SEARCH` px against the image. A copy is un-blended only where that makes its patch *smoother* (less
-gradient energy in the support than before): a misplaced template would add letters, not remove them
-(do no harm). Pixels whose inverse leaves [0, 255] or whose opacity is past `MAX_ALPHA` are returned as
-clipped, to be filled.
+The copies repeat on a lattice; its two shortest independent steps are fitted to the copies' centres, so the
+copies the detector missed (over bright sky, cut by the border) are placed too, each refined by up to `SEARCH`
+px against the image (half steps of the lattice are tried too). A copy is un-blended only where that makes its
+patch *smoother* (less gradient energy in the support than before): a misplaced template would add letters,
+not remove them (do no harm). Pixels whose inverse leaves [0, 255] or whose opacity is past `MAX_ALPHA` are
+returned as clipped, to be filled.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from retouchd.typing import Mask, RGBImage
 RIM = 2
 REACH = 0.4
 ALPHA_FLOOR = 0.04
-STRONG = 0.12
+STRONG = 0.2
 MIN_CONTRAST = 40.0
 MAX_ALPHA = 0.8
-SEARCH = 3
+SEARCH = 6
 LATTICE_FIT = 3.0
 SMOOTHER = 0.9
 CLIPPED = 6.0
@@ -68,10 +68,10 @@ def _crop(image: Floats, origin: npt.NDArray[np.float64], half: int) -> tuple[Fl
 def _opacity(image: Floats, centres: Sequence[npt.NDArray[np.float64]], support: Mask,
              half: int) -> tuple[Floats, float] | None:
     """The template's α (median over the copies) and the watermark's colour level (0 or 255)."""
-    hole = cv2.dilate(support.astype(np.uint8), np.ones((3, 3), np.uint8))
     steps, guesses, patches, valid = [], [], [], []
     for centre in centres:
         patch, inside = _crop(image, centre, half)
+        hole = cv2.dilate(support.astype(np.uint8), np.ones((3, 3), np.uint8))
         guess = cv2.inpaint(np.clip(patch, 0, 255).astype(np.uint8), hole, 5, cv2.INPAINT_TELEA).astype(np.float32)
         steps.append(float((patch - guess).mean(axis=2)[support & inside].mean()) if (support & inside).any()
                      else 0.0)
@@ -130,8 +130,10 @@ def _lattice(centres: Sequence[npt.NDArray[np.float64]], shape: tuple[int, int],
     reach = np.linalg.solve(np.array([step_a, step_b]).T, (corners - origin).T).T
     lo, hi = np.floor(reach.min(0)).astype(int), np.ceil(reach.max(0)).astype(int)
     out = []
-    for a in range(lo[0], hi[0] + 1):
-        for b in range(lo[1], hi[1] + 1):
+    # Half steps too: the copies found may span a coarser lattice than the watermark's (every other column
+    # of a brick pattern). A position holding no copy is rejected later (un-blending it adds edges).
+    for a in np.arange(lo[0], hi[0] + 0.5, 0.5):
+        for b in np.arange(lo[1], hi[1] + 0.5, 0.5):
             centre = origin + a * step_a + b * step_b
             inside = -half < centre[0] < width + half and -half < centre[1] < height + half
             if inside and np.hypot(*(points - centre).T).min() > half / 2:
@@ -156,6 +158,40 @@ def _energy(patch: Floats, where: Mask) -> float:
     return float((gx**2 + gy**2).sum(axis=2)[where].sum())
 
 
+def _placed(image: Floats, alpha: Floats, origins: Sequence[npt.NDArray[np.float64]], level: float,
+            half: int) -> tuple[Floats, list[tuple[npt.NDArray[np.float64], float]]]:
+    """The opacity map of the copies at `origins` that un-blending smooths, and (origin, energy ratio) of those.
+    Tried and dropped (no better on the tune photos): voting the opacity again from the copies the lattice
+    found, or with every placed copy kept out of the photo guesses."""
+    shape = image.shape[:2]
+    out = np.zeros(shape, np.float32)
+    kept = []
+    for origin in origins:
+        box = _box(origin, half, shape)
+        if box is None:
+            continue
+        move = np.array([[1, 0, origin[0]], [0, 1, origin[1]]], np.float32)
+        here = cv2.warpAffine(alpha, move, (shape[1], shape[0]), flags=cv2.INTER_LINEAR)
+        y0, y1, x0, x1 = box
+        a = np.minimum(here[y0:y1, x0:x1], MAX_ALPHA)[..., None]
+        before = image[y0:y1, x0:x1]
+        after = (before - a * level) / (1 - a)
+        where = here[y0:y1, x0:x1] > 0.02
+        ratio = _energy(after, where) / max(_energy(before, where), 1e-6)
+        if ratio <= SMOOTHER:
+            out[y0:y1, x0:x1] = np.maximum(out[y0:y1, x0:x1], here[y0:y1, x0:x1])
+            kept.append((origin, ratio))
+    return out, kept
+
+
+def _cleaned(alpha: Floats, template: Mask) -> Floats:
+    """Next to the voted shape a faint opacity is the letters' rim; farther out only a clear one (a letter
+    the vote missed) counts, with its own faint rim: chance matches of the photo are no watermark."""
+    near = cv2.dilate(template.astype(np.uint8), np.ones((2 * RIM + 1,) * 2, np.uint8)) > 0
+    strong = cv2.dilate((alpha >= STRONG).astype(np.uint8), np.ones((2 * RIM + 1,) * 2, np.uint8)) > 0
+    return np.where((alpha < ALPHA_FLOOR) | ~(near | strong), 0, alpha).astype(np.float32)
+
+
 def estimate(rgb: RGBImage, copies: Sequence[tuple[Quad, Mask]]) -> TileBlend | None:
     """The tiled watermark's opacity map and colour from its detected copies, or None."""
     aligned = align(copies, (rgb.shape[0], rgb.shape[1]))
@@ -171,36 +207,15 @@ def estimate(rgb: RGBImage, copies: Sequence[tuple[Quad, Mask]]) -> TileBlend | 
     found = _opacity(image, centres, support, half)
     if found is None:
         return None
-    alpha, level = found
-    # Next to the voted shape a faint opacity is the letters' rim; farther out only a clear one (a letter
-    # the vote missed) counts, with its own faint rim: chance matches of the photo are no watermark.
-    near = cv2.dilate(template.astype(np.uint8), np.ones((2 * RIM + 1,) * 2, np.uint8)) > 0
-    strong = cv2.dilate((alpha >= STRONG).astype(np.uint8), np.ones((2 * RIM + 1,) * 2, np.uint8)) > 0
-    alpha[(alpha < ALPHA_FLOOR) | ~(near | strong)] = 0
+    alpha, level = _cleaned(found[0], template), found[1]
     lum = np.ascontiguousarray(image.mean(axis=2))
     sign = 1.0 if level > 127 else -1.0
     missed = [c - half for c in _lattice([o + half for o in centres], rgb.shape[:2], half)]
     placed = list(centres) + [_refine(lum, alpha, o, half, sign) for o in missed]
-    colour = np.full(3, level, np.float32)
-    out = np.zeros(rgb.shape[:2], np.float32)
-    used = 0
-    for centre in placed:
-        move = np.array([[1, 0, centre[0]], [0, 1, centre[1]]], np.float32)
-        here = cv2.warpAffine(alpha, move, (rgb.shape[1], rgb.shape[0]), flags=cv2.INTER_LINEAR)
-        box = _box(centre, half, rgb.shape[:2])
-        if box is None:
-            continue
-        y0, y1, x0, x1 = box
-        a = np.minimum(here[y0:y1, x0:x1], MAX_ALPHA)[..., None]
-        before = image[y0:y1, x0:x1]
-        after = (before - a * colour) / (1 - a)
-        where = here[y0:y1, x0:x1] > 0.02
-        if _energy(after, where) <= SMOOTHER * _energy(before, where):
-            out[y0:y1, x0:x1] = np.maximum(out[y0:y1, x0:x1], here[y0:y1, x0:x1])
-            used += 1
-    if used < MIN_COPIES:
+    out, kept = _placed(image, alpha, placed, level, half)
+    if len(kept) < MIN_COPIES:
         return None
-    return TileBlend(out, (float(colour[0]), float(colour[1]), float(colour[2])), used)
+    return TileBlend(out, (level, level, level), len(kept))
 
 
 def _box(origin: npt.NDArray[np.float64], half: int, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
@@ -221,3 +236,5 @@ def apply(rgb: RGBImage, blend: TileBlend) -> tuple[RGBImage, Mask]:
     out = rgb.copy()
     out[where] = np.clip(np.round(restored), 0, 255).astype(np.uint8)
     return out, clipped
+
+
