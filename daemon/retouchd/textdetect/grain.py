@@ -19,11 +19,13 @@ import numpy as np
 from retouchd.textdetect.db import Quad
 from retouchd.typing import Mask, RGBImage
 
-INSET = 2
+INSET = 3
 MIN_INSIDE = 150
 FLAT = 0.5
-FLAT_SHARE = 0.05
+FLAT_SHARE = 0.1
 NOISE = 10.0
+RING = 6
+SEPARATE = 40.0
 
 
 def grainy(rgb: RGBImage, quad: Quad, letters: Mask) -> bool:
@@ -35,8 +37,14 @@ def grainy(rgb: RGBImage, quad: Quad, letters: Mask) -> bool:
         return False
     size = 2 * INSET + 1
     inside = cv2.erode(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0
+    crop = rgb[y0:y1, x0:x1].astype(np.float32)
+    # Only the ink: a letter mask that took in a counter or a gap shows the photo there, not the letter.
+    ring = (cv2.dilate(ink, np.ones((2 * RING + 1,) * 2, np.uint8)) > 0) & ~(cv2.dilate(ink, np.ones((5, 5),
+                                                                                               np.uint8)) > 0)
+    if ring.any():
+        around = np.median(crop[ring], axis=0)
+        inside &= np.abs(crop - around).max(axis=2) > SEPARATE
     if int(inside.sum()) < MIN_INSIDE:
         return False
-    crop = rgb[y0:y1, x0:x1].astype(np.float32)
     residual = np.abs(crop - cv2.blur(crop, (3, 3))).mean(axis=2)[inside]
     return bool((residual < FLAT).mean() < FLAT_SHARE and float(np.median(residual)) <= NOISE)
