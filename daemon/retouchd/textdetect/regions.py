@@ -35,7 +35,6 @@ MAX_TILT = 2.0
 FLAT_TOLERANCE = 10
 EXACT_TOLERANCE = 3
 PLATE_BLUR = 1.5
-PLATE_MEDIAN = 5
 PLATE_STEP = 2
 CONVEX = 0.9
 FLAT_SHARE = 0.4
@@ -117,8 +116,8 @@ def _box(rgb: RGBImage, quad: Quad, letters: Mask, line: float) -> Mask | str | 
 def _smooth_plate(rgb: RGBImage, seeds: Mask, rect: tuple[int, int, int, int], quad: Quad, line: float,
                   letters: Mask) -> Mask:
     """The smoothly shaded surface the line's most common colour belongs to (a lit, grainy sign): a flood
-    over neighbours that differ by at most `PLATE_STEP` on a denoised copy (median, then Gaussian: grain and
-    JPEG noise go, the plate's edge stays), from the seed farthest from the letters."""
+    over neighbours that differ by at most `PLATE_STEP` on a denoised copy, from the seed farthest from the
+    letters (a median filter first found more plates, and took a translucent band for one: dropped)."""
     y0, y1, x0, x1 = rect
     shape = (rgb.shape[0], rgb.shape[1])
     wy0, wy1, wx0, wx1 = _bounds(quad, shape, BOX_REACH * line, BOX_REACH * line)
@@ -129,8 +128,7 @@ def _smooth_plate(rgb: RGBImage, seeds: Mask, rect: tuple[int, int, int, int], q
         return out
     far = cv2.distanceTransform(free, cv2.DIST_L2, 3)
     sy, sx = np.unravel_index(int(far.argmax()), far.shape)
-    window = cv2.medianBlur(np.ascontiguousarray(rgb[wy0:wy1, wx0:wx1]), PLATE_MEDIAN)
-    window = cv2.GaussianBlur(window, (0, 0), PLATE_BLUR)
+    window = cv2.GaussianBlur(np.ascontiguousarray(rgb[wy0:wy1, wx0:wx1]), (0, 0), PLATE_BLUR)
     flood = np.zeros((wy1 - wy0 + 2, wx1 - wx0 + 2), np.uint8)
     step = (PLATE_STEP,) * 3
     cv2.floodFill(window, flood, (int(sx), int(sy)), (0, 0, 0), step, step,
