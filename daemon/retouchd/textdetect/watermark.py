@@ -65,15 +65,16 @@ def _crop(image: Floats, origin: npt.NDArray[np.float64], half: int) -> tuple[Fl
     return np.asarray(patch, np.float32), inside
 
 
-def _opacity(image: Floats, centres: Sequence[npt.NDArray[np.float64]], support: Mask,
+def _opacity(image: Floats, centres: Sequence[npt.NDArray[np.float64]], support: Mask, letters: Mask,
              half: int) -> tuple[Floats, float] | None:
-    """The template's α (median over the copies) and the watermark's colour level (0 or 255)."""
+    """The template's α (median over the copies) and the watermark's colour level (0 or 255: the sign of
+    the step on the voted letters themselves, not on the grown support, where most pixels show no mark)."""
     steps, guesses, patches, valid = [], [], [], []
     for centre in centres:
         patch, inside = _crop(image, centre, half)
         hole = cv2.dilate(support.astype(np.uint8), np.ones((3, 3), np.uint8))
         guess = cv2.inpaint(np.clip(patch, 0, 255).astype(np.uint8), hole, 5, cv2.INPAINT_TELEA).astype(np.float32)
-        steps.append(float((patch - guess).mean(axis=2)[support & inside].mean()) if (support & inside).any()
+        steps.append(float((patch - guess).mean(axis=2)[letters & inside].mean()) if (letters & inside).any()
                      else 0.0)
         guesses.append(guess)
         patches.append(patch)
@@ -204,7 +205,7 @@ def estimate(rgb: RGBImage, copies: Sequence[tuple[Quad, Mask]]) -> TileBlend | 
     grow = 2 * max(RIM, round(REACH * line)) + 1
     support = cv2.dilate(template.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow))) > 0
     image = rgb.astype(np.float32)
-    found = _opacity(image, centres, support, half)
+    found = _opacity(image, centres, support, template, half)
     if found is None:
         return None
     alpha, level = _cleaned(found[0], template), found[1]
