@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -240,10 +241,11 @@ def test_translucent_band_is_unblended(name: str) -> None:
     assert psnr(out, clean) >= 33
 
 
-@pytest.mark.parametrize(("name", "seed"), [("coffee", 1)])
+@pytest.mark.parametrize(("name", "seed"), [("coffee", 1), ("coffee", 3), ("chelsea", 3), ("astronaut", 4)])
 def test_natural_scene_text_is_left_alone_under_auto(name: str, seed: int) -> None:
     """A sign photographed in perspective (lit, blurred and noisy like the photo) is scene text: "auto"
-    leaves the photo pixel-identical."""
+    leaves the photo pixel-identical. Seeds 3/3/4 are signs turned only slightly, read level: their letters'
+    grain (`textdetect.grain`) is what gives them away."""
     assert not overlays.missing_fonts()
     scene = overlays.scene_sign(overlays.photo(name, 768, 512), np.random.default_rng(seed))
     out, metrics = run(scene, when="auto")
@@ -251,15 +253,22 @@ def test_natural_scene_text_is_left_alone_under_auto(name: str, seed: int) -> No
     assert np.array_equal(out, scene)
 
 
-def test_tiled_watermark_is_treated_everywhere() -> None:
-    """A diagonal watermark tiled over the photo: its repeats make it an overlay despite the tilt, and its
-    copies across the image are removed, not only one."""
-    clean, image = styled("tiled", "coffee", seed=2)
+@pytest.mark.parametrize(("name", "seed"), [("coffee", 2), ("chelsea", 4)])
+def test_tiled_watermark_is_treated_everywhere(name: str, seed: int) -> None:
+    """A diagonal watermark tiled over the photo: its repeats make it an overlay despite the tilt, and it is
+    un-blended at every copy (the detected ones and those on their lattice), not filled: the photo beneath
+    comes back and nothing away from the watermark changes. (Filling the copies, as before, restored 0.44 /
+    0.69 of the overlay pixels and gained 1.9 / 4.3 dB.)"""
+    assert not overlays.missing_fonts()
+    clean = overlays.photo(name)
+    image, footprint = overlays.tiled_watermark(clean, np.random.default_rng(seed))
     out, metrics = run(image, when="auto")
-    assert metrics["treated"] is True and metrics["boxes"] >= 3
-    # The copies are filled, not yet un-blended: the fill bounds what comes back (see the README table).
-    assert restored(out, clean, image) >= 0.4
-    assert psnr(out, clean) >= psnr(image, clean) + 1
+    assert metrics["treated"] is True and metrics["boxes"] >= 3 and metrics["tiles"] >= 10
+    assert restored(out, clean, image) >= 0.7
+    assert psnr(out, clean) >= psnr(image, clean) + 5
+    near = cv2.dilate(footprint.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    changed = np.abs(out.astype(int) - image).max(axis=2) > 10
+    assert (changed & ~near).mean() <= 0.001
 
 
 def test_screenshot_text_is_filled_with_its_page() -> None:

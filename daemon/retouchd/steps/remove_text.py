@@ -100,7 +100,7 @@ class RemoveTextStep(Step[RemoveTextOptions]):
             "engine": opts.engine,
             "detect_seconds": round(time.perf_counter() - start, 3),
         }
-        if (opts.when == "auto" and score < opts.threshold) or not (found.mask.any() or found.bands):
+        if (opts.when == "auto" and score < opts.threshold) or not (found.mask.any() or found.bands or found.tiles):
             return StepResult(frame, metrics)
         start = time.perf_counter()
         rgb, hole = frame.rgb, found.mask
@@ -109,6 +109,12 @@ class RemoveTextStep(Step[RemoveTextOptions]):
 
             rgb, clipped = apply(rgb, list(found.bands))
             hole = hole | clipped
+        if found.tiles is not None:
+            from retouchd.textdetect import watermark
+
+            rgb, clipped = watermark.apply(rgb, found.tiles)
+            hole = hole | clipped
+            metrics["tiles"] = found.tiles.copies
         metrics["bands"] = len(found.bands)
         rgb = inpaint(rgb, hole, engine=opts.engine, ctx=ctx)
         metrics["treated"] = True

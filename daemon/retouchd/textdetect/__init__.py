@@ -13,12 +13,16 @@ For one RGB image:
    alone fires on petals, seed heads, eyes and wood grain (probability 1.0 on some); a level line of
    several confidently read characters is what overlays have and texture lacks. A confident, level line
    that the recogniser cannot read (Hangul: it knows no such script) is judged by its glyphs (`glyphs`).
-   A line on a plate seen in perspective (`regions`) is scene text: its geometry factor drops to the floor.
+   A line on a plate seen in perspective (`regions`) or whose letters carry the photo's grain (`grain`) is
+   scene text: its geometry factor drops to the floor.
 4. Overlay score = the largest box evidence among the boxes inside `regions` (0 when there are none).
 5. Mask (`strokes`): the letter pixels (fill, outline, shadow, anti-aliased rim) of every box whose
    evidence reaches `min_score`, and of the weaker boxes on the same line (a poorly read last word).
 6. Backing (`regions`): an opaque box behind a line joins the mask; a translucent band is returned to be
    un-blended (`unblend`) before the fill.
+7. Tiled watermark (`tiles`, `watermark`): lines that read alike at least `MIN_COPIES` times are copies of
+   one watermark; its opacity is voted from them and returned, with the copies the detector missed placed
+   on their lattice, to be un-blended everywhere; only its clipped pixels are filled.
 
 `regions` limits where text is looked for: a box counts only when at least half of it lies inside them.
 """
@@ -34,12 +38,14 @@ import numpy as np
 from retouchd.textdetect.db import MAX_SIDE, Quad, candidates, detection_size, probability_map, quad_size, quad_tilt
 from retouchd.textdetect.evidence import TILT_FLOOR, Evidence, repeated, weigh
 from retouchd.textdetect.glyphs import GLYPH_READ, MIN_GLYPHS, glyph_row
+from retouchd.textdetect.grain import grainy
 from retouchd.textdetect.recognize import read_lines
 from retouchd.textdetect.regions import find_backing
 from retouchd.textdetect.runtime import OcrModels, load_models
 from retouchd.textdetect.strokes import add_letters
 from retouchd.textdetect.tiles import MIN_COPIES, stack, tiled_text
 from retouchd.textdetect.unblend import Unblend
+from retouchd.textdetect.watermark import TileBlend, estimate
 from retouchd.typing import Mask, RGBImage
 
 __all__ = ["MIN_SCORE", "OcrModels", "Region", "TextBox", "TextDetection", "detect", "load_models"]
@@ -86,6 +92,8 @@ class TextDetection:
     score: float
     bands: tuple[Unblend, ...] = ()
     """Translucent bands behind lines, to un-blend (`unblend.apply`) before the mask is filled."""
+    tiles: TileBlend | None = None
+    """A tiled watermark's opacity over the image, to un-blend (`watermark.apply`) before the mask is filled."""
 
 
 def _polygon(quad: Quad, shape: tuple[int, int]) -> tuple[tuple[slice, slice], Mask] | None:
@@ -140,10 +148,11 @@ def _boxes_to_mask(boxes: Sequence[TextBox], min_score: float) -> list[TextBox]:
     return chosen
 
 
-def _on_a_plate_in_perspective(rgb: RGBImage, quad: Quad) -> bool:
+def _in_the_scene(rgb: RGBImage, quad: Quad) -> bool:
+    """On a plate seen in perspective, or letters carrying the photo's grain: photographed, not overlaid."""
     letters = np.zeros(rgb.shape[:2], bool)
     add_letters(rgb, quad, letters)
-    return find_backing(rgb, quad, letters).scene
+    return grainy(rgb, quad, letters) or find_backing(rgb, quad, letters).scene
 
 
 def _as_scene(box: TextBox) -> TextBox:
@@ -166,6 +175,17 @@ def _unread_glyphs(rgb: RGBImage, quad: Quad, weighed: Evidence) -> Evidence:
     if count < MIN_GLYPHS:
         return weighed
     return Evidence(weighed.det, GLYPH_READ, 1.0, 1.0, weighed.tilt)
+
+
+def _scene_aside(rgb: RGBImage, boxes: list[TextBox], tiles: set[int], min_score: float) -> tuple[list[TextBox],
+                                                                                             list[TextBox]]:
+    """(boxes, boxes to mask) once the lines photographed with the scene are scored as such."""
+    masked = _boxes_to_mask(boxes, min_score)
+    scene = [b for b in masked if id(b.quad) not in tiles and _in_the_scene(rgb, b.quad)]
+    if scene:
+        boxes = sorted((_as_scene(b) if b in scene else b for b in boxes), key=lambda b: -b.score)
+        masked = _boxes_to_mask(boxes, min_score)
+    return boxes, masked
 
 
 def detect(
@@ -196,11 +216,8 @@ def detect(
         ),
         key=lambda b: -b.score,
     )
-    masked = _boxes_to_mask(boxes, min_score)
-    scene = [b for b in masked if _on_a_plate_in_perspective(rgb, b.quad)]
-    if scene:
-        boxes = sorted((_as_scene(b) if b in scene else b for b in boxes), key=lambda b: -b.score)
-        masked = _boxes_to_mask(boxes, min_score)
+    tiles = {id(c.quad) for c, tile in zip(found, tiled, strict=True) if tile}
+    boxes, masked = _scene_aside(rgb, boxes, tiles, min_score)
     mask = np.zeros((height, width), bool)
     done = np.zeros((height, width), bool)
     bands: list[Unblend] = []
@@ -232,10 +249,11 @@ def detect(
             bands.append(backing.band)
             # Un-blending a letter's anti-aliased rim (part letter, part band) leaves a bright ghost: fill it.
             mask |= cv2.dilate(letters.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    if len(copies) >= MIN_COPIES:
+    blend = estimate(rgb, copies) if len(copies) >= MIN_COPIES else None
+    if blend is None and len(copies) >= MIN_COPIES:
         mask |= stack(copies, (height, width))
-    else:
+    elif blend is None:
         for _, letters in copies:
             mask |= letters
     score = boxes[0].score if boxes else 0.0
-    return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4), tuple(bands))
+    return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4), tuple(bands), blend)

@@ -36,6 +36,7 @@ FLAT_TOLERANCE = 10
 EXACT_TOLERANCE = 3
 PLATE_BLUR = 1.5
 PLATE_STEP = 2
+CONVEX = 0.9
 FLAT_SHARE = 0.4
 BOX_REACH = 1.6
 BOXY = 0.8
@@ -108,23 +109,27 @@ def _box(rgb: RGBImage, quad: Quad, letters: Mask, line: float) -> Mask | str | 
         box = _box_at(distance <= tolerance, (y0, y1, x0, x1), quad, letters, line)
         if box is not None:
             return box
-    return _box_at(_smooth_plate(rgb, distance <= FLAT_TOLERANCE, (y0, y1, x0, x1), quad, line),
-                   (y0, y1, x0, x1), quad, letters, line)
+    plate = _smooth_plate(rgb, distance <= FLAT_TOLERANCE, (y0, y1, x0, x1), quad, line, letters)
+    return _box_at(plate, (y0, y1, x0, x1), quad, letters, line, plate=True)
 
 
-def _smooth_plate(rgb: RGBImage, seeds: Mask, rect: tuple[int, int, int, int], quad: Quad, line: float) -> Mask:
+def _smooth_plate(rgb: RGBImage, seeds: Mask, rect: tuple[int, int, int, int], quad: Quad, line: float,
+                  letters: Mask) -> Mask:
     """The smoothly shaded surface the line's most common colour belongs to (a lit, grainy sign): a flood
-    from one seed over neighbours that differ by at most `PLATE_STEP` on a denoised copy."""
+    over neighbours that differ by at most `PLATE_STEP` on a denoised copy, from the seed farthest from the
+    letters (a median filter first found more plates, and took a translucent band for one: dropped)."""
     y0, y1, x0, x1 = rect
     shape = (rgb.shape[0], rgb.shape[1])
     wy0, wy1, wx0, wx1 = _bounds(quad, shape, BOX_REACH * line, BOX_REACH * line)
     out = np.zeros(shape, bool)
-    candidates = np.argwhere(seeds[y0:y1, x0:x1])
-    if candidates.size == 0:
+    free = np.zeros((wy1 - wy0, wx1 - wx0), np.uint8)
+    free[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] = seeds[y0:y1, x0:x1] & ~letters[y0:y1, x0:x1]
+    if not free.any():
         return out
+    far = cv2.distanceTransform(free, cv2.DIST_L2, 3)
+    sy, sx = np.unravel_index(int(far.argmax()), far.shape)
     window = cv2.GaussianBlur(np.ascontiguousarray(rgb[wy0:wy1, wx0:wx1]), (0, 0), PLATE_BLUR)
     flood = np.zeros((wy1 - wy0 + 2, wx1 - wx0 + 2), np.uint8)
-    sy, sx = candidates[len(candidates) // 2] + [y0 - wy0, x0 - wx0]
     step = (PLATE_STEP,) * 3
     cv2.floodFill(window, flood, (int(sx), int(sy)), (0, 0, 0), step, step,
                   4 | cv2.FLOODFILL_MASK_ONLY | (1 << 8))
@@ -133,7 +138,7 @@ def _smooth_plate(rgb: RGBImage, seeds: Mask, rect: tuple[int, int, int, int], q
 
 
 def _box_at(flat: Mask, rect: tuple[int, int, int, int], quad: Quad, letters: Mask,
-            line: float) -> Mask | str | None:
+            line: float, plate: bool = False) -> Mask | str | None:
     shape = (flat.shape[0], flat.shape[1])
     y0, y1, x0, x1 = rect
     backing = np.zeros(shape, bool)
@@ -157,12 +162,22 @@ def _box_at(flat: Mask, rect: tuple[int, int, int, int], quad: Quad, letters: Ma
     points = cv2.findNonZero(filled.astype(np.uint8))
     (_, _), (w, h), _ = cv2.minAreaRect(points)
     if filled.sum() < BOXY * w * h:
-        return None
+        # Not a rectangle; a smooth plate that is a convex quadrilateral (a sign turned away) is scene text.
+        return SCENE if plate and _trapezoid(filled) and _in_perspective(filled) else None
     if _in_perspective(filled):
         return SCENE
     out = np.zeros(shape, bool)
     out[wy0:wy1, wx0:wx1] = _grow(filled, BOX_RIM)
     return out if out.mean() <= MAX_SHARE else None
+
+
+def _trapezoid(filled: Mask) -> bool:
+    """A convex four-cornered shape: the outline of a rectangular plate under perspective."""
+    contours, _ = cv2.findContours(filled.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    outline = max(contours, key=cv2.contourArea)
+    hull = cv2.convexHull(outline)
+    corners = cv2.approxPolyDP(hull, 0.04 * cv2.arcLength(hull, True), True)
+    return bool(len(corners) == 4 and filled.sum() >= CONVEX * cv2.contourArea(hull))
 
 
 def _in_perspective(filled: Mask) -> bool:

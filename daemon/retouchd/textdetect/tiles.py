@@ -42,6 +42,29 @@ def _cut(layer: Mask, centre: npt.NDArray[np.float32], half: int) -> npt.NDArray
     return padded[cy - half : cy + half, cx - half : cx + half].astype(np.float32)
 
 
+def align(copies: Sequence[tuple[Quad, Mask]], shape: tuple[int, int]) -> tuple[int, list[npt.NDArray[np.float64]],
+                                                                               Mask] | None:
+    """(half, origins, template): the voted letter shape of the copies that align (a 2half×2half patch) and,
+    per aligned copy, the image position of the template's top-left pixel; None below `MIN_COPIES`."""
+    del shape
+    extent = max(float(np.ptp(quad, axis=0).max()) for quad, _ in copies)
+    line = max(quad_size(quad)[1] for quad, _ in copies)
+    half = int(extent / 2 + REACH * line) + MARGIN
+    centres = [quad.mean(0) for quad, _ in copies]
+    crops = [_cut(letters, centre, half) for (_, letters), centre in zip(copies, centres, strict=True)]
+    window = cv2.createHanningWindow((2 * half, 2 * half), cv2.CV_32F)
+    shifts = [(0.0, 0.0)] + [cv2.phaseCorrelate(crops[0], crop, window)[0] for crop in crops[1:]]
+    aligned, origins = [], []
+    for crop, centre, (dx, dy) in zip(crops, centres, shifts, strict=True):
+        if max(abs(dx), abs(dy)) <= MAX_SHIFT:
+            move = np.array([[1, 0, -dx], [0, 1, -dy]], np.float32)
+            aligned.append(cv2.warpAffine(crop, move, (2 * half, 2 * half), flags=cv2.INTER_NEAREST))
+            origins.append(np.array([round(float(centre[0])) - half + dx, round(float(centre[1])) - half + dy]))
+    if len(aligned) < MIN_COPIES:
+        return None
+    return half, origins, np.asarray(np.mean(aligned, axis=0) >= VOTE)
+
+
 def stack(copies: Sequence[tuple[Quad, Mask]], shape: tuple[int, int]) -> Mask:
     """The voted letter shape put back at every copy (`copies`: each copy's quad and its own letter mask)."""
     extent = max(float(np.ptp(quad, axis=0).max()) for quad, _ in copies)

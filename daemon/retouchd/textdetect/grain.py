@@ -1,0 +1,55 @@
+"""Evidence that a line was photographed, not overlaid: the grain of the scene inside its letters.
+
+An overlay is rendered: the inside of an opaque letter is one exact colour (a few levels of anti-aliasing only
+at its rim), whatever photo lies beneath. Text that is part of the scene (a shop sign, a label, a shirt) went
+through the camera with the rest of the photo: lit unevenly, blurred and carrying the sensor's noise, so the
+inside of its letters is grainy like the photo. Per line at least `MIN_LINE` px tall (thinner strokes have no
+inside that blur does not reach: a small date stamp is never judged this way): the letter pixels at least
+`INSET` px from the letters' edge (so blur and anti-aliasing do not count) and more than `SEPARATE` levels
+from the median colour around the letters (the ink, not a counter the mask took in) are compared with the mean
+of their 3×3 neighbourhood; the line is *grainy* when at least `MIN_INSIDE` such pixels exist, few of them are
+flat (< `FLAT_SHARE` within `FLAT` of their neighbourhood, mean over channels) and their median difference is
+the size of noise (≤ `NOISE`), not of edges or texture showing through (an outline, a translucent lettering,
+whose insides are the photo's: those are left to the other evidence).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from retouchd.textdetect.db import Quad, quad_size
+from retouchd.typing import Mask, RGBImage
+
+INSET = 3
+MIN_INSIDE = 150
+FLAT = 0.5
+FLAT_SHARE = 0.1
+NOISE = 8.0
+MIN_LINE = 24.0
+RING = 6
+SEPARATE = 40.0
+
+
+def grainy(rgb: RGBImage, quad: Quad, letters: Mask) -> bool:
+    """True when the insides of the line's letters carry the photo's grain (see the module docstring)."""
+    if quad_size(quad)[1] < MIN_LINE:
+        return False
+    x0, y0 = np.maximum(np.floor(quad.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.ceil(quad.max(0)).astype(int) + 2
+    ink = letters[y0:y1, x0:x1].astype(np.uint8)
+    if ink.size == 0:
+        return False
+    size = 2 * INSET + 1
+    inside = cv2.erode(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0
+    crop = rgb[y0:y1, x0:x1].astype(np.float32)
+    # Only the ink: a letter mask that took in a counter or a gap shows the photo there, not the letter.
+    ring = (cv2.dilate(ink, np.ones((2 * RING + 1,) * 2, np.uint8)) > 0) & ~(cv2.dilate(ink, np.ones((5, 5),
+                                                                                               np.uint8)) > 0)
+    if ring.any():
+        around = np.median(crop[ring], axis=0)
+        inside &= np.abs(crop - around).max(axis=2) > SEPARATE
+    if int(inside.sum()) < MIN_INSIDE:
+        return False
+    residual = np.abs(crop - cv2.blur(crop, (3, 3))).mean(axis=2)[inside]
+    return bool((residual < FLAT).mean() < FLAT_SHARE and float(np.median(residual)) <= NOISE)
