@@ -466,6 +466,40 @@ def test_only_one_host_reads_a_new_sighting(tmp_path: Path, monkeypatch: pytest.
     assert hosts[2].offer("upscale", other, (st2.st_size, st2.st_mtime_ns)) is Outcome.QUEUED
 
 
+def test_a_dead_hosts_sighting_claim_lasts_no_longer_than_its_lease(tmp_path: Path) -> None:
+    """A host killed between claiming a sighting and queueing it: the others take the file over once the
+    claim is older than the job lease they were given (the daemon passes workers.lease_seconds), not after
+    the 120 s default; a fresh claim still holds."""
+    intake, store, folders = _intake(tmp_path)
+    path = save_image(folders.inbox / "claimed.png")
+    st = os.stat(path)
+    seen = (st.st_size, st.st_mtime_ns)
+    dead = Intake(store, intake.rules, intake.folders, max_attempts=3, owner="dead:1:x", claim_stale=1.0)
+    alive = Intake(store, intake.rules, intake.folders, max_attempts=3, owner="alive:1:x", claim_stale=1.0)
+    assert dead._claim("upscale", path, seen)  # then it is killed
+    assert alive.offer("upscale", path, seen) is Outcome.WAIT
+    time.sleep(1.2)
+    assert alive.offer("upscale", path, seen) is Outcome.QUEUED
+
+
+def test_the_daemon_passes_its_lease_as_the_claim_staleness(root: Path) -> None:
+    from retouchd.daemon import Daemon
+    from retouchd.rules import load_rules
+    from retouchd.settings import load_settings
+    from retouchd.store import open_store
+
+    settings = load_settings(root=root, env=False).model_copy(deep=True)
+    settings.workers.lease_seconds = 7.0
+    d = Daemon(settings, load_rules())
+    settings.state.mkdir(parents=True, exist_ok=True)
+    d.store = open_store(settings.db_url)
+    try:
+        d._wire(load_rules())
+        assert d.intake.claim_stale == 7.0
+    finally:
+        d.store.engine.dispose()
+
+
 def test_a_new_file_is_read_twice_hash_and_decode(root: Path, tmp_path: Path, daemon) -> None:
     """The daemon's own count of inbox reads (status file): a polled file is hashed once and decoded once,
     2× its size; the original is archived without a third read."""

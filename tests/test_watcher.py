@@ -117,6 +117,10 @@ def test_new_folders_are_watched_without_listing_a_swapped_link(tmp_path: Path) 
     assert [f for f, _, _ in walk_beneath(os.fsencode(inbox / "link"))] == []
     assert sorted(f for f, _, _ in walk_beneath(os.fsencode(inbox))) == [
         os.fsencode(p) for p in (inbox, inbox / "x", inbox / "x" / "y")]
+    # A folder *above* the one walked swapped for a link: the path through it is never resolved.
+    assert [f for f, _, _ in walk_beneath(os.fsencode(inbox / "link" / "deep"), root=os.fsencode(inbox))] == []
+    assert [f for f, _, _ in walk_beneath(os.fsencode(inbox / "x" / "y"), root=os.fsencode(inbox))] == [
+        os.fsencode(inbox / "x" / "y")]
 
 
 def test_vanished_inbox_is_paused_not_emptied(tmp_path: Path) -> None:

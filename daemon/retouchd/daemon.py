@@ -160,7 +160,8 @@ class Daemon:
                                    confirm_time=0.0 if self.once else self.settings.watch.quiet_time)
         self.intake = Intake(self.store, {r.name: r for r in rules.rules if r.enabled}, folders,
                              max_attempts=self.settings.workers.max_attempts, sidecars=self.sidecars,
-                             fail=self.committer.to_failed, owner=self.identity.key)
+                             fail=self.committer.to_failed, owner=self.identity.key,
+                             claim_stale=self.settings.workers.lease_seconds)
         if self.watcher is not None:
             self.watcher.stop()
         self.watcher = watcher

@@ -47,7 +47,9 @@ FailFn = Callable[[Job, str, str, str | None, str | None], None]
 """Committer.to_failed: move a job's file to failed/ with its reason and mark the job failed."""
 
 CLAIM_STALE = 120.0
-"""Seconds after which another host may take over a sighting whose claimant has not queued it."""
+"""Seconds after which another host may take over a sighting whose claimant has not queued it, when the
+daemon does not say (it passes its job lease: a host killed between claiming and queueing holds its sightings
+no longer than it would hold its jobs)."""
 
 UNREADABLE_LOOKS = 5
 """Looks (one per settle time) at a file we may not read before it is failed as "permission denied"."""
@@ -56,8 +58,11 @@ UNREADABLE_LOOKS = 5
 class Intake:
     def __init__(self, store: Store, rules: dict[str, Rule], folders: dict[str, RuleFolders], *,
                  max_attempts: int, sidecars: SidecarWaits | None = None, fail: FailFn | None = None,
-                 owner: str | None = None) -> None:
+                 owner: str | None = None, claim_stale: float | None = None) -> None:
         self.store, self.rules, self.folders, self.max_attempts = store, rules, folders, max_attempts
+        self.claim_stale = claim_stale
+        """Seconds after which a sighting claimed by another host that has not queued it is taken over
+        (None: CLAIM_STALE)."""
         self.sidecars = sidecars or SidecarWaits(0.0)
         self.fail = fail
         self.owner = owner
@@ -154,7 +159,8 @@ class Intake:
     def _claim(self, rule: str, path: Path, seen: tuple[int, int]) -> bool:
         assert self.owner is not None
         key = hashlib.sha256(f"{rule}\0{os.fsencode(path)!r}\0{seen[0]}\0{seen[1]}".encode()).hexdigest()
-        return self.store.claim_sighting(key, self.owner, CLAIM_STALE)
+        stale = CLAIM_STALE if self.claim_stale is None else self.claim_stale
+        return self.store.claim_sighting(key, self.owner, stale)
 
     def _unreadable_look(self, rule: Rule, path: Path, rel: Path, exc: OSError) -> Outcome:
         looks = self._unreadable[path] = self._unreadable.get(path, 0) + 1

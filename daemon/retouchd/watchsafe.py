@@ -21,12 +21,30 @@ log = structlog.get_logger("retouchd.watchsafe")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def walk_beneath(top: bytes, *, follow_top: bool = False) -> Iterator[tuple[bytes, list[bytes], list[bytes]]]:
+def _open_top(top: bytes, root: bytes | None, follow_top: bool) -> int:
+    """`top` opened as a folder: beneath `root` every component from `root` down is opened from its parent
+    without following a link (a folder above `top` swapped for a link fails: OSError or UnsafePathError)."""
+    if root is None or top == root:
+        return os.open(top, _DIR_FLAGS & ~os.O_NOFOLLOW if follow_top else _DIR_FLAGS)
+    from pathlib import Path
+
+    from retouchd import beneath
+
+    with beneath.parent_fd(Path(os.fsdecode(root)), Path(os.fsdecode(top))) as (dfd, name):
+        return os.open(name, _DIR_FLAGS, dir_fd=dfd)
+
+
+def walk_beneath(top: bytes, *, follow_top: bool = False,
+                 root: bytes | None = None) -> Iterator[tuple[bytes, list[bytes], list[bytes]]]:
     """(folder, subfolder names, other names) for `top` and every folder below it, like `os.walk`, but each
-    folder is opened from its parent's descriptor with O_NOFOLLOW; `top` itself only when `follow_top`."""
+    folder is opened from its parent's descriptor with O_NOFOLLOW; `top` itself only when `follow_top`. With
+    `root` (the watched inbox, `top` beneath it), the folders between `root` and `top` are opened the same way:
+    a path string is never resolved through a link."""
+    from retouchd.exceptions import UnsafePathError
+
     try:
-        first = os.open(top, _DIR_FLAGS & ~os.O_NOFOLLOW if follow_top else _DIR_FLAGS)
-    except OSError:
+        first = _open_top(top, root, follow_top)
+    except (OSError, UnsafePathError):
         return
     stack = [(first, top)]
     try:
@@ -79,14 +97,14 @@ def harden_watchdog() -> bool:
         if path == self.path or not self.is_recursive:
             add_all_original(self, path)  # the inbox itself (which may be configured through a link)
             return
-        for folder, _, _ in walk_beneath(path):
+        for folder, _, _ in walk_beneath(path, root=self.path):
             self._add_callback(folder)
 
     def recursive_simulate(self: Any, src_path: bytes) -> list[Any]:
         if src_path == self.path:
             return list(simulate_original(self, src_path))
         events = []
-        for folder, folders, others in walk_beneath(src_path):
+        for folder, folders, others in walk_beneath(src_path, root=self.path):
             wd = self._active_callbacks_by_path.get(folder)
             if wd is None:
                 continue
