@@ -305,6 +305,37 @@ def test_grain_inside_letters_marks_scene_text() -> None:
     assert not grainy(photographed, quad, thin)
 
 
+def test_grain_bound_follows_the_photos_own_noise() -> None:
+    """Letters as noisy as a noisy photo (median grain above the fixed bound) are grainy there; the same
+    letters in a quiet photo are not, nor are rendered letters (exact colour) in the noisy photo."""
+    from retouchd.textdetect.grain import NOISE, grainy, photo_grain
+
+    rng = np.random.default_rng(7)
+    h, w = 200, 320
+    quad = np.array([[90, 80], [230, 80], [230, 120], [90, 120]], np.float32)
+    letters = np.zeros((h, w), bool)
+    for x in range(94, 220, 30):
+        letters[84:116, x : x + 14] = True
+    base = np.full((h, w, 3), 90.0, np.float32)
+    base[letters] = (250, 240, 20)
+    signed = cv2.GaussianBlur(base, (0, 0), 1.0)
+    noise = rng.normal(0, 14, (h, w, 3))
+    noisy = (signed + noise).clip(0, 255).astype(np.uint8)
+    grain = np.abs(noisy - cv2.blur(noisy.astype(np.float32), (3, 3))).mean(axis=2)[letters]
+    assert float(np.median(grain)) > NOISE
+    assert photo_grain(noisy, quad) > 10
+    assert grainy(noisy, quad, letters)
+    quiet = noisy.copy()
+    outside = np.ones((h, w), bool)
+    outside[60:140, 60:260] = False
+    quiet[outside] = 90
+    assert photo_grain(quiet, quad) < 1
+    assert not grainy(quiet, quad, letters)
+    rendered = noisy.copy()
+    rendered[letters] = (250, 240, 20)
+    assert not grainy(rendered, quad, letters)
+
+
 def test_tiled_watermark_is_unblended_at_every_copy_of_its_lattice() -> None:
     """A translucent white mark repeated on a brick lattice over a textured photo, five of its copies given:
     its opacity is voted from them, the copies not given are placed on the lattice, and un-blending brings

@@ -9,8 +9,12 @@ inside that blur does not reach: a small date stamp is never judged this way): t
 from the median colour around the letters (the ink, not a counter the mask took in) are compared with the mean
 of their 3×3 neighbourhood; the line is *grainy* when at least `MIN_INSIDE` such pixels exist, few of them are
 flat (< `FLAT_SHARE` within `FLAT` of their neighbourhood, mean over channels) and their median difference is
-the size of noise (≤ `NOISE`), not of edges or texture showing through (an outline, a translucent lettering,
-whose insides are the photo's: those are left to the other evidence).
+the size of noise, not of edges or texture showing through (an outline, a translucent lettering, whose
+insides are the photo's: those are left to the other evidence). The size of noise is the photo's own: at most
+`NOISE`, or `RELATIVE` times the photo's fine grain away from the line (`photo_grain`) when that is larger
+(a noisy photo puts its noise into its signs too). That larger bound also asks for almost no flat pixels
+(< `NOISY_FLAT_SHARE`): in a photo that noisy, a sign has none, while a rendered letter keeps its exact colour
+wherever nothing translucent or clipped lies over it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ MIN_INSIDE = 150
 FLAT = 0.5
 FLAT_SHARE = 0.1
 NOISE = 8.0
+RELATIVE = 0.9
+NOISY_FLAT_SHARE = 0.02
+CLIP = 32.0
+AWAY = 2.0
 MIN_LINE = 24.0
 RING = 6
 SEPARATE = 40.0
@@ -52,4 +60,22 @@ def grainy(rgb: RGBImage, quad: Quad, letters: Mask) -> bool:
     if int(inside.sum()) < MIN_INSIDE:
         return False
     residual = np.abs(crop - cv2.blur(crop, (3, 3))).mean(axis=2)[inside]
-    return bool((residual < FLAT).mean() < FLAT_SHARE and float(np.median(residual)) <= NOISE)
+    flat = float((residual < FLAT).mean())
+    if flat >= FLAT_SHARE:
+        return False
+    level = float(np.median(residual))
+    return level <= NOISE or (flat < NOISY_FLAT_SHARE and level <= RELATIVE * photo_grain(rgb, quad))
+
+
+def photo_grain(rgb: RGBImage, quad: Quad) -> float:
+    """RMS of what a 3×3 box blur removes (per channel, each clipped at `CLIP` so that the edges of other
+    lettering do not count), over the photo outside the line's box grown by `AWAY` line heights: the noise and
+    fine texture the camera put everywhere. 0 when nothing is left outside."""
+    margin = int(AWAY * max(quad_size(quad)[1], 4.0))
+    x0, y0 = np.maximum(np.floor(quad.min(0)).astype(int) - margin, 0)
+    x1, y1 = np.ceil(quad.max(0)).astype(int) + margin
+    image = rgb.astype(np.float32)
+    fine = np.minimum(np.abs(image - cv2.blur(image, (3, 3))), CLIP) ** 2
+    away = np.ones(rgb.shape[:2], bool)
+    away[y0:y1, x0:x1] = False
+    return float(np.sqrt(fine[away].mean())) if away.any() else 0.0
