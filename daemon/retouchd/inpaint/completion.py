@@ -154,6 +154,10 @@ def _highpass_energy(rgb: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(F.pad(fine.square()[None], (3, 3, 3, 3), mode="replicate"), 7, stride=1)[0]
 
 
+_GRAIN_RING = 32
+"""Known pixels around the hole's box whose grain sets the fill's (more than the 9 + 15 px windows need)."""
+
+
 def add_grain(rgb: torch.Tensor, hole: torch.Tensor, amount: float, gen: torch.Generator) -> torch.Tensor:
     """Give a fill that came out smoother than its surroundings their grain back (sensor noise in a sky).
 
@@ -163,6 +167,14 @@ def add_grain(rgb: torch.Tensor, hole: torch.Tensor, amount: float, gen: torch.G
     """
     if not bool(hole.any()) or bool(hole.all()):
         return rgb
+    # Only the hole changes and every window below is local: work on the hole's box and a ring around it.
+    ys, xs = torch.nonzero(hole, as_tuple=True)
+    y0, y1 = max(0, int(ys.min()) - _GRAIN_RING), min(hole.shape[0], int(ys.max()) + 1 + _GRAIN_RING)
+    x0, x1 = max(0, int(xs.min()) - _GRAIN_RING), min(hole.shape[1], int(xs.max()) + 1 + _GRAIN_RING)
+    if (y1 - y0) * (x1 - x0) < hole.numel():
+        out = rgb.clone()
+        out[:, y0:y1, x0:x1] = add_grain(rgb[:, y0:y1, x0:x1], hole[y0:y1, x0:x1], amount, gen)
+        return out
     energy = _highpass_energy(rgb)
     outside = ~F.max_pool2d(hole[None, None].float(), 9, stride=1, padding=4)[0, 0].bool()
     if not bool(outside.any()):
