@@ -342,12 +342,13 @@ def separable_descriptors(feat: torch.Tensor, patch: int, luma: int, chroma: int
     parts = []
     for axis, order in ((0, luma), (1, chroma), (2, chroma)):
         top = min(order, patch - 1)
-        rows = F.conv2d(rotated[axis][None, None], dct[: top + 1, None, None, :])[0]  # v × H × W'
+        # Windows times the 1-D basis (a small matrix product; a 1×p conv2d is several times slower on CPU).
+        rows = rotated[axis].unfold(1, patch, 1) @ dct[: top + 1].T  # H × W' × v
         # Column passes only for the (u, v) pairs kept: u + v ≤ order.
-        cols = [F.conv2d(rows[v][None, None], dct[: min(order - v, top) + 1, None, :, None])[0] for v in range(top + 1)]
+        cols = [rows[:, :, v].unfold(0, patch, 1) @ dct[: min(order - v, top) + 1].T for v in range(top + 1)]
         for u in range(top + 1):
             for v in range(min(order - u, patch - 1) + 1):
-                parts.append(cols[v][u])
+                parts.append(cols[v][:, :, u])  # H' × W'
     if feat.shape[0] > 3:
         box = F.avg_pool2d(feat[None, 3:], patch, stride=1)[0] * patch
         parts.extend(box.unbind(0))
