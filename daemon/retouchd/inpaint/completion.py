@@ -170,13 +170,22 @@ def add_grain(rgb: torch.Tensor, hole: torch.Tensor, amount: float, gen: torch.G
     target = push_pull(torch.where(outside[None], energy, 0.0), outside)
     # Judge smoothness over a wider window, and only where the fill has clearly less grain than its
     # surroundings: an exact copy of busy texture varies locally and must not get noise on top.
-    wide = F.avg_pool2d(F.pad(energy[None], (7, 7, 7, 7), mode="replicate"), 15, stride=1)[0]
+    noise = torch.randn(rgb.shape, generator=gen, device=gen.device).to(rgb.device)
+    # The rest is local (a 15 px window at most) and only the hole changes: the hole's box is enough.
+    ys, xs = torch.nonzero(hole, as_tuple=True)
+    y0, y1 = max(0, int(ys.min()) - 7), min(hole.shape[0], int(ys.max()) + 8)
+    x0, x1 = max(0, int(xs.min()) - 7), min(hole.shape[1], int(xs.max()) + 8)
+    box = (slice(None), slice(y0, y1), slice(x0, x1))
+    padded = F.pad(energy[None], (7, 7, 7, 7), mode="replicate")[:, :, y0 : y1 + 14, x0 : x1 + 14]
+    wide = F.avg_pool2d(padded, 15, stride=1)[0]
+    target, noise = target[box], noise[box]
     smooth = wide < 0.5 * target
     # A 3×3 box blur keeps 1 − 1/9 of white noise's variance in the residual.
     missing = torch.where(smooth, (target - wide).clamp_min(0), 0.0) * amount / (8 / 9)
-    noise = torch.randn(rgb.shape, generator=gen, device=gen.device).to(rgb.device)
     grain = noise.mean(0, keepdim=True) * 0.5 + noise * 0.5
-    return torch.where(hole[None], (rgb + grain * missing.sqrt() * 1.6).clamp(0, 255), rgb)
+    out = rgb.clone()
+    out[box] = torch.where(hole[None, y0:y1, x0:x1], (rgb[box] + grain * missing.sqrt() * 1.6).clamp(0, 255), rgb[box])
+    return out
 
 
 def vote_upscaled(rgb: torch.Tensor, hole: torch.Tensor, coarse: Field, params: Params) -> torch.Tensor:

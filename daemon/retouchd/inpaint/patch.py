@@ -62,7 +62,9 @@ class PatchEngine(InpaintEngine):
         field: Field | None
         with _cpu_single_thread(device), torch.inference_mode():
             small_t, small_hole_t = _to_tensor(small, device), torch.from_numpy(small_hole).to(device)
-            _, field = complete(small_t, small_hole_t, self.params, *self._guides(small, small_hole, device))
+            # Only the field is kept: the seam step and the grain of the small fill would be thrown away.
+            search_only = dataclasses.replace(self.params, seam=False, grain=0.0)
+            _, field = complete(small_t, small_hole_t, search_only, *self._guides(small, small_hole, device))
             if field is not None:
                 full_hole = torch.from_numpy(hole).to(device)
                 filled = vote_upscaled(_to_tensor(rgb, device), full_hole, field, self.params)

@@ -165,7 +165,7 @@ class Level:
         for i in range(0, n, step):
             idx = (cy[:, i : i + step] * self.w + cx[:, i : i + step]).reshape(-1)
             cand = self.src_desc.index_select(0, idx).reshape(k, -1, tdesc.shape[1])
-            out[:, i : i + step] = (cand - tdesc[None, i : i + step]).square().sum(-1)
+            out[:, i : i + step] = cand.sub_(tdesc[None, i : i + step]).square_().sum(-1)  # in place: a fresh gather
         if self.p.locality > 0:
             far = (cy - self.ty[None]).square() + (cx - self.tx[None]).square()
             out += self.p.locality * far.float()
@@ -252,7 +252,7 @@ class Level:
 
         def take_winner(it: torch.Tensor, src: torch.Tensor, wt: torch.Tensor) -> None:
             won = (wt >= best[it]).float()
-            winner.index_add_(1, it, flat.index_select(1, src) * won)
+            winner.index_add_(1, it, flat.index_select(1, src).mul_(won))
             count.index_add_(0, it, won)
 
         self._vote_pass(take_winner)
@@ -263,8 +263,8 @@ class Level:
 
         def agree(it: torch.Tensor, src: torch.Tensor, wt: torch.Tensor) -> None:
             values = flat.index_select(1, src)
-            kept = wt * torch.exp(-(values[:3] - winner[:3, it]).square().sum(0) / spread)
-            acc.index_add_(1, it, values * kept)
+            kept = winner[:3, it].sub_(values[:3]).square_().sum(0).div_(-spread).exp_().mul_(wt)
+            acc.index_add_(1, it, values.mul_(kept))
             total.index_add_(0, it, kept)
 
         self._vote_pass(agree)
@@ -342,11 +342,13 @@ def separable_descriptors(feat: torch.Tensor, patch: int, luma: int, chroma: int
     parts = []
     for axis, order in ((0, luma), (1, chroma), (2, chroma)):
         top = min(order, patch - 1)
-        rows = F.conv2d(rotated[axis][None, None], dct[: top + 1, None, None, :])[0]  # v × H × W'
-        both = F.conv2d(rows[:, None], dct[: top + 1, None, :, None])  # v × u × H' × W'
+        # Windows times the 1-D basis (a small matrix product; a 1×p conv2d is several times slower on CPU).
+        rows = rotated[axis].unfold(1, patch, 1) @ dct[: top + 1].T  # H × W' × v
+        # Column passes only for the (u, v) pairs kept: u + v ≤ order.
+        cols = [rows[:, :, v].unfold(0, patch, 1) @ dct[: min(order - v, top) + 1].T for v in range(top + 1)]
         for u in range(top + 1):
             for v in range(min(order - u, patch - 1) + 1):
-                parts.append(both[v, u])
+                parts.append(cols[v][:, :, u])  # H' × W'
     if feat.shape[0] > 3:
         box = F.avg_pool2d(feat[None, 3:], patch, stride=1)[0] * patch
         parts.extend(box.unbind(0))
