@@ -28,11 +28,10 @@ from watchdog.observers import Observer
 
 from retouchd.mounts import watch_mode_for
 from retouchd.settle import IgnoreMatcher
-from retouchd.watchsafe import harden_watchdog
+from retouchd.watchsafe import harden_watchdog, walk_fds
 
 log = structlog.get_logger("retouchd.watcher")
 CHECK_INTERVAL = 1.0
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 OUTAGE_GRACE = 600.0
 """Seconds after an inbox vanished or was replaced during which a job whose file is gone waits (queued)
 instead of failing as "disappeared": its file may come back with its inbox."""
@@ -209,38 +208,24 @@ class Watcher:
         a link, so a folder swapped for a symlink between two looks is never listed (nothing outside)."""
         present: set[Path] = set()
         try:
-            stack = [(os.open(inbox.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), inbox.path)]
+            first = os.open(inbox.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
-            stack = []
-        try:
-            while stack:
-                fd, folder = stack.pop()
+            inbox.present = present
+            return
+        for folder, entries in walk_fds(first, inbox.path, lambda parent, name: parent / name,
+                                        keep=lambda name: not self.ignore.name_ignored(name)):
+            for entry in entries:
                 try:
-                    with os.scandir(fd) as listing:
-                        entries = list(listing)
-                    for entry in entries:
-                        if self.ignore.name_ignored(entry.name):
-                            continue
-                        try:
-                            if entry.is_dir(follow_symlinks=False):
-                                # ELOOP / ENOTDIR: it became a link or a file since it was listed.
-                                stack.append((os.open(entry.name, _DIR_FLAGS, dir_fd=fd), folder / entry.name))
-                            else:
-                                # A link is reported, never followed (it could lead outside the inbox);
-                                # intake refuses links, FIFOs and devices with a reason.
-                                path = folder / entry.name
-                                st = entry.stat(follow_symlinks=False)
-                                present.add(path)
-                                yield Sighting(inbox.rule, path, st)
-                        except OSError:
-                            continue
+                    if entry.is_dir(follow_symlinks=False):
+                        continue
+                    # A link is reported, never followed (it could lead outside the inbox); intake refuses
+                    # links, FIFOs and devices with a reason.
+                    path = folder / entry.name
+                    st = entry.stat(follow_symlinks=False)
+                    present.add(path)
+                    yield Sighting(inbox.rule, path, st)
                 except OSError:
-                    pass
-                finally:
-                    os.close(fd)
-        finally:
-            for fd, _ in stack:
-                os.close(fd)
+                    continue
         inbox.present = present
 
     def poll(self, now: float | None = None) -> tuple[list[Sighting], set[Path] | None]:

@@ -11,14 +11,16 @@ import; any other version is left as it is and a warning names the gap).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import structlog
 
 log = structlog.get_logger("retouchd.watchsafe")
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+P = TypeVar("P", bytes, Path)
 
 
 def _open_top(top: bytes, root: bytes | None, follow_top: bool) -> int:
@@ -46,26 +48,37 @@ def walk_beneath(top: bytes, *, follow_top: bool = False,
         first = _open_top(top, root, follow_top)
     except (OSError, UnsafePathError):
         return
+    for folder, entries in walk_fds(first, top, lambda parent, name: os.path.join(parent, os.fsencode(name))):
+        folders: list[bytes] = []
+        others: list[bytes] = []
+        for entry in entries:
+            try:
+                (folders if entry.is_dir(follow_symlinks=False) else others).append(os.fsencode(entry.name))
+            except OSError:
+                continue
+        yield folder, folders, others
+
+
+def walk_fds(first: int, top: P, join: Callable[[P, str], P],
+             keep: Callable[[str], bool] | None = None) -> Iterator[tuple[P, list[os.DirEntry[str]]]]:
+    """(folder, its entries that `keep` accepts) for the folder open at `first` (named `top`; the descriptor is
+    closed here) and every accepted folder below it, each opened from its parent's descriptor with O_NOFOLLOW:
+    a folder that became a link or a file since it was listed is skipped, nothing outside is listed. A folder's
+    descriptor stays open while its entries are handled (their `stat` reads through it)."""
     stack = [(first, top)]
     try:
         while stack:
             fd, folder = stack.pop()
             try:
                 with os.scandir(fd) as listing:
-                    entries = list(listing)
-                folders: list[bytes] = []
-                others: list[bytes] = []
+                    entries = [entry for entry in listing if keep is None or keep(entry.name)]
+                yield folder, entries
                 for entry in entries:
                     try:
-                        (folders if entry.is_dir(follow_symlinks=False) else others).append(os.fsencode(entry.name))
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append((os.open(entry.name, _DIR_FLAGS, dir_fd=fd), join(folder, entry.name)))
                     except OSError:
-                        continue
-                yield folder, folders, others
-                for name in folders:
-                    try:
-                        stack.append((os.open(name, _DIR_FLAGS, dir_fd=fd), os.path.join(folder, name)))
-                    except OSError:
-                        continue  # it became a link or a file since it was listed
+                        continue  # ELOOP / ENOTDIR: it became a link or a file since it was listed
             except OSError:
                 pass
             finally:
