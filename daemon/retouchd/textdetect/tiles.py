@@ -42,23 +42,36 @@ def _cut(layer: Mask, centre: npt.NDArray[np.float32], half: int) -> npt.NDArray
     return padded[cy - half : cy + half, cx - half : cx + half].astype(np.float32)
 
 
-def align(copies: Sequence[tuple[Quad, Mask]], shape: tuple[int, int]) -> tuple[int, list[npt.NDArray[np.float64]],
-                                                                               Mask] | None:
-    """(half, origins, template): the voted letter shape of the copies that align (a 2half×2half patch) and,
-    per aligned copy, the image position of the template's top-left pixel; None below `MIN_COPIES`."""
-    del shape
+def _register(copies: Sequence[tuple[Quad, Mask]]) -> tuple[int, list[npt.NDArray[np.float64]],
+                                                              list[npt.NDArray[np.float32]],
+                                                              list[tuple[float, float]], list[bool]]:
+    """(half, centres, crops, shifts, aligned?) of the copies: each copy's letters cut as a 2half×2half patch
+    around its quad's centre, and its shift against the first by phase correlation (aligned within MAX_SHIFT)."""
     extent = max(float(np.ptp(quad, axis=0).max()) for quad, _ in copies)
+    # The letter masks reach a line height past their quads along the line (see `strokes`): cut that too.
     line = max(quad_size(quad)[1] for quad, _ in copies)
     half = int(extent / 2 + REACH * line) + MARGIN
     centres = [quad.mean(0) for quad, _ in copies]
     crops = [_cut(letters, centre, half) for (_, letters), centre in zip(copies, centres, strict=True)]
     window = cv2.createHanningWindow((2 * half, 2 * half), cv2.CV_32F)
-    shifts = [(0.0, 0.0)] + [cv2.phaseCorrelate(crops[0], crop, window)[0] for crop in crops[1:]]
+    shifts = [(0.0, 0.0)] + [(float(dx), float(dy)) for dx, dy in
+                             (cv2.phaseCorrelate(crops[0], crop, window)[0] for crop in crops[1:])]
+    return half, centres, crops, shifts, [max(abs(dx), abs(dy)) <= MAX_SHIFT for dx, dy in shifts]
+
+
+def _unshifted(crop: npt.NDArray[np.float32], shift: tuple[float, float], half: int) -> npt.NDArray[np.float32]:
+    move = np.array([[1, 0, -shift[0]], [0, 1, -shift[1]]], np.float32)
+    return np.asarray(cv2.warpAffine(crop, move, (2 * half, 2 * half), flags=cv2.INTER_NEAREST), np.float32)
+
+
+def align(copies: Sequence[tuple[Quad, Mask]]) -> tuple[int, list[npt.NDArray[np.float64]], Mask] | None:
+    """(half, origins, template): the voted letter shape of the copies that align (a 2half×2half patch) and,
+    per aligned copy, the image position of the template's top-left pixel; None below `MIN_COPIES`."""
+    half, centres, crops, shifts, ok = _register(copies)
     aligned, origins = [], []
-    for crop, centre, (dx, dy) in zip(crops, centres, shifts, strict=True):
-        if max(abs(dx), abs(dy)) <= MAX_SHIFT:
-            move = np.array([[1, 0, -dx], [0, 1, -dy]], np.float32)
-            aligned.append(cv2.warpAffine(crop, move, (2 * half, 2 * half), flags=cv2.INTER_NEAREST))
+    for crop, centre, (dx, dy), good in zip(crops, centres, shifts, ok, strict=True):
+        if good:
+            aligned.append(_unshifted(crop, (dx, dy), half))
             origins.append(np.array([round(float(centre[0])) - half + dx, round(float(centre[1])) - half + dy]))
     if len(aligned) < MIN_COPIES:
         return None
@@ -67,19 +80,8 @@ def align(copies: Sequence[tuple[Quad, Mask]], shape: tuple[int, int]) -> tuple[
 
 def stack(copies: Sequence[tuple[Quad, Mask]], shape: tuple[int, int]) -> Mask:
     """The voted letter shape put back at every copy (`copies`: each copy's quad and its own letter mask)."""
-    extent = max(float(np.ptp(quad, axis=0).max()) for quad, _ in copies)
-    # The letter masks reach a line height past their quads along the line (see `strokes`): cut that too.
-    line = max(quad_size(quad)[1] for quad, _ in copies)
-    half = int(extent / 2 + REACH * line) + MARGIN
-    centres = [quad.mean(0) for quad, _ in copies]
-    crops = [_cut(letters, centre, half) for (_, letters), centre in zip(copies, centres, strict=True)]
-    window = cv2.createHanningWindow((2 * half, 2 * half), cv2.CV_32F)
-    shifts = [(0.0, 0.0)] + [cv2.phaseCorrelate(crops[0], crop, window)[0] for crop in crops[1:]]
-    aligned = []
-    for crop, (dx, dy) in zip(crops, shifts, strict=True):
-        move = np.array([[1, 0, -dx], [0, 1, -dy]], np.float32)
-        if max(abs(dx), abs(dy)) <= MAX_SHIFT:
-            aligned.append(cv2.warpAffine(crop, move, (2 * half, 2 * half), flags=cv2.INTER_NEAREST))
+    half, centres, crops, shifts, ok = _register(copies)
+    aligned = [_unshifted(crop, shift, half) for crop, shift, good in zip(crops, shifts, ok, strict=True) if good]
     template = (np.mean(aligned, axis=0) >= VOTE).astype(np.uint8)
     out = np.zeros((shape[0] + 2 * half, shape[1] + 2 * half), bool)
     for centre, crop, (dx, dy) in zip(centres, crops, shifts, strict=True):

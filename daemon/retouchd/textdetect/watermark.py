@@ -195,7 +195,7 @@ def _cleaned(alpha: Floats, template: Mask) -> Floats:
 
 def estimate(rgb: RGBImage, copies: Sequence[tuple[Quad, Mask]]) -> TileBlend | None:
     """The tiled watermark's opacity map and colour from its detected copies, or None."""
-    aligned = align(copies, (rgb.shape[0], rgb.shape[1]))
+    aligned = align(copies)
     if aligned is None:
         return None
     half, centres, template = aligned
