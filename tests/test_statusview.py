@@ -11,10 +11,10 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from retouchd.commands.status.data import MINUTES, _minute_buckets, reader, status_data
+from retouchd.commands.status.data import MINUTES, query_jobs, reader, status_data
 from retouchd.commands.status.view import human_bytes, human_seconds, sparkline
 from retouchd.statusfile import SCHEMA, read_statuses, status_path, write_status
-from retouchd.store import utcnow
+from retouchd.store import Job, JobState, open_store, utcnow
 
 from conftest import cli, save_image, wait_for
 from tests_support.terminal import run_in_pty, strip_ansi
@@ -126,11 +126,18 @@ def test_status_file_is_believed_only_while_fresh_and_alive(tmp_path: Path) -> N
     assert not list(tmp_path.glob(".*.tmp")), "writes go through a temporary name that is renamed away"
 
 
-def test_throughput_buckets_sparkline_and_units() -> None:
-    """Finished times fall into one-minute buckets, oldest first; the sparkline scales to the busiest minute."""
+def test_throughput_buckets_sparkline_and_units(tmp_path: Path) -> None:
+    """Finished times fall into one-minute buckets (counted in the database), oldest first; the sparkline
+    scales to the busiest minute."""
     now = utcnow()
     times = [now - timedelta(seconds=s) for s in (5, 30, 59, 61, 125, 60 * MINUTES + 1)]
-    buckets = _minute_buckets(times, now)
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    with store.session() as s:
+        s.add_all(Job(rule="r", content_key=f"k{i}", sha256=f"{i:064x}", source_path=f"/in/{i}", rel_path=f"{i}.jpg",
+                      size=1, mtime=0.0, state=JobState.ARCHIVED, attempts=1, created_at=at, updated_at=at,
+                      finished_at=at) for i, at in enumerate(times))
+    buckets = query_jobs(store.engine, now)["throughput"]["per_minute"]
+    store.engine.dispose()
     assert len(buckets) == MINUTES and buckets[-3:] == [1, 1, 3] and sum(buckets) == 5
     assert sparkline([0, 1, 2, 4]) == "▁▃▅█" and sparkline([0, 0]) == "▁▁"
     assert (human_bytes(512), human_bytes(3 * 2**30 // 2), human_bytes(None)) == ("512 B", "1.5 GiB", "?")

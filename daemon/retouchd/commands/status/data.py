@@ -23,16 +23,6 @@ HOST_FRESH = timedelta(seconds=30)
 COMPLETED = (JobState.DONE, JobState.REVIEW, JobState.ARCHIVED)
 
 
-def _minute_buckets(times: list[datetime], now: datetime) -> list[int]:
-    """Counts per minute, oldest first; the last bucket is the minute that ends now."""
-    buckets = [0] * MINUTES
-    for at in times:
-        age = int((now - at).total_seconds() // 60)
-        if 0 <= age < MINUTES:
-            buckets[MINUTES - 1 - age] += 1
-    return buckets
-
-
 def _failure(job: Job) -> dict[str, Any]:
     return {"id": job.id, "rule": job.rule, "path": printable(job.rel_path), "error": job.error,
             "step": job.error_step, "at": job.finished_at, "attempt": job.attempts}
