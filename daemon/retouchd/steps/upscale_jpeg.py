@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from retouchd.colourlevel import BAND_ROWS
 from retouchd.deblock import deblock
 from retouchd.degradation import Degradation
 from retouchd.models.registry import BUNDLED, SRNet, bundled_files
@@ -86,19 +87,83 @@ def refine(source: RGBImage, output: RGBImage, choice: Choice) -> RGBImage:
     if choice.blend < 1.0:
         output = blend_bicubic(source, output, choice.blend)
     if choice.deblock_quality is not None:
-        output = back_project(output, deblock(source, choice.deblock_quality))
+        output = back_project(output, deblock(source, choice.deblock_quality), in_place=True)
     return output
 
 
 def back_project(output: RGBImage, target: np.ndarray, steps: int = BACK_PROJECTION_STEPS,
-                 rate: float = BACK_PROJECTION_RATE) -> RGBImage:
+                 rate: float = BACK_PROJECTION_RATE, *, in_place: bool = False) -> RGBImage:
     """`output` corrected so that its area-downscale to `target`'s size matches `target` (float RGB).
 
     Iterative back-projection: the difference between the target and the output's area-downscale is
     enlarged by bicubic and `rate` of it added, `steps` times. The area kernel is used for every input:
     on the tune frames it also beat the Lanczos kernel on Lanczos thumbnails (it leaves more of the
     network's detail alone).
+
+    Both resizes are linear, so the k-th image is `output` + bicubic(c_k) with c_k a correction at the
+    target's size; only c_k and the target-sized residual are kept whole, and the full-size work runs in
+    bands of `BAND_ROWS` output rows (whole-image float32 copies peaked at 36 bytes per output pixel; now
+    3 float32 arrays of the target's size and a few bands). `in_place` writes the result into `output`
+    (the caller's own fresh array). An output that is not an integer multiple of the target falls back to
+    whole-image arrays.
     """
+    import cv2
+
+    height, width = target.shape[:2]
+    out_h, out_w = output.shape[:2]
+    factor = out_h // height
+    if steps < 1:
+        return output.copy()
+    if factor < 1 or (out_h, out_w) != (factor * height, factor * width):
+        return _back_project_whole(output, target, steps, rate)
+    goal = np.asarray(target, dtype=np.float32)
+    base = np.empty_like(goal)  # the target minus the output's own area-downscale
+    for top, bottom in _bands(out_h, factor):
+        band = output[top:bottom].astype(np.float32)
+        base[top // factor : bottom // factor] = cv2.resize(band, (width, (bottom - top) // factor),
+                                                            interpolation=cv2.INTER_AREA)
+    np.subtract(goal, base, out=base)
+    correction = rate * base  # c_1: the first residual is `base` itself
+    residual = np.empty_like(base)
+    for _ in range(steps - 1):
+        for top, bottom in _bands(out_h, factor):
+            band = _enlarged_band(correction, factor, top, bottom)
+            residual[top // factor : bottom // factor] = cv2.resize(band, (width, (bottom - top) // factor),
+                                                                    interpolation=cv2.INTER_AREA)
+        np.subtract(base, residual, out=residual)
+        correction += rate * residual
+    result = output if in_place and output.flags.writeable else np.empty_like(output)
+    for top, bottom in _bands(out_h, factor):
+        band = output[top:bottom].astype(np.float32)
+        band += _enlarged_band(correction, factor, top, bottom)
+        np.clip(band, 0, 255, out=band)
+        result[top:bottom] = np.rint(band, out=band)
+    return result
+
+
+def _bands(rows: int, factor: int) -> list[tuple[int, int]]:
+    """Bands of about BAND_ROWS output rows whose edges are multiples of `factor`."""
+    step = max(factor, BAND_ROWS // factor * factor)
+    return [(top, min(rows, top + step)) for top in range(0, rows, step)]
+
+
+def _enlarged_band(small: np.ndarray, factor: int, top: int, bottom: int) -> np.ndarray:
+    """Output rows top…bottom of cv2.resize(small, ×factor, INTER_CUBIC), from a slab of `small`'s rows.
+
+    Output row y reads source rows around (y + 0.5) / factor − 0.5, two either side; a slab starting at
+    source row `first` maps its output row 0 to row first · factor, so with a few rows of margin (and the
+    image's own edges where the slab touches them) its rows are those of the whole-image resize.
+    """
+    import cv2
+
+    first = max(0, top // factor - 4)
+    last = min(small.shape[0], -(-bottom // factor) + 4)
+    slab = cv2.resize(np.ascontiguousarray(small[first:last]), (small.shape[1] * factor, (last - first) * factor),
+                      interpolation=cv2.INTER_CUBIC)
+    return np.asarray(slab[top - first * factor : bottom - first * factor])
+
+
+def _back_project_whole(output: RGBImage, target: np.ndarray, steps: int, rate: float) -> RGBImage:
     import cv2
 
     height, width = target.shape[:2]
@@ -127,8 +192,6 @@ def blend_bicubic(source: RGBImage, output: RGBImage, share: float) -> RGBImage:
     """`share` of `output` plus the rest of `source` enlarged by bicubic to `output`'s size, written into
     `output` itself (the caller's own fresh network output)."""
     from PIL import Image
-
-    from retouchd.colourlevel import BAND_ROWS
 
     height, width = output.shape[:2]
     bicubic = np.asarray(Image.fromarray(source).resize((width, height), Image.Resampling.BICUBIC))
