@@ -12,7 +12,10 @@ each **full frame** (768×512, trimmed to a multiple of the scale) is the ground
 (box) or Lanczos, saved as JPEG at quality 60 / 75 / 90, and enlarged ×2 / ×3 / ×4 by bicubic, Lanczos and
 `fast` (which reads the JPEG's tables, as in the daemon); clean bicubic downscales at ×2 / ×4 are the
 control. Per row: mean PSNR-Y / SSIM-Y of each method, `fast`'s mean, median and worst-photo gain over
-bicubic (one flat photo can carry a mean) and its gain over Lanczos; per photo in the JSON. Targets:
+bicubic (one flat photo can carry a mean) and its gain over Lanczos; per photo in the JSON. "written" is
+end to end: `fast`'s output encoded as the daemon writes it (images.encode, the rule's default output:
+same format, quality "same") and decoded again, its gain over the bicubic array and its bytes over the
+thumbnail's. Targets:
 `fast` ≥ +0.5 dB over bicubic on every thumbnail row, no photo below bicubic by more than 0.2 dB,
 ≥ +3.0 dB on the bicubic control. Centre crops flatter
 `fast` (the subject is in the centre; flat sky and bokeh are at the edges), so only full frames are reported;
@@ -38,6 +41,7 @@ from PIL import Image
 from skimage import data
 from skimage.metrics import structural_similarity
 
+from retouchd.images import OutputSpec, decode, encode
 from retouchd.steps.base import StepContext
 from retouchd.steps.upscale import UpscaleOptions, UpscaleStep
 from retouchd.typing import Frame
@@ -100,6 +104,16 @@ def thumbnail(truth: np.ndarray, kind: str, quality: int | None, scale: int, fol
         return np.asarray(decoded.convert("RGB")), path
 
 
+def as_written(frame: Frame, source: Path) -> tuple[np.ndarray, float]:
+    """`frame` as the daemon writes it for `source` (default output spec), decoded; and its bytes over the source's."""
+    data = source.read_bytes()
+    info = decode(data, max_pixels=1 << 30).info
+    buffer = io.BytesIO()
+    encode(frame, info, OutputSpec(), buffer)
+    with Image.open(io.BytesIO(buffer.getvalue())) as im:
+        return np.asarray(im.convert("RGB")), buffer.tell() / len(data)
+
+
 def real_thumbnails(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from photoset import photos
@@ -114,7 +128,8 @@ def real_thumbnails(args: argparse.Namespace) -> None:
             case = f"{kind} q{quality or '-'} x{scale}"
             if wanted is not None and f"{kind}{quality or ''}x{scale}" not in wanted:
                 continue
-            per: dict[str, dict[str, tuple[float, float]]] = {"bicubic": {}, "lanczos": {}, "fast": {}}
+            per: dict[str, dict[str, tuple[float, float]]] = {"bicubic": {}, "lanczos": {}, "fast": {}, "written": {}}
+            sizes: list[float] = []
             for name, rgb in chosen:
                 truth = centre_crop(rgb, crop or max(rgb.shape), scale)
                 h, w = truth.shape[:2]
@@ -124,7 +139,11 @@ def real_thumbnails(args: argparse.Namespace) -> None:
                 ctx = StepContext(rule="bench", source=path, models=CACHE, cpu_threads=args.threads)
                 result = UpscaleStep(UpscaleOptions(scale=scale, model="fast")).run(Frame(low), ctx)
                 per["fast"][name] = metrics(truth, result.frame.rgb, scale)
+                written, size = as_written(result.frame, path)
+                per["written"][name] = metrics(truth, written, scale)
+                sizes.append(size)
             gains = [per["fast"][n][0] - per["bicubic"][n][0] for n, _ in chosen]
+            ends = [per["written"][n][0] - per["bicubic"][n][0] for n, _ in chosen]
             rows[case] = {
                 **{f"{m}_psnr_y": round(float(np.mean([v[0] for v in per[m].values()])), 2) for m in per},
                 **{f"{m}_ssim_y": round(float(np.mean([v[1] for v in per[m].values()])), 4) for m in per},
@@ -133,14 +152,20 @@ def real_thumbnails(args: argparse.Namespace) -> None:
                 "worst_vs_bicubic_db": round(float(min(gains)), 2),
                 "gain_vs_lanczos_db": round(float(np.mean([per["fast"][n][0] - per["lanczos"][n][0]
                                                             for n, _ in chosen])), 2),
+                "written_vs_bicubic_db": round(float(np.mean(ends)), 2),
+                "written_median_vs_bicubic_db": round(float(np.median(ends)), 2),
+                "written_bytes_over_thumbnail": round(float(np.mean(sizes)), 2),
                 "per_photo_gain_db": {n: round(g, 2) for (n, _), g in zip(chosen, gains, strict=True)},
+                "per_photo_written_gain_db": {n: round(g, 2) for (n, _), g in zip(chosen, ends, strict=True)},
             }
             r = rows[case]
             print(f"{case:18} bic {r['bicubic_psnr_y']:6.2f}/{r['bicubic_ssim_y']:.4f}  "
                   f"lz {r['lanczos_psnr_y']:6.2f}/{r['lanczos_ssim_y']:.4f}  "
                   f"fast {r['fast_psnr_y']:6.2f}/{r['fast_ssim_y']:.4f}  vs bic {r['gain_vs_bicubic_db']:+5.2f} "
                   f"(median {r['median_vs_bicubic_db']:+5.2f}, worst {r['worst_vs_bicubic_db']:+5.2f})  "
-                  f"vs lz {r['gain_vs_lanczos_db']:+5.2f}", flush=True)
+                  f"vs lz {r['gain_vs_lanczos_db']:+5.2f}  written {r['written_vs_bicubic_db']:+5.2f} "
+                  f"(median {r['written_median_vs_bicubic_db']:+5.2f}, {r['written_bytes_over_thumbnail']:.1f}× bytes)",
+                  flush=True)
     jpeg = [r for case, r in rows.items() if not case.startswith("bicubic")]
     targets = {
         "thumbnail_gain_ge_0.5": all(r["gain_vs_bicubic_db"] >= 0.5 for r in jpeg),

@@ -94,7 +94,8 @@ class OutputSpec(BaseModel):
     """`same` keeps the real format of the content (GIF, BMP, PPM and AVIF sources become PNG)."""
     quality: Quality = "same"
     """JPEG and WebP quality 1-100; PNG and TIFF are lossless. WebP at 100 is written lossless. "same": a JPEG
-    from a JPEG keeps the source's quantisation tables and subsampling, anything else gets 92."""
+    from a JPEG keeps the source's quantisation tables (finer steps for an enlarged output, jpegquality.py)
+    and subsampling, anything else gets 92."""
     suffix: str = ""
     """Appended to the stem: `photo.jpg` with `_clean` gives `photo_clean.jpg`."""
     png_compression: int = Field(default=1, ge=0, le=9)
@@ -221,7 +222,7 @@ def encode(frame: Frame, info: ImageInfo, spec: OutputSpec, fp: WritableFile) ->
             step="encode",
         )
     image = _to_pil(frame, info, fmt)
-    params = _save_params(image.mode, info, spec, fmt)
+    params = _save_params(image.mode, info, spec, fmt, image.size)
     buffer = io.BytesIO() if fmt == "TIFF" else None
     sink = _Sink(fp)
     with warnings.catch_warnings(record=True) as caught:
@@ -452,7 +453,7 @@ def _to_pil(frame: Frame, info: ImageInfo, fmt: str) -> Image.Image:
     return gray
 
 
-def _save_params(mode: str, info: ImageInfo, spec: OutputSpec, fmt: str) -> dict[str, Any]:
+def _save_params(mode: str, info: ImageInfo, spec: OutputSpec, fmt: str, size: tuple[int, int]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     wanted_space = b"GRAY" if mode in ("L", "LA", "I;16") else b"RGB "
     if info.icc_profile is not None and _icc_space(info.icc_profile) == wanted_space:
@@ -460,7 +461,8 @@ def _save_params(mode: str, info: ImageInfo, spec: OutputSpec, fmt: str) -> dict
     if info.exif is not None and not (fmt == "JPEG" and len(info.exif) > _JPEG_MAX_EXIF):
         params["exif"] = info.exif
     if fmt == "JPEG":
-        params.update(jpeg_params(spec.quality, info.jpeg, mode))
+        enlarged = min(size[0] / max(info.width, 1), size[1] / max(info.height, 1))  # upscale: finer steps
+        params.update(jpeg_params(spec.quality, info.jpeg, mode, enlarged))
     elif fmt == "WEBP":
         params["quality"] = numeric(spec.quality)
         params["lossless"] = spec.quality == 100
