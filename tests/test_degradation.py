@@ -114,6 +114,19 @@ def test_deblocking_brings_a_jpeg_thumbnail_back_towards_its_original(quality: i
     assert blockiness(luma(cleaned)) < blockiness(luma(decoded)) - 0.01
 
 
+@pytest.mark.parametrize(("scale", "filt", "quality", "floor"), [
+    (2, Image.Resampling.BOX, 60, 0.68), (3, Image.Resampling.LANCZOS, 75, 0.85), (2, Image.Resampling.BOX, 90, 0.95),
+])
+def test_weighted_deblocking_gains_enough(scale: int, filt: Image.Resampling, quality: int, floor: float) -> None:
+    """64 shifted grids, each block weighted by its sparsity: the deblocked luma gains +0.72 / +0.92 / +1.03 dB
+    over the decode on these fixtures; the former 16 plainly averaged grids gained +0.60 / +0.73 / +0.82."""
+    from retouchd.deblock import deblock
+
+    clean, _ = thumbnail(scale, filt, None)
+    decoded, _ = thumbnail(scale, filt, quality)
+    assert luma_psnr(clean, deblock(decoded, quality)) - luma_psnr(clean, decoded) > floor
+
+
 def test_deblocking_keeps_within_the_quantisation_steps() -> None:
     """On the file's own 8×8 grid every luma DCT coefficient stays within half a quantisation step of the
     decoded one: the deblocked image is one the file could have come from."""

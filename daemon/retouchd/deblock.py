@@ -1,16 +1,20 @@
 """Remove JPEG blocking and ringing from a decoded frame, steered by the quality its tables give.
 
-Shifted-DCT thresholding (re-application of the JPEG transform): the luma is cut into 8×8 blocks on 16
-grids shifted by 0/2/4/6 pixels, each block's DCT coefficients smaller than half the quantisation step of
-the file's table are zeroed (the JPEG encoder had rounded most of them away; what is left there is mostly
-blocking and ringing), and the 16 inverse transforms are averaged. Last, the result is projected onto the
+Shifted-DCT thresholding (re-application of the JPEG transform): the luma is cut into 8×8 blocks on all 64
+grids shifted by 0…7 pixels, each block's DCT coefficients smaller than half the quantisation step of the
+file's table are zeroed (the JPEG encoder had rounded most of them away; what is left there is mostly
+blocking and ringing), and the 64 inverse transforms are averaged, each block weighted by 1 / the number of
+coefficients it kept (a sparse block is a surer estimate). Last, the result is projected onto the
 quantisation constraint set: on the file's own 8×8 grid, each coefficient is kept within half a step of the
 decoded one, so nothing the file says is contradicted. Chroma is left alone (it is subsampled and the
 metric, and the eye, follow the luma).
 
-Measured on the tune photos' 384×256 thumbnails (area or Lanczos downscale, JPEG q60–90): the deblocked
-luma is +1.0 to +1.4 dB PSNR closer to the uncompressed thumbnail than the decoded JPEG; 64 grids instead of
-16 add +0.15 dB for 4× the time; thresholds of 0.8 or 1.2 half-steps score 0.02–0.03 dB lower.
+Measured on the 30 tune photos' thumbnails (full 768×512 frames downscaled, JPEG), PSNR-Y gain of the
+deblocked luma over the decoded JPEG, against the uncompressed thumbnail: area q60 ×2 +1.32 dB, ×4 +1.19,
+area q90 ×2 +1.26, Lanczos q75 ×3 +1.39. The former 16 grids (offsets 0/2/4/6), plainly averaged, gave
++1.08 / +0.97 / +1.06 / +1.14; 64 plain grids +1.23 / +1.10 / +1.18 / +1.28; 2 or 3 rounds of
+threshold-and-project, soft thresholds or thresholds of 0.4 / 0.6 half-steps scored lower. The weighted 64
+grids take 0.15 s on a 384×256 thumbnail (0.06 s before): a few % of the network's time.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ import numpy as np
 from retouchd.degradation import ijg_table
 from retouchd.typing import RGBImage
 
-SHIFT_STEP = 2
-"""Grid offsets 0, 2, 4, 6 in each direction: 16 shifted transforms."""
+SHIFT_STEP = 1
+"""Every grid offset 0…7 in each direction: 64 shifted transforms."""
 PAD = 8
 
 _K = np.arange(8)
@@ -60,16 +64,20 @@ def deblock_luma(y: np.ndarray, table: np.ndarray) -> np.ndarray:
     padded = np.pad(y, ((PAD, PAD + (-h) % 8), (PAD, PAD + (-w) % 8)), mode="reflect") - 128.0
     threshold = table / 2.0
     total = np.zeros_like(padded)
-    count = np.zeros_like(padded)
+    weights = np.zeros_like(padded)
     for dy in range(0, 8, SHIFT_STEP):
         for dx in range(0, 8, SHIFT_STEP):
             rows, cols = (padded.shape[0] - dy) // 8 * 8, (padded.shape[1] - dx) // 8 * 8
             coefficients = dct_blocks(padded[dy : dy + rows, dx : dx + cols])
             keep = np.abs(coefficients) >= threshold
             keep[..., 0, 0] = True
-            total[dy : dy + rows, dx : dx + cols] += idct_blocks(coefficients * keep)
-            count[dy : dy + rows, dx : dx + cols] += 1
-    smooth = np.where(count > 0, total / np.maximum(count, 1), padded)[PAD : PAD + h, PAD : PAD + w]
+            # A sparser block is a surer estimate: weight each by 1 / its kept coefficients.
+            weight = 1.0 / np.count_nonzero(keep, axis=(2, 3))
+            blocks = np.asarray(DCT8.T @ (coefficients * keep) @ DCT8) * weight[:, :, None, None]
+            total[dy : dy + rows, dx : dx + cols] += _unblocks(blocks)
+            weights[dy : dy + rows, dx : dx + cols] += _unblocks(np.broadcast_to(weight[:, :, None, None],
+                                                                                 blocks.shape))
+    smooth = np.where(weights > 0, total / np.where(weights > 0, weights, 1), padded)[PAD : PAD + h, PAD : PAD + w]
     # Quantisation constraint: on the file's own grid, stay within half a step of what the file decoded to.
     rows, cols = h // 8 * 8, w // 8 * 8
     decoded = dct_blocks(y[:rows, :cols] - 128.0)
