@@ -40,12 +40,17 @@ NOISE_AWARE = dataclasses.replace(
 HIGH_QUALITY = 85
 """Qualities from here up use the codes fitted on light compression; below, those fitted on heavier."""
 
-# (scale, quality band) → noise level in 8-bit levels, with the bicubic kernel code. Measured on the tune photos
-# (area and Lanczos thumbnails, JPEG q75 / q90): at ×2 level 3 beat 5 and 8 (+0.68 / +0.56 / +0.15 dB over
-# bicubic, area q75); at ×4 level 5 beat 3 on q75 (+0.62 / +0.58). Codes fitted by gradient descent on the
-# tune patches scored worse than the bicubic code (−0.19 dB at ×2, −2.2 dB at ×4) and are not used.
+# (scale, quality band) → noise level in 8-bit levels, with the bicubic kernel code. First measured on the tune
+# photos without deblocking or back-projection (area and Lanczos thumbnails, JPEG q75 / q90): at ×2 level 3 beat 5
+# and 8, at ×4 level 5 beat 3 on q75. Behind the deblocked back-projection (which restores the low band a smoother
+# network output gives up) more noise pays below q85: level 8 instead of 3 / 4 / 5, full tune frames (every 2nd),
+# mean (median) gain over bicubic: area q60 ×4 +0.75 → +0.78 (+0.62 → +0.69), area q75 ×2 +0.97 → +1.01 (+0.72 →
+# +0.82), area q75 ×3 +0.93 → +0.98 (+0.92 → +0.91), area q75 ×4 +0.95 → +0.97 (+0.80 → +0.84), Lanczos q60 ×3
+# +0.74 → +0.80 (+0.63 → +0.64); no worst photo lower. From q85 up level 5 at ×2 gained only +0.02 (Lanczos q90):
+# kept at 3. Codes fitted by gradient descent on the tune patches scored worse than the bicubic code (−0.19 dB at
+# ×2, −2.2 dB at ×4) and are not used.
 NOISE_LEVELS: dict[tuple[int, str], float] = {
-    (2, "low"): 3.0, (2, "high"): 3.0, (3, "low"): 4.0, (3, "high"): 3.0, (4, "low"): 5.0, (4, "high"): 3.0,
+    (2, "low"): 8.0, (2, "high"): 3.0, (3, "low"): 8.0, (3, "high"): 3.0, (4, "low"): 8.0, (4, "high"): 3.0,
 }
 BLEND = {"low": 0.5, "high": 0.65}
 """Share of the network's output, the rest bicubic, per quality band (a safety net). On 192-px tune crops the
