@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from retouchd.inpaint import inpaint
 from retouchd.inpaint.patch import PatchEngine
@@ -180,3 +181,38 @@ def test_thin_fill_keeps_the_contrast_of_fine_texture() -> None:
     assert 0.8 < float(gradient_energy(sharp)[hole].mean()) / truth_energy < 1.6
     telea = cv2.inpaint(given, hole.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA)
     assert psnr(sharp, truth, hole) > max(psnr(plain, truth, hole) - 1.0, psnr(telea, truth, hole))
+
+
+def _patchwork(sigma: float) -> tuple[RGBImage, Mask, RGBImage]:
+    """A sky-like gradient with grain `sigma`, and a fill of its hole that is the truth in two wrong shades
+    (±12 on either half): the collage patch search makes of a smooth background."""
+    h, w = 128, 160
+    yy, xx = np.mgrid[:h, :w]
+    base = np.stack([100 + 0.3 * xx + 0.2 * yy, 150 - 0.1 * xx, 200 - 0.2 * yy], axis=2)
+    truth = np.clip(base + noise(h, w, sigma, 7), 0, 255).astype(np.uint8)
+    hole = disc(h, w, 64, 80, 30)
+    shade = np.where(xx < 80, 12.0, -12.0)[..., None] * hole[..., None]
+    return truth, hole, np.clip(truth + shade, 0, 255).astype(np.uint8)
+
+
+def test_smooth_surroundings_pull_a_patchwork_fill_smooth() -> None:
+    """Around a flat sky, the fill's coarse shading moves toward the membrane fill (+2.7 dB here: the grain of
+    the sky counts as a little activity, so about half of the wrong shades go), and its grain stays; around
+    busy texture the fill is left as patch search made it."""
+    from retouchd.inpaint.smooth import SmoothParams, blend_smooth
+
+    def run(truth: RGBImage, hole: Mask, fill: RGBImage) -> RGBImage:
+        t = torch.from_numpy(fill).permute(2, 0, 1).float()
+        out = blend_smooth(torch.from_numpy(truth).permute(2, 0, 1).float(), torch.from_numpy(hole), t, SmoothParams())
+        return out.round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+
+    truth, hole, fill = _patchwork(1.5)
+    out = run(truth, hole, fill)
+    assert psnr(out, truth, hole) > psnr(fill, truth, hole) + 2
+    # The grain, away from the steps the wrong shades make (between them, at the edge), which stay in part.
+    away = disc(128, 160, 64, 80, 24) & (np.abs(np.mgrid[:128, :160][1] - 80) > 8)
+    grain = float((out.astype(np.float64) - cv2.GaussianBlur(out, (0, 0), 2))[away].std())
+    truth_grain = float((truth.astype(np.float64) - cv2.GaussianBlur(truth, (0, 0), 2))[away].std())
+    assert 0.8 < grain / truth_grain < 1.25
+    busy, hole, fill = _patchwork(30.0)
+    assert float(np.abs(run(busy, hole, fill).astype(np.float64) - fill)[hole].mean()) < 1.5
