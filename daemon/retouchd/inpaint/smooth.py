@@ -74,11 +74,16 @@ def gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
 def surroundings_activity(rgb: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
     """Mean gradient magnitude of the known pixels near each hole pixel (H×W), spread into the hole.
 
-    Pixels within 2 px of the hole are left out: they may carry what the mask did not quite cover.
+    The magnitude is |∂x| + |∂y| (a slope of g per pixel along one axis gives g). Pixels within 2 px of
+    the hole are left out: they may carry what the mask did not quite cover.
     """
     gray = rgb.mean(0, keepdim=True)
     p = F.pad(gray[None], (1, 1, 1, 1), mode="replicate")[0]
-    mag = ((p[:, 1:-1, 2:] - p[:, 1:-1, :-2]).abs() + (p[:, 2:, 1:-1] - p[:, :-2, 1:-1]).abs()) / 2
+    mid = p[:, 1:-1, 1:-1]
+    central = ((p[:, 1:-1, 2:] - p[:, 1:-1, :-2]).abs() + (p[:, 2:, 1:-1] - p[:, :-2, 1:-1]).abs()) / 2
+    # The central difference alone is blind to a two-pixel period (alternate rows of two colours).
+    forward = (p[:, 1:-1, 2:] - mid).abs() + (p[:, 2:, 1:-1] - mid).abs()
+    mag = (central + forward) / 2
     ring = ~(F.max_pool2d(hole[None, None].float(), 5, stride=1, padding=2)[0, 0] > 0)
     if not bool(ring.any()):
         return torch.zeros_like(hole, dtype=rgb.dtype)
