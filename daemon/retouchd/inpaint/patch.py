@@ -13,6 +13,7 @@ import torch
 from retouchd.inpaint.base import InpaintEngine, downscale
 from retouchd.inpaint.completion import complete, vote_upscaled
 from retouchd.inpaint.patchmatch import Chord, Field, Params
+from retouchd.inpaint.smooth import SmoothParams, blend_smooth
 from retouchd.inpaint.structure import StructureParams, find_lines, guides
 from retouchd.inpaint.thin import ThinFill, ThinParams, thin_components
 from retouchd.typing import Mask, RGBImage
@@ -35,6 +36,8 @@ class PatchEngine(InpaintEngine):
     """Thin components (strokes, scratches) go to the sparse DCT fill, which beats patch search on them."""
     structure: ClassVar[StructureParams | None] = StructureParams()
     """Straight edges crossing a hole guide the search (`structure`); None: patch search alone."""
+    smooth: ClassVar[SmoothParams | None] = SmoothParams()
+    """Where the hole's surroundings are smooth, the fill's coarse shading follows a membrane fill (`smooth`)."""
 
     def fill(self, rgb: RGBImage, mask: Mask) -> RGBImage:
         """Strokes first with the thin fill, then the wide components by patch search around them."""
@@ -52,8 +55,9 @@ class PatchEngine(InpaintEngine):
         device = self.torch_device()
         with _cpu_single_thread(device), torch.inference_mode():
             hole_t = torch.from_numpy(hole).to(device)
-            filled, _ = complete(_to_tensor(rgb, device), hole_t, self.params, *self._guides(rgb, hole, device))
-            return _merge(rgb, hole, filled)
+            rgb_t = _to_tensor(rgb, device)
+            filled, _ = complete(rgb_t, hole_t, self.params, *self._guides(rgb, hole, device))
+            return _merge(rgb, hole, self._smoothed(rgb_t, hole_t, filled))
 
     def solve_scaled(self, rgb: RGBImage, hole: Mask, scale: float) -> RGBImage:
         """Solve a shrunk crop, then copy full-size patches along the enlarged field: sharp, bounded memory."""
@@ -67,9 +71,13 @@ class PatchEngine(InpaintEngine):
             _, field = complete(small_t, small_hole_t, search_only, *self._guides(small, small_hole, device))
             if field is not None:
                 full_hole = torch.from_numpy(hole).to(device)
-                filled = vote_upscaled(_to_tensor(rgb, device), full_hole, field, self.params)
-                return _merge(rgb, hole, filled)
+                rgb_t = _to_tensor(rgb, device)
+                filled = vote_upscaled(rgb_t, full_hole, field, self.params)
+                return _merge(rgb, hole, self._smoothed(rgb_t, full_hole, filled))
         return super().solve_scaled(rgb, hole, scale)
+
+    def _smoothed(self, rgb: torch.Tensor, hole: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+        return filled if self.smooth is None else blend_smooth(rgb, hole, filled, self.smooth)
 
     def _guides(self, rgb: RGBImage, hole: Mask, device: torch.device) -> tuple[torch.Tensor | None, tuple[Chord, ...]]:
         """Guide channels and chords of the straight edges that cross the hole (`structure`), if any."""

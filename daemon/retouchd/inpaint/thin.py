@@ -40,9 +40,13 @@ class ThinParams:
     shifts: int = 3
     """Block grid offsets per axis (shifts² grids), spread evenly over the block."""
     max_radius: float = 4.0
+    """A component is thin when no disc wider than this radius fits in it (a stroke up to ~8 px)."""
     grain: float = 0.0
     """Share of the missing fine grain given back to the stroke (see `_add_grain`)."""
-    """A component is thin when no disc wider than this radius fits in it (a stroke up to ~8 px)."""
+    sharpen: float = 0.5
+    """Gain of the luma detail (unsharp mask) restored in the stroke; see `_sharpen`. 0: off."""
+    sharpen_sigma: float = 2.0
+    """Scale (pixels) of the blur whose difference is the detail."""
 
 
 def thin_components(hole: Mask, max_radius: float) -> Mask:
@@ -117,10 +121,27 @@ def sparse_fill(rgb: RGBImage, hole: Mask, params: ThinParams | None = None) -> 
             acc[idx.reshape(-1)] += rec.reshape(-1, 3)
         x[update] = acc[update] / len(grids)
     out = (x @ _COLOUR).reshape(h + 2 * _BLOCK, w + 2 * _BLOCK, 3)[_BLOCK : _BLOCK + h, _BLOCK : _BLOCK + w]
+    if p.sharpen > 0:
+        out = _sharpen(out, hole, p.sharpen, p.sharpen_sigma)
     if p.grain > 0:
         out = _add_grain(out, hole, p.grain)
     filled = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     return np.where(hole[..., None], filled, rgb)
+
+
+def _sharpen(out: np.ndarray, hole: Mask, gain: float, sigma: float) -> np.ndarray:
+    """Restore the contrast that thresholding took from what crosses the stroke (an unsharp mask on luma).
+
+    Each round of thresholding shrinks the weaker coefficients, so a twig or a ripple that crosses a
+    stroke comes back with too little contrast: gradient energy 0.62 of the truth's on tune photos. The
+    stroke's luma detail (luma minus its blur, known pixels around it included) is amplified by `gain`
+    and added equally to the three channels; chroma is left smooth, where amplifying it only adds error.
+    Tune photos, 12 × scratches, sigma 2: gain 0.5 took the texture ratio from 0.62 to 0.78 and the median
+    hole PSNR up by 0.06 dB (gain 1: 0.95 for −0.27 dB on tune, and −0.75 dB on the held-out photos).
+    """
+    luma = out.mean(axis=2)
+    detail = luma - cv2.GaussianBlur(luma, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+    return np.asarray(out + (gain * detail * hole)[..., None])
 
 
 def _add_grain(out: np.ndarray, hole: Mask, amount: float) -> np.ndarray:
