@@ -1,0 +1,192 @@
+"""A tiled watermark found and measured as a repeated pattern: no text is read.
+
+`lattice.find` gives the steps along which the image repeats. One cell of the lattice (a patch covering a
+period, plus `MARGIN`) is cut at every lattice point that reaches the image; the copies show the same
+watermark over different parts of the photo. Then:
+
+1. Shape: the median over the copies of the fine detail is the watermark's own detail (the photo's
+   averages out); the pixels standing `SHAPE_SIGMAS` robust sigmas out, on the side of its sign (white or
+   black), grown by `RIM` px for the anti-aliased rim, are its support.
+2. Opacity: the photo beneath the support is guessed everywhere at once from the pixels around it
+   (normalised convolution); each pixel gives `α = (I − B̂)·(C − B̂) / |C − B̂|²` where the photo is far
+   enough from the colour C to say anything, and the median over the copies is the watermark's α, pixel by
+   pixel (the guess's errors — grass under one copy, sky under the next — cancel). The pass is run twice,
+   the second with the support the first measured.
+3. Evidence: a watermark is translucent and lies *over* the photo, so un-blending each copy makes it
+   smoother (less gradient energy in the support than before). A photo's own repeating texture — tiles,
+   windows — is opaque or leaves its copies no smoother; it is rejected unless at least `MIN_SMOOTHED` of
+   the copies agree.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from retouchd.textdetect.lattice import Lattice, detail
+from retouchd.textdetect.lattice import find as find_lattice
+from retouchd.textdetect.watermark import TileBlend
+from retouchd.typing import Mask, RGBImage
+
+MARGIN = 6
+SHAPE_SIGMAS = 4.0
+RIM = 2
+GUESS_SIGMA = 3.0
+MIN_CONTRAST = 40.0
+ALPHA_FLOOR = 0.03
+MAX_SUPPORT = 0.35
+"""A 'watermark' covering more of its cell than this is the photo's texture."""
+SMOOTHER = 0.8
+MIN_SMOOTHED = 0.7
+MIN_COPIES = 4
+TRANSLUCENT = (0.05, 0.85)
+"""Median opacity of the strokes a watermark has (fainter is noise, more is an opaque pattern)."""
+
+Floats = npt.NDArray[np.float32]
+
+
+class _Cells:
+    """The lattice's cells over one image: where each copy lies, and cutting/pasting along them."""
+
+    def __init__(self, shape: tuple[int, int], lattice: Lattice) -> None:
+        self.basis = lattice.basis
+        corners = np.abs(self.basis @ np.array([[0.5, 0.5, -0.5, -0.5], [0.5, -0.5, 0.5, -0.5]]))
+        self.hx = math.ceil(float(corners[0].max())) + MARGIN
+        self.hy = math.ceil(float(corners[1].max())) + MARGIN
+        height, width = shape
+        self.shape = shape
+        self.origin = np.array([width // 2, height // 2], np.float64)
+        edges = np.array([[-self.hx, -self.hy], [width + self.hx, -self.hy], [-self.hx, height + self.hy],
+                          [width + self.hx, height + self.hy]], np.float64)
+        reach = np.linalg.solve(self.basis, (edges - self.origin).T).T
+        lo, hi = np.floor(reach.min(0)).astype(int), np.ceil(reach.max(0)).astype(int)
+        self.points = []
+        for m in range(lo[0], hi[0] + 1):
+            for n in range(lo[1], hi[1] + 1):
+                p = self.origin + self.basis @ (m, n)
+                if -self.hx < p[0] < width + self.hx and -self.hy < p[1] < height + self.hy:
+                    self.points.append(p)
+        xs, ys = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+        rel = np.stack([xs - self.origin[0], ys - self.origin[1]])
+        coords = np.tensordot(np.linalg.inv(self.basis), rel, axes=1)
+        nearest = np.tensordot(self.basis, np.round(coords), axes=1)
+        self.map_x = np.asarray(rel[0] - nearest[0] + self.hx, np.float32)
+        self.map_y = np.asarray(rel[1] - nearest[1] + self.hy, np.float32)
+
+    def cut(self, image: Floats) -> tuple[Floats, Mask]:
+        """(copies, K×2hy×2hx[×C], of `image`; which of their pixels lie inside the image)."""
+        size = (2 * self.hx, 2 * self.hy)
+        height, width = self.shape
+        patches, inside = [], []
+        for p in self.points:
+            patches.append(cv2.getRectSubPix(image, size, (float(p[0]) - 0.5, float(p[1]) - 0.5)))
+            xs = p[0] - self.hx + np.arange(2 * self.hx)
+            ys = p[1] - self.hy + np.arange(2 * self.hy)
+            inside.append(((ys >= 0) & (ys <= height - 1))[:, None] & ((xs >= 0) & (xs <= width - 1))[None, :])
+        return np.asarray(patches, np.float32), np.asarray(inside)
+
+    def paste(self, cell: Floats) -> Floats:
+        """The cell repeated over the whole image."""
+        return np.asarray(cv2.remap(cell, self.map_x, self.map_y, cv2.INTER_LINEAR, borderValue=0.0), np.float32)
+
+
+def _median(stack: Floats, valid: Mask, need: int) -> Floats:
+    """Per-pixel median over the copies of the valid samples (0 where fewer than `need`)."""
+    masked = np.where(valid, stack, np.nan)
+    counted = valid.sum(axis=0)
+    out = np.zeros(stack.shape[1:], np.float32)
+    known = counted >= need
+    if known.any():
+        out[known] = np.nanmedian(masked[:, known], axis=0)
+    return out
+
+
+def _grow(mask: Mask, radius: int) -> Mask:
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return np.asarray(cv2.dilate(mask.astype(np.uint8), kernel) > 0)
+
+
+def _guess(image: Floats, hole: Mask) -> Floats:
+    """The photo beneath `hole`, from the pixels around it (normalised convolution)."""
+    keep = (~hole).astype(np.float32)
+    total = cv2.GaussianBlur(image * keep[..., None], (0, 0), GUESS_SIGMA)
+    weight = cv2.GaussianBlur(keep, (0, 0), GUESS_SIGMA)[..., None]
+    wide = cv2.GaussianBlur(image * keep[..., None], (0, 0), 3 * GUESS_SIGMA)
+    wide_weight = cv2.GaussianBlur(keep, (0, 0), 3 * GUESS_SIGMA)[..., None]
+    near = total / np.maximum(weight, 1e-6)
+    far = wide / np.maximum(wide_weight, 1e-6)
+    guess = np.where(weight > 0.05, near, far)
+    return np.asarray(np.where(hole[..., None], guess, image), np.float32)
+
+
+def _opacity(image: Floats, cells: _Cells, support: Mask, level: float, need: int) -> Floats:
+    """The median over the copies of each pixel's opacity, within the cell's `support`."""
+    hole = cells.paste(_grow(support, 1).astype(np.float32)) > 0.5
+    beneath = _guess(image, hole)
+    gap = level - beneath
+    weight = (gap**2).sum(axis=2)
+    alpha = ((image - beneath) * gap).sum(axis=2) / np.maximum(weight, 1.0)
+    alpha_cells, inside = cells.cut(np.asarray(alpha, np.float32))
+    weight_cells, _ = cells.cut(np.asarray(weight, np.float32))
+    valid = inside & (weight_cells >= 3 * MIN_CONTRAST**2)
+    out = _median(alpha_cells, valid, need)
+    out[~support] = 0
+    return np.clip(out, 0.0, 1.0)
+
+
+def _energy(patch: Floats, where: Mask) -> float:
+    gx = cv2.Sobel(patch, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(patch, cv2.CV_32F, 0, 1, ksize=3)
+    return float((gx**2 + gy**2).sum(axis=-1)[where].sum())
+
+
+def _smoothed(image: Floats, cells: _Cells, alpha: Floats, level: float) -> float:
+    """Share of the copies (with most of their support inside the image) that un-blending makes smoother."""
+    a = np.minimum(alpha, 0.8)[..., None]
+    patches, inside = cells.cut(image)
+    where = _grow(alpha > ALPHA_FLOOR, 1)
+    votes = []
+    for patch, valid in zip(patches, inside, strict=True):
+        here = where & valid
+        if here.sum() < 0.3 * where.sum():
+            continue
+        after = (patch - a * level) / (1 - a)
+        votes.append(_energy(after, here) <= SMOOTHER * _energy(patch, here))
+    return float(np.mean(votes)) if len(votes) >= MIN_COPIES else 0.0
+
+
+def measure(rgb: RGBImage, lattice: Lattice) -> TileBlend | None:
+    """The watermark repeating along `lattice` in `rgb`: its opacity over the image and colour, or None."""
+    image = rgb.astype(np.float32)
+    cells = _Cells(rgb.shape[:2], lattice)
+    fine = detail(np.ascontiguousarray(image.mean(axis=2)))
+    detail_cells, inside = cells.cut(fine)
+    if len(cells.points) < MIN_COPIES:
+        return None
+    need = max(3, int(inside.sum(axis=0).max()) // 3)
+    shape = _median(detail_cells, inside, need)
+    spread = 1.4826 * float(np.median(np.abs(shape[shape != 0]))) + 1e-3
+    sign = 1.0 if float(np.percentile(shape, 99.5)) >= -float(np.percentile(shape, 0.5)) else -1.0
+    support = _grow(sign * shape > SHAPE_SIGMAS * spread, RIM)
+    if not support.any() or support.mean() > MAX_SUPPORT:
+        return None
+    level = 255.0 if sign > 0 else 0.0
+    alpha = _opacity(image, cells, support, level, need)
+    support = _grow(alpha > ALPHA_FLOOR, RIM) & support
+    alpha = _opacity(image, cells, support, level, need)
+    alpha[alpha < ALPHA_FLOOR] = 0
+    strokes = alpha[sign * shape > SHAPE_SIGMAS * spread]
+    if strokes.size == 0 or not TRANSLUCENT[0] <= float(np.median(strokes)) <= TRANSLUCENT[1]:
+        return None
+    if _smoothed(image, cells, alpha, level) < MIN_SMOOTHED:
+        return None
+    return TileBlend(cells.paste(alpha), (level, level, level), len(cells.points))
+
+
+def find(rgb: RGBImage) -> TileBlend | None:
+    """A tiled watermark over `rgb`, found from its repeats alone, or None."""
+    lattice = find_lattice(rgb)
+    return None if lattice is None else measure(rgb, lattice)
