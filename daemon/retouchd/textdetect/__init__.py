@@ -20,9 +20,11 @@ For one RGB image:
    evidence reaches `min_score`, and of the weaker boxes on the same line (a poorly read last word).
 6. Backing (`regions`): an opaque box behind a line joins the mask; a translucent band is returned to be
    un-blended (`unblend`) before the fill.
-7. Tiled watermark (`tiles`, `watermark`): lines that read alike at least `MIN_COPIES` times are copies of
-   one watermark; its opacity is voted from them and returned, with the copies the detector missed placed
-   on their lattice, to be un-blended everywhere; only its clipped pixels are filled.
+7. Tiled watermark (`lattice`, `repeats`): before any of the above, a watermark repeated over the whole
+   image is found as a repeated pattern (no reading), its opacity voted from its copies and returned to be
+   un-blended everywhere (only its clipped pixels are filled); steps 1–6 run on the image un-blended.
+   Failing that, lines that read alike at least `MIN_COPIES` times are copies of one watermark (`tiles`,
+   `watermark`): its opacity is voted from them and placed on their lattice.
 
 `regions` limits where text is looked for: a box counts only when at least half of it lies inside them.
 """
@@ -45,6 +47,7 @@ from retouchd.textdetect.runtime import OcrModels, load_models
 from retouchd.textdetect.strokes import add_letters
 from retouchd.textdetect.tiles import MIN_COPIES, stack, tiled_text
 from retouchd.textdetect.unblend import Unblend
+from retouchd.textdetect import repeats, watermark
 from retouchd.textdetect.watermark import TileBlend, estimate
 from retouchd.typing import Mask, RGBImage
 
@@ -60,6 +63,8 @@ DUPLICATE = 0.8
 UNREAD_DET = 0.9
 UNREAD_TILT = 3.0
 """A box this much inside boxes already masked (a word of a line found whole too) is not masked again."""
+REPEATS_SCORE = 0.9
+"""Overlay score of a watermark found by its repeats (`repeats` has checked that it un-blends)."""
 
 Region = tuple[int, int, int, int]
 """(x, y, width, height) in image pixels."""
@@ -199,6 +204,11 @@ def detect(
 ) -> TextDetection:
     """Find overlaid text in `rgb` (H×W×3 uint8): its pixel mask, the scored boxes and the overlay score."""
     height, width = rgb.shape[:2]
+    # A watermark tiled over the whole image is found by its repeats (no reading) and un-blended first; the
+    # text is then looked for in what it leaves.
+    pattern = repeats.find(rgb) if regions is None else None
+    if pattern is not None:
+        rgb = watermark.apply(rgb, pattern)[0]
     size = detection_size(height, width, max_side=max_side)
     found = candidates(probability_map(models, rgb, size), (height, width))
     if regions is not None:
@@ -222,7 +232,7 @@ def detect(
     done = np.zeros((height, width), bool)
     bands: list[Unblend] = []
     copies: list[tuple[Quad, Mask]] = []
-    tile_text = tiled_text([b.text for b in masked if quad_tilt(b.quad) > UNREAD_TILT])
+    tile_text = tiled_text([b.text for b in masked if quad_tilt(b.quad) > UNREAD_TILT]) if pattern is None else None
     for box in sorted(masked, key=lambda b: -quad_size(b.quad)[0] * quad_size(b.quad)[1]):
         raster = _polygon(box.quad, (height, width))
         if raster is None or min(quad_size(box.quad)) < 2:
@@ -255,5 +265,5 @@ def detect(
     elif blend is None:
         for _, letters in copies:
             mask |= letters
-    score = boxes[0].score if boxes else 0.0
-    return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4), tuple(bands), blend)
+    score = max(boxes[0].score if boxes else 0.0, REPEATS_SCORE if pattern is not None else 0.0)
+    return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4), tuple(bands), blend or pattern)

@@ -30,6 +30,8 @@ PROMINENCE = 0.08
 MIN_PEAK = 0.1
 MIN_HITS = 0.7
 MAX_ORDER = 3
+EXPECTED_OVERLAP = 0.35
+"""Lattice points whose shift leaves this share of the image overlapping are expected to carry a peak."""
 SNAP = 0.25
 """A fitted step this close to whole pixels is taken as whole (watermarks are tiled at pixel positions)."""
 
@@ -44,11 +46,19 @@ class Lattice:
     b: tuple[float, float]
     strength: float
     """Mean normalised autocorrelation at the lattice points (0–1)."""
+    motif: tuple[tuple[float, float], tuple[float, float]] | None = None
+    """The steps between single copies when those are not whole pixels (a staggered layout with an odd step:
+    `a` and `b` then span two copies each)."""
 
     @property
     def basis(self) -> npt.NDArray[np.float64]:
         """2×2, the steps as columns."""
         return np.array([self.a, self.b], np.float64).T
+
+    @property
+    def copies(self) -> Lattice:
+        """The lattice of single copies (sub-pixel steps when `motif` is set)."""
+        return self if self.motif is None else Lattice(self.motif[0], self.motif[1], self.strength)
 
 
 def detail(lum: Floats) -> Floats:
@@ -141,29 +151,32 @@ def find(rgb: npt.NDArray[np.uint8]) -> Lattice | None:
     coords = np.linalg.solve(basis, shifts.T).T
     whole = np.round(coords)
     near = np.hypot(*(basis @ (coords - whole).T)) <= 2.0
-    half_h, half_w = corr.shape[0] / 4, corr.shape[1] / 4
+    height, width = lum.shape
     expected = 0
     for m in range(-MAX_ORDER, MAX_ORDER + 1):
         for n in range(-MAX_ORDER, MAX_ORDER + 1):
             x, y = basis @ (m, n)
-            if (y < 0 or (y == 0 and x > 0)) and abs(x) < 0.75 * half_w and abs(y) < 0.75 * half_h:
+            overlap = max(width - abs(x), 0) * max(height - abs(y), 0) / (width * height)
+            if (y < 0 or (y == 0 and x > 0)) and overlap >= EXPECTED_OVERLAP:
                 expected += 1
     hits = near & (np.abs(whole) <= MAX_ORDER).all(axis=1)
     if expected < 2 or hits.sum() < max(2, MIN_HITS * expected):
         return None
     fitted, *_ = np.linalg.lstsq(whole[hits], shifts[hits], rcond=None)
-    steps = _whole(fitted / scale)
+    single = fitted / scale
+    steps, staggered = _whole(single)
+    motif = ((float(single[0, 0]), float(single[0, 1])), (float(single[1, 0]), float(single[1, 1])))
     return Lattice((float(steps[0, 0]), float(steps[0, 1])), (float(steps[1, 0]), float(steps[1, 1])),
-                   float(heights[hits].mean()))
+                   float(heights[hits].mean()), motif if staggered else None)
 
 
-def _whole(steps: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """The steps (rows) snapped to whole pixels when they are that close, or a sub-lattice of index 2 that is:
-    a staggered layout with an odd step (rows shifted by half of 211 px) repeats exactly only every two rows,
-    and copies half a pixel apart would not stack sharply."""
+def _whole(steps: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], bool]:
+    """(steps, staggered?): the steps (rows) snapped to whole pixels when they are that close, or a sub-lattice
+    of index 2 that is (staggered): a layout whose rows are shifted by half of an odd step (105.5 of 211 px)
+    repeats exactly only every two rows, and copies half a pixel apart would not stack sharply."""
     a, b = steps
-    for pair in ((a, b), (a + b, a - b), (2 * a, b), (a, 2 * b)):
+    for k, pair in enumerate(((a, b), (a + b, a - b), (2 * a, b), (a, 2 * b))):
         candidate = np.array(pair)
         if np.abs(candidate - np.round(candidate)).max() <= SNAP:
-            return np.round(candidate)
-    return steps
+            return np.round(candidate), k > 0
+    return steps, False

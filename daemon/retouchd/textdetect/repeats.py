@@ -42,6 +42,7 @@ MAX_SUPPORT = 0.35
 SMOOTHER = 0.8
 MIN_SMOOTHED = 0.7
 MIN_COPIES = 4
+MIN_VOTES = 3
 TRANSLUCENT = (0.05, 0.85)
 """Median opacity of the strokes a watermark has (fainter is noise, more is an opaque pattern)."""
 
@@ -122,9 +123,9 @@ def _guess(image: Floats, hole: Mask) -> Floats:
     return np.asarray(np.where(hole[..., None], guess, image), np.float32)
 
 
-def _opacity(image: Floats, cells: _Cells, support: Mask, level: float, need: int) -> Floats:
-    """The median over the copies of each pixel's opacity, within the cell's `support`."""
-    hole = cells.paste(_grow(support, 1).astype(np.float32)) > 0.5
+def _opacity(image: Floats, cells: _Cells, hole: Mask, support: Mask, level: float, need: int) -> Floats:
+    """The median over the copies of each pixel's opacity, within the cell's `support` (`hole`: the support
+    over the whole image, where the photo beneath is guessed)."""
     beneath = _guess(image, hole)
     gap = level - beneath
     weight = (gap**2).sum(axis=2)
@@ -135,6 +136,30 @@ def _opacity(image: Floats, cells: _Cells, support: Mask, level: float, need: in
     out = _median(alpha_cells, valid, need)
     out[~support] = 0
     return np.clip(out, 0.0, 1.0)
+
+
+def _in_cells(cells: _Cells, mask: Mask) -> Mask:
+    """A periodic image mask as one cell of `cells`."""
+    cut, inside = cells.cut(mask.astype(np.float32))
+    return np.asarray((cut * inside).sum(axis=0) >= 0.5 * np.maximum(inside.sum(axis=0), 1))
+
+
+def _shape(image: Floats, lattice: Lattice) -> tuple[Mask, Mask, float] | None:
+    """(strokes, support, sign) over the whole image: the median of the copies' fine detail, voted on the
+    lattice of single copies (more of them than whole cells when the layout is staggered)."""
+    cells = _Cells(image.shape[:2], lattice.copies)
+    fine = detail(np.ascontiguousarray(image.mean(axis=2)))
+    detail_cells, inside = cells.cut(fine)
+    if len(cells.points) < MIN_COPIES:
+        return None
+    shape = _median(detail_cells, inside, max(3, int(inside.sum(axis=0).max()) // 3))
+    spread = 1.4826 * float(np.median(np.abs(shape[shape != 0]))) + 1e-3
+    sign = 1.0 if float(np.percentile(shape, 99.5)) >= -float(np.percentile(shape, 0.5)) else -1.0
+    strokes = sign * shape > SHAPE_SIGMAS * spread
+    support = _grow(strokes, RIM)
+    if not support.any() or support.mean() > MAX_SUPPORT:
+        return None
+    return cells.paste(strokes.astype(np.float32)) > 0.5, cells.paste(support.astype(np.float32)) > 0.5, sign
 
 
 def _energy(patch: Floats, where: Mask) -> float:
@@ -155,31 +180,30 @@ def _smoothed(image: Floats, cells: _Cells, alpha: Floats, level: float) -> floa
             continue
         after = (patch - a * level) / (1 - a)
         votes.append(_energy(after, here) <= SMOOTHER * _energy(patch, here))
-    return float(np.mean(votes)) if len(votes) >= MIN_COPIES else 0.0
+    return float(np.mean(votes)) if len(votes) >= MIN_VOTES else 0.0
 
 
 def measure(rgb: RGBImage, lattice: Lattice) -> TileBlend | None:
     """The watermark repeating along `lattice` in `rgb`: its opacity over the image and colour, or None."""
     image = rgb.astype(np.float32)
+    found = _shape(image, lattice)
+    if found is None:
+        return None
+    strokes, hole, sign = found
     cells = _Cells(rgb.shape[:2], lattice)
-    fine = detail(np.ascontiguousarray(image.mean(axis=2)))
-    detail_cells, inside = cells.cut(fine)
     if len(cells.points) < MIN_COPIES:
         return None
+    _, inside = cells.cut(np.zeros(rgb.shape[:2], np.float32))
     need = max(3, int(inside.sum(axis=0).max()) // 3)
-    shape = _median(detail_cells, inside, need)
-    spread = 1.4826 * float(np.median(np.abs(shape[shape != 0]))) + 1e-3
-    sign = 1.0 if float(np.percentile(shape, 99.5)) >= -float(np.percentile(shape, 0.5)) else -1.0
-    support = _grow(sign * shape > SHAPE_SIGMAS * spread, RIM)
-    if not support.any() or support.mean() > MAX_SUPPORT:
-        return None
+    support = _in_cells(cells, hole)
     level = 255.0 if sign > 0 else 0.0
-    alpha = _opacity(image, cells, support, level, need)
+    alpha = _opacity(image, cells, _grow(hole, 1), support, level, need)
     support = _grow(alpha > ALPHA_FLOOR, RIM) & support
-    alpha = _opacity(image, cells, support, level, need)
+    alpha = _opacity(image, cells, _grow(cells.paste(support.astype(np.float32)) > 0.5, 1), support, level, need)
     alpha[alpha < ALPHA_FLOOR] = 0
-    strokes = alpha[sign * shape > SHAPE_SIGMAS * spread]
-    if strokes.size == 0 or not TRANSLUCENT[0] <= float(np.median(strokes)) <= TRANSLUCENT[1]:
+    core = alpha[_in_cells(cells, strokes)]
+    measured = core[core > 0]
+    if measured.size < 0.5 * core.size or not TRANSLUCENT[0] <= float(np.median(measured)) <= TRANSLUCENT[1]:
         return None
     if _smoothed(image, cells, alpha, level) < MIN_SMOOTHED:
         return None
