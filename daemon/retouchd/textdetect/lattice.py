@@ -74,14 +74,13 @@ def autocorrelation(signal: Floats) -> Floats:
     rows, cols = cv2.getOptimalDFTSize(2 * h), cv2.getOptimalDFTSize(2 * w)
     padded = np.zeros((rows, cols), np.float32)
     padded[:h, :w] = signal - signal.mean()
-    ones = np.zeros((rows, cols), np.float32)
-    ones[:h, :w] = 1
-    out = []
-    for layer in (padded, ones):
-        spectrum = cv2.dft(layer, flags=cv2.DFT_COMPLEX_OUTPUT)
-        power = cv2.mulSpectrums(spectrum, spectrum, 0, conjB=True)
-        out.append(np.fft.fftshift(cv2.idft(power, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)))
-    corr, count = out
+    spectrum = cv2.dft(padded, flags=cv2.DFT_COMPLEX_OUTPUT)
+    power = cv2.mulSpectrums(spectrum, spectrum, 0, conjB=True)
+    corr = np.fft.fftshift(cv2.idft(power, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE))
+    # Pixels overlapping at each shift: (w − |dx|)(h − |dy|).
+    dx = np.maximum(w - np.abs(np.arange(cols, dtype=np.float32) - cols // 2), 0)
+    dy = np.maximum(h - np.abs(np.arange(rows, dtype=np.float32) - rows // 2), 0)
+    count = dy[:, None] * dx[None, :]
     norm = np.where(count > 0.25 * h * w, corr / np.maximum(count, 1.0), 0.0)
     return np.asarray(norm / max(float(norm[rows // 2, cols // 2]), 1e-6), np.float32)
 
@@ -95,10 +94,12 @@ def _peaks(corr: Floats) -> tuple[npt.NDArray[np.float64], Floats]:
     cv2.circle(ring, (RING[1], RING[1]), RING[0] - 1, 0, -1)
     around = cv2.dilate(corr, ring)
     local = cv2.dilate(corr, np.ones((2 * RING[0] - 1,) * 2, np.uint8))
-    yy, xx = np.mgrid[:rows, :cols]
-    upper = (yy < cy) | ((yy == cy) & (xx > cx))
-    far = np.hypot(yy - cy, xx - cx) >= MIN_STEP
-    keep = (corr == local) & (corr - around >= PROMINENCE) & (corr >= MIN_PEAK) & upper & far
+    keep = (corr == local) & (corr - around >= PROMINENCE) & (corr >= MIN_PEAK)
+    keep[cy + 1 :] = False
+    keep[cy, : cx + 1] = False
+    keep[max(cy - MIN_STEP, 0) : cy + 1, max(cx - MIN_STEP, 0) : cx + MIN_STEP + 1] &= (
+        np.hypot(*np.mgrid[-min(MIN_STEP, cy) : 1, -min(MIN_STEP, cx) : min(MIN_STEP, cols - cx - 1) + 1])
+        >= MIN_STEP)
     ys, xs = np.nonzero(keep)
     shifts = np.column_stack([xs - cx, ys - cy]).astype(np.float64)
     for i, (x, y) in enumerate(zip(xs, ys, strict=True)):

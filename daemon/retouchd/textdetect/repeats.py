@@ -70,12 +70,14 @@ class _Cells:
                 p = self.origin + self.basis @ (m, n)
                 if -self.hx < p[0] < width + self.hx and -self.hy < p[1] < height + self.hy:
                     self.points.append(p)
-        xs, ys = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-        rel = np.stack([xs - self.origin[0], ys - self.origin[1]])
-        coords = np.tensordot(np.linalg.inv(self.basis), rel, axes=1)
-        nearest = np.tensordot(self.basis, np.round(coords), axes=1)
-        self.map_x = np.asarray(rel[0] - nearest[0] + self.hx, np.float32)
-        self.map_y = np.asarray(rel[1] - nearest[1] + self.hy, np.float32)
+        xs = np.arange(width, dtype=np.float32)[None, :] - np.float32(self.origin[0])
+        ys = np.arange(height, dtype=np.float32)[:, None] - np.float32(self.origin[1])
+        inverse = np.linalg.inv(self.basis).astype(np.float32)
+        m = np.round(inverse[0, 0] * xs + inverse[0, 1] * ys)
+        n = np.round(inverse[1, 0] * xs + inverse[1, 1] * ys)
+        steps = self.basis.astype(np.float32)
+        self.map_x = np.asarray(xs - steps[0, 0] * m - steps[0, 1] * n + self.hx, np.float32)
+        self.map_y = np.asarray(ys - steps[1, 0] * m - steps[1, 1] * n + self.hy, np.float32)
 
     def cut(self, image: Floats) -> tuple[Floats, Mask]:
         """(copies, K×2hy×2hx[×C], of `image`; which of their pixels lie inside the image)."""
@@ -96,13 +98,11 @@ class _Cells:
 
 def _median(stack: Floats, valid: Mask, need: int) -> Floats:
     """Per-pixel median over the copies of the valid samples (0 where fewer than `need`)."""
-    masked = np.where(valid, stack, np.nan)
+    ordered = np.sort(np.where(valid, stack, np.inf), axis=0)
     counted = valid.sum(axis=0)
-    out = np.zeros(stack.shape[1:], np.float32)
-    known = counted >= need
-    if known.any():
-        out[known] = np.nanmedian(masked[:, known], axis=0)
-    return out
+    low = np.take_along_axis(ordered, np.maximum(counted - 1, 0)[None] // 2, axis=0)[0]
+    high = np.take_along_axis(ordered, (counted // 2)[None], axis=0)[0] if len(stack) > 1 else low
+    return np.asarray(np.where(counted >= need, (low + np.where(np.isfinite(high), high, low)) / 2, 0), np.float32)
 
 
 def _grow(mask: Mask, radius: int) -> Mask:
@@ -115,12 +115,7 @@ def _guess(image: Floats, hole: Mask) -> Floats:
     keep = (~hole).astype(np.float32)
     total = cv2.GaussianBlur(image * keep[..., None], (0, 0), GUESS_SIGMA)
     weight = cv2.GaussianBlur(keep, (0, 0), GUESS_SIGMA)[..., None]
-    wide = cv2.GaussianBlur(image * keep[..., None], (0, 0), 3 * GUESS_SIGMA)
-    wide_weight = cv2.GaussianBlur(keep, (0, 0), 3 * GUESS_SIGMA)[..., None]
-    near = total / np.maximum(weight, 1e-6)
-    far = wide / np.maximum(wide_weight, 1e-6)
-    guess = np.where(weight > 0.05, near, far)
-    return np.asarray(np.where(hole[..., None], guess, image), np.float32)
+    return np.asarray(np.where(hole[..., None], total / np.maximum(weight, 1e-6), image), np.float32)
 
 
 def _opacity(image: Floats, cells: _Cells, hole: Mask, support: Mask, level: float, need: int) -> Floats:
