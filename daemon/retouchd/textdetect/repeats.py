@@ -39,12 +39,23 @@ MIN_CONTRAST = 40.0
 ALPHA_FLOOR = 0.03
 MAX_SUPPORT = 0.35
 """A 'watermark' covering more of its cell than this is the photo's texture."""
+MAX_STROKE = 0.06
+"""Widest stroke half-width (99th percentile) a repeated shape may have, as a share of the lattice's shortest
+step: lettering is drawn with thin strokes."""
+NETWORK = 0.6
+"""A connected part of the repeated shape this long (share of the image's long side) is a network — grout,
+mortar — not copies of a mark."""
 SMOOTHER = 0.8
 MIN_SMOOTHED = 0.7
 MIN_COPIES = 4
 MIN_VOTES = 3
 TRANSLUCENT = (0.05, 0.85)
 """Median opacity of the strokes a watermark has (fainter is noise, more is an opaque pattern)."""
+MIN_VARIATION = 15.0
+"""Spread (levels) of the photo beneath a stroke pixel across the copies needed to fit its blend."""
+MIN_VARIED = 0.3
+"""Share of the stroke pixels over a photo that varies that much between the copies."""
+MAX_OFFSET = 20.0
 
 Floats = npt.NDArray[np.float32]
 
@@ -118,19 +129,54 @@ def _guess(image: Floats, hole: Mask) -> Floats:
     return np.asarray(np.where(hole[..., None], total / np.maximum(weight, 1e-6), image), np.float32)
 
 
-def _opacity(image: Floats, cells: _Cells, hole: Mask, support: Mask, level: float, need: int) -> Floats:
-    """The median over the copies of each pixel's opacity, within the cell's `support` (`hole`: the support
-    over the whole image, where the photo beneath is guessed)."""
-    beneath = _guess(image, hole)
+def _vote(cells: _Cells, alpha: Floats, valid: Mask) -> tuple[Floats, Mask]:
+    """(median over the copies of each cell pixel's opacity, where enough copies measured it)."""
+    alpha_cells, inside = cells.cut(alpha)
+    valid_cells, _ = cells.cut(valid.astype(np.float32))
+    need = max(3, int(inside.sum(axis=0).max()) // 3)
+    usable = inside & (valid_cells > 0.5)
+    return _median(alpha_cells, usable, need), usable.sum(axis=0) >= need
+
+
+def _opacity(image: Floats, beneath: Floats, cells: _Cells, single: _Cells | None, support: Mask,
+             level: float) -> Floats:
+    """The median over the copies of each pixel's opacity, within the cell's `support`, given the photo
+    `beneath`. Pixels too few whole cells measured take the vote of the single copies (`single`, when the
+    layout is staggered: more copies, half a pixel apart)."""
     gap = level - beneath
     weight = (gap**2).sum(axis=2)
-    alpha = ((image - beneath) * gap).sum(axis=2) / np.maximum(weight, 1.0)
-    alpha_cells, inside = cells.cut(np.asarray(alpha, np.float32))
-    weight_cells, _ = cells.cut(np.asarray(weight, np.float32))
-    valid = inside & (weight_cells >= 3 * MIN_CONTRAST**2)
-    out = _median(alpha_cells, valid, need)
+    alpha = np.asarray(((image - beneath) * gap).sum(axis=2) / np.maximum(weight, 1.0), np.float32)
+    valid = weight >= 3 * MIN_CONTRAST**2
+    out, known = _vote(cells, alpha, valid)
+    if single is not None and not known[support].all():
+        voted, measured = _vote(single, alpha, valid)
+        spread, inside = cells.cut(single.paste(voted))
+        counted, _ = cells.cut(single.paste(measured.astype(np.float32)))
+        usable = inside & (counted > 0.5)
+        fallback = (spread * usable).sum(axis=0) / np.maximum(usable.sum(axis=0), 1)
+        out = np.where(known | ~usable.any(axis=0), out, fallback)
     out[~support] = 0
-    return np.clip(out, 0.0, 1.0)
+    return np.asarray(np.clip(out, 0.0, 1.0), np.float32)
+
+
+def _over_the_photo(image: Floats, beneath: Floats, cells: _Cells, core: Mask, level: float) -> bool:
+    """True when the mark lies over the photo: across the copies, its step `I − B` grows in proportion to the
+    photo's distance from its colour `C − B` (slope α, no offset). A scene's own pattern is opaque (its step
+    shrinks as the surface brightens), or the surface beneath it never varies enough to tell."""
+    x, inside = cells.cut(np.ascontiguousarray((level - beneath).mean(axis=2)))
+    y, _ = cells.cut(np.ascontiguousarray((image - beneath).mean(axis=2)))
+    xs, ys = x[:, core], y[:, core]
+    valid = inside[:, core]
+    count = np.maximum(valid.sum(axis=0), 1)
+    mx, my = (xs * valid).sum(axis=0) / count, (ys * valid).sum(axis=0) / count
+    vx = (((xs - mx) ** 2) * valid).sum(axis=0) / count
+    cxy = ((xs - mx) * (ys - my) * valid).sum(axis=0) / count
+    fitted = (valid.sum(axis=0) >= 3) & (vx >= MIN_VARIATION**2)
+    if fitted.sum() < MIN_VARIED * core.sum():
+        return False
+    slope = cxy[fitted] / vx[fitted]
+    offset = my[fitted] - slope * mx[fitted]
+    return TRANSLUCENT[0] <= float(np.median(slope)) <= TRANSLUCENT[1] and abs(float(np.median(offset))) <= MAX_OFFSET
 
 
 def _in_cells(cells: _Cells, mask: Mask) -> Mask:
@@ -154,7 +200,23 @@ def _shape(image: Floats, lattice: Lattice) -> tuple[Mask, Mask, float] | None:
     support = _grow(strokes, RIM)
     if not support.any() or support.mean() > MAX_SUPPORT:
         return None
-    return cells.paste(strokes.astype(np.float32)) > 0.5, cells.paste(support.astype(np.float32)) > 0.5, sign
+    tiled = cells.paste(strokes.astype(np.float32)) > 0.5
+    if not _lettering(tiled, lattice.copies):
+        return None
+    return tiled, cells.paste(support.astype(np.float32)) > 0.5, sign
+
+
+def _lettering(strokes: Mask, lattice: Lattice) -> bool:
+    """True when the repeated shape is drawn with thin strokes in separate copies, as lettering and logos are:
+    the grout of wall tiles or a brick wall's mortar is one network across the image, a facade's windows are
+    wide blobs."""
+    step = float(np.hypot(*lattice.basis.T).min())
+    radius = cv2.distanceTransform(strokes.astype(np.uint8), cv2.DIST_L2, 3)
+    if float(np.percentile(radius[strokes], 99)) > MAX_STROKE * step:
+        return False
+    count, _, stats, _ = cv2.connectedComponentsWithStats(strokes.astype(np.uint8), connectivity=8)
+    extent = stats[1:, cv2.CC_STAT_WIDTH : cv2.CC_STAT_HEIGHT + 1].max(axis=1) if count > 1 else np.zeros(1)
+    return float(extent.max()) < NETWORK * max(strokes.shape)
 
 
 def _energy(patch: Floats, where: Mask) -> float:
@@ -186,19 +248,18 @@ def measure(rgb: RGBImage, lattice: Lattice) -> TileBlend | None:
         return None
     strokes, hole, sign = found
     cells = _Cells(rgb.shape[:2], lattice)
+    single = None if lattice.motif is None else _Cells(rgb.shape[:2], lattice.copies)
     if len(cells.points) < MIN_COPIES:
         return None
-    _, inside = cells.cut(np.zeros(rgb.shape[:2], np.float32))
-    need = max(3, int(inside.sum(axis=0).max()) // 3)
     support = _in_cells(cells, hole)
     level = 255.0 if sign > 0 else 0.0
-    alpha = _opacity(image, cells, _grow(hole, 1), support, level, need)
+    beneath = _guess(image, _grow(hole, 1))
+    alpha = _opacity(image, beneath, cells, single, support, level)
     support = _grow(alpha > ALPHA_FLOOR, RIM) & support
-    alpha = _opacity(image, cells, _grow(cells.paste(support.astype(np.float32)) > 0.5, 1), support, level, need)
+    beneath = _guess(image, _grow(cells.paste(support.astype(np.float32)) > 0.5, 1))
+    alpha = _opacity(image, beneath, cells, single, support, level)
     alpha[alpha < ALPHA_FLOOR] = 0
-    core = alpha[_in_cells(cells, strokes)]
-    measured = core[core > 0]
-    if measured.size < 0.5 * core.size or not TRANSLUCENT[0] <= float(np.median(measured)) <= TRANSLUCENT[1]:
+    if not _over_the_photo(image, beneath, cells, _in_cells(cells, strokes), level):
         return None
     if _smoothed(image, cells, alpha, level) < MIN_SMOOTHED:
         return None
