@@ -34,6 +34,7 @@ from retouchd.typing import Mask, RGBImage
 MARGIN = 6
 SHAPE_SIGMAS = 4.0
 RIM = 2
+MIN_BLOB = 12
 GUESS_SIGMA = 3.0
 MIN_CONTRAST = 40.0
 ALPHA_FLOOR = 0.03
@@ -196,7 +197,7 @@ def _shape(image: Floats, lattice: Lattice) -> tuple[Mask, Mask, float] | None:
     shape = _median(detail_cells, inside, max(3, int(inside.sum(axis=0).max()) // 3))
     spread = 1.4826 * float(np.median(np.abs(shape[shape != 0]))) + 1e-3
     sign = 1.0 if float(np.percentile(shape, 99.5)) >= -float(np.percentile(shape, 0.5)) else -1.0
-    strokes = sign * shape > SHAPE_SIGMAS * spread
+    strokes = _blobs(sign * shape > SHAPE_SIGMAS * spread)
     support = _grow(strokes, RIM)
     if not support.any() or support.mean() > MAX_SUPPORT:
         return None
@@ -204,6 +205,14 @@ def _shape(image: Floats, lattice: Lattice) -> tuple[Mask, Mask, float] | None:
     if not _lettering(tiled, lattice.copies):
         return None
     return tiled, cells.paste(support.astype(np.float32)) > 0.5, sign
+
+
+def _blobs(mask: Mask) -> Mask:
+    """`mask` without its specks (under `MIN_BLOB` px): a few copies' photo agreeing by chance, not a stroke."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = np.zeros(count, bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= MIN_BLOB
+    return np.asarray(keep[labels])
 
 
 def _lettering(strokes: Mask, lattice: Lattice) -> bool:
