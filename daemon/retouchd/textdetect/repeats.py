@@ -130,13 +130,18 @@ def _guess(image: Floats, hole: Mask) -> Floats:
     return np.asarray(np.where(hole[..., None], total / np.maximum(weight, 1e-6), image), np.float32)
 
 
-def _vote(cells: _Cells, alpha: Floats, valid: Mask) -> tuple[Floats, Mask]:
-    """(median over the copies of each cell pixel's opacity, where enough copies measured it)."""
+def _vote(cells: _Cells, alpha: Floats, valid: Mask, where: Mask | None = None) -> tuple[Floats, Mask]:
+    """(median over the copies of each cell pixel's opacity, where enough copies measured it), computed
+    `where` given (everywhere by default)."""
     alpha_cells, inside = cells.cut(alpha)
     valid_cells, _ = cells.cut(valid.astype(np.float32))
     need = max(3, int(inside.sum(axis=0).max()) // 3)
     usable = inside & (valid_cells > 0.5)
-    return _median(alpha_cells, usable, need), usable.sum(axis=0) >= need
+    if where is None:
+        return _median(alpha_cells, usable, need), usable.sum(axis=0) >= need
+    out = np.zeros(where.shape, np.float32)
+    out[where] = _median(alpha_cells[:, where], usable[:, where], need)
+    return out, (usable.sum(axis=0) >= need) & where
 
 
 def _opacity(image: Floats, beneath: Floats, cells: _Cells, single: _Cells | None, support: Mask,
@@ -148,7 +153,7 @@ def _opacity(image: Floats, beneath: Floats, cells: _Cells, single: _Cells | Non
     weight = (gap**2).sum(axis=2)
     alpha = np.asarray(((image - beneath) * gap).sum(axis=2) / np.maximum(weight, 1.0), np.float32)
     valid = weight >= 3 * MIN_CONTRAST**2
-    out, known = _vote(cells, alpha, valid)
+    out, known = _vote(cells, alpha, valid, support)
     if single is not None and not known[support].all():
         voted, measured = _vote(single, alpha, valid)
         spread, inside = cells.cut(single.paste(voted))
@@ -229,9 +234,10 @@ def _lettering(strokes: Mask, lattice: Lattice) -> bool:
 
 
 def _energy(patch: Floats, where: Mask) -> float:
-    gx = cv2.Sobel(patch, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(patch, cv2.CV_32F, 0, 1, ksize=3)
-    return float((gx**2 + gy**2).sum(axis=-1)[where].sum())
+    lum = np.ascontiguousarray(patch.mean(axis=-1))
+    gx = cv2.Sobel(lum, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(lum, cv2.CV_32F, 0, 1, ksize=3)
+    return float((gx**2 + gy**2)[where].sum())
 
 
 def _smoothed(image: Floats, cells: _Cells, alpha: Floats, level: float) -> float:
