@@ -56,7 +56,9 @@ MIN_VARIATION = 15.0
 """Spread (levels) of the photo beneath a stroke pixel across the copies needed to fit its blend."""
 MIN_VARIED = 0.3
 """Share of the stroke pixels over a photo that varies that much between the copies."""
-MAX_OFFSET = 20.0
+COLOUR_SPREAD = 60.0
+"""Spread (robust sigma, levels) of the colour the stroke pixels imply, past which they are no one mark."""
+SAME_COLOUR = 15.0
 
 Floats = npt.NDArray[np.float32]
 
@@ -145,7 +147,7 @@ def _vote(cells: _Cells, alpha: Floats, valid: Mask, where: Mask | None = None) 
 
 
 def _opacity(image: Floats, beneath: Floats, cells: _Cells, single: _Cells | None, support: Mask,
-             level: float) -> Floats:
+             level: float | Floats) -> Floats:
     """The median over the copies of each pixel's opacity, within the cell's `support`, given the photo
     `beneath`. Pixels too few whole cells measured take the vote of the single copies (`single`, when the
     layout is staggered: more copies, half a pixel apart)."""
@@ -165,24 +167,51 @@ def _opacity(image: Floats, beneath: Floats, cells: _Cells, single: _Cells | Non
     return np.asarray(np.clip(out, 0.0, 1.0), np.float32)
 
 
-def _over_the_photo(image: Floats, beneath: Floats, cells: _Cells, core: Mask, level: float) -> bool:
-    """True when the mark lies over the photo: across the copies, its step `I − B` grows in proportion to the
-    photo's distance from its colour `C − B` (slope α, no offset). A scene's own pattern is opaque (its step
-    shrinks as the surface brightens), or the surface beneath it never varies enough to tell."""
-    x, inside = cells.cut(np.ascontiguousarray((level - beneath).mean(axis=2)))
-    y, _ = cells.cut(np.ascontiguousarray((image - beneath).mean(axis=2)))
-    xs, ys = x[:, core], y[:, core]
-    valid = inside[:, core]
+def _line(x_image: Floats, y_image: Floats, cells: _Cells, core: Mask) -> tuple[Floats, Floats, Mask]:
+    """(slope, offset, fitted?) per `core` pixel of the cell: the least-squares line `y = slope·x + offset`
+    through its copies, fitted where x varies by `MIN_VARIATION` or more between them."""
+    x, inside = cells.cut(np.ascontiguousarray(x_image))
+    y, _ = cells.cut(np.ascontiguousarray(y_image))
+    xs, ys, valid = x[:, core], y[:, core], inside[:, core]
     count = np.maximum(valid.sum(axis=0), 1)
     mx, my = (xs * valid).sum(axis=0) / count, (ys * valid).sum(axis=0) / count
     vx = (((xs - mx) ** 2) * valid).sum(axis=0) / count
     cxy = ((xs - mx) * (ys - my) * valid).sum(axis=0) / count
     fitted = (valid.sum(axis=0) >= 3) & (vx >= MIN_VARIATION**2)
-    if fitted.sum() < MIN_VARIED * core.sum():
-        return False
-    slope = cxy[fitted] / vx[fitted]
-    offset = my[fitted] - slope * mx[fitted]
-    return TRANSLUCENT[0] <= float(np.median(slope)) <= TRANSLUCENT[1] and abs(float(np.median(offset))) <= MAX_OFFSET
+    slope = cxy / np.maximum(vx, 1e-6)
+    return slope, my - slope * mx, fitted
+
+
+def _implied(slope: Floats, offset: Floats, fitted: Mask, need: float) -> tuple[float, float] | None:
+    """(median, robust spread) of the colour offset `offset / slope` the fitted pixels imply, if enough."""
+    usable = fitted & (slope >= TRANSLUCENT[0])
+    if usable.sum() < need:
+        return None
+    implied = offset[usable] / slope[usable]
+    middle = float(np.median(implied))
+    return middle, 1.4826 * float(np.median(np.abs(implied - middle)))
+
+
+def _colour(image: Floats, beneath: Floats, cells: _Cells, core: Mask, level: float) -> Floats | None:
+    """The mark's colour C, when it lies over the photo: across the copies its step `I − B` grows in proportion
+    to the photo's distance from a colour (`I − B = α(C − B)`: slope α, and an offset that implies the same
+    colour at every stroke pixel). A scene's own pattern is opaque (its step shrinks as the surface
+    brightens), or the surface beneath it never varies enough to tell: None. A colour within `SAME_COLOUR` of
+    white (black) is taken as white (black): the guess of the photo beneath is smooth, and its errors lean."""
+    gap, step = level - beneath, image - beneath
+    need = MIN_VARIED * core.sum()
+    slope, offset, fitted = _line(gap.mean(axis=2), step.mean(axis=2), cells, core)
+    grey = _implied(slope, offset, fitted, need)
+    if grey is None or not TRANSLUCENT[0] <= float(np.median(slope[fitted])) <= TRANSLUCENT[1] or \
+            grey[1] > COLOUR_SPREAD:
+        return None
+    colour = np.full(3, level + grey[0], np.float32)
+    for channel in range(3):
+        own = _implied(*_line(gap[..., channel], step[..., channel], cells, core), need)
+        if own is not None:
+            colour[channel] = level + own[0]
+    colour = np.clip(colour, 0, 255)
+    return np.full(3, level, np.float32) if float(np.abs(colour - level).max()) <= SAME_COLOUR else colour
 
 
 def _in_cells(cells: _Cells, mask: Mask) -> Mask:
@@ -191,25 +220,29 @@ def _in_cells(cells: _Cells, mask: Mask) -> Mask:
     return np.asarray((cut * inside).sum(axis=0) >= 0.5 * np.maximum(inside.sum(axis=0), 1))
 
 
-def _shape(image: Floats, lattice: Lattice) -> tuple[Mask, Mask, float] | None:
-    """(strokes, support, sign) over the whole image: the median of the copies' fine detail, voted on the
-    lattice of single copies (more of them than whole cells when the layout is staggered)."""
+def _shape(image: Floats, lattice: Lattice) -> list[tuple[Mask, Mask, float]]:
+    """[(strokes, support, sign)] over the whole image: the median of the copies' fine detail, voted on the
+    lattice of single copies (more of them than whole cells when the layout is staggered), standing out on
+    the bright side (a white mark) or the dark side; the likelier first (the other side holds the strokes'
+    halo, which the blend model then rejects)."""
     cells = _Cells(image.shape[:2], lattice.copies)
     fine = detail(np.ascontiguousarray(image.mean(axis=2)))
     detail_cells, inside = cells.cut(fine)
     if len(cells.points) < MIN_COPIES:
-        return None
+        return []
     shape = _median(detail_cells, inside, max(3, int(inside.sum(axis=0).max()) // 3))
     spread = 1.4826 * float(np.median(np.abs(shape[shape != 0]))) + 1e-3
-    sign = 1.0 if float(np.percentile(shape, 99.5)) >= -float(np.percentile(shape, 0.5)) else -1.0
-    strokes = _blobs(sign * shape > SHAPE_SIGMAS * spread)
-    support = _grow(strokes, RIM)
-    if not support.any() or support.mean() > MAX_SUPPORT:
-        return None
-    tiled = cells.paste(strokes.astype(np.float32)) > 0.5
-    if not _lettering(tiled, lattice.copies):
-        return None
-    return tiled, cells.paste(support.astype(np.float32)) > 0.5, sign
+    first = 1.0 if float(np.percentile(shape, 99.5)) >= -float(np.percentile(shape, 0.5)) else -1.0
+    out = []
+    for sign in (first, -first):
+        strokes = _blobs(sign * shape > SHAPE_SIGMAS * spread)
+        support = _grow(strokes, RIM)
+        if not support.any() or support.mean() > MAX_SUPPORT:
+            continue
+        tiled = cells.paste(strokes.astype(np.float32)) > 0.5
+        if _lettering(tiled, lattice.copies):
+            out.append((tiled, cells.paste(support.astype(np.float32)) > 0.5, sign))
+    return out
 
 
 def _blobs(mask: Mask) -> Mask:
@@ -240,15 +273,17 @@ def _energy(patch: Floats, where: Mask) -> float:
     return float((gx**2 + gy**2)[where].sum())
 
 
-def _smoothed(image: Floats, cells: _Cells, alpha: Floats, level: float) -> float:
-    """Share of the copies (with most of their support inside the image) that un-blending makes smoother."""
+def _smoothed(image: Floats, cells: _Cells, alpha: Floats, level: Floats) -> float:
+    """Share of the copies that un-blending makes smoother, among those with enough of their support inside
+    the image and over a photo far enough from the mark's colour to show it (over its own colour a mark is
+    invisible, and un-blending only scales the photo's noise)."""
     a = np.minimum(alpha, 0.8)[..., None]
     patches, inside = cells.cut(image)
     where = _grow(alpha > ALPHA_FLOOR, 1)
     votes = []
     for patch, valid in zip(patches, inside, strict=True):
         here = where & valid
-        if here.sum() < 0.3 * where.sum():
+        if here.sum() < 0.3 * where.sum() or float(np.abs(patch - level).mean(axis=-1)[here].mean()) < MIN_CONTRAST:
             continue
         after = (patch - a * level) / (1 - a)
         votes.append(_energy(after, here) <= SMOOTHER * _energy(patch, here))
@@ -258,27 +293,35 @@ def _smoothed(image: Floats, cells: _Cells, alpha: Floats, level: float) -> floa
 def measure(rgb: RGBImage, lattice: Lattice) -> TileBlend | None:
     """The watermark repeating along `lattice` in `rgb`: its opacity over the image and colour, or None."""
     image = rgb.astype(np.float32)
-    found = _shape(image, lattice)
-    if found is None:
-        return None
-    strokes, hole, sign = found
     cells = _Cells(rgb.shape[:2], lattice)
-    single = None if lattice.motif is None else _Cells(rgb.shape[:2], lattice.copies)
     if len(cells.points) < MIN_COPIES:
         return None
+    single = None if lattice.motif is None else _Cells(rgb.shape[:2], lattice.copies)
+    for strokes, hole, sign in _shape(image, lattice):
+        found = _unblended(image, cells, single, strokes, hole, 255.0 if sign > 0 else 0.0)
+        if found is not None:
+            return found
+    return None
+
+
+def _unblended(image: Floats, cells: _Cells, single: _Cells | None, strokes: Mask, hole: Mask,
+               level: float) -> TileBlend | None:
+    """The blend of the mark whose strokes (and their rim: `hole`) are given over the image, when it is one."""
     support = _in_cells(cells, hole)
-    level = 255.0 if sign > 0 else 0.0
     beneath = _guess(image, _grow(hole, 1))
     alpha = _opacity(image, beneath, cells, single, support, level)
     support = _grow(alpha > ALPHA_FLOOR, RIM) & support
     beneath = _guess(image, _grow(cells.paste(support.astype(np.float32)) > 0.5, 1))
     alpha = _opacity(image, beneath, cells, single, support, level)
+    colour = _colour(image, beneath, cells, _in_cells(cells, strokes), level)
+    if colour is None:
+        return None
+    if float(np.abs(colour - level).max()) > 0:
+        alpha = _opacity(image, beneath, cells, single, support, colour)
     alpha[alpha < ALPHA_FLOOR] = 0
-    if not _over_the_photo(image, beneath, cells, _in_cells(cells, strokes), level):
+    if _smoothed(image, cells, alpha, colour) < MIN_SMOOTHED:
         return None
-    if _smoothed(image, cells, alpha, level) < MIN_SMOOTHED:
-        return None
-    return TileBlend(cells.paste(alpha), (level, level, level), len(cells.points))
+    return TileBlend(cells.paste(alpha), (float(colour[0]), float(colour[1]), float(colour[2])), len(cells.points))
 
 
 def find(rgb: RGBImage) -> TileBlend | None:
