@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from retouchd.textdetect import repeats, watermark
 from retouchd.textdetect.db import MAX_SIDE, Quad, candidates, detection_size, probability_map, quad_size, quad_tilt
 from retouchd.textdetect.evidence import TILT_FLOOR, Evidence, repeated, weigh
 from retouchd.textdetect.glyphs import GLYPH_READ, MIN_GLYPHS, glyph_row
@@ -47,7 +48,6 @@ from retouchd.textdetect.runtime import OcrModels, load_models
 from retouchd.textdetect.strokes import add_letters
 from retouchd.textdetect.tiles import MIN_COPIES, stack, tiled_text
 from retouchd.textdetect.unblend import Unblend
-from retouchd.textdetect import repeats, watermark
 from retouchd.textdetect.watermark import TileBlend, estimate
 from retouchd.typing import Mask, RGBImage
 
@@ -193,6 +193,13 @@ def _scene_aside(rgb: RGBImage, boxes: list[TextBox], tiles: set[int], min_score
     return boxes, masked
 
 
+def _untiled(rgb: RGBImage, regions: Sequence[Region] | None) -> tuple[RGBImage, TileBlend | None]:
+    """(the image, un-blended, and the watermark tiled over it) when one is found by its repeats (no reading:
+    the text is then looked for in what it leaves); only when the whole image is searched."""
+    pattern = repeats.find(rgb) if regions is None else None
+    return (rgb, None) if pattern is None else (watermark.apply(rgb, pattern)[0], pattern)
+
+
 def detect(
     models: OcrModels,
     rgb: RGBImage,
@@ -204,11 +211,7 @@ def detect(
 ) -> TextDetection:
     """Find overlaid text in `rgb` (H×W×3 uint8): its pixel mask, the scored boxes and the overlay score."""
     height, width = rgb.shape[:2]
-    # A watermark tiled over the whole image is found by its repeats (no reading) and un-blended first; the
-    # text is then looked for in what it leaves.
-    pattern = repeats.find(rgb) if regions is None else None
-    if pattern is not None:
-        rgb = watermark.apply(rgb, pattern)[0]
+    rgb, pattern = _untiled(rgb, regions)
     size = detection_size(height, width, max_side=max_side)
     found = candidates(probability_map(models, rgb, size), (height, width))
     if regions is not None:

@@ -263,7 +263,7 @@ def _lettering(strokes: Mask, lattice: Lattice) -> bool:
         return False
     count, _, stats, _ = cv2.connectedComponentsWithStats(strokes.astype(np.uint8), connectivity=8)
     extent = stats[1:, cv2.CC_STAT_WIDTH : cv2.CC_STAT_HEIGHT + 1].max(axis=1) if count > 1 else np.zeros(1)
-    return float(extent.max()) < NETWORK * max(strokes.shape)
+    return bool(float(extent.max()) < NETWORK * max(strokes.shape))
 
 
 def _energy(patch: Floats, where: Mask) -> float:
