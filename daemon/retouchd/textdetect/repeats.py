@@ -21,6 +21,7 @@ watermark over different parts of the photo. Then:
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -49,7 +50,7 @@ mortar — not copies of a mark."""
 SMOOTHER = 0.8
 MIN_SMOOTHED = 0.7
 MIN_COPIES = 4
-MIN_VOTES = 3
+MIN_VOTES = 2
 TRANSLUCENT = (0.05, 0.85)
 """Median opacity of the strokes a watermark has (fainter is noise, more is an opaque pattern)."""
 MIN_VARIATION = 15.0
@@ -300,7 +301,7 @@ def measure(rgb: RGBImage, lattice: Lattice) -> TileBlend | None:
     for strokes, hole, sign in _shape(image, lattice):
         found = _unblended(image, cells, single, strokes, hole, 255.0 if sign > 0 else 0.0)
         if found is not None:
-            return found
+            return replace(found, copies=len((single or cells).points))
     return None
 
 
