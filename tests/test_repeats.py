@@ -16,9 +16,10 @@ PHOTOS = ("astronaut", "coffee", "chelsea")
 
 
 def tiled(clean: np.ndarray, step_x: int, step_y: int, text: str = "SAMPLE", alpha: int = 100,
-          angle: float = 30.0, colour: tuple[int, int, int] = (255, 255, 255)) -> tuple[np.ndarray, np.ndarray]:
-    """(`clean` with `text` tiled in `colour` at `alpha`/255, rows shifted by half a step; the overlay's
-    footprint)."""
+          angle: float = 30.0, colour: tuple[int, int, int] = (255, 255, 255),
+          leave_out: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(`clean` with `text` tiled in `colour` at `alpha`/255, rows shifted by half a step, but for the copy
+    whose top-left corner lands at `leave_out` (image x, y); the overlay's footprint)."""
     h, w = clean.shape[:2]
     glyphs = overlays.font(18)
     probe = ImageDraw.Draw(Image.new("RGBA", (8, 8))).textbbox((0, 0), text, font=glyphs)
@@ -28,7 +29,8 @@ def tiled(clean: np.ndarray, step_x: int, step_y: int, text: str = "SAMPLE", alp
     canvas = Image.new("RGBA", (w + 2 * step_x, h + 2 * step_y), (0, 0, 0, 0))
     for row, y in enumerate(range(7, h + step_y, step_y)):
         for x in range(11 + (step_x // 2) * (row % 2), w + step_x, step_x):
-            canvas.alpha_composite(tile, (x, y))
+            if leave_out != (x - step_x, y - step_y):
+                canvas.alpha_composite(tile, (x, y))
     layer = canvas.crop((step_x, step_y, step_x + w, step_y + h))
     out = Image.alpha_composite(Image.fromarray(clean).convert("RGBA"), layer)
     return np.asarray(out.convert("RGB")), np.asarray(layer)[..., 3] > 0
@@ -120,11 +122,27 @@ def test_opaque_repeats_are_not_unblended() -> None:
 @pytest.mark.parametrize("name", PHOTOS)
 def test_mark_colour_is_measured_from_its_copies(name: str, colour: tuple[int, int, int]) -> None:
     """A grey or black mark is un-blended with its own colour, measured from how its step over the photo
-    follows the photo's distance from that colour (within 20 levels in each channel): ≥ 97 % of its pixels
+    follows the photo's distance from that colour (within 25 levels in each channel): ≥ 97 % of its pixels
     come back."""
     clean = overlays.photo(name, 576, 384)
     image, _ = tiled(clean, 124, 66, colour=colour, alpha=110)
     blend = repeats.find(image)
     assert blend is not None
-    assert np.abs(np.array(blend.colour) - colour).max() <= 20
+    assert np.abs(np.array(blend.colour) - colour).max() <= 25
     assert restored(restore(image, blend), image, clean) >= 0.97
+
+
+def test_a_copy_the_layout_left_out_is_not_drawn_in_negative() -> None:
+    """Where the lattice has a place but the layout drew no copy, un-blending would draw the mark in negative:
+    that place is left as it is (< 1 % of its pixels change), while the copies around it come back."""
+    clean = overlays.photo("chelsea", 576, 384)
+    image, footprint = tiled(clean, 124, 66, leave_out=(11 + 2 * 124 + 62 - 124, 7 + 3 * 66 - 66))
+    blend = repeats.find(image)
+    assert blend is not None
+    result = restore(image, blend)
+    near = cv2.dilate(footprint.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    hole = np.zeros(footprint.shape, bool)
+    hole[7 + 2 * 66 : 7 + 3 * 66, 11 + 62 + 124 : 11 + 62 + 2 * 124] = True
+    changed = np.abs(result.astype(np.int16) - image.astype(np.int16)).max(axis=2) > 10
+    assert (changed & hole & ~near).mean() / (hole & ~near).mean() < 0.01
+    assert restored(result, image, clean) >= 0.95
