@@ -1,21 +1,28 @@
 """A tiled watermark found and measured as a repeated pattern: no text is read.
 
-`lattice.find` gives the steps along which the image repeats. One cell of the lattice (a patch covering a
-period, plus `MARGIN`) is cut at every lattice point that reaches the image; the copies show the same
-watermark over different parts of the photo. Then:
+`lattice.find` gives the steps along which the image repeats exactly. One cell of the lattice (a patch
+covering a period, plus `MARGIN`) is cut at every lattice point that reaches the image, copies cut by the
+border included; the copies show the same watermark over different parts of the photo. Then:
 
 1. Shape: the median over the copies of the fine detail is the watermark's own detail (the photo's
-   averages out); the pixels standing `SHAPE_SIGMAS` robust sigmas out, on the side of its sign (white or
-   black), grown by `RIM` px for the anti-aliased rim, are its support.
+   averages out); the pixels standing `SHAPE_SIGMAS` robust sigmas out on one side (bright, then dark:
+   the other side holds the strokes' halo), without specks, are its strokes; grown by `RIM` px for the
+   anti-aliased rim, its support. It must look like lettering: thin strokes, separate copies (`_lettering`:
+   grout and mortar form one network, windows are wide blobs).
 2. Opacity: the photo beneath the support is guessed everywhere at once from the pixels around it
    (normalised convolution); each pixel gives `α = (I − B̂)·(C − B̂) / |C − B̂|²` where the photo is far
    enough from the colour C to say anything, and the median over the copies is the watermark's α, pixel by
-   pixel (the guess's errors — grass under one copy, sky under the next — cancel). The pass is run twice,
-   the second with the support the first measured.
-3. Evidence: a watermark is translucent and lies *over* the photo, so un-blending each copy makes it
-   smoother (less gradient energy in the support than before). A photo's own repeating texture — tiles,
-   windows — is opaque or leaves its copies no smoother; it is rejected unless at least `MIN_SMOOTHED` of
-   the copies agree.
+   pixel (the guess's errors — grass under one copy, sky under the next — cancel). Run twice, the second
+   time with the support the first measured.
+3. Colour and evidence: across the copies, a mark lying over the photo steps `I − B = α(C − B)`: in
+   proportion to the photo's distance from one colour C. The per-pixel line through the copies gives α
+   (slope) and C (offset / slope); a scene's own opaque pattern gives no such line, or the surface beneath
+   it never varies enough to fit one: rejected. Un-blending must also make most copies smoother.
+4. A place on the lattice the layout left empty would be drawn in negative: copies whose un-blended photo
+   follows the opacity the wrong way are left alone (`_gated`).
+
+`textdetect.detect` runs this before any reading and un-blends what it finds; only its clipped pixels are
+filled.
 """
 
 from __future__ import annotations
