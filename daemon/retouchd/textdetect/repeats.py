@@ -205,7 +205,7 @@ def _line(x_image: Floats, y_image: Floats, cells: _Cells, core: Mask) -> tuple[
 def _implied(slope: Floats, offset: Floats, fitted: Mask, need: float) -> tuple[float, float] | None:
     """(median, robust spread) of the colour offset `offset / slope` the fitted pixels imply, if enough."""
     usable = fitted & (slope >= TRANSLUCENT[0])
-    if usable.sum() < need:
+    if usable.sum() < max(need, 1):
         return None
     implied = offset[usable] / slope[usable]
     middle = float(np.median(implied))
@@ -260,7 +260,7 @@ def _shape(image: Floats, lattice: Lattice) -> list[tuple[Mask, Mask, float]]:
         if not support.any() or support.mean() > MAX_SUPPORT:
             continue
         tiled = cells.paste(strokes.astype(np.float32)) > 0.5
-        if _lettering(tiled, lattice.copies):
+        if tiled.any() and _lettering(tiled, lattice.copies):
             out.append((tiled, cells.paste(support.astype(np.float32)) > 0.5, sign))
     return out
 
@@ -281,7 +281,8 @@ def _lettering(strokes: Mask, lattice: Lattice) -> bool:
     radius = cv2.distanceTransform(strokes.astype(np.uint8), cv2.DIST_L2, 3)
     if float(np.percentile(radius[strokes], 99)) > MAX_STROKE * step:
         return False
-    count, _, stats, _ = cv2.connectedComponentsWithStats(strokes.astype(np.uint8), connectivity=8)
+    # Grown past the rim: grout broken at its crossings is still one network.
+    count, _, stats, _ = cv2.connectedComponentsWithStats(_grow(strokes, RIM + 1).astype(np.uint8), connectivity=8)
     extent = stats[1:, cv2.CC_STAT_WIDTH : cv2.CC_STAT_HEIGHT + 1].max(axis=1) if count > 1 else np.zeros(1)
     return bool(float(extent.max()) < NETWORK * max(strokes.shape))
 
@@ -300,6 +301,8 @@ def _smoothed(image: Floats, cells: _Cells, alpha: Floats, level: Floats) -> flo
     a = np.minimum(alpha, 0.8)[..., None]
     patches, inside = cells.cut(image)
     where = _grow(alpha > ALPHA_FLOOR, 1)
+    if not where.any():
+        return 0.0
     votes = []
     for patch, valid in zip(patches, inside, strict=True):
         here = where & valid
