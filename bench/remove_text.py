@@ -5,7 +5,8 @@ Photos: `bench/photoset.py` (Debian wallpapers, 768×512; `--set tune|holdout`).
 style): a caption on a dark translucent band, a price in a coloured rounded box, a tiled diagonal
 semi-transparent watermark, outlined logo lettering, a CJK caption, white text with a soft drop shadow,
 coloured text over foliage, a Cyrillic caption, a small orange date stamp. Clean photos: as many plain ones
-and as many with natural scene text (a sign in perspective, lit, blurred and noisy like the photo), plus
+and as many with natural scene text (a sign in perspective, lit, blurred and noisy like the photo), as many
+repeating surfaces filling the frame (`tests_support.periodic`: wall tiles, bricks, a facade's windows), plus
 synthetic shop screenshots (flat and gradient backgrounds; the truth is the page without its text).
 
 Per style, with `when = "always"`: *restored* = share of overlay pixels (moved ≥ 30/255 by the overlay)
@@ -39,7 +40,7 @@ from retouchd.steps.base import StepContext
 from retouchd.steps.remove_text import RemoveTextOptions, RemoveTextStep
 from retouchd.typing import Frame
 
-from tests_support import overlays
+from tests_support import overlays, periodic
 
 VISIBLE = 30.0
 CHANGED = 10
@@ -102,7 +103,8 @@ def evaluate(subset: str, per_style: int, runner: Runner, out: Path | None, only
     pool = photos(subset)
     rng = np.random.default_rng(14 if subset == "tune" else 41)
     rows: list[Row] = []
-    kinds = (*overlays.STYLES, "clean", "scene")
+    kinds = (*overlays.STYLES, "clean", "scene", "periodic")
+    surfaces = np.random.default_rng(140 if subset == "tune" else 410)
     for k, kind in enumerate(kinds):
         if only and kind not in only:
             continue
@@ -110,6 +112,9 @@ def evaluate(subset: str, per_style: int, runner: Runner, out: Path | None, only
             name, clean = pool[(k * per_style + i) * 7 % len(pool)]
             if kind == "clean":
                 rows.append(measure(kind, name, runner, clean, clean, np.zeros(clean.shape[:2], bool), out))
+            elif kind == "periodic":
+                surface = periodic.periodic_scene(clean, surfaces)
+                rows.append(measure(kind, name, runner, surface, surface, np.zeros(clean.shape[:2], bool), out))
             elif kind == "scene":
                 scene = overlays.scene_sign(clean, rng)
                 rows.append(measure(kind, name, runner, scene, scene, np.zeros(clean.shape[:2], bool), out))
@@ -164,7 +169,7 @@ def main() -> None:
     print(f"{'style':11s} {'n':>2s} {'restored':>8s} {'min':>5s} {'PSNR':>6s} {'treated':>7s} {'untouched':>9s} "
           f"{'outside%':>8s} {'max%':>6s} {'s':>5s} {'s/MP':>5s}")
     for kind, s in summary.items():
-        clean = kind in ("clean", "scene")
+        clean = kind in ("clean", "scene", "periodic")
         print(f"{kind:11s} {s['n']:2.0f} {s['restored']:8.3f} {s['restored_min']:5.2f} {s['psnr_db']:6.2f} "
               f"{'' if clean else format(s['treated'], '.2f'):>7s} "
               f"{format(1 - s['treated'], '.2f') if clean else '':>9s} {s['outside_pct']:8.3f} "

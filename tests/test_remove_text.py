@@ -258,12 +258,13 @@ def test_tiled_watermark_is_treated_everywhere(name: str, seed: int) -> None:
     """A diagonal watermark tiled over the photo: its repeats make it an overlay despite the tilt, and it is
     un-blended at every copy (the detected ones and those on their lattice), not filled: the photo beneath
     comes back and nothing away from the watermark changes. (Filling the copies, as before, restored 0.44 /
-    0.69 of the overlay pixels and gained 1.9 / 4.3 dB.)"""
+    0.69 of the overlay pixels and gained 1.9 / 4.3 dB.) It is found by its repeats before any reading, so
+    no line is left to fill once it is un-blended."""
     assert not overlays.missing_fonts()
     clean = overlays.photo(name)
     image, footprint = overlays.tiled_watermark(clean, np.random.default_rng(seed))
     out, metrics = run(image, when="auto")
-    assert metrics["treated"] is True and metrics["boxes"] >= 3 and metrics["tiles"] >= 10
+    assert metrics["treated"] is True and metrics["boxes"] == 0 and metrics["tiles"] >= 10
     assert restored(out, clean, image) >= 0.7
     assert psnr(out, clean) >= psnr(image, clean) + 5
     near = cv2.dilate(footprint.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0

@@ -20,9 +20,11 @@ For one RGB image:
    evidence reaches `min_score`, and of the weaker boxes on the same line (a poorly read last word).
 6. Backing (`regions`): an opaque box behind a line joins the mask; a translucent band is returned to be
    un-blended (`unblend`) before the fill.
-7. Tiled watermark (`tiles`, `watermark`): lines that read alike at least `MIN_COPIES` times are copies of
-   one watermark; its opacity is voted from them and returned, with the copies the detector missed placed
-   on their lattice, to be un-blended everywhere; only its clipped pixels are filled.
+7. Tiled watermark (`lattice`, `repeats`): before any of the above, a watermark repeated over the whole
+   image is found as a repeated pattern (no reading), its opacity voted from its copies and returned to be
+   un-blended everywhere (only its clipped pixels are filled); steps 1–6 run on the image un-blended.
+   Failing that, lines that read alike at least `MIN_COPIES` times are copies of one watermark (`tiles`,
+   `watermark`): its opacity is voted from them and placed on their lattice.
 
 `regions` limits where text is looked for: a box counts only when at least half of it lies inside them.
 """
@@ -35,6 +37,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from retouchd.textdetect import repeats, watermark
 from retouchd.textdetect.db import MAX_SIDE, Quad, candidates, detection_size, probability_map, quad_size, quad_tilt
 from retouchd.textdetect.evidence import TILT_FLOOR, Evidence, repeated, weigh
 from retouchd.textdetect.glyphs import GLYPH_READ, MIN_GLYPHS, glyph_row
@@ -60,6 +63,8 @@ DUPLICATE = 0.8
 UNREAD_DET = 0.9
 UNREAD_TILT = 3.0
 """A box this much inside boxes already masked (a word of a line found whole too) is not masked again."""
+REPEATS_SCORE = 0.9
+"""Overlay score of a watermark found by its repeats (`repeats` has checked that it un-blends)."""
 
 Region = tuple[int, int, int, int]
 """(x, y, width, height) in image pixels."""
@@ -188,6 +193,13 @@ def _scene_aside(rgb: RGBImage, boxes: list[TextBox], tiles: set[int], min_score
     return boxes, masked
 
 
+def _untiled(rgb: RGBImage, regions: Sequence[Region] | None) -> tuple[RGBImage, TileBlend | None]:
+    """(the image, un-blended, and the watermark tiled over it) when one is found by its repeats (no reading:
+    the text is then looked for in what it leaves); only when the whole image is searched."""
+    pattern = repeats.find(rgb) if regions is None else None
+    return (rgb, None) if pattern is None else (watermark.apply(rgb, pattern)[0], pattern)
+
+
 def detect(
     models: OcrModels,
     rgb: RGBImage,
@@ -199,6 +211,7 @@ def detect(
 ) -> TextDetection:
     """Find overlaid text in `rgb` (H×W×3 uint8): its pixel mask, the scored boxes and the overlay score."""
     height, width = rgb.shape[:2]
+    rgb, pattern = _untiled(rgb, regions)
     size = detection_size(height, width, max_side=max_side)
     found = candidates(probability_map(models, rgb, size), (height, width))
     if regions is not None:
@@ -222,7 +235,7 @@ def detect(
     done = np.zeros((height, width), bool)
     bands: list[Unblend] = []
     copies: list[tuple[Quad, Mask]] = []
-    tile_text = tiled_text([b.text for b in masked if quad_tilt(b.quad) > UNREAD_TILT])
+    tile_text = tiled_text([b.text for b in masked if quad_tilt(b.quad) > UNREAD_TILT]) if pattern is None else None
     for box in sorted(masked, key=lambda b: -quad_size(b.quad)[0] * quad_size(b.quad)[1]):
         raster = _polygon(box.quad, (height, width))
         if raster is None or min(quad_size(box.quad)) < 2:
@@ -255,5 +268,5 @@ def detect(
     elif blend is None:
         for _, letters in copies:
             mask |= letters
-    score = boxes[0].score if boxes else 0.0
-    return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4), tuple(bands), blend)
+    score = max(boxes[0].score if boxes else 0.0, REPEATS_SCORE if pattern is not None else 0.0)
+    return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4), tuple(bands), blend or pattern)

@@ -1,0 +1,183 @@
+"""The lattice of a tiled watermark, found from the image itself (no text is read).
+
+A watermark tiled over a photo repeats exactly: the same strokes at every point `m·a + n·b` of a lattice. The
+autocorrelation of the image's fine detail (luminance minus its 2 px blur, clipped at `CLIP` robust sigmas so
+a few strong photo edges do not dominate) then has sharp peaks at the lattice's vectors, while the photo's own
+detail decorrelates within a few pixels. A peak counts when it stands `PROMINENCE` above everything in a ring
+of radius `RING` around it (a ridge — a horizon, the slats of a blind — has no such ring) and reaches
+`MIN_PEAK` of the zero-shift value. The two shortest independent peaks are the basis; it is accepted only
+when most lattice points within reach (`MIN_HITS`) carry a peak too, and then fitted to all of them
+(sub-pixel, least squares). A photo's repeating texture — tiles, windows, a fence — is seen in perspective
+or covers part of the frame: its peaks blur or miss lattice points; whatever passes here is checked again
+by the opacity model (`repeats`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+WORK_SIDE = 1024
+"""Long side the autocorrelation is computed at (larger images are reduced first)."""
+CLIP = 4.0
+MIN_STEP = 24
+"""Shortest lattice step, in working pixels (closer repeats are a texture, not copies of a text)."""
+RING = (4, 8)
+PROMINENCE = 0.08
+MIN_PEAK = 0.1
+MIN_HITS = 0.7
+MAX_ORDER = 3
+EXPECTED_OVERLAP = 0.35
+"""Lattice points whose shift leaves this share of the image overlapping are expected to carry a peak."""
+SNAP = 0.25
+"""A fitted step this close to whole pixels is taken as whole (watermarks are tiled at pixel positions)."""
+
+Floats = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class Lattice:
+    """Two independent steps (x, y) in image pixels, and how strongly the image repeats along them."""
+
+    a: tuple[float, float]
+    b: tuple[float, float]
+    strength: float
+    """Mean normalised autocorrelation at the lattice points (0–1)."""
+    motif: tuple[tuple[float, float], tuple[float, float]] | None = None
+    """The steps between single copies when those are not whole pixels (a staggered layout with an odd step:
+    `a` and `b` then span two copies each)."""
+
+    @property
+    def basis(self) -> npt.NDArray[np.float64]:
+        """2×2, the steps as columns."""
+        return np.array([self.a, self.b], np.float64).T
+
+    @property
+    def copies(self) -> Lattice:
+        """The lattice of single copies (sub-pixel steps when `motif` is set)."""
+        return self if self.motif is None else Lattice(self.motif[0], self.motif[1], self.strength)
+
+
+def detail(lum: Floats) -> Floats:
+    """Fine detail of a luminance image, clipped at `CLIP` robust sigmas."""
+    hp = lum - cv2.GaussianBlur(lum, (0, 0), 2.0)
+    spread = 1.4826 * float(np.median(np.abs(hp))) + 0.5
+    return np.asarray(np.clip(hp, -CLIP * spread, CLIP * spread), np.float32)
+
+
+def autocorrelation(signal: Floats) -> Floats:
+    """Normalised autocorrelation (1 at zero shift), centred; shifts with under a quarter overlap are 0."""
+    h, w = signal.shape
+    rows, cols = cv2.getOptimalDFTSize(2 * h), cv2.getOptimalDFTSize(2 * w)
+    padded = np.zeros((rows, cols), np.float32)
+    padded[:h, :w] = signal - signal.mean()
+    spectrum = cv2.dft(padded, flags=cv2.DFT_COMPLEX_OUTPUT)
+    power = cv2.mulSpectrums(spectrum, spectrum, 0, conjB=True)
+    corr = np.fft.fftshift(cv2.idft(power, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE))
+    # Pixels overlapping at each shift: (w − |dx|)(h − |dy|).
+    dx = np.maximum(w - np.abs(np.arange(cols, dtype=np.float32) - cols // 2), 0)
+    dy = np.maximum(h - np.abs(np.arange(rows, dtype=np.float32) - rows // 2), 0)
+    count = dy[:, None] * dx[None, :]
+    norm = np.where(count > 0.25 * h * w, corr / np.maximum(count, 1.0), 0.0)
+    return np.asarray(norm / max(float(norm[rows // 2, cols // 2]), 1e-6), np.float32)
+
+
+def _peaks(corr: Floats) -> tuple[npt.NDArray[np.float64], Floats]:
+    """(shifts (x, y) relative to the centre, heights) of the prominent local maxima in the upper half-plane."""
+    rows, cols = corr.shape
+    cy, cx = rows // 2, cols // 2
+    ring = np.zeros((2 * RING[1] + 1,) * 2, np.uint8)
+    cv2.circle(ring, (RING[1], RING[1]), RING[1], 1, -1)
+    cv2.circle(ring, (RING[1], RING[1]), RING[0] - 1, 0, -1)
+    around = cv2.dilate(corr, ring)
+    local = cv2.dilate(corr, np.ones((2 * RING[0] - 1,) * 2, np.uint8))
+    keep = (corr == local) & (corr - around >= PROMINENCE) & (corr >= MIN_PEAK)
+    keep[cy + 1 :] = False
+    keep[cy, : cx + 1] = False
+    keep[max(cy - MIN_STEP, 0) : cy + 1, max(cx - MIN_STEP, 0) : cx + MIN_STEP + 1] &= (
+        np.hypot(*np.mgrid[-min(MIN_STEP, cy) : 1, -min(MIN_STEP, cx) : min(MIN_STEP, cols - cx - 1) + 1])
+        >= MIN_STEP)
+    ys, xs = np.nonzero(keep)
+    shifts = np.column_stack([xs - cx, ys - cy]).astype(np.float64)
+    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        if 0 < x < cols - 1 and 0 < y < rows - 1:
+            shifts[i] += [_vertex(corr[y, x - 1 : x + 2]), _vertex(corr[y - 1 : y + 2, x])]
+    return shifts, corr[ys, xs]
+
+
+def _vertex(three: Floats) -> float:
+    """Sub-pixel offset of a parabola's vertex through three samples."""
+    left, mid, right = (float(v) for v in three)
+    bend = left - 2 * mid + right
+    return 0.0 if bend >= 0 else float(np.clip(0.5 * (left - right) / bend, -0.5, 0.5))
+
+
+def _reduced(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64],
+                                                                             npt.NDArray[np.float64]]:
+    """Gauss-reduced basis: the shortest, most orthogonal pair spanning the same lattice."""
+    for _ in range(16):
+        if a @ a > b @ b:
+            a, b = b, a
+        k = round(float(a @ b) / float(a @ a))
+        if k == 0:
+            break
+        b = b - k * a
+    return a, b
+
+
+def find(rgb: npt.NDArray[np.uint8]) -> Lattice | None:
+    """The lattice along which `rgb` repeats exactly, or None."""
+    lum = rgb.astype(np.float32).mean(axis=2)
+    scale = min(1.0, WORK_SIDE / max(lum.shape))
+    if scale < 1.0:
+        lum = cv2.resize(lum, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    corr = autocorrelation(detail(lum))
+    shifts, heights = _peaks(corr)
+    if len(shifts) < 2:
+        return None
+    order = np.argsort(np.hypot(*shifts.T))
+    shifts, heights = shifts[order], heights[order]
+    top = float(heights.max())
+    strong = shifts[heights >= 0.5 * top]
+    first = strong[0]
+    second = next((s for s in strong[1:] if abs(first[0] * s[1] - first[1] * s[0]) >
+                   0.3 * float(np.hypot(*first) * np.hypot(*s))), None)
+    if second is None:
+        return None
+    a, b = _reduced(first, second)
+    basis = np.array([a, b]).T
+    coords = np.linalg.solve(basis, shifts.T).T
+    whole = np.round(coords)
+    near = np.hypot(*(basis @ (coords - whole).T)) <= 2.0
+    height, width = lum.shape
+    expected = 0
+    for m in range(-MAX_ORDER, MAX_ORDER + 1):
+        for n in range(-MAX_ORDER, MAX_ORDER + 1):
+            x, y = basis @ (m, n)
+            overlap = max(width - abs(x), 0) * max(height - abs(y), 0) / (width * height)
+            if (y < 0 or (y == 0 and x > 0)) and overlap >= EXPECTED_OVERLAP:
+                expected += 1
+    hits = near & (np.abs(whole) <= MAX_ORDER).all(axis=1)
+    if expected < 2 or hits.sum() < max(2, MIN_HITS * expected):
+        return None
+    fitted, *_ = np.linalg.lstsq(whole[hits], shifts[hits], rcond=None)
+    single = fitted / scale
+    steps, staggered = _whole(single)
+    motif = ((float(single[0, 0]), float(single[0, 1])), (float(single[1, 0]), float(single[1, 1])))
+    return Lattice((float(steps[0, 0]), float(steps[0, 1])), (float(steps[1, 0]), float(steps[1, 1])),
+                   float(heights[hits].mean()), motif if staggered else None)
+
+
+def _whole(steps: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], bool]:
+    """(steps, staggered?): the steps (rows) snapped to whole pixels when they are that close, or a sub-lattice
+    of index 2 that is (staggered): a layout whose rows are shifted by half of an odd step (105.5 of 211 px)
+    repeats exactly only every two rows, and copies half a pixel apart would not stack sharply."""
+    a, b = steps
+    for k, pair in enumerate(((a, b), (a + b, a - b), (2 * a, b), (a, 2 * b))):
+        candidate = np.array(pair)
+        if np.abs(candidate - np.round(candidate)).max() <= SNAP:
+            return np.round(candidate), k > 0
+    return steps, False

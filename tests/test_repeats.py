@@ -1,0 +1,148 @@
+"""Tiled watermarks found as a repeated pattern, without reading any text (retouchd.textdetect.lattice/repeats)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from retouchd import textdetect
+from retouchd.textdetect import lattice, repeats, watermark
+
+from tests_support import overlays, periodic
+
+PHOTOS = ("astronaut", "coffee", "chelsea")
+
+
+def tiled(clean: np.ndarray, step_x: int, step_y: int, text: str = "SAMPLE", alpha: int = 100,
+          angle: float = 30.0, colour: tuple[int, int, int] = (255, 255, 255),
+          leave_out: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(`clean` with `text` tiled in `colour` at `alpha`/255, rows shifted by half a step, but for the copy
+    whose top-left corner lands at `leave_out` (image x, y); the overlay's footprint)."""
+    h, w = clean.shape[:2]
+    glyphs = overlays.font(18)
+    probe = ImageDraw.Draw(Image.new("RGBA", (8, 8))).textbbox((0, 0), text, font=glyphs)
+    tile = Image.new("RGBA", (probe[2] - probe[0] + 8, probe[3] - probe[1] + 8), (0, 0, 0, 0))
+    ImageDraw.Draw(tile).text((4 - probe[0], 4 - probe[1]), text, font=glyphs, fill=(*colour, alpha))
+    tile = tile.rotate(angle, expand=True, resample=Image.Resampling.BICUBIC)
+    canvas = Image.new("RGBA", (w + 2 * step_x, h + 2 * step_y), (0, 0, 0, 0))
+    for row, y in enumerate(range(7, h + step_y, step_y)):
+        for x in range(11 + (step_x // 2) * (row % 2), w + step_x, step_x):
+            if leave_out != (x - step_x, y - step_y):
+                canvas.alpha_composite(tile, (x, y))
+    layer = canvas.crop((step_x, step_y, step_x + w, step_y + h))
+    out = Image.alpha_composite(Image.fromarray(clean).convert("RGBA"), layer)
+    return np.asarray(out.convert("RGB")), np.asarray(layer)[..., 3] > 0
+
+
+def restore(image: np.ndarray, blend: watermark.TileBlend) -> np.ndarray:
+    out, clipped = watermark.apply(image, blend)
+    return np.asarray(cv2.inpaint(out, clipped.astype(np.uint8), 3, cv2.INPAINT_TELEA))
+
+
+def restored(result: np.ndarray, image: np.ndarray, clean: np.ndarray, where: np.ndarray | None = None) -> float:
+    visible = np.abs(image.astype(np.int16) - clean.astype(np.int16)).mean(axis=2) >= overlays.VISIBLE
+    if where is not None:
+        visible &= where
+    error = np.abs(result.astype(np.int16) - clean.astype(np.int16)).mean(axis=2)
+    return float((error[visible] < overlays.VISIBLE).mean())
+
+
+def same_lattice(found: lattice.Lattice, steps: np.ndarray) -> bool:
+    """True when the found steps and `steps` (columns) span the same lattice."""
+    mine = np.linalg.solve(steps, found.basis)
+    theirs = np.linalg.solve(found.basis, steps)
+    return bool(np.allclose(mine, np.round(mine), atol=0.02) and np.allclose(theirs, np.round(theirs), atol=0.02))
+
+
+@pytest.mark.parametrize("step_x", [130, 131])
+@pytest.mark.parametrize("name", PHOTOS)
+def test_lattice_is_found_without_reading_text(monkeypatch: pytest.MonkeyPatch, name: str, step_x: int) -> None:
+    """With the text detector and recogniser switched off, the tiled watermark is still found (its exact
+    lattice: with an odd step the rows' half shift repeats only every two rows), scored as an overlay and
+    un-blended: ≥ 97 % of its pixels come back, and < 0.1 % of the image away from it changes."""
+    clean = overlays.photo(name, 576, 384)
+    image, footprint = tiled(clean, step_x, 70)
+
+    def no_text(models: object, rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        return np.zeros((size[1], size[0]), np.float32)
+
+    def no_reading(*args: object) -> None:
+        raise AssertionError("nothing may be read")
+
+    monkeypatch.setattr(textdetect, "probability_map", no_text)
+    monkeypatch.setattr(textdetect, "read_lines", no_reading)
+    found = textdetect.detect(None, image)  # type: ignore[arg-type]
+    assert found.tiles is not None and found.score >= 0.6 and not found.mask.any()
+    pair = lattice.find(image)
+    assert pair is not None
+    whole = np.array([[step_x, step_x // 2], [0, 70]], np.float64) if step_x % 2 == 0 else \
+        np.array([[step_x, 0], [0, 140]], np.float64)
+    assert same_lattice(pair, whole)
+    result = restore(image, found.tiles)
+    assert restored(result, image, clean) >= 0.97
+    near = cv2.dilate(footprint.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    changed = np.abs(result.astype(np.int16) - image.astype(np.int16)).max(axis=2) > 10
+    assert (changed & ~near).mean() < 0.001
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_partial_copies_at_the_border_are_unblended(name: str) -> None:
+    """Copies cut by the image's edges are un-blended like whole ones: ≥ 95 % of the overlay pixels within
+    16 px of the border come back."""
+    clean = overlays.photo(name)
+    image, _ = tiled(clean, 124, 66)
+    blend = repeats.find(image)
+    assert blend is not None
+    border = np.ones(clean.shape[:2], bool)
+    border[16:-16, 16:-16] = False
+    assert restored(restore(image, blend), image, clean, border) >= 0.95
+
+
+@pytest.mark.parametrize("keystone", [0.0, 0.04])
+@pytest.mark.parametrize("kind", periodic.KINDS)
+def test_repeating_surface_is_not_a_watermark(kind: str, keystone: float) -> None:
+    """Wall tiles, a brick wall and a facade's windows filling the frame — square-on (exactly periodic) or
+    turned slightly away — are the scene's own texture: no watermark is found in them."""
+    for seed, name in enumerate(PHOTOS):
+        scene = periodic.periodic_scene(overlays.photo(name), np.random.default_rng(seed), kind, keystone)
+        assert repeats.find(scene) is None
+
+
+def test_opaque_repeats_are_not_unblended() -> None:
+    """An opaque tiled pattern (the same mark at full opacity) does not lie over the photo as a blend does:
+    it is left for the text path, not un-blended."""
+    clean = overlays.photo("coffee")
+    image, _ = tiled(clean, 124, 66, alpha=255)
+    assert repeats.find(image) is None
+
+
+@pytest.mark.parametrize("colour", [(200, 200, 200), (20, 20, 20)])
+@pytest.mark.parametrize("name", PHOTOS)
+def test_mark_colour_is_measured_from_its_copies(name: str, colour: tuple[int, int, int]) -> None:
+    """A grey or black mark is un-blended with its own colour, measured from how its step over the photo
+    follows the photo's distance from that colour (within 25 levels in each channel): ≥ 97 % of its pixels
+    come back."""
+    clean = overlays.photo(name, 576, 384)
+    image, _ = tiled(clean, 124, 66, colour=colour, alpha=110)
+    blend = repeats.find(image)
+    assert blend is not None
+    assert np.abs(np.array(blend.colour) - colour).max() <= 25
+    assert restored(restore(image, blend), image, clean) >= 0.97
+
+
+def test_a_copy_the_layout_left_out_is_not_drawn_in_negative() -> None:
+    """Where the lattice has a place but the layout drew no copy, un-blending would draw the mark in negative:
+    that place is left as it is (< 1 % of its pixels change), while the copies around it come back."""
+    clean = overlays.photo("chelsea", 576, 384)
+    image, footprint = tiled(clean, 124, 66, leave_out=(11 + 2 * 124 + 62 - 124, 7 + 3 * 66 - 66))
+    blend = repeats.find(image)
+    assert blend is not None
+    result = restore(image, blend)
+    near = cv2.dilate(footprint.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    hole = np.zeros(footprint.shape, bool)
+    hole[7 + 2 * 66 : 7 + 3 * 66, 11 + 62 + 124 : 11 + 62 + 2 * 124] = True
+    changed = np.abs(result.astype(np.int16) - image.astype(np.int16)).max(axis=2) > 10
+    assert (changed & hole & ~near).mean() / (hole & ~near).mean() < 0.01
+    assert restored(result, image, clean) >= 0.95
