@@ -14,6 +14,7 @@ Device busy = the sum of the model steps' own seconds (the child runs one step a
 hand-over to last result. busy / wall = 1.0 means the device never waited for the codec.
 
     python bench/codec_overlap.py [--files 8] [--device-seconds 0.25,0.5,1.0] [--fast-files 3] [--threads 2]
+                                  [--device cuda:0]
 """
 
 from __future__ import annotations
@@ -115,9 +116,10 @@ def run_slot(tasks: list[Task], *, overlap: bool) -> dict[str, Any]:
     return row
 
 
-def _tasks(sources: list[Path], work: Path, steps: list[dict[str, Any]], threads: int) -> list[Task]:
+def _tasks(sources: list[Path], work: Path, steps: list[dict[str, Any]], threads: int,
+           device: str = "cpu") -> list[Task]:
     return [Task(rule="bench", source=str(path), steps=steps, output={}, work_dir=str(work), cpu_threads=threads,
-                 tmp_prefix=f"{i}-") for i, path in enumerate(sources)]
+                 device=device, allow_cpu_fallback=False, tmp_prefix=f"{i}-") for i, path in enumerate(sources)]
 
 
 def main() -> None:
@@ -126,6 +128,7 @@ def main() -> None:
     parser.add_argument("--device-seconds", default="0.25,0.5,1.0")
     parser.add_argument("--fast-files", type=int, default=3, help="timed jobs of the real `fast` run (0: skip)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="device of the real `fast` run (cuda:0 on a GPU machine)")
     parser.add_argument("--subset", default="holdout")
     args = parser.parse_args()
     worker_module.child_main = bench_child  # type: ignore[assignment]  # the spawned worker's target
@@ -149,9 +152,9 @@ def main() -> None:
                 rows.append(row)
         if args.fast_files:
             steps = [{"op": "upscale", "scale": 4, "model": "fast"}]
-            tasks = _tasks(sources[: args.fast_files + 1], work, steps, args.threads)
+            tasks = _tasks(sources[: args.fast_files + 1], work, steps, args.threads, args.device)
             for overlap in (False, True):
-                row = {"step": f"fast ×4 cpu {args.threads} threads",
+                row = {"step": f"fast ×4 {args.device}" + (f" {args.threads} threads" if args.device == "cpu" else ""),
                        **run_slot(tasks, overlap=overlap)}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
