@@ -168,7 +168,9 @@ class Slot(threading.Thread):
             log.warning("lease lost before the job started; it was abandoned to its new holder", job_id=job.id,
                         error=str(exc))
             self._give_back_spare()
-        except Exception as exc:
+        except Exception as exc:  # e.g. the worker process could not be started
+            self.attempts.pop(lease, None)
+            self.worker.sent.pop(lease, None)
             self._commit_failed(job, lease, exc)
             self._drop_temps(lease)
             self._give_back_spare()
