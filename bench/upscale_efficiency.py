@@ -72,7 +72,7 @@ height, width = image.shape[:2]
 net = load_bundled(model, 4, backend="torch" if which == "torch" else "ncnn", threads=threads)
 runs = {}
 pad = net.receptive_radius
-tile = auto_tile(net.bytes_per_pixel, pad=pad)
+tile = auto_tile(net.bytes_per_pixel, pad=pad, resident=net.resident_bytes)
 warm = image[:64, :64].copy()
 if which == "pair":
     import ncnn

@@ -25,7 +25,7 @@ from retouchd.exceptions import LeaseLost, WorkerDiedError
 from retouchd.pipeline import TaskResult
 from retouchd.rules import RuleFolders
 from retouchd.store import JobState, Store, open_store, utcnow
-from retouchd.worker import Worker
+from retouchd.worker import Event, Worker
 
 from conftest import db_rows, files_under, save_image, sha256, wait_for
 
@@ -141,27 +141,42 @@ class _FakeChild:
     def join(self, timeout: float | None = None) -> None:
         return None
 
+    @property
+    def exitcode(self) -> int | None:
+        return -signal.SIGKILL if self.killed else None
+
 
 def _streaming_worker(seconds: float) -> tuple[Worker, _FakeChild, threading.Event]:
-    """A Worker whose 'child' sends a progress message every 10 ms for `seconds`, then a result."""
+    """A Worker holding job "k" whose 'child' sends a progress message every 10 ms for `seconds`, then a
+    result."""
     worker = Worker("cpu", "json", "info")
     parent, child = Pipe()
     fake = _FakeChild()
     worker._proc, worker._conn = fake, parent
+    worker.sent["k"] = worker._ticked["k"] = time.monotonic()
     stop = threading.Event()
 
     def stream() -> None:
         end = time.monotonic() + seconds
         n = 0
         while time.monotonic() < end and not stop.is_set() and not fake.killed:
-            child.send(("progress", n, 10_000))
+            child.send(("progress", "k", n, 10_000))
             n += 1
             time.sleep(0.01)
         if not fake.killed and not stop.is_set():
-            child.send(("result", TaskResult(ok=True)))
+            child.send(("result", "k", TaskResult(ok=True)))
 
     threading.Thread(target=stream, daemon=True).start()
     return worker, fake, stop
+
+
+def _pump_until_end(worker: Worker, *, timeout: float, tick: Any, tick_every: float) -> Event:
+    """Pump as a slot does until job "k" ends (its result, or the worker's end)."""
+    while True:
+        events = worker.pump(wait=min(0.2, tick_every), timeout=timeout, on_message=lambda m: None, tick=tick,
+                             tick_every=tick_every)
+        if events:  # (a result may come with the fake child's EOF after it: the first event is the job's)
+            return events[0]
 
 
 def test_heartbeat_runs_on_the_clock_while_progress_streams() -> None:
@@ -169,11 +184,10 @@ def test_heartbeat_runs_on_the_clock_while_progress_streams() -> None:
     worker, _, stop = _streaming_worker(1.6)
     ticks: list[float] = []
     try:
-        result = worker.run("task", timeout=60, on_message=lambda m: None,  # type: ignore[arg-type]
-                            tick=lambda: ticks.append(time.monotonic()), tick_every=0.2)
+        event = _pump_until_end(worker, timeout=60, tick=lambda key: ticks.append(time.monotonic()), tick_every=0.2)
     finally:
         stop.set()
-    assert result.ok
+    assert event.kind == "result" and event.key == "k" and event.result is not None and event.result.ok
     assert len(ticks) >= 4, ticks
 
 
@@ -182,11 +196,11 @@ def test_timeout_fires_while_progress_streams() -> None:
     worker, fake, stop = _streaming_worker(20)
     started = time.monotonic()
     try:
-        with pytest.raises(WorkerDiedError, match="timed out"):
-            worker.run("task", timeout=0.5, on_message=lambda m: None,  # type: ignore[arg-type]
-                       tick=lambda: None, tick_every=0.2)
+        event = _pump_until_end(worker, timeout=0.5, tick=lambda key: None, tick_every=0.2)
     finally:
         stop.set()
+    assert event.kind == "timeout" and event.key == "k" and event.keys == ("k",)
+    assert isinstance(event.error, WorkerDiedError) and "timed out" in str(event.error)
     assert fake.killed and time.monotonic() - started < 10
 
 
@@ -194,15 +208,14 @@ def test_lost_lease_in_heartbeat_kills_the_worker() -> None:
     """A heartbeat that finds the lease lost stops the computation at once."""
     worker, fake, stop = _streaming_worker(20)
 
-    def tick() -> None:
+    def tick(key: str) -> None:
         raise LeaseLost("taken over")
 
     try:
-        with pytest.raises(LeaseLost):
-            worker.run("task", timeout=60, on_message=lambda m: None, tick=tick,  # type: ignore[arg-type]
-                       tick_every=0.2)
+        event = _pump_until_end(worker, timeout=60, tick=tick, tick_every=0.2)
     finally:
         stop.set()
+    assert event.kind == "lost" and event.key == "k" and isinstance(event.error, LeaseLost)
     assert fake.killed
 
 

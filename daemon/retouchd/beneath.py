@@ -30,6 +30,7 @@ _LINK_FALLBACK = {errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, err
 class _ReadCount:
     def __init__(self) -> None:
         self.lock, self.total = threading.Lock(), 0
+        self.local = threading.local()
 
 
 _READS = _ReadCount()
@@ -39,6 +40,12 @@ def count_read(n: int) -> None:
     """Add `n` bytes read from an inbox file to this process's total (what `inbox_bytes_read` reports)."""
     with _READS.lock:
         _READS.total += n
+    _READS.local.total = getattr(_READS.local, "total", 0) + n
+
+
+def thread_bytes_read() -> int:
+    """Bytes this thread has read from inbox files: a worker's job threads each count their own job's."""
+    return int(getattr(_READS.local, "total", 0))
 
 
 def inbox_bytes_read() -> int:

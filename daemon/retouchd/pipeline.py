@@ -6,6 +6,7 @@ This is the whole of a job's risky work. It runs inside a worker process (pool.p
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -111,8 +112,8 @@ class _HashingWriter(io.RawIOBase):
 
 
 def fault(task: Task, point: str) -> None:
-    """Test-only fault injection at `point`: `POINT` exits abruptly, `hang-POINT` hangs, `segv-POINT`
-    segfaults; `...@NAME` limits it to the file called NAME."""
+    """Test-only fault injection at `point`: `POINT` exits abruptly, `hang-POINT` hangs, `slow-POINT` waits
+    3 s, `segv-POINT` segfaults; `...@NAME` limits it to the file called NAME."""
     if not task.fault_point:
         return
     spec, _, only = task.fault_point.partition("@")
@@ -122,6 +123,8 @@ def fault(task: Task, point: str) -> None:
         os._exit(86)
     if spec == f"hang-{point}":
         time.sleep(3600)
+    if spec == f"slow-{point}":
+        time.sleep(3)
     if spec == f"segv-{point}":
         import ctypes
 
@@ -213,15 +216,20 @@ def _decode_source(task: Task, data: bytes, read: os.stat_result) -> Decoded:
 
 
 def run_task(task: Task, *, models: ModelCache | None = None, progress: ProgressFn | None = None,
-             on_step: Any = None) -> TaskResult:
-    """Process one file; never raises for a problem with the job (the result says what went wrong)."""
-    before = beneath.inbox_bytes_read()
-    result = _run_task(task, models, progress, on_step)
-    result.inbox_bytes = beneath.inbox_bytes_read() - before
+             on_step: Any = None, gate: contextlib.AbstractContextManager[Any] | None = None,
+             on_computed: Callable[[], None] | None = None) -> TaskResult:
+    """Process one file; never raises for a problem with the job (the result says what went wrong).
+
+    Only the steps run inside `gate` (a worker's compute lock: reading, decoding and encoding of another job
+    may run meanwhile); `on_computed` is called when they are done, before the encode."""
+    before = beneath.thread_bytes_read()
+    result = _run_task(task, models, progress, on_step, gate or contextlib.nullcontext(), on_computed)
+    result.inbox_bytes = beneath.thread_bytes_read() - before
     return result
 
 
-def _run_task(task: Task, models: ModelCache | None, progress: ProgressFn | None, on_step: Any) -> TaskResult:
+def _run_task(task: Task, models: ModelCache | None, progress: ProgressFn | None, on_step: Any,
+              gate: contextlib.AbstractContextManager[Any], on_computed: Callable[[], None] | None) -> TaskResult:
     records: list[dict[str, Any]] = []
     current = "read"
     bound = log.bind(job_id=task.job_id, rule=task.rule, path=task.source)
@@ -233,22 +241,25 @@ def _run_task(task: Task, models: ModelCache | None, progress: ProgressFn | None
         del data
         frame, review = decoded.frame, False
         ctx = _context(task, bound, models, progress)
-        for raw in task.steps:
-            options: StepOptions = step_class(raw["op"]).options_model.model_validate(raw)
-            current = options.op
-            if on_step is not None:
-                on_step(current)
-            ctx.log = bound.bind(step=current)
-            started = time.perf_counter()
-            result = build_step(options).run(frame, ctx)
-            seconds = time.perf_counter() - started
-            frame = result.frame
-            review = review or bool(result.metrics.get("review"))
-            records.append({"op": current, "seconds": round(seconds, 4), "metrics": result.metrics})
-            # Debug, not info: the metrics reach the job's row (and `report`) through TaskResult.steps, and
-            # a line per step was one of ~4 per file that made logging a visible share of a small job.
-            ctx.log.debug("step done", seconds=round(seconds, 3), **{k: v for k, v in result.metrics.items()})
-            fault(task, f"after-step-{current}")
+        with gate:
+            for raw in task.steps:
+                options: StepOptions = step_class(raw["op"]).options_model.model_validate(raw)
+                current = options.op
+                if on_step is not None:
+                    on_step(current)
+                ctx.log = bound.bind(step=current)
+                started = time.perf_counter()
+                result = build_step(options).run(frame, ctx)
+                seconds = time.perf_counter() - started
+                frame = result.frame
+                review = review or bool(result.metrics.get("review"))
+                records.append({"op": current, "seconds": round(seconds, 4), "metrics": result.metrics})
+                # Debug, not info: the metrics reach the job's row (and `report`) through TaskResult.steps,
+                # and a line per step was one of ~4 per file that made logging a visible share of a small job.
+                ctx.log.debug("step done", seconds=round(seconds, 3), **{k: v for k, v in result.metrics.items()})
+                fault(task, f"after-step-{current}")
+        if on_computed is not None:
+            on_computed()
         current = "encode"
         spec = OutputSpec.model_validate(task.output)
         name = output_name(Path(task.source).name, decoded.info, spec)

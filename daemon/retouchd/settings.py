@@ -63,6 +63,9 @@ class WorkerSettings(_Section):
     drain_timeout: float = Field(90.0, ge=0)
     lease_seconds: float = Field(60.0, ge=5)
     job_timeout: float = Field(3600.0, gt=0)
+    overlap: bool = True
+    """Let one slot at a time hold a second job, so the codec (the next job's decode, the last one's encode)
+    runs while the device computes; off: one job per slot."""
 
     @field_validator("devices")
     @classmethod

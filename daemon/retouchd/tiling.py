@@ -29,7 +29,11 @@ from retouchd.typing import ProgressFn, RGBImage
 MIN_TILE = 32
 MAX_AUTO_TILE = 2048
 CPU_ACTIVATION_BUDGET = 512 * 2**20
-"""Bytes of activations an auto-sized tile may take on the CPU; keeps a ×4 `fast` job under ~1 GB RSS."""
+"""Bytes of activations an auto-sized tile may take on the CPU: a job's peak RSS stays within its output
+bytes + this + 200 MB (the process, its libraries and a model of up to MODEL_ALLOWANCE)."""
+MODEL_ALLOWANCE = 128 * 2**20
+"""The share of a job's 200 MB margin a loaded network may hold; a larger one (x4plus on ncnn: 340 MB)
+takes the rest from the tile budget."""
 CUDA_FREE_FRACTION = 0.5
 """Share of the device's free memory an auto-sized tile may take; the rest absorbs allocator slack."""
 
@@ -53,9 +57,10 @@ def grid(width: int, height: int, tile: int) -> list[Region]:
     return [(xs[i], ys[j], xs[i + 1], ys[j + 1]) for j in range(ny) for i in range(nx)]
 
 
-def auto_tile(bytes_per_pixel: int, device: str = "cpu", fp16: bool = False, pad: int = 0) -> int:
+def auto_tile(bytes_per_pixel: int, device: str = "cpu", fp16: bool = False, pad: int = 0,
+              resident: int = 0) -> int:
     """The largest tile side whose activations, `pad` of context included, fit the device's budget (a
-    multiple of 16)."""
+    multiple of 16). On the CPU, a network whose own `resident` bytes exceed MODEL_ALLOWANCE shrinks it."""
     if device.startswith("cuda"):
         import torch
 
@@ -63,7 +68,8 @@ def auto_tile(bytes_per_pixel: int, device: str = "cpu", fp16: bool = False, pad
         budget = int(free * CUDA_FREE_FRACTION)
         per_pixel = bytes_per_pixel // 2 if fp16 else bytes_per_pixel
     else:
-        budget, per_pixel = CPU_ACTIVATION_BUDGET, bytes_per_pixel
+        budget = CPU_ACTIVATION_BUDGET - max(0, resident - MODEL_ALLOWANCE)
+        per_pixel = bytes_per_pixel
     side = (math.isqrt(max(budget // max(per_pixel, 1), 1)) - 2 * pad) // 16 * 16
     return max(MIN_TILE, min(MAX_AUTO_TILE, side))
 

@@ -1,5 +1,13 @@
 """Worker processes: the risky work (decode, models, encode) runs in a child so that its death costs one
-attempt of one job, never the daemon. The child keeps its models cached between jobs."""
+attempt of the jobs it held, never the daemon. The child keeps its models cached between jobs.
+
+A child may hold two jobs: each runs in its own thread, read → decode → steps → encode, and only the steps
+take the child's compute lock. So the encode of one job runs while the next one is decoded and computed,
+and the device does not wait for the encoder. The parent decides how many jobs a child holds (pool.Slot:
+one, or a second once the first has computed while it holds the pool's one spare token, so decoded images
+stay ≤ slots + 1).
+Messages are tagged with the job's key (its lease): ("step"|"progress"|"computed"|"result", key, ...).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +15,10 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -19,6 +29,8 @@ from retouchd.pipeline import Task, TaskResult
 
 log = structlog.get_logger("retouchd.worker")
 _CTX = multiprocessing.get_context("spawn")
+_DRAIN = 256
+"""Most messages read in one pump before the clock (heartbeats, timeouts) is looked at again."""
 
 
 def child_main(conn: Connection, device: str, log_format: str, log_level: str) -> None:
@@ -43,22 +55,32 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
 
     protect_log_stream()
     cache = DictCache()
+    sending, compute = threading.Lock(), threading.Lock()
+    jobs: list[threading.Thread] = []
+
+    def send(*message: Any) -> None:
+        with sending, contextlib.suppress(OSError):  # the parent is gone: the main loop ends on its EOF
+            conn.send(message)
+
+    def job(key: str, task: Task) -> None:
+        result = run_task(task, models=cache, progress=lambda done, total: send("progress", key, done, total),
+                          on_step=lambda name: send("step", key, name), gate=compute,
+                          on_computed=lambda: send("computed", key))
+        send("result", key, result)
+
     while True:
         try:
             message = conn.recv()
         except (EOFError, OSError):
             return
         if message[0] == "stop":
+            for thread in jobs:
+                thread.join()
             return
-        task: Task = message[1]
-
-        def progress(done: int, total: int) -> None:
-            conn.send(("progress", done, total))
-
-        def on_step(name: str) -> None:
-            conn.send(("step", name))
-
-        conn.send(("result", run_task(task, models=cache, progress=progress, on_step=on_step)))
+        jobs = [thread for thread in jobs if thread.is_alive()]
+        thread = threading.Thread(target=job, args=(message[1], message[2]), name=f"job-{message[1]}", daemon=True)
+        thread.start()
+        jobs.append(thread)
 
 
 def _die_with_parent() -> str | None:
@@ -75,6 +97,18 @@ def _die_with_parent() -> str | None:
     return None
 
 
+@dataclass
+class Event:
+    """What a pump saw: a job's "result", or the end of the worker ("died", "timeout" of `key`, "lost"
+    lease of `key`: the child was killed). After an end, every job it held (`keys`) is gone."""
+
+    kind: str
+    key: str | None = None
+    result: TaskResult | None = None
+    error: BaseException | None = None
+    keys: tuple[str, ...] = ()
+
+
 class Worker:
     """Parent-side handle of one worker process; restarts it on demand."""
 
@@ -84,6 +118,9 @@ class Worker:
         self._proc: Any = None
         self._conn: Connection | None = None
         self._starts = 0
+        self.sent: dict[str, float] = {}
+        """Jobs handed to the child and not finished: key → when (monotonic), in the order sent."""
+        self._ticked: dict[str, float] = {}
 
     @property
     def restarts(self) -> int:
@@ -112,45 +149,71 @@ class Worker:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def run(
-        self, task: Task, *, timeout: float, on_message: Callable[[tuple[Any, ...]], None],
-        tick: Callable[[], None], tick_every: float,
-    ) -> TaskResult:
-        """Run `task` in the child; raise WorkerDiedError if it ends or overruns `timeout` (it is then killed).
+    def submit(self, key: str, task: Task) -> None:
+        """Hand `task` to the child under `key`. A child that died holding other jobs is not silently
+        replaced: the next pump reports its death for all of them (this job included)."""
+        now = time.monotonic()
+        self.sent[key] = self._ticked[key] = now
+        if len(self.sent) > 1 and (self._proc is None or not self._proc.is_alive()):
+            return
+        with contextlib.suppress(OSError):  # a pipe broken by a death is reported by the next pump
+            self._ensure().send(("task", key, task))
 
-        `tick` (the lease heartbeat) and the timeout run on the clock, however often the child reports
-        progress; if `tick` raises (the lease is lost), the child is killed and the error propagates."""
-        conn = self._ensure()
-        conn.send(("task", task))
-        started = last_tick = time.monotonic()
-        while True:
+    def pump(
+        self, *, wait: float, timeout: float, on_message: Callable[[tuple[Any, ...]], None],
+        tick: Callable[[str], None], tick_every: float,
+    ) -> list[Event]:
+        """Wait up to `wait` s for the child; hand its progress messages to `on_message`; return what ended.
+
+        `tick(key)` (a lease heartbeat) and the per-job `timeout` run on the clock, however often the child
+        reports; a tick that raises (the lease is lost) or a job past its timeout kills the child."""
+        events: list[Event] = []
+        conn = self._conn
+        if conn is None or not self.sent:
+            time.sleep(wait)
+            return events
+        try:
+            ready = conn.poll(wait)
+        except (EOFError, OSError):
+            ready = True
+        for _ in range(_DRAIN if ready else 0):
             try:
-                ready = conn.poll(min(0.2, tick_every))
+                if not conn.poll(0):
+                    break
+                message = conn.recv()
             except (EOFError, OSError):
-                ready = True
-            if ready:
-                try:
-                    message = conn.recv()
-                except (EOFError, OSError):
-                    raise WorkerDiedError(self._death()) from None
-                if message[0] == "result":
-                    result: TaskResult = message[1]
-                    return result
+                return [*events, self._ended(Event("died", error=WorkerDiedError(self._death())))]
+            if message[0] == "result":
+                self.sent.pop(message[1], None)
+                self._ticked.pop(message[1], None)
+                events.append(Event("result", message[1], result=message[2]))
+            else:
                 on_message(message)
-            elif not self._proc.is_alive():
-                raise WorkerDiedError(self._death())
-            now = time.monotonic()
-            if now - started > timeout:
+        if not ready and not self._proc.is_alive():
+            return [*events, self._ended(Event("died", error=WorkerDiedError(self._death())))]
+        now = time.monotonic()
+        for key, sent in list(self.sent.items()):
+            if now - sent > timeout:
                 self.kill()
-                raise WorkerDiedError(
+                error = WorkerDiedError(
                     f"job timed out after {timeout:.0f} s (workers.job_timeout); the worker was killed")
-            if now - last_tick >= tick_every:
+                return [*events, self._ended(Event("timeout", key, error=error))]
+            if now - self._ticked[key] >= tick_every:
                 try:
-                    tick()
-                except BaseException:
+                    tick(key)
+                except BaseException as exc:
                     self.kill()
-                    raise
-                last_tick = time.monotonic()  # a tick that waited on a locked database is not repeated at once
+                    return [*events, self._ended(Event("lost", key, error=exc))]
+                self._ticked[key] = time.monotonic()  # a tick that waited on a locked database is not repeated
+        return events
+
+    def _ended(self, event: Event) -> Event:
+        event.keys = tuple(self.sent)
+        self.sent.clear()
+        self._ticked.clear()
+        if event.kind != "died":
+            self._death()
+        return event
 
     def _death(self) -> str:
         self._proc.join(2)

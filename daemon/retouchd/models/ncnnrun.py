@@ -15,6 +15,7 @@ caller that passes all 18/19 channels gets the file's own network unchanged.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -36,7 +37,14 @@ BYTES_PER_PIXEL = {"srmd": 6_500, "rrdbnet": 64_000, "srvgg": 3_600}
 """Peak memory per input pixel of one ncnn extraction (measured growth of RSS on 128–256 px tiles, plus
 ~10 %; SRMD remeasured on 2026-12-02: 5 870 per pixel on a 192 px tile): Winograd keeps transformed copies
 of the maps, 2–10× what the torch modules need. The auto tile size is chosen from these, so a job stays
-within tiling.CPU_ACTIVATION_BUDGET."""
+within tiling.CPU_ACTIVATION_BUDGET. They hold for a whole tile loop because the allocators are emptied after
+every extraction (NcnnModule._pools): ncnn's own pools kept growing tile after tile, far past them."""
+NET_BYTES = {"srmd": 60 * 2**20, "rrdbnet": 350 * 2**20, "srvgg": 24 * 2**20}
+"""Resident size of a loaded network (VmRSS growth of load_bundled and the first load of the net, before
+any extraction, +10 %; measured 2026-12-02 in fresh processes: SRMD ×4 33–53 MB, x4plus 306–321 MB,
+animevideov3 13–22 MB): ncnn keeps
+Winograd-transformed copies of the 3×3 kernels, several times the weights. x4plus's is larger than a
+model's allowance in a job's memory bound, so its tiles get less (tiling.auto_tile)."""
 SRMD_CODE = (
     -1.12360956e-08, -1.36899159e-08, 1.85637958e-02, 2.86066886e-08, 3.35292965e-02,
     8.37272935e-08, -2.54424009e-07, -3.16234976e-02, -1.35169253e-02, -1.10466090e-08,
@@ -47,6 +55,27 @@ OUTPUT_BLOB = "output"
 _FOLDED_CACHE = 4
 """Folded SRMD networks kept per module, one per distinct code (each is ~6 MB)."""
 NCNN_NO_MEMORY = -100
+
+
+M_MMAP_THRESHOLD = -3
+"""glibc's mallopt() parameter: allocations at least this large get their own mapping, unmapped on free."""
+MMAP_THRESHOLD = 1 << 20
+
+
+@functools.cache
+def _large_blocks_unmapped() -> bool:
+    """Have glibc map every block of 1 MiB or more on its own, and unmap it when freed (once per process).
+
+    By default glibc raises that threshold to the size of each large block freed (up to 32 MiB), after
+    which a tile's feature maps come from the heap, and with two threads' arenas the freed space fragments:
+    a loop of tiles of a few different sizes reached 205 MB where its largest tile alone needs 138 MB. With
+    the threshold fixed, the loop's peak is its worst tile's (measured 137 MB)."""
+    import ctypes
+
+    try:
+        return bool(ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    except (OSError, AttributeError):  # not glibc: its allocator has its own policy
+        return False
 
 
 def available() -> bool:
@@ -140,6 +169,15 @@ class NcnnModule:
         self._folded: OrderedDict[tuple[float, ...], tuple[Any, bytes]] = OrderedDict()
         # One ncnn Net serves one caller at a time; a worker runs one job at a time, this is a safeguard.
         self._lock = threading.Lock()
+        self._pools: tuple[Any, Any] | None = None
+        """Blob and workspace allocators of every extraction, emptied after each one. Left to itself, ncnn
+        gives each Net pool allocators that keep every block they ever handed out: tiles of slightly
+        different sizes (and, with 2 threads, per-thread workspaces) each added blocks, and the tile loop
+        of a 1 MP `fast` ×4 job grew to 893 MB peak RSS (one 256 px tile's need: ~400 MB). The price: each
+        tile maps its memory afresh (3.4× the page faults, ~8 % more CPU time on a 6-tile job); keeping the
+        pools between tiles of one size, emptied only when the size changed, measured 878 MiB for a 1 MP
+        JPEG job (642 MiB this way)."""
+        _large_blocks_unmapped()
 
     def _load(self, param_text: str, weights: bytes) -> Any:
         net = _net(self.threads)
@@ -178,17 +216,31 @@ class NcnnModule:
         outputs = []
         with self._lock:
             net = self._network(int(batch.shape[1]))
+            if self._pools is None:
+                self._pools = (ncnn.PoolAllocator(), ncnn.PoolAllocator())
+            blobs, workspace = self._pools
             for item in batch:
                 data = np.ascontiguousarray(item, dtype=np.float32)
                 extractor = net.create_extractor()
-                extractor.input(self.input_blob, ncnn.Mat(data))
-                status, result = extractor.extract(OUTPUT_BLOB)
-                if status != 0:
-                    # Out of memory is a RuntimeError like torch's CPU allocator's, so tiling shrinks the tile.
-                    what = "can't allocate memory" if status == NCNN_NO_MEMORY else "extraction failed"
-                    raise RuntimeError(f"ncnn {self.family}: {what} (status {status}) on {data.shape}")
-                outputs.append(np.array(result, dtype=np.float32, copy=True))
-                del extractor
+                extractor.set_blob_allocator(blobs)
+                extractor.set_workspace_allocator(workspace)
+                result: Any = None
+                try:
+                    extractor.input(self.input_blob, ncnn.Mat(data))
+                    status, result = extractor.extract(OUTPUT_BLOB)
+                    if status != 0:
+                        # Out of memory is a RuntimeError like torch's CPU allocator's, so tiling shrinks the tile.
+                        what = "can't allocate memory" if status == NCNN_NO_MEMORY else "extraction failed"
+                        raise RuntimeError(f"ncnn {self.family}: {what} (status {status}) on {data.shape}")
+                    outputs.append(np.array(result, dtype=np.float32, copy=True))
+                finally:
+                    # Every Mat of this extraction goes back to the pools, which are then emptied: the next
+                    # tile starts from nothing (see _pools).
+                    result = None
+                    extractor.clear()
+                    del extractor
+                    blobs.clear()
+                    workspace.clear()
         return np.stack(outputs)
 
     def __call__(self, batch: Any) -> Any:

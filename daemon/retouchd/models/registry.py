@@ -101,6 +101,9 @@ class SRNet:
     """fp32 activation bytes per input pixel, for the auto tile size."""
     backend: str = "torch"
     """"torch" (an nn.Module, any device) or "ncnn" (models.ncnnrun.NcnnModule, CPU only)."""
+    resident_bytes: int = 0
+    """Memory the loaded network itself holds (ncnn: its Winograd-transformed weights); what exceeds
+    tiling.MODEL_ALLOWANCE comes out of the CPU tile budget."""
 
 
 def package_dir(module: str, package: str) -> Path:
@@ -246,7 +249,8 @@ def _load_ncnn(model: BundledModel, scale: int, threads: int) -> SRNet:
         radius = sum(1 for layer in read_param(param) if layer.type == "Convolution")
     else:
         radius = ncnnrun.RECEPTIVE_RADIUS[model.family]
-    return SRNet(model.name, model.family, module, scale, radius, ncnnrun.BYTES_PER_PIXEL[model.family], "ncnn")
+    return SRNet(model.name, model.family, module, scale, radius, ncnnrun.BYTES_PER_PIXEL[model.family], "ncnn",
+                 ncnnrun.NET_BYTES[model.family])
 
 
 def load_bundled(name: str, scale: int, *, device: str = "cpu", threads: int = 1, backend: str = "torch") -> SRNet:

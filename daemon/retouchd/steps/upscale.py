@@ -253,7 +253,8 @@ class UpscaleStep(Step[UpscaleOptions]):
             coded = choice if index == 0 and choice is not None and choice.files == "srmd" else None
             net = self._network(None if is_weights_path(opts.model) else native, device, fp16, ctx, coded is not None)
             pad = net.receptive_radius if opts.tile_pad == "auto" else opts.tile_pad
-            tile = opts.tile if isinstance(opts.tile, int) else auto_tile(net.bytes_per_pixel, device, fp16, pad)
+            tile = opts.tile if isinstance(opts.tile, int) else auto_tile(net.bytes_per_pixel, device, fp16, pad,
+                                                                              net.resident_bytes)
             if coded is not None and net.backend == "ncnn":
                 module = net.module
                 module.code = coded.code  # folded into the first convolution (models/ncnnrun.py)

@@ -175,10 +175,13 @@ def _back_project_whole(output: RGBImage, target: np.ndarray, steps: int, rate: 
     out_h, out_w = output.shape[:2]
     image = output.astype(np.float32)
     goal = target.astype(np.float32)
+    # In place: each whole-output float temporary is 4× the output's bytes at the job's peak.
     for _ in range(steps):
         residual = goal - cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-        image += rate * cv2.resize(residual, (out_w, out_h), interpolation=cv2.INTER_CUBIC)
-    result: RGBImage = np.rint(np.clip(image, 0, 255)).astype(np.uint8)
+        step = cv2.resize(residual, (out_w, out_h), interpolation=cv2.INTER_CUBIC)
+        image += np.multiply(step, rate, out=step)
+        del step
+    result: RGBImage = np.rint(np.clip(image, 0, 255, out=image), out=image).astype(np.uint8)
     return result
 
 

@@ -9,7 +9,7 @@ expiry, then taken over) gets LeaseLost and changes nothing. Recovery takes a le
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -153,8 +153,10 @@ class Store:
             s.add(Duplicate(job_id=job_id, source_path=source, archive_path=archive_path, created_at=utcnow()))
 
     # -- claiming and leases -------------------------------------------------------------------------------
-    def claim(self, owner: str, host: str, device: str, lease_seconds: float, rules: Sequence[str]) -> Job | None:
-        """Take the oldest claimable job under the lease `owner` (unique per claim: it fences the attempt)."""
+    def claim(self, owner: str, host: str, device: str, lease_seconds: float, rules: Sequence[str],
+              exclude: Collection[int] = ()) -> Job | None:
+        """Take the oldest claimable job under the lease `owner` (unique per claim: it fences the attempt),
+        other than the jobs in `exclude`."""
         if not rules or self.count_claimable(rules, queued_only=True) == 0:
             return None  # an idle poll must not take SQLite's write lock
         now = utcnow()
@@ -167,6 +169,8 @@ class Store:
                 .limit(1)
                 .with_for_update(skip_locked=True)
             )
+            if exclude:
+                query = query.where(Job.id.not_in(list(exclude)))
             job = s.scalars(query).first()
             if job is None:
                 return None
