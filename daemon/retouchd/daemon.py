@@ -161,13 +161,18 @@ class Daemon:
         self.intake = Intake(self.store, {r.name: r for r in rules.rules if r.enabled}, folders,
                              max_attempts=self.settings.workers.max_attempts, sidecars=self.sidecars,
                              fail=self.committer.to_failed, owner=self.identity.key,
-                             claim_stale=self.settings.workers.lease_seconds)
+                             claim_stale=self.settings.workers.lease_seconds, claim_sightings=not self._sole_user())
         if self.watcher is not None:
             self.watcher.stop()
         self.watcher = watcher
         self.unmounted = unmounted
         for name, reason in self.unmounted.items():
             self.pause_inbox(name, reason)
+
+    def _sole_user(self) -> bool:
+        """Whether this daemon is the only one that can use its database: a SQLite file in the state folder
+        whose lock it holds (PostgreSQL, or a SQLite file elsewhere, may be shared by several daemons)."""
+        return self._db_file is not None and self._db_file.parent == self.settings.state.absolute()
 
     # -- paused inboxes (a share that is not mounted; a user's pause uses the same two calls) --------------
     def pause_inbox(self, rule: str, reason: str) -> None:

@@ -70,7 +70,7 @@ class Slot(threading.Thread):
             lease = f"{self.owner}:{uuid.uuid4().hex[:8]}"  # one lease per claim: it fences this attempt
             try:
                 job = self.pool.store.claim(lease, self.pool.identity.host, self.device,
-                                            self.pool.settings.workers.lease_seconds, self.pool.claim_rules())
+                                            self.pool.settings.workers.lease_seconds, self.pool.rule_names())
             except Exception as exc:  # the database is busy or gone: wait and try again (said once a minute)
                 if time.monotonic() - self._claim_warned >= 60.0:
                     self._claim_warned = time.monotonic()
