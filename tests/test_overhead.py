@@ -130,3 +130,38 @@ def test_only_a_database_others_may_share_gets_sighting_claims(root: Path, tmp_p
     assert _wired(root).intake.claim_sightings is False
     shared = _wired(root, database_url=f"sqlite:///{tmp_path / 'shared' / 'db.sqlite'}")
     assert shared.intake.claim_sightings is True
+
+
+def test_an_idle_poll_takes_no_write_lock(store: Store) -> None:
+    """A slot whose last claim found a job claims straight away (the queue is busy); once a claim finds
+    nothing, its polls only read until a job is there again (SQLite's write lock stays free)."""
+    from sqlalchemy import event
+
+    writes: list[int] = []
+
+    @event.listens_for(store.engine, "begin")
+    def _count(conn: Any) -> None:
+        if not conn.get_execution_options().get("retouchd_read_only", False):
+            writes.append(1)
+
+    store.enqueue(**_fields())
+
+    def claim(owner: str) -> tuple[bool, int]:
+        before = len(writes)
+        return store.claim(owner, "h", "cpu", 60, ["r"]) is not None, len(writes) - before
+
+    assert [claim(A), claim(B), claim(B), claim(B)] == [(True, 1), (False, 1), (False, 0), (False, 0)]
+    store.enqueue(**_fields(content_key="k2"))
+    assert claim(B) == (True, 1)
+
+
+def test_queued_at_finds_the_files_open_job(store: Store) -> None:
+    job, _ = store.enqueue(**_fields())
+    found = store.queued_at("r", "/in/a.png")
+    assert found is not None and found.id == job.id and found.sha256 == "k" and found.state == JobState.QUEUED
+    assert store.queued_at("r", "/in/other.png") is None and store.queued_at("x", "/in/a.png") is None
+    store.claim(A, "h", "cpu", 60, ["r"])
+    running = store.queued_at("r", "/in/a.png")
+    assert running is not None and running.state == JobState.RUNNING
+    store.finish(job.id, A, review=False)
+    assert store.queued_at("r", "/in/a.png") is None

@@ -134,3 +134,13 @@ def claim(engine: Engine, owner: str, host: str, device: str, lease_seconds: flo
                 .returning(*JOBS.c))
         row = conn.execute(stmt).first()
         return None if row is None else Job(**row._asdict())
+
+
+def queued_at(reader: Engine, rule: str, source: str) -> Job | None:
+    """The queued or running job whose file is `source` (read once per file at intake)."""
+    query = (select(*JOBS.c).where(JOBS.c.rule == rule, JOBS.c.source_path == source,
+                                   JOBS.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]))
+             .order_by(JOBS.c.id).limit(1))
+    with reader.begin() as conn:
+        row = conn.execute(query).first()
+    return None if row is None else Job(**row._asdict())

@@ -9,6 +9,7 @@ expiry, then taken over) gets LeaseLost and changes nothing. Recovery takes a le
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -34,6 +35,8 @@ class Store:
         self.reader = engine.execution_options(retouchd_read_only=True)
         """The engine for reads: on SQLite a deferred transaction that never takes the write lock."""
         self._reader = sessionmaker(self.reader, expire_on_commit=False)
+        self._claims = threading.local()
+        """Per claiming thread (a slot): whether its last claim found a job."""
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -84,10 +87,7 @@ class Store:
 
     def queued_at(self, rule: str, source: str) -> Job | None:
         """The queued or running job whose file is `source` (a newer sighting of the same path)."""
-        with self.read() as s:
-            query = select(Job).where(Job.rule == rule, Job.source_path == source,
-                                      Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
-            return s.scalars(query.order_by(Job.id)).first()
+        return fenced.queued_at(self.reader, rule, source)
 
     def supersede(self, job_id: int, **fields: Any) -> bool:
         """Point a still-queued job at its file's newer content (one path, one job); False if it was
@@ -158,10 +158,17 @@ class Store:
     # -- claiming and leases -------------------------------------------------------------------------------
     def claim(self, owner: str, host: str, device: str, lease_seconds: float, rules: Sequence[str]) -> Job | None:
         """Take the oldest claimable job under the lease `owner` (unique per claim: it fences the attempt);
-        never one of an inbox a person paused."""
-        if not rules or fenced.count_claimable(self.reader, list(rules), queued_only=True, skip_paused=True) == 0:
-            return None  # an idle poll must not take SQLite's write lock
-        return fenced.claim(self.engine, owner, host, device, lease_seconds, list(rules))
+        never one of an inbox a person paused. An idle poll does not take SQLite's write lock: a read
+        looks first, unless this thread's last claim found a job (a busy queue: the look would cost a
+        transaction per file and find one)."""
+        if not rules:
+            return None
+        busy = getattr(self._claims, "busy", False)
+        if not busy and fenced.count_claimable(self.reader, list(rules), queued_only=True, skip_paused=True) == 0:
+            return None
+        job = fenced.claim(self.engine, owner, host, device, lease_seconds, list(rules))
+        self._claims.busy = job is not None
+        return job
 
     def heartbeat(
         self, job_id: int, owner: str, lease_seconds: float, *, step: str | None = None, progress: float | None = None
