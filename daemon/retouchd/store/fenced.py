@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select, update
+from sqlalchemy import Connection, Table, func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from retouchd.exceptions import LeaseLost, StoreError
@@ -144,3 +144,12 @@ def queued_at(reader: Engine, rule: str, source: str) -> Job | None:
     with reader.begin() as conn:
         row = conn.execute(query).first()
     return None if row is None else Job(**row._asdict())
+
+
+def enqueue(engine: Engine, fields: dict[str, Any]) -> Job:
+    """Insert a queued job (IntegrityError if its rule and content key are taken)."""
+    now = utcnow()
+    values = {"state": JobState.QUEUED.value, "attempts": 0, "created_at": now, "updated_at": now, **fields}
+    with engine.begin() as conn:
+        row = conn.execute(insert(JOBS).values(**values).returning(*JOBS.c)).one()
+    return Job(**row._asdict())

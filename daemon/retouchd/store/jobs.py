@@ -73,8 +73,13 @@ class Store:
 
     def enqueue(self, **fields: Any) -> tuple[Job, bool]:
         """Insert a queued job; if (rule, content_key) exists, return that one and False."""
-        now = utcnow()
-        return self._insert_once(Job(state=JobState.QUEUED, attempts=0, created_at=now, updated_at=now, **fields))
+        try:
+            return fenced.enqueue(self.engine, fields), True
+        except IntegrityError:
+            existing = self.find(fields["rule"], fields["content_key"])
+            if existing is None:
+                raise
+            return existing, False
 
     def move_source(self, job_id: int, source: str, rel: str, sidecar: str | None) -> None:
         """A queued job's file was renamed inside the inbox (or came back after vanishing)."""
