@@ -165,3 +165,15 @@ def test_queued_at_finds_the_files_open_job(store: Store) -> None:
     assert running is not None and running.state == JobState.RUNNING
     store.finish(job.id, A, review=False)
     assert store.queued_at("r", "/in/a.png") is None
+
+
+def test_a_stopped_worker_exits_cleanly_at_once() -> None:
+    """`stop` ends an idle worker with exit code 0 (it leaves without the interpreter's teardown), not by
+    the kill that follows a worker that does not exit."""
+    from retouchd.worker import Worker
+
+    worker = Worker("cpu", "json", "warning")
+    worker.start()
+    proc = worker._proc
+    worker.stop(timeout=60)
+    assert proc is not None and proc.exitcode == 0 and worker.pid is None

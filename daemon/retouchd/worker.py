@@ -7,6 +7,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -49,7 +50,7 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
         except (EOFError, OSError):
             return
         if message[0] == "stop":
-            return
+            _exit_now()
         task: Task = message[1]
 
         def progress(done: int, total: int) -> None:
@@ -59,6 +60,15 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
             conn.send(("step", name))
 
         conn.send(("result", run_task(task, models=cache, progress=progress, on_step=on_step)))
+
+
+def _exit_now() -> None:
+    """Told to stop (idle: no job, no file open): exit without the interpreter's teardown of numpy, cv2,
+    torch (~0.1 s of CPU and ~0.4 s of wall on a loaded machine, the end of every `run --once`)."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(0)
 
 
 def _die_with_parent() -> str | None:
