@@ -96,14 +96,39 @@ class Committer:
         self.fault("before-publish")
         publish(Path(tmp), target, mode=self.file_mode)
         self.fault("after-publish")
-        self.db_call(lambda: self.store.finish(job.id, lease, review=result.review, lease_seconds=self.lease_seconds))
+        planned = self._archive_plan(job)
+        finished = self.db_call(lambda: self.store.finish(
+            job.id, lease, review=result.review, lease_seconds=self.lease_seconds,
+            archive_path=str(planned[0]) if planned else None,
+            sidecar_archive_path=str(planned[1]) if planned and planned[1] else None))
         self.fault("after-finish")
-        self.archive(job.id, lease)
+        self.archive(job.id, lease, finished)
 
-    def archive(self, job_id: int, lease: str) -> None:
+    def _archive_targets(self, job: Job) -> tuple[Path, Path | None]:
+        """Free names in today's archive folder for the job's original and its sidecar."""
+        root = self.folders[job.rule].archive / date.today().isoformat()
+        target = unique_path(safe_join(root, job.rel_path))
+        sidecar_target = None
+        if job.sidecar_path:
+            sidecar_target = unique_path(safe_join(root, Path(job.rel_path).parent / Path(job.sidecar_path).name))
+        return target, sidecar_target
+
+    def _archive_plan(self, job: Job) -> tuple[Path, Path | None] | None:
+        """The archive names to announce with `finish` when the original is still there, unchanged (the
+        usual case); None leaves the plan to archive(), which then says why it does not move it."""
+        try:
+            if _current_sha256(self.folders[job.rule].inbox, Path(job.source_path), job) != job.sha256:
+                return None
+        except (OSError, beneath.NotRegularError, UnsafePathError):
+            return None
+        return self._archive_targets(job)
+
+    def archive(self, job_id: int, lease: str, job: Job | None = None) -> None:
         """Move a finished job's original (and sidecar) to the archive, hash-checked. A move that was cut
-        short (the archive name planned and present) is finished, never repeated under a second name."""
-        job = self.db_call(lambda: self.store.get(job_id))
+        short (the archive name planned and present) is finished, never repeated under a second name.
+        `job`: the row as the fenced `finish` just left it (saves reading it again)."""
+        if job is None:
+            job = self.db_call(lambda: self.store.get(job_id))
         if job is None or job.state not in (JobState.DONE, JobState.REVIEW) or job.lease_owner != lease:
             raise LeaseLost(f"job {job_id}: no longer held by {lease!r}; not archiving it")
         src = Path(job.source_path)
@@ -124,24 +149,20 @@ class Committer:
             if self.outage(job.rule):
                 raise TransientError(f"the inbox of {job.rule} is away; archiving {src.name} waits for it") from None
             log.warning("original missing at archive time", job_id=job.id, rule=job.rule, path=str(src))
-            self.db_call(lambda: self.store.archived(job.id, lease))
+            self.db_call(lambda: self.store.archived(job.id, lease, moved=False))
             return
         except (beneath.NotRegularError, UnsafePathError):
             current = None
         if current != job.sha256:
             # The inbox file was replaced after processing: keep it for the watcher as new content.
             log.warning("original replaced before archiving; left in the inbox", job_id=job.id, path=str(src))
-            self.db_call(lambda: self.store.archived(job.id, lease))
+            self.db_call(lambda: self.store.archived(job.id, lease, moved=False))
             return
         if planned is not None:
             target = planned
             sidecar_target = Path(job.sidecar_archive_path) if job.sidecar_archive_path else None
         else:
-            root = self.folders[job.rule].archive / date.today().isoformat()
-            target = unique_path(safe_join(root, job.rel_path))
-            sidecar_target = None
-            if job.sidecar_path:
-                sidecar_target = unique_path(safe_join(root, Path(job.rel_path).parent / Path(job.sidecar_path).name))
+            target, sidecar_target = self._archive_targets(job)
             self.db_call(lambda: self.store.plan_archive(job.id, lease, str(target),
                                                      str(sidecar_target) if sidecar_target else None))
         self.fault("before-archive")

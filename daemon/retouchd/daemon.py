@@ -7,7 +7,6 @@ import errno
 import os
 import signal
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -18,19 +17,21 @@ import structlog
 from sqlalchemy.exc import DBAPIError
 
 from retouchd import __version__, instancelock
-from retouchd.archive import Committer, lease_dead
-from retouchd.exceptions import ConfigError, LeaseLost, RetouchdError
+from retouchd.archive import Committer
+from retouchd.exceptions import ConfigError
 from retouchd.fsops import ensure_dir
+from retouchd.handover import Handover
 from retouchd.instancelock import file_identity, sqlite_file
-from retouchd.intake import Intake, IntakeThread, Outcome
+from retouchd.intake import Intake, IntakeThread
 from retouchd.monitor import Monitor
 from retouchd.mounts import ensure_inbox_dir, missing_share
 from retouchd.notify import Notifier
 from retouchd.pipesafe import protect_log_stream
 from retouchd.pool import Identity, Pool, slot_devices
+from retouchd.recovery import Recovery
 from retouchd.rules import RuleFolders, RuleSet, load_rules, rule_folders
 from retouchd.settings import Settings
-from retouchd.settle import Candidate, IgnoreMatcher, SettleTracker
+from retouchd.settle import IgnoreMatcher, SettleTracker
 from retouchd.sidecarwait import SidecarWaits
 from retouchd.steps import build_step
 from retouchd.store import Store, open_store, set_path_map, utcnow
@@ -48,7 +49,7 @@ def _all(f: RuleFolders) -> list[Path]:
     return [f.inbox, f.outbox, f.archive, f.failed, f.review]
 
 
-class Daemon:
+class Daemon(Recovery, Handover):
     def __init__(self, settings: Settings, rules: RuleSet, *, once: bool = False,
                  settings_loader: Callable[[], Settings] | None = None) -> None:
         self.settings, self.rules, self.once = settings, rules, once
@@ -161,13 +162,18 @@ class Daemon:
         self.intake = Intake(self.store, {r.name: r for r in rules.rules if r.enabled}, folders,
                              max_attempts=self.settings.workers.max_attempts, sidecars=self.sidecars,
                              fail=self.committer.to_failed, owner=self.identity.key,
-                             claim_stale=self.settings.workers.lease_seconds)
+                             claim_stale=self.settings.workers.lease_seconds, claim_sightings=not self._sole_user())
         if self.watcher is not None:
             self.watcher.stop()
         self.watcher = watcher
         self.unmounted = unmounted
         for name, reason in self.unmounted.items():
             self.pause_inbox(name, reason)
+
+    def _sole_user(self) -> bool:
+        """Whether this daemon is the only one that can use its database: a SQLite file in the state folder
+        whose lock it holds (PostgreSQL, or a SQLite file elsewhere, may be shared by several daemons)."""
+        return self._db_file is not None and self._db_file.parent == self.settings.state.absolute()
 
     # -- paused inboxes (a share that is not mounted; a user's pause uses the same two calls) --------------
     def pause_inbox(self, rule: str, reason: str) -> None:
@@ -265,40 +271,6 @@ class Daemon:
         self.pool.on_result = both
         self.alerts.start()
 
-    def recover(self, *, startup: bool) -> None:
-        """Take over and finish (or requeue) jobs whose lease holder is gone; never a lease this process
-        holds, however late its heartbeat."""
-        assert self.store is not None
-        held = self.pool.holds if self.pool is not None else (lambda lease: False)
-        me = self.identity
-        is_dead = lease_dead(me.host, me.pid, me.instance, instancelock.pid_alive, held)
-        for job in self.store.stale_leases(is_dead):
-            if job.rule in self.folders:
-                # Our own crash is not the file's fault; another host's death counts the attempt.
-                self._recover_one(job.id, job.lease_owner, refund=job.host == self.identity.host, error=None)
-
-    def _recover_one(self, job_id: int, seen: str | None, *, refund: bool, error: str | None) -> None:
-        """Take the job over from the lease `seen` (only if that is still its lease), then finish it."""
-        assert self.store is not None
-        lease = f"{self.identity.owner(0)}:recovery-{uuid.uuid4().hex[:8]}"
-        try:
-            job = self.store.take_over(job_id, seen, lease, self.settings.workers.lease_seconds)
-            if job is None:
-                return  # renewed or taken over meanwhile: not ours to touch
-            outcome = self.committer.recover(job, lease, refund=refund, error=error)
-        except LeaseLost as exc:
-            log.warning("recovery stopped: the job was taken over meanwhile", job_id=job_id, error=str(exc))
-            return
-        except Exception as exc:  # the next sweep tries again; the daemon keeps running
-            log.warning("recovery failed; will try again", job_id=job_id, error=str(exc).splitlines()[0])
-            return
-        log.info("recovered interrupted job", job_id=job.id, rule=job.rule, path=job.source_path, outcome=outcome)
-
-    def _clean_work(self) -> None:
-        for leftover in self.settings.work.glob(f"{self.identity.host}-*.tmp"):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
-
     def main_loop(self) -> None:
         assert self.watcher is not None and self.pool is not None and self.store is not None
         if self.reload_requested:
@@ -327,53 +299,6 @@ class Daemon:
             self._last_sweep = now
             self.recover(startup=False)
         self._heartbeat(now)
-
-    def _take(self, ready: list[Candidate]) -> None:
-        """Hand settled files to the intake thread, as far as the queue bound allows."""
-        assert self.store is not None
-        try:
-            room = self.settings.workers.queue_bound - self.store.count_claimable() - self.offers.in_flight()
-        except DBAPIError:
-            for candidate in ready:
-                self.tracker.requeue(candidate)
-            raise
-        for candidate in ready:
-            if room <= 0 or not self.offers.submit(candidate):
-                self.tracker.requeue(candidate)
-                continue
-            room -= 1
-
-    def _offer(self, candidate: Candidate) -> Outcome:
-        """Runs on the intake thread: every error becomes an outcome (look again, or leave the file be)."""
-        folders = self.folders.get(candidate.rule)
-        if folders is None or folders.inbox not in candidate.path.parents:
-            return Outcome.SKIPPED  # handed over just before a reload dropped or moved its rule
-        try:
-            outcome = self.intake.offer(candidate.rule, candidate.path, (candidate.size, candidate.mtime_ns))
-            if outcome is Outcome.QUEUED:
-                self._fault("after-queue")
-            return outcome
-        except RetouchdError as exc:
-            log.warning("cannot take file", rule=candidate.rule, path=str(candidate.path), error=str(exc))
-            return Outcome.SKIPPED
-        except (OSError, DBAPIError) as exc:
-            log.warning("cannot take file yet", rule=candidate.rule, path=str(candidate.path),
-                        error=str(exc).splitlines()[0])
-            return Outcome.WAIT
-        except Exception:  # one odd file must never stop the daemon
-            log.exception("file skipped after an internal error; touch or rename it to try again",
-                          rule=candidate.rule, path=str(candidate.path))
-            return Outcome.SKIPPED
-
-    def _collect(self) -> None:
-        assert self.pool is not None
-        for candidate, outcome in self.offers.results():
-            if outcome is Outcome.WAIT:
-                self.tracker.requeue(candidate)
-            else:
-                self.tracker.mark_taken(candidate)
-            if outcome in (Outcome.QUEUED, Outcome.MOVED):
-                self.pool.wake.set()
 
     def _heartbeat(self, now: float) -> None:
         assert self.pool is not None

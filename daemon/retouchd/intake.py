@@ -58,8 +58,11 @@ UNREADABLE_LOOKS = 5
 class Intake:
     def __init__(self, store: Store, rules: dict[str, Rule], folders: dict[str, RuleFolders], *,
                  max_attempts: int, sidecars: SidecarWaits | None = None, fail: FailFn | None = None,
-                 owner: str | None = None, claim_stale: float | None = None) -> None:
+                 owner: str | None = None, claim_stale: float | None = None, claim_sightings: bool = True) -> None:
         self.store, self.rules, self.folders, self.max_attempts = store, rules, folders, max_attempts
+        self.claim_sightings = claim_sightings
+        """False when no other daemon can share the database (SQLite in the state folder this daemon has
+        locked): a sighting claim would be one write transaction per file that decides nothing."""
         self.claim_stale = claim_stale
         """Seconds after which a sighting claimed by another host that has not queued it is taken over
         (None: CLAIM_STALE)."""
@@ -83,7 +86,8 @@ class Intake:
         self.sidecars.release(path)
         inbox = self.folders[rule_name].inbox
         rel = path.relative_to(inbox)
-        if seen is not None and self.owner is not None and not self._claim(rule.name, path, seen):
+        if seen is not None and self.owner is not None and self.claim_sightings \
+                and not self._claim(rule.name, path, seen):
             earlier = self.store.queued_at(rule.name, str(path))
             return Outcome.KNOWN if earlier is not None else Outcome.WAIT  # another host is reading it
         try:
@@ -123,8 +127,8 @@ class Intake:
             rule=rule.name, source_path=str(path), rel_path=str(rel),
             max_attempts=rule.max_attempts or self.max_attempts, variant=rule.variant_for(digest), **fields,
         )
-        if created:
-            log.info("queued", job_id=job.id, rule=rule.name, path=str(path), size=st.st_size)
+        if created:  # debug: "job started" and the outcome's line say the rest at info (2 lines per file, not 3)
+            log.debug("queued", job_id=job.id, rule=rule.name, path=str(path), size=st.st_size)
             return Outcome.QUEUED
         return self._existing(job, path, rel, sidecar)
 

@@ -144,7 +144,7 @@ class Slot(threading.Thread):
         idle = not self.attempts
         try:
             job = self.pool.store.claim(lease, self.pool.identity.host, self.device,
-                                        self.pool.settings.workers.lease_seconds, self.pool.claim_rules(),
+                                        self.pool.settings.workers.lease_seconds, self.pool.rule_names(),
                                         exclude=() if idle else self.pool.suspect_ids())
         except Exception as exc:  # the database is busy or gone: wait and try again (said once a minute)
             if time.monotonic() - self._claim_warned >= 60.0:

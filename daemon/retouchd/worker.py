@@ -15,6 +15,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -76,11 +77,20 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
         if message[0] == "stop":
             for thread in jobs:
                 thread.join()
-            return
+            _exit_now()
         jobs = [thread for thread in jobs if thread.is_alive()]
         thread = threading.Thread(target=job, args=(message[1], message[2]), name=f"job-{message[1]}", daemon=True)
         thread.start()
         jobs.append(thread)
+
+
+def _exit_now() -> None:
+    """Told to stop (idle: no job, no file open): exit without the interpreter's teardown of numpy, cv2,
+    torch (~0.1 s of CPU and ~0.4 s of wall on a loaded machine, the end of every `run --once`)."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(0)
 
 
 def _die_with_parent() -> str | None:

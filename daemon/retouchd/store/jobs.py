@@ -9,6 +9,7 @@ expiry, then taken over) gets LeaseLost and changes nothing. Recovery takes a le
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from retouchd.exceptions import LeaseLost, StoreError
+from retouchd.store import fenced
 from retouchd.store.overview import live_hosts
 from retouchd.store.schema import Duplicate, Host, Job, SightingClaim
 from retouchd.store.states import LEASED, JobState, printable, transition, utcnow
@@ -30,7 +32,11 @@ class Store:
         self.engine = engine
         self._factory = sessionmaker(engine, expire_on_commit=False)
 
-        self._reader = sessionmaker(engine.execution_options(retouchd_read_only=True), expire_on_commit=False)
+        self.reader = engine.execution_options(retouchd_read_only=True)
+        """The engine for reads: on SQLite a deferred transaction that never takes the write lock."""
+        self._reader = sessionmaker(self.reader, expire_on_commit=False)
+        self._claims = threading.local()
+        """Per claiming thread (a slot): whether its last claim found a job."""
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -67,8 +73,13 @@ class Store:
 
     def enqueue(self, **fields: Any) -> tuple[Job, bool]:
         """Insert a queued job; if (rule, content_key) exists, return that one and False."""
-        now = utcnow()
-        return self._insert_once(Job(state=JobState.QUEUED, attempts=0, created_at=now, updated_at=now, **fields))
+        try:
+            return fenced.enqueue(self.engine, fields), True
+        except IntegrityError:
+            existing = self.find(fields["rule"], fields["content_key"])
+            if existing is None:
+                raise
+            return existing, False
 
     def move_source(self, job_id: int, source: str, rel: str, sidecar: str | None) -> None:
         """A queued job's file was renamed inside the inbox (or came back after vanishing)."""
@@ -81,10 +92,7 @@ class Store:
 
     def queued_at(self, rule: str, source: str) -> Job | None:
         """The queued or running job whose file is `source` (a newer sighting of the same path)."""
-        with self.read() as s:
-            query = select(Job).where(Job.rule == rule, Job.source_path == source,
-                                      Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
-            return s.scalars(query.order_by(Job.id)).first()
+        return fenced.queued_at(self.reader, rule, source)
 
     def supersede(self, job_id: int, **fields: Any) -> bool:
         """Point a still-queued job at its file's newer content (one path, one job); False if it was
@@ -156,41 +164,23 @@ class Store:
     def claim(self, owner: str, host: str, device: str, lease_seconds: float, rules: Sequence[str],
               exclude: Collection[int] = ()) -> Job | None:
         """Take the oldest claimable job under the lease `owner` (unique per claim: it fences the attempt),
-        other than the jobs in `exclude`."""
-        if not rules or self.count_claimable(rules, queued_only=True) == 0:
-            return None  # an idle poll must not take SQLite's write lock
-        now = utcnow()
-        with self.session() as s:
-            query = (
-                select(Job)
-                .where(Job.state == JobState.QUEUED, Job.rule.in_(rules))
-                .where((Job.not_before.is_(None)) | (Job.not_before <= now))
-                .order_by(Job.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            if exclude:
-                query = query.where(Job.id.not_in(list(exclude)))
-            job = s.scalars(query).first()
-            if job is None:
-                return None
-            transition(job, JobState.RUNNING, now=now)
-            job.lease_owner, job.host, job.device = owner, host, device
-            job.lease_expires = now + timedelta(seconds=lease_seconds)
-            job.not_before = None
-            return job
+        other than the jobs in `exclude`; never one of an inbox a person paused. An idle poll does not take
+        SQLite's write lock: a read looks first, unless this thread's last claim found a job (a busy queue:
+        the look would cost a transaction per file and find one)."""
+        if not rules:
+            return None
+        busy = getattr(self._claims, "busy", False)
+        if not busy and fenced.count_claimable(self.reader, list(rules), queued_only=True, skip_paused=True) == 0:
+            return None
+        job = fenced.claim(self.engine, owner, host, device, lease_seconds, list(rules), exclude=list(exclude))
+        self._claims.busy = job is not None
+        return job
 
     def heartbeat(
         self, job_id: int, owner: str, lease_seconds: float, *, step: str | None = None, progress: float | None = None
     ) -> None:
         """Renew the lease; LeaseLost if this claim no longer holds the job."""
-        with self.session() as s:
-            job = self._owned(s, job_id, owner)
-            job.lease_expires = utcnow() + timedelta(seconds=lease_seconds)
-            if step is not None:
-                job.current_step = step
-            if progress is not None:
-                job.progress = progress
+        fenced.heartbeat(self.engine, job_id, owner, lease_seconds, step=step, progress=progress)
 
     # -- the commit order: output → DB → archive -------------------------------------------------------------
     def plan_output(
@@ -198,16 +188,22 @@ class Store:
         lease_seconds: float = 60.0,
     ) -> None:
         """Announce the publish; renews the lease so that the holder has a full lease for the commit."""
-        with self.session() as s:
-            job = self._owned(s, job_id, owner)
-            job.output_path, job.output_sha256, job.output_tmp, job.steps = output_path, output_sha256, tmp, steps
-            job.lease_expires = utcnow() + timedelta(seconds=lease_seconds)
+        fenced.plan_output(self.engine, job_id, owner, output_path=output_path, output_sha256=output_sha256, tmp=tmp,
+                           steps=steps, lease_seconds=lease_seconds)
 
-    def finish(self, job_id: int, owner: str, *, review: bool, lease_seconds: float = 60.0) -> Job:
-        """Output published: done (or review). The lease stays with `owner` until the original is archived."""
+    def finish(self, job_id: int, owner: str, *, review: bool, lease_seconds: float = 60.0,
+               archive_path: str | None = None, sidecar_archive_path: str | None = None) -> Job:
+        """Output published: done (or review). The lease stays with `owner` until the original is archived.
+        `archive_path` (and the sidecar's) announce the original's move in the same transaction (what
+        plan_archive does on its own), one commit fewer per file."""
+        if not review:
+            return fenced.finish(self.engine, job_id, owner, lease_seconds=lease_seconds, archive_path=archive_path,
+                                 sidecar_archive_path=sidecar_archive_path)
         with self.session() as s:
             job = self._owned(s, job_id, owner)
             transition(job, JobState.REVIEW if review else JobState.DONE)
+            if archive_path is not None:
+                job.archive_path, job.sidecar_archive_path = archive_path, sidecar_archive_path
             job.output_tmp = None
             job.lease_expires = utcnow() + timedelta(seconds=lease_seconds)
             if review:
@@ -221,11 +217,10 @@ class Store:
             job = self._owned(s, job_id, owner)
             job.archive_path, job.sidecar_archive_path = archive_path, sidecar_archive_path
 
-    def archived(self, job_id: int, owner: str) -> None:
-        with self.session() as s:
-            job = self._owned(s, job_id, owner)
-            transition(job, JobState.ARCHIVED)
-            job.archived_at = utcnow()
+    def archived(self, job_id: int, owner: str, *, moved: bool = True) -> None:
+        """The original is in the archive; `moved=False`: it was left where it was (gone or replaced), so no
+        archive path (one announced with `finish`) names it."""
+        fenced.archived(self.engine, job_id, owner, moved=moved)
 
     def take_over(self, job_id: int, seen_owner: str | None, owner: str, lease_seconds: float) -> Job | None:
         """Give a job whose lease `seen_owner` is dead to `owner`, only if that lease is still the one in
@@ -309,14 +304,7 @@ class Store:
             return {str(state): int(n) for state, n in rows}
 
     def count_claimable(self, rules: Sequence[str] | None = None, *, queued_only: bool = False) -> int:
-        now = utcnow()
-        states = [JobState.QUEUED] if queued_only else [JobState.QUEUED, JobState.RUNNING]
-        with self.read() as s:
-            query = select(func.count()).select_from(Job).where(Job.state.in_(states))
-            query = query.where((Job.not_before.is_(None)) | (Job.not_before <= now))
-            if rules is not None:
-                query = query.where(Job.rule.in_(list(rules)))
-            return int(s.scalar(query) or 0)
+        return fenced.count_claimable(self.reader, None if rules is None else list(rules), queued_only=queued_only)
 
     def history(
         self, *, since: datetime | None = None, states: Sequence[JobState] | None = None, limit: int = 200

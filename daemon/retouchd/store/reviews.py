@@ -98,7 +98,7 @@ class Reviews:
             return True
 
     def paused(self) -> dict[str, datetime]:
-        with self.store.session() as s:
+        with self.store.read() as s:  # a read: never SQLite's write lock
             return {p.rule: p.paused_at for p in s.scalars(select(InboxPause)).all()}
 
 

@@ -1,0 +1,160 @@
+"""The per-file hot path of the store in single SQL statements (SQLAlchemy Core, not the ORM's unit of work).
+
+Every write here is one `UPDATE … WHERE id = :id AND lease_owner = :lease AND state IN (…)`: the row's
+lease is checked and the row changed in the same statement, under the transaction's write lock (SQLite's
+BEGIN IMMEDIATE; on PostgreSQL the UPDATE locks the row and re-checks the WHERE after any wait). A holder
+that lost its lease changes nothing and gets LeaseLost, exactly as with `Store._owned` (SPEC §6.9); the
+state machine's rule (states.TRANSITIONS) is the `state IN (…)` of each statement. A commit costs ~0.4 ms
+of CPU this way against ~1.3 ms through the ORM (select, lock, flush): four of them per file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Table, func, insert, select, update
+from sqlalchemy.engine import Engine
+
+from retouchd.exceptions import LeaseLost, StoreError
+from retouchd.store.review_schema import InboxPause, step_seconds
+from retouchd.store.schema import Job
+from retouchd.store.states import LEASED, TRANSITIONS, JobState, utcnow
+
+JOBS: Table = Job.__table__  # type: ignore[assignment]
+
+
+def _lost(conn: Connection, job_id: int, owner: str | None, to: JobState | None) -> StoreError:
+    """Why a fenced update changed no row: gone, held by another lease, or an illegal state change."""
+    row = conn.execute(select(JOBS.c.lease_owner, JOBS.c.state).where(JOBS.c.id == job_id)).first()
+    if row is None:
+        return StoreError(f"job {job_id} does not exist")
+    held, state = row
+    if to is not None and held == owner and state in LEASED:
+        return StoreError(f"job {job_id}: illegal state change {state} → {to}")
+    return LeaseLost(f"job {job_id}: lease held by {held!r} ({state}), not {owner!r}")
+
+
+def fenced(conn: Connection, job_id: int, owner: str, values: dict[str, Any], *,
+           to: JobState | None = None, returning: bool = False) -> Any:
+    """Change the job under the lease `owner` (moving it to state `to` if given); LeaseLost if that lease no
+    longer holds it. With `returning`, the row as it now is (a detached Job)."""
+    states: Iterable[JobState] = LEASED if to is None else [s for s in LEASED if to in TRANSITIONS[s]]
+    stmt = (update(JOBS).where(JOBS.c.id == job_id, JOBS.c.lease_owner == owner, JOBS.c.state.in_(list(states)))
+            .values(**values))
+    if returning:
+        row = conn.execute(stmt.returning(*JOBS.c)).first()
+        if row is None:
+            raise _lost(conn, job_id, owner, to)
+        return Job(**row._asdict())
+    if conn.execute(stmt).rowcount != 1:
+        raise _lost(conn, job_id, owner, to)
+    return None
+
+
+def plan_output(engine: Engine, job_id: int, owner: str, *, output_path: str, output_sha256: str, tmp: str,
+                steps: list[dict[str, Any]], lease_seconds: float) -> None:
+    with engine.begin() as conn:
+        fenced(conn, job_id, owner, {
+            "output_path": output_path, "output_sha256": output_sha256, "output_tmp": tmp, "steps": steps,
+            "device_seconds": step_seconds(steps), "lease_expires": utcnow() + timedelta(seconds=lease_seconds)})
+
+
+def finish(engine: Engine, job_id: int, owner: str, *, lease_seconds: float, archive_path: str | None,
+           sidecar_archive_path: str | None) -> Job:
+    """RUNNING → DONE (a review goes through the ORM: it adds its review row), with the archive plan."""
+    now = utcnow()
+    values: dict[str, Any] = {"state": JobState.DONE.value, "updated_at": now, "finished_at": now,
+                              "current_step": None, "output_tmp": None,
+                              "lease_expires": now + timedelta(seconds=lease_seconds)}
+    if archive_path is not None:
+        values.update(archive_path=archive_path, sidecar_archive_path=sidecar_archive_path)
+    with engine.begin() as conn:
+        job: Job = fenced(conn, job_id, owner, values, to=JobState.DONE, returning=True)
+    return job
+
+
+def archived(engine: Engine, job_id: int, owner: str, *, moved: bool) -> None:
+    now = utcnow()
+    values: dict[str, Any] = {"state": JobState.ARCHIVED.value, "updated_at": now, "archived_at": now,
+                              "lease_owner": None, "lease_expires": None}
+    if not moved:
+        values.update(archive_path=None, sidecar_archive_path=None)
+    with engine.begin() as conn:
+        fenced(conn, job_id, owner, values, to=JobState.ARCHIVED)
+
+
+def heartbeat(engine: Engine, job_id: int, owner: str, lease_seconds: float, *, step: str | None,
+              progress: float | None) -> None:
+    values: dict[str, Any] = {"lease_expires": utcnow() + timedelta(seconds=lease_seconds)}
+    if step is not None:
+        values["current_step"] = step
+    if progress is not None:
+        values["progress"] = progress
+    with engine.begin() as conn:
+        fenced(conn, job_id, owner, values)
+
+
+def claimable_filter(now: datetime, states: list[JobState], rules: list[str] | None, *,
+                     skip_paused: bool = False) -> list[Any]:
+    """Jobs in `states` of `rules` whose backoff is over; `skip_paused`: not those of an inbox a person
+    paused (read in the same statement, so that a pause holds from the moment it is recorded)."""
+    where = [JOBS.c.state.in_([s.value for s in states]),
+             (JOBS.c.not_before.is_(None)) | (JOBS.c.not_before <= now)]
+    if rules is not None:
+        where.append(JOBS.c.rule.in_(rules))
+    if skip_paused:
+        where.append(JOBS.c.rule.not_in(select(InboxPause.rule)))
+    return where
+
+
+def count_claimable(reader: Engine, rules: list[str] | None, *, queued_only: bool, skip_paused: bool = False) -> int:
+    """`reader`: the engine with retouchd_read_only set (never SQLite's write lock)."""
+    states = [JobState.QUEUED] if queued_only else [JobState.QUEUED, JobState.RUNNING]
+    with reader.begin() as conn:
+        where = claimable_filter(utcnow(), states, rules, skip_paused=skip_paused)
+        return int(conn.execute(select(func.count()).select_from(JOBS).where(*where)).scalar() or 0)
+
+
+def claim(engine: Engine, owner: str, host: str, device: str, lease_seconds: float, rules: list[str],
+          exclude: list[int] | None = None) -> Job | None:
+    """QUEUED → RUNNING for the oldest claimable job other than those in `exclude` (skipping rows other hosts
+    have locked on PostgreSQL)."""
+    now = utcnow()
+    with engine.begin() as conn:
+        where = claimable_filter(now, [JobState.QUEUED], rules, skip_paused=True)
+        if exclude:
+            where.append(JOBS.c.id.not_in(exclude))
+        pick = (select(JOBS.c.id).where(*where)
+                .order_by(JOBS.c.id)
+                .limit(1).with_for_update(skip_locked=True))
+        job_id = conn.execute(pick).scalar()
+        if job_id is None:
+            return None
+        stmt = (update(JOBS).where(JOBS.c.id == job_id, JOBS.c.state == JobState.QUEUED.value)
+                .values(state=JobState.RUNNING.value, updated_at=now, attempts=JOBS.c.attempts + 1, started_at=now,
+                        lease_owner=owner, host=host, device=device,
+                        lease_expires=now + timedelta(seconds=lease_seconds), not_before=None)
+                .returning(*JOBS.c))
+        row = conn.execute(stmt).first()
+        return None if row is None else Job(**row._asdict())
+
+
+def queued_at(reader: Engine, rule: str, source: str) -> Job | None:
+    """The queued or running job whose file is `source` (read once per file at intake)."""
+    query = (select(*JOBS.c).where(JOBS.c.rule == rule, JOBS.c.source_path == source,
+                                   JOBS.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]))
+             .order_by(JOBS.c.id).limit(1))
+    with reader.begin() as conn:
+        row = conn.execute(query).first()
+    return None if row is None else Job(**row._asdict())
+
+
+def enqueue(engine: Engine, fields: dict[str, Any]) -> Job:
+    """Insert a queued job (IntegrityError if its rule and content key are taken)."""
+    now = utcnow()
+    values = {"state": JobState.QUEUED.value, "attempts": 0, "created_at": now, "updated_at": now, **fields}
+    with engine.begin() as conn:
+        row = conn.execute(insert(JOBS).values(**values).returning(*JOBS.c)).one()
+    return Job(**row._asdict())

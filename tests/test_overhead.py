@@ -1,0 +1,179 @@
+"""The daemon's per-file and start-up savings (issue 16) keep every guarantee they touch.
+
+Single-statement fenced writes still fence a lost lease and still respect the state machine; `finish`
+announces the archive plan in its own transaction; a paused inbox is skipped inside the claim; a daemon that
+alone can use its SQLite file claims no sightings; a database at head is opened without Alembic.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retouchd.exceptions import LeaseLost, StoreError
+from retouchd.store import JobState, Store, open_store
+from retouchd.store.db import head_revision
+from retouchd.store.reviews import Reviews
+
+A = "h:100:aaaa:0:lease1"
+B = "h:200:bbbb:0:lease2"
+
+
+def _fields(**over: Any) -> dict[str, Any]:
+    base = {"rule": "r", "content_key": "k", "sha256": "k", "source_path": "/in/a.png", "rel_path": "a.png",
+            "sidecar_path": None, "size": 10, "mtime": 1.0, "max_attempts": 3}
+    return {**base, **over}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return open_store(f"sqlite:///{tmp_path / 'state' / 'db.sqlite'}")
+
+
+def test_finish_announces_the_archive_plan_under_the_lease(store: Store) -> None:
+    """The merged finish records DONE and the archive names in one commit and returns the row as it is now;
+    under a lease that was taken over it raises LeaseLost and changes nothing."""
+    job, _ = store.enqueue(**_fields())
+    assert store.claim(A, "h", "cpu", 60, ["r"]) is not None
+    store.plan_output(job.id, A, output_path="/out/a.png", output_sha256="o", tmp="/w/a.tmp",
+                      steps=[{"op": "upscale", "seconds": 0.25}])
+    assert store.take_over(job.id, A, B, 60) is not None
+    with pytest.raises(LeaseLost):
+        store.finish(job.id, A, review=False, archive_path="/arch/a.png", sidecar_archive_path=None)
+    row = store.get(job.id)
+    assert row is not None and row.state == JobState.RUNNING and row.archive_path is None
+    assert row.lease_owner == B and row.output_tmp == "/w/a.tmp" and row.device_seconds == 0.25
+    done = store.finish(job.id, B, review=False, archive_path="/arch/a.png", sidecar_archive_path="/arch/a.mask.png")
+    assert done.state == JobState.DONE and done.lease_owner == B and done.output_tmp is None
+    assert (done.archive_path, done.sidecar_archive_path) == ("/arch/a.png", "/arch/a.mask.png")
+    row = store.get(job.id)
+    assert row is not None and row.state == JobState.DONE and row.archive_path == "/arch/a.png"
+    assert row.finished_at is not None and row.output_path == "/out/a.png"
+
+
+def test_fenced_writes_keep_the_state_machine(store: Store) -> None:
+    """A holder cannot finish twice or archive a job that is not finished: an illegal change, not a lost lease."""
+    job, _ = store.enqueue(**_fields())
+    store.claim(A, "h", "cpu", 60, ["r"])
+    with pytest.raises(StoreError, match="illegal state change"):
+        store.archived(job.id, A)
+    store.finish(job.id, A, review=False)
+    with pytest.raises(StoreError, match="illegal state change"):
+        store.finish(job.id, A, review=False)
+    with pytest.raises(StoreError, match="does not exist"):
+        store.heartbeat(job.id + 99, A, 60)
+
+
+def test_an_original_left_in_place_keeps_no_archive_path(store: Store) -> None:
+    job, _ = store.enqueue(**_fields())
+    store.claim(A, "h", "cpu", 60, ["r"])
+    store.finish(job.id, A, review=False, archive_path="/arch/a.png", sidecar_archive_path=None)
+    store.archived(job.id, A, moved=False)
+    row = store.get(job.id)
+    assert row is not None and row.state == JobState.ARCHIVED and row.archive_path is None
+    assert row.lease_owner is None and row.archived_at is not None
+
+
+def test_a_paused_inbox_is_skipped_inside_the_claim(store: Store) -> None:
+    """The claim itself reads the pauses: a job of a paused inbox is not started, the next one is."""
+    paused, _ = store.enqueue(**_fields(rule="p", content_key="p"))
+    other, _ = store.enqueue(**_fields(content_key="o"))
+    Reviews(store).pause("p")
+    job = store.claim(A, "h", "cpu", 60, ["p", "r"])
+    assert job is not None and job.id == other.id and job.attempts == 1 and job.state == JobState.RUNNING
+    assert store.claim(B, "h", "cpu", 60, ["p", "r"]) is None
+    Reviews(store).resume("p")
+    again = store.claim(B, "h", "cpu", 60, ["p", "r"])
+    assert again is not None and again.id == paused.id and again.lease_owner == B
+
+
+def test_the_head_is_read_from_the_scripts_as_alembic_reads_it() -> None:
+    from alembic.script import ScriptDirectory
+
+    from retouchd.store.db import MIGRATIONS
+
+    assert [head_revision()] == list(ScriptDirectory(str(MIGRATIONS)).get_heads())
+
+
+def test_a_database_at_head_opens_without_alembic(tmp_path: Path) -> None:
+    """The first start migrates (Alembic); later starts recognise the head and never import it."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    probe = ("import sys; from retouchd.store import open_store; open_store(sys.argv[1]); "
+             "print('alembic' in sys.modules)")
+    first = subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, check=True)
+    second = subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, check=True)
+    assert (first.stdout.strip(), second.stdout.strip()) == ("True", "False")
+
+
+def _wired(root: Path, **settings: Any) -> Any:
+    from retouchd.daemon import Daemon
+    from retouchd.instancelock import sqlite_file
+    from retouchd.rules import load_rules
+    from retouchd.settings import load_settings
+
+    d = Daemon(load_settings(root=root, env=False, **settings), load_rules())
+    d.settings.state.mkdir(parents=True, exist_ok=True)
+    d.store = open_store(d.settings.db_url)
+    d._db_file = sqlite_file(d.store.engine)
+    d._wire(load_rules())
+    d.store.engine.dispose()
+    return d
+
+
+def test_only_a_database_others_may_share_gets_sighting_claims(root: Path, tmp_path: Path) -> None:
+    """SQLite in the locked state folder: this daemon alone can use it, a sighting claim (one write per
+    file) decides nothing. A SQLite file elsewhere may be shared: claims stay."""
+    assert _wired(root).intake.claim_sightings is False
+    shared = _wired(root, database_url=f"sqlite:///{tmp_path / 'shared' / 'db.sqlite'}")
+    assert shared.intake.claim_sightings is True
+
+
+def test_an_idle_poll_takes_no_write_lock(store: Store) -> None:
+    """A slot whose last claim found a job claims straight away (the queue is busy); once a claim finds
+    nothing, its polls only read until a job is there again (SQLite's write lock stays free)."""
+    from sqlalchemy import event
+
+    writes: list[int] = []
+
+    @event.listens_for(store.engine, "begin")
+    def _count(conn: Any) -> None:
+        if not conn.get_execution_options().get("retouchd_read_only", False):
+            writes.append(1)
+
+    store.enqueue(**_fields())
+
+    def claim(owner: str) -> tuple[bool, int]:
+        before = len(writes)
+        return store.claim(owner, "h", "cpu", 60, ["r"]) is not None, len(writes) - before
+
+    assert [claim(A), claim(B), claim(B), claim(B)] == [(True, 1), (False, 1), (False, 0), (False, 0)]
+    store.enqueue(**_fields(content_key="k2"))
+    assert claim(B) == (True, 1)
+
+
+def test_queued_at_finds_the_files_open_job(store: Store) -> None:
+    job, _ = store.enqueue(**_fields())
+    found = store.queued_at("r", "/in/a.png")
+    assert found is not None and found.id == job.id and found.sha256 == "k" and found.state == JobState.QUEUED
+    assert store.queued_at("r", "/in/other.png") is None and store.queued_at("x", "/in/a.png") is None
+    store.claim(A, "h", "cpu", 60, ["r"])
+    running = store.queued_at("r", "/in/a.png")
+    assert running is not None and running.state == JobState.RUNNING
+    store.finish(job.id, A, review=False)
+    assert store.queued_at("r", "/in/a.png") is None
+
+
+def test_a_stopped_worker_exits_cleanly_at_once() -> None:
+    """`stop` ends an idle worker with exit code 0 (it leaves without the interpreter's teardown), not by
+    the kill that follows a worker that does not exit."""
+    from retouchd.worker import Worker
+
+    worker = Worker("cpu", "json", "warning")
+    worker.start()
+    proc = worker._proc
+    worker.stop(timeout=60)
+    assert proc is not None and proc.exitcode == 0 and worker.pid is None
