@@ -42,6 +42,7 @@ from retouchd.textdetect.grain import grainy
 from retouchd.textdetect.recognize import read_lines
 from retouchd.textdetect.regions import find_backing
 from retouchd.textdetect.runtime import OcrModels, load_models
+from retouchd.textdetect.shadow import add_shadow
 from retouchd.textdetect.strokes import add_letters
 from retouchd.textdetect.tiles import MIN_COPIES, stack, tiled_text
 from retouchd.textdetect.unblend import Unblend
@@ -249,6 +250,8 @@ def detect(
             bands.append(backing.band)
             # Un-blending a letter's anti-aliased rim (part letter, part band) leaves a bright ghost: fill it.
             mask |= cv2.dilate(letters.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        else:
+            add_shadow(rgb, box.quad, letters, mask)
     blend = estimate(rgb, copies) if len(copies) >= MIN_COPIES else None
     if blend is None and len(copies) >= MIN_COPIES:
         mask |= stack(copies, (height, width))
