@@ -82,10 +82,13 @@ def _offset(ink: Floats, darker: Mask, around: Mask, line: float) -> Floats | No
     step = max(1, round(STEP * line))
     reach = max(1, round(OFFSET * line / step))
     sigma = max(1.0, BLUR * line)
-    size = (ink.shape[1], ink.shape[0])
+    height, width = ink.shape
 
     def moved(dx: int, dy: int) -> Floats:
-        shifted = cv2.warpAffine(ink, np.float32([[1, 0, dx * step], [0, 1, dy * step]]), size)
+        x, y = dx * step, dy * step
+        shifted = np.zeros_like(ink)
+        shifted[max(0, y) : height + min(0, y), max(0, x) : width + min(0, x)] = \
+            ink[max(0, -y) : height - max(0, y), max(0, -x) : width - max(0, x)]
         return np.asarray(cv2.GaussianBlur(shifted, (0, 0), sigma), np.float32)
 
     best: tuple[float, Floats | None] = (LEAD, None)
