@@ -19,7 +19,8 @@ For one RGB image:
 5. Mask (`strokes`): the letter pixels (fill, outline, shadow, anti-aliased rim) of every box whose
    evidence reaches `min_score`, and of the weaker boxes on the same line (a poorly read last word).
 6. Backing (`regions`): an opaque box behind a line joins the mask; a translucent band is returned to be
-   un-blended (`unblend`) before the fill.
+   un-blended (`unblend`) before the fill; a line on a rendered page is returned to be painted with the
+   page (`pagefill`). A light line with none of these gets its drop shadow (`shadow`).
 7. Tiled watermark (`tiles`, `watermark`): lines that read alike at least `MIN_COPIES` times are copies of
    one watermark; its opacity is voted from them and returned, with the copies the detector missed placed
    on their lattice, to be un-blended everywhere; only its clipped pixels are filled.
@@ -95,6 +96,8 @@ class TextDetection:
     """Translucent bands behind lines, to un-blend (`unblend.apply`) before the mask is filled."""
     tiles: TileBlend | None = None
     """A tiled watermark's opacity over the image, to un-blend (`watermark.apply`) before the mask is filled."""
+    pages: tuple[Mask, ...] = ()
+    """Per line on a rendered page, its part of the mask, to paint with the page (`pagefill.apply`)."""
 
 
 def _polygon(quad: Quad, shape: tuple[int, int]) -> tuple[tuple[slice, slice], Mask] | None:
@@ -189,6 +192,23 @@ def _scene_aside(rgb: RGBImage, boxes: list[TextBox], tiles: set[int], min_score
     return boxes, masked
 
 
+def _add_backing(rgb: RGBImage, quad: Quad, letters: Mask, mask: Mask, bands: list[Unblend],
+                 pages: list[Mask]) -> None:
+    """What lies behind the line's letters joins `mask`, or `bands` (to un-blend) or `pages` (to paint)."""
+    backing = find_backing(rgb, quad, letters)
+    if backing.box is not None:
+        mask |= backing.box
+    elif backing.page is not None:
+        mask |= backing.page
+        pages.append(backing.page)
+    elif backing.band is not None:
+        bands.append(backing.band)
+        # Un-blending a letter's anti-aliased rim (part letter, part band) leaves a bright ghost: fill it.
+        mask |= cv2.dilate(letters.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    else:
+        add_shadow(rgb, quad, letters, mask)
+
+
 def detect(
     models: OcrModels,
     rgb: RGBImage,
@@ -222,6 +242,7 @@ def detect(
     mask = np.zeros((height, width), bool)
     done = np.zeros((height, width), bool)
     bands: list[Unblend] = []
+    pages: list[Mask] = []
     copies: list[tuple[Quad, Mask]] = []
     tile_text = tiled_text([b.text for b in masked if quad_tilt(b.quad) > UNREAD_TILT])
     for box in sorted(masked, key=lambda b: -quad_size(b.quad)[0] * quad_size(b.quad)[1]):
@@ -241,17 +262,7 @@ def detect(
         centre = box.quad.mean(0)
         if any(b.rect[0] <= centre[1] < b.rect[1] and b.rect[2] <= centre[0] < b.rect[3] for b in bands):
             continue
-        backing = find_backing(rgb, box.quad, letters)
-        if backing.box is not None:
-            mask |= backing.box
-        elif backing.page is not None:
-            mask |= backing.page
-        elif backing.band is not None:
-            bands.append(backing.band)
-            # Un-blending a letter's anti-aliased rim (part letter, part band) leaves a bright ghost: fill it.
-            mask |= cv2.dilate(letters.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-        else:
-            add_shadow(rgb, box.quad, letters, mask)
+        _add_backing(rgb, box.quad, letters, mask, bands, pages)
     blend = estimate(rgb, copies) if len(copies) >= MIN_COPIES else None
     if blend is None and len(copies) >= MIN_COPIES:
         mask |= stack(copies, (height, width))
@@ -259,4 +270,4 @@ def detect(
         for _, letters in copies:
             mask |= letters
     score = boxes[0].score if boxes else 0.0
-    return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4), tuple(bands), blend)
+    return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4), tuple(bands), blend, tuple(pages))
