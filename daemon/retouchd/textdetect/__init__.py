@@ -48,6 +48,7 @@ from retouchd.textdetect.strokes import add_letters
 from retouchd.textdetect.tiles import MIN_COPIES, stack, tiled_text
 from retouchd.textdetect.unblend import Unblend
 from retouchd.textdetect.watermark import TileBlend, estimate
+from retouchd.textdetect.zoom import second_look
 from retouchd.typing import Mask, RGBImage
 
 __all__ = ["MIN_SCORE", "OcrModels", "Region", "TextBox", "TextDetection", "detect", "load_models"]
@@ -229,6 +230,12 @@ def detect(
         found = [c for c in found if _inside_regions(c.quad, allowed)]
     readings = read_lines(models, rgb, [c.quad for c in found]) if found else []
     tiled = repeated([(r.text, _angle(c.quad)) for c, r in zip(found, readings, strict=True)])
+    closer = second_look(models, rgb, found, readings)
+    if regions is not None:
+        closer = [(c, r) for c, r in closer if _inside_regions(c.quad, allowed)]
+    found = [*found, *(c for c, _ in closer)]
+    readings = [*readings, *(r for _, r in closer)]
+    tiled = [*tiled, *(False for _ in closer)]
     boxes = sorted(
         (
             TextBox(c.quad, c.det_score, r.text, r.confidence, _unread_glyphs(rgb, c.quad,
