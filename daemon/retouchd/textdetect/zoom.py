@@ -6,6 +6,8 @@ scored low (a "'09", a "9", an "11") or not at all. For every level candidate sh
 (`ALONG` line heights before and after it, `ACROSS` above and below) is enlarged so the line is about
 `ZOOM_LINE` px tall (at most `MAX_ZOOM` times), detected and read again. The lines found there join the
 candidates in image pixels; the originals stay (the masking skips the ones a larger box already covers).
+The bottom right corner (`CORNER`: its bottom 15 % by right 40 %), where cameras print their date, is always
+looked at `CORNER_ZOOM` times enlarged: a stamp over a busy table may leave no candidate at all at image scale.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ MAX_LOOKS = 3
 ALONG = 6.0
 ACROSS = 1.5
 MAX_TILT = 3.0
+CORNER = (0.15, 0.4)
+CORNER_ZOOM = 3.0
 
 
 def _strip(rgb: RGBImage, candidate: Candidate) -> tuple[int, int, int, int]:
@@ -48,22 +52,21 @@ def second_look(models: OcrModels, rgb: RGBImage, found: list[Candidate],
         if tilt <= MAX_TILT and line >= 4 and ZOOM_LINE / line >= MIN_ZOOM and evidence >= MIN_EVIDENCE:
             small.append((evidence, candidate))
     small.sort(key=lambda pair: -pair[0])
-    looked: list[tuple[int, int, int, int]] = []
-    out: list[tuple[Candidate, Reading]] = []
+    height, width = rgb.shape[:2]
+    # Where cameras print their date: the bottom right corner, looked at closer whatever was found there.
+    corner = (int(height * (1 - CORNER[0])), height, int(width * (1 - CORNER[1])), width)
+    looks: list[tuple[tuple[int, int, int, int], float]] = [(corner, CORNER_ZOOM)]
     for _, candidate in small:
-        if len(looked) >= MAX_LOOKS:
-            break
         cx, cy = candidate.quad.mean(0)
-        if any(y0 <= cy < y1 and x0 <= cx < x1 for y0, y1, x0, x1 in looked):
+        if len(looks) > MAX_LOOKS or any(y0 <= cy < y1 and x0 <= cx < x1 for (y0, y1, x0, x1), _ in looks):
             continue
-        y0, y1, x0, x1 = rect = _strip(rgb, candidate)
-        looked.append(rect)
-        zoom = min(MAX_ZOOM, ZOOM_LINE / quad_size(candidate.quad)[1])
+        looks.append((_strip(rgb, candidate), min(MAX_ZOOM, ZOOM_LINE / quad_size(candidate.quad)[1])))
+    out: list[tuple[Candidate, Reading]] = []
+    for (y0, y1, x0, x1), zoom in looks:
         big = np.asarray(cv2.resize(np.ascontiguousarray(rgb[y0:y1, x0:x1]), None, fx=zoom, fy=zoom,
                                     interpolation=cv2.INTER_CUBIC), np.uint8)
-        height, width = big.shape[:2]
-        size = (max(32, (height + 31) // 32 * 32), max(32, (width + 31) // 32 * 32))
-        near = candidates(probability_map(models, big, size), (height, width))
+        size = (max(32, (big.shape[0] + 31) // 32 * 32), max(32, (big.shape[1] + 31) // 32 * 32))
+        near = candidates(probability_map(models, big, size), big.shape[:2])
         if not near:
             continue
         for seen, reading in zip(near, read_lines(models, big, [c.quad for c in near]), strict=True):
