@@ -31,6 +31,7 @@ ACROSS = 1.5
 MAX_TILT = 3.0
 CORNER = (0.15, 0.4)
 CORNER_ZOOM = 3.0
+MIN_STRIP = 8
 
 
 def _strip(rgb: RGBImage, candidate: Candidate) -> tuple[int, int, int, int]:
@@ -63,6 +64,8 @@ def second_look(models: OcrModels, rgb: RGBImage, found: list[Candidate],
         looks.append((_strip(rgb, candidate), min(MAX_ZOOM, ZOOM_LINE / quad_size(candidate.quad)[1])))
     out: list[tuple[Candidate, Reading]] = []
     for (y0, y1, x0, x1), zoom in looks:
+        if y1 - y0 < MIN_STRIP or x1 - x0 < MIN_STRIP:
+            continue
         big = np.asarray(cv2.resize(np.ascontiguousarray(rgb[y0:y1, x0:x1]), None, fx=zoom, fy=zoom,
                                     interpolation=cv2.INTER_CUBIC), np.uint8)
         size = (max(32, (big.shape[0] + 31) // 32 * 32), max(32, (big.shape[1] + 31) // 32 * 32))
