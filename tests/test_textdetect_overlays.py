@@ -25,7 +25,7 @@ def models() -> textdetect.OcrModels:
 def _letters_and_shadow(background: np.ndarray, shadow_alpha: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """White "Weekend Vibes" on `background`, with a soft shadow down-right of alpha `shadow_alpha` (0: none):
     (image, letter pixels, shadow-only pixels)."""
-    glyphs = overlays.face(overlays.LIBERATION / "LiberationSans-Bold.ttf", 34)
+    glyphs = overlays.face(overlays.LIBERATION / "LiberationSans-Bold.ttf", 44)
     shadow, letters = overlays._blank(background), overlays._blank(background)
     ImageDraw.Draw(shadow).text((103, 103), "Weekend Vibes", font=glyphs, fill=(0, 0, 0, shadow_alpha))
     shadow = shadow.filter(ImageFilter.GaussianBlur(2.4))
@@ -47,9 +47,9 @@ def test_a_soft_drop_shadow_is_found_by_its_shape() -> None:
     shadow joins the mask."""
     image, ink, dark = _letters_and_shadow(_texture(0), 200)
     out = np.zeros(ink.shape, bool)
-    quad = np.array([[95, 95], [330, 95], [330, 140], [95, 140]], np.float32)
+    quad = np.array([[95, 95], [400, 95], [400, 150], [95, 150]], np.float32)
     add_shadow(image, quad, ink, out)
-    assert out[dark].mean() >= 0.9
+    assert out[dark].mean() >= 0.85
     assert not (out & ink).any()
 
 
@@ -57,7 +57,7 @@ def test_texture_alone_is_no_shadow() -> None:
     """The same letters without a shadow on the same texture: nothing is added."""
     image, ink, _ = _letters_and_shadow(_texture(0), 0)
     out = np.zeros(ink.shape, bool)
-    quad = np.array([[95, 95], [330, 95], [330, 140], [95, 140]], np.float32)
+    quad = np.array([[95, 95], [400, 95], [400, 150], [95, 150]], np.float32)
     add_shadow(image, quad, ink, out)
     assert not out.any()
 
@@ -82,7 +82,7 @@ def test_white_text_on_a_pale_sky_is_an_overlay_not_scene_text(models: textdetec
     image, ink, _ = _letters_and_shadow(sky, 200)
     found = textdetect.detect(models, image)
     assert found.score >= 0.6
-    assert found.mask[ink].mean() >= 0.9
+    assert found.mask[ink].mean() >= 0.85
 
 
 def test_a_page_is_painted_with_its_plane() -> None:

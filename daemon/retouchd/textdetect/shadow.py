@@ -36,7 +36,7 @@ CORE = 0.3
 SHARE = 0.5
 LEAD = 0.2
 TAIL = 0.08
-MOST = 2.0
+MOST = 1.0
 TELEA_RADIUS = 3
 
 Floats = npt.NDArray[np.float32]
