@@ -8,7 +8,8 @@ a pixel is *darker* when it lies more than `DARKER` levels (mean over channels) 
 shadow is the offset at which at least `SHARE` of the pixels under the moved letters are darker and that
 share leads the share under the letters moved the opposite way by at least `LEAD`: texture darkens both
 sides alike, a shadow only one. Its pixels (the moved, blurred letters above `TAIL`) join the mask, unless
-they would outnumber the letters (`MOST`: a dark photo all around, not a shadow). Dark letters have no
+they would outnumber the letters (`MOST`: a dark photo all around, not a shadow) or the median darkening
+under them is below `DEEP` levels (an evening sky's own shading down the frame). Dark letters have no
 shadow we could see (fewer than `LIGHT_SHARE` of the letter pixels `LIGHT_LETTERS` above the estimate): their
 own rim is darker than the photo on every side.
 """
@@ -37,6 +38,7 @@ SHARE = 0.5
 LEAD = 0.2
 TAIL = 0.08
 MOST = 1.0
+DEEP = 12.0
 TELEA_RADIUS = 3
 
 Floats = npt.NDArray[np.float32]
@@ -72,6 +74,9 @@ def add_shadow(rgb: RGBImage, quad: Quad, letters: Mask, out: Mask) -> None:
     found = _offset(ink.astype(np.float32), darker, around, line)
     if found is None:
         return
+    under = (found > CORE) & around
+    if float(np.median(change[under])) < DEEP:
+        return  # a faint darkening next to the letters: the photo's own shading, not a shadow
     shadow = (found > TAIL) & zone & ~ink
     if int(shadow.sum()) <= MOST * int(ink.sum()):
         out[y0:y1, x0:x1] |= shadow
