@@ -230,7 +230,7 @@ def detect(
         found = [c for c in found if _inside_regions(c.quad, allowed)]
     readings = read_lines(models, rgb, [c.quad for c in found]) if found else []
     tiled = repeated([(r.text, _angle(c.quad)) for c, r in zip(found, readings, strict=True)])
-    closer = second_look(models, rgb, found, readings)
+    closer = second_look(models, rgb, found, readings, corner=size[0] >= height, max_side=max_side)
     if regions is not None:
         closer = [(c, r) for c, r in closer if _inside_regions(c.quad, allowed)]
     found = [*found, *(c for c, _ in closer)]
