@@ -115,6 +115,11 @@ class RemoveTextStep(Step[RemoveTextOptions]):
             rgb, clipped = watermark.apply(rgb, found.tiles)
             hole = hole | clipped
             metrics["tiles"] = found.tiles.copies
+        if found.pages:
+            from retouchd.textdetect import pagefill
+
+            rgb, painted = pagefill.apply(rgb, list(found.pages))
+            hole = hole & ~painted
         metrics["bands"] = len(found.bands)
         rgb = inpaint(rgb, hole, engine=opts.engine, ctx=ctx)
         metrics["treated"] = True

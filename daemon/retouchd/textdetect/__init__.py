@@ -19,7 +19,8 @@ For one RGB image:
 5. Mask (`strokes`): the letter pixels (fill, outline, shadow, anti-aliased rim) of every box whose
    evidence reaches `min_score`, and of the weaker boxes on the same line (a poorly read last word).
 6. Backing (`regions`): an opaque box behind a line joins the mask; a translucent band is returned to be
-   un-blended (`unblend`) before the fill.
+   un-blended (`unblend`) before the fill; a line on a rendered page is returned to be painted with the
+   page (`pagefill`). A light line with none of these gets its drop shadow (`shadow`).
 7. Tiled watermark (`lattice`, `repeats`): before any of the above, a watermark repeated over the whole
    image is found as a repeated pattern (no reading), its opacity voted from its copies and returned to be
    un-blended everywhere (only its clipped pixels are filled); steps 1–6 run on the image un-blended.
@@ -45,10 +46,12 @@ from retouchd.textdetect.grain import grainy
 from retouchd.textdetect.recognize import read_lines
 from retouchd.textdetect.regions import find_backing
 from retouchd.textdetect.runtime import OcrModels, load_models
+from retouchd.textdetect.shadow import add_shadow
 from retouchd.textdetect.strokes import add_letters
 from retouchd.textdetect.tiles import MIN_COPIES, stack, tiled_text
 from retouchd.textdetect.unblend import Unblend
 from retouchd.textdetect.watermark import TileBlend, estimate
+from retouchd.textdetect.zoom import second_look
 from retouchd.typing import Mask, RGBImage
 
 __all__ = ["MIN_SCORE", "OcrModels", "Region", "TextBox", "TextDetection", "detect", "load_models"]
@@ -99,6 +102,8 @@ class TextDetection:
     """Translucent bands behind lines, to un-blend (`unblend.apply`) before the mask is filled."""
     tiles: TileBlend | None = None
     """A tiled watermark's opacity over the image, to un-blend (`watermark.apply`) before the mask is filled."""
+    pages: tuple[Mask, ...] = ()
+    """Per line on a rendered page, its part of the mask, to paint with the page (`pagefill.apply`)."""
 
 
 def _polygon(quad: Quad, shape: tuple[int, int]) -> tuple[tuple[slice, slice], Mask] | None:
@@ -200,6 +205,23 @@ def _untiled(rgb: RGBImage, regions: Sequence[Region] | None) -> tuple[RGBImage,
     return (rgb, None) if pattern is None else (watermark.apply(rgb, pattern)[0], pattern)
 
 
+def _add_backing(rgb: RGBImage, quad: Quad, letters: Mask, mask: Mask, bands: list[Unblend],
+                 pages: list[Mask]) -> None:
+    """What lies behind the line's letters joins `mask`, or `bands` (to un-blend) or `pages` (to paint)."""
+    backing = find_backing(rgb, quad, letters)
+    if backing.box is not None:
+        mask |= backing.box
+    elif backing.page is not None:
+        mask |= backing.page
+        pages.append(backing.page)
+    elif backing.band is not None:
+        bands.append(backing.band)
+        # Un-blending a letter's anti-aliased rim (part letter, part band) leaves a bright ghost: fill it.
+        mask |= cv2.dilate(letters.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    else:
+        add_shadow(rgb, quad, letters, mask)
+
+
 def detect(
     models: OcrModels,
     rgb: RGBImage,
@@ -221,6 +243,12 @@ def detect(
         found = [c for c in found if _inside_regions(c.quad, allowed)]
     readings = read_lines(models, rgb, [c.quad for c in found]) if found else []
     tiled = repeated([(r.text, _angle(c.quad)) for c, r in zip(found, readings, strict=True)])
+    closer = second_look(models, rgb, found, readings, corner=size[0] >= height, max_side=max_side)
+    if regions is not None:
+        closer = [(c, r) for c, r in closer if _inside_regions(c.quad, allowed)]
+    found = [*found, *(c for c, _ in closer)]
+    readings = [*readings, *(r for _, r in closer)]
+    tiled = [*tiled, *(False for _ in closer)]
     boxes = sorted(
         (
             TextBox(c.quad, c.det_score, r.text, r.confidence, _unread_glyphs(rgb, c.quad,
@@ -234,6 +262,7 @@ def detect(
     mask = np.zeros((height, width), bool)
     done = np.zeros((height, width), bool)
     bands: list[Unblend] = []
+    pages: list[Mask] = []
     copies: list[tuple[Quad, Mask]] = []
     tile_text = tiled_text([b.text for b in masked if quad_tilt(b.quad) > UNREAD_TILT]) if pattern is None else None
     for box in sorted(masked, key=lambda b: -quad_size(b.quad)[0] * quad_size(b.quad)[1]):
@@ -253,15 +282,7 @@ def detect(
         centre = box.quad.mean(0)
         if any(b.rect[0] <= centre[1] < b.rect[1] and b.rect[2] <= centre[0] < b.rect[3] for b in bands):
             continue
-        backing = find_backing(rgb, box.quad, letters)
-        if backing.box is not None:
-            mask |= backing.box
-        elif backing.page is not None:
-            mask |= backing.page
-        elif backing.band is not None:
-            bands.append(backing.band)
-            # Un-blending a letter's anti-aliased rim (part letter, part band) leaves a bright ghost: fill it.
-            mask |= cv2.dilate(letters.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        _add_backing(rgb, box.quad, letters, mask, bands, pages)
     blend = estimate(rgb, copies) if len(copies) >= MIN_COPIES else None
     if blend is None and len(copies) >= MIN_COPIES:
         mask |= stack(copies, (height, width))
@@ -269,4 +290,5 @@ def detect(
         for _, letters in copies:
             mask |= letters
     score = max(boxes[0].score if boxes else 0.0, REPEATS_SCORE if pattern is not None else 0.0)
-    return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4), tuple(bands), blend or pattern)
+    return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4), tuple(bands), blend or pattern,
+                         tuple(pages))

@@ -6,7 +6,9 @@ through the camera with the rest of the photo: lit unevenly, blurred and carryin
 inside of its letters is grainy like the photo. Per line at least `MIN_LINE` px tall (thinner strokes have no
 inside that blur does not reach: a small date stamp is never judged this way): the letter pixels at least
 `INSET` px from the letters' edge (so blur and anti-aliasing do not count) and more than `SEPARATE` levels
-from the median colour around the letters (the ink, not a counter the mask took in) are compared with the mean
+from the median colour around the letters (the ink, not a counter the mask took in; unless `RENDERED` of all
+the inset pixels have one exact colour already: rendered letters barely apart from a pale photo, whose mask took
+in their translucent drop shadow, which carries the photo's grain) are compared with the mean
 of their 3×3 neighbourhood; the line is *grainy* when at least `MIN_INSIDE` such pixels exist, few of them are
 flat (< `FLAT_SHARE` within `FLAT` of their neighbourhood, mean over channels) and their median difference is
 the size of noise, not of edges or texture showing through (an outline, a translucent lettering, whose
@@ -37,6 +39,7 @@ AWAY = 2.0
 MIN_LINE = 24.0
 RING = 6
 SEPARATE = 40.0
+RENDERED = 0.2
 
 
 def grainy(rgb: RGBImage, quad: Quad, letters: Mask) -> bool:
@@ -51,6 +54,11 @@ def grainy(rgb: RGBImage, quad: Quad, letters: Mask) -> bool:
     size = 2 * INSET + 1
     inside = cv2.erode(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0
     crop = rgb[y0:y1, x0:x1].astype(np.float32)
+    residuals = np.abs(crop - cv2.blur(crop, (3, 3))).mean(axis=2)
+    if int(inside.sum()) >= MIN_INSIDE:
+        _, counts = np.unique(rgb[y0:y1, x0:x1][inside].reshape(-1, 3), axis=0, return_counts=True)
+        if int(counts.max()) >= RENDERED * int(inside.sum()):
+            return False  # one exact colour: rendered letters (white on a pale sky, under a shadow)
     # Only the ink: a letter mask that took in a counter or a gap shows the photo there, not the letter.
     ring = (cv2.dilate(ink, np.ones((2 * RING + 1,) * 2, np.uint8)) > 0) & ~(cv2.dilate(ink, np.ones((5, 5),
                                                                                                np.uint8)) > 0)
@@ -59,7 +67,7 @@ def grainy(rgb: RGBImage, quad: Quad, letters: Mask) -> bool:
         inside &= np.abs(crop - around).max(axis=2) > SEPARATE
     if int(inside.sum()) < MIN_INSIDE:
         return False
-    residual = np.abs(crop - cv2.blur(crop, (3, 3))).mean(axis=2)[inside]
+    residual = residuals[inside]
     flat = float((residual < FLAT).mean())
     if flat >= FLAT_SHARE:
         return False

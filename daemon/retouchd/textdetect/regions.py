@@ -290,16 +290,21 @@ def find_backing(rgb: RGBImage, quad: Quad, letters: Mask) -> Backing:
 
 def _page(rgb: RGBImage, quad: Quad, line: float) -> Mask | None:
     """The non-page pixels of a line on a rendered page (a screenshot): most of the line's rectangle is
-    reached from its commonest colour by steps of at most `PAGE_STEP` (a flat or gradient fill without
+    reached from the commonest colour of its border by steps of at most `PAGE_STEP` (a flat or gradient fill without
     noise). Photos fail that (their grain stops the flood early) and keep the letter mask alone."""
     shape = (rgb.shape[0], rgb.shape[1])
     y0, y1, x0, x1 = _bounds(quad, shape, PAGE_GROW * line, PAGE_GROW * line)
     crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
     if crop.shape[0] < 4 or crop.shape[1] < 4:
         return None
-    pixels = crop.reshape(-1, 3)
-    bins = (pixels.astype(np.int32) >> 3) @ np.array([1024, 32, 1])
-    seed = int(np.flatnonzero(bins == np.bincount(bins).argmax())[0])
+    # The seed: the commonest colour of the rectangle's border (around the line: page, not ink; a gradient
+    # spreads the page over many colours, and bold ink can be the commonest one inside).
+    border = np.zeros(crop.shape[:2], bool)
+    border[[0, -1]] = True
+    border[:, [0, -1]] = True
+    bins = (crop.astype(np.int32) >> 3) @ np.array([1024, 32, 1])
+    seeds = np.flatnonzero((bins == np.bincount(bins[border]).argmax()) & border)
+    seed = int(seeds[0])
     flood = np.zeros((crop.shape[0] + 2, crop.shape[1] + 2), np.uint8)
     step = (PAGE_STEP,) * 3
     cv2.floodFill(crop, flood, (seed % crop.shape[1], seed // crop.shape[1]), (0, 0, 0), step, step,

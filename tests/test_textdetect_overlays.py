@@ -1,0 +1,127 @@
+"""The whole overlay, style by style (issue #14): drop shadows, letters on pale photos, rendered pages, small
+date stamps (retouchd.textdetect.shadow, grain, pagefill, zoom)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from retouchd import textdetect
+from retouchd.textdetect import pagefill, zoom
+from retouchd.textdetect.shadow import add_shadow
+
+from tests_support import overlays
+
+W, H = 768, 512
+
+
+@pytest.fixture(scope="module")
+def models() -> textdetect.OcrModels:
+    return textdetect.load_models("cpu", threads=2)
+
+
+def _letters_and_shadow(background: np.ndarray, shadow_alpha: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """White "Weekend Vibes" on `background`, with a soft shadow down-right of alpha `shadow_alpha` (0: none):
+    (image, letter pixels, shadow-only pixels)."""
+    glyphs = overlays.face(overlays.LIBERATION / "LiberationSans-Bold.ttf", 44)
+    shadow, letters = overlays._blank(background), overlays._blank(background)
+    ImageDraw.Draw(shadow).text((103, 103), "Weekend Vibes", font=glyphs, fill=(0, 0, 0, shadow_alpha))
+    shadow = shadow.filter(ImageFilter.GaussianBlur(2.4))
+    ImageDraw.Draw(letters).text((100, 100), "Weekend Vibes", font=glyphs, fill=(255, 255, 255, 255))
+    image = Image.alpha_composite(Image.fromarray(background).convert("RGBA"), Image.alpha_composite(shadow, letters))
+    ink = np.asarray(letters)[..., 3] > 0
+    dark = (np.asarray(shadow)[..., 3] > 40) & ~cv2.dilate(ink.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    return np.asarray(image.convert("RGB")), ink, dark
+
+
+def _texture(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = cv2.GaussianBlur(rng.normal(0, 30, (256, 384, 3)).astype(np.float32), (0, 0), 1.2)
+    return np.asarray(np.clip(120 + noise * 2.5, 0, 255), np.uint8)
+
+
+def test_a_soft_drop_shadow_is_found_by_its_shape() -> None:
+    """The letters moved down-right and blurred, where a textured photo is darker on that side only: the
+    shadow joins the mask."""
+    image, ink, dark = _letters_and_shadow(_texture(0), 200)
+    out = np.zeros(ink.shape, bool)
+    quad = np.array([[95, 95], [400, 95], [400, 150], [95, 150]], np.float32)
+    add_shadow(image, quad, ink, out)
+    assert out[dark].mean() >= 0.85
+    assert not (out & ink).any()
+
+
+def test_texture_alone_is_no_shadow() -> None:
+    """The same letters without a shadow on the same texture: nothing is added."""
+    image, ink, _ = _letters_and_shadow(_texture(0), 0)
+    out = np.zeros(ink.shape, bool)
+    quad = np.array([[95, 95], [400, 95], [400, 150], [95, 150]], np.float32)
+    add_shadow(image, quad, ink, out)
+    assert not out.any()
+
+
+@pytest.mark.parametrize(("name", "seed"), [("astronaut", 2), ("chelsea", 2)])
+def test_shadowed_caption_mask_covers_its_shadow(models: textdetect.OcrModels, name: str, seed: int) -> None:
+    """White text with a soft drop shadow on a real photo: every visible overlay pixel, shadow included, is
+    masked (the letters alone covered 0.78 and 0.88), and nothing outside the overlay's footprint."""
+    assert not overlays.missing_fonts()
+    clean = overlays.photo(name, W, H)
+    image, footprint = overlays.shadowed(clean, np.random.default_rng(seed))
+    found = textdetect.detect(models, image)
+    assert found.mask[overlays.overlay_pixels(image, clean)].mean() >= 0.99
+    assert (found.mask & ~footprint).mean() <= 0.001
+
+
+def test_white_text_on_a_pale_sky_is_an_overlay_not_scene_text(models: textdetect.OcrModels) -> None:
+    """White letters barely apart from a pale photo: their mask takes in the translucent shadow, which carries
+    the photo's grain; the letters' exact white still says rendered (was: scene text, left alone)."""
+    rng = np.random.default_rng(1)
+    sky = np.clip(np.array([224, 250, 250], np.float32) + rng.normal(0, 3, (H, W, 3)), 0, 255).astype(np.uint8)
+    image, ink, _ = _letters_and_shadow(sky, 200)
+    found = textdetect.detect(models, image)
+    assert found.score >= 0.6
+    assert found.mask[ink].mean() >= 0.85
+
+
+def test_a_page_is_painted_with_its_plane() -> None:
+    """A line's hole on a linear gradient is painted with the gradient exactly; on texture, nothing is painted."""
+    ys, xs = np.mgrid[0:60, 0:200].astype(np.float32)
+    page = np.dstack([200 + 0.3 * ys, 220 - 0.1 * xs, 90 + 0.2 * ys + 0.05 * xs]).round().astype(np.uint8)
+    hole = np.zeros(page.shape[:2], bool)
+    hole[20:40, 30:170] = True
+    scribbled = page.copy()
+    scribbled[hole] = 30
+    out, painted = pagefill.apply(scribbled, [hole])
+    assert painted[hole].all() and not painted[~hole].any()
+    assert np.abs(out.astype(int) - page).max() <= 1
+    textured = _texture(3)[:60, :200].copy()
+    out, painted = pagefill.apply(textured, [hole])
+    assert not painted.any() and np.array_equal(out, textured)
+
+
+def test_every_screenshot_line_is_on_its_page(models: textdetect.OcrModels) -> None:
+    """The bold heading on the gradient header is a page line too (its flood was seeded on its own ink)."""
+    assert not overlays.missing_fonts()
+    clean, image, _ = overlays.screenshot(np.random.default_rng(3))
+    found = textdetect.detect(models, image)
+    assert len(found.pages) >= 8
+    out, painted = pagefill.apply(image, list(found.pages))
+    assert painted[found.mask].all()
+    assert np.abs(out.astype(int) - clean).max() <= 8
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_a_date_stamp_is_found_by_a_closer_look(models: textdetect.OcrModels, seed: int,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small date stamp over a busy table is not detected at image scale; the corner looked at closer
+    finds it whole."""
+    assert not overlays.missing_fonts()
+    clean = overlays.photo("coffee", W, H)
+    image, _ = overlays.date_style(clean, np.random.default_rng(seed))
+    stamp = overlays.overlay_pixels(image, clean)
+    assert textdetect.detect(models, image).mask[stamp].mean() >= 0.95
+    monkeypatch.setattr(zoom, "MAX_LOOKS", 0)
+    monkeypatch.setattr(zoom, "CORNER", (0.0, 0.0))
+    assert textdetect.detect(models, image).mask[stamp].mean() < 0.5
