@@ -34,10 +34,11 @@ from typing import IO, Any, Literal, Protocol, TypeAlias, cast
 
 import numpy as np
 import structlog
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from retouchd.exceptions import DecodeError, LimitError, RetouchdError, StepError, TransientError
+from retouchd.frames import icc_space, to_frame, to_pil
 from retouchd.jpegquality import JpegTables, Quality, jpeg_params, numeric, read_tables
 from retouchd.sniff import failure_reason, unidentified_reason
 from retouchd.typing import Frame
@@ -73,8 +74,6 @@ _LAYOUT_TAGS = frozenset(
     {254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 320, 322, 323, 324, 325, 330,
      338, 339, 340, 341, 513, 514, 530, 34675}
 )
-_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-_GRAY = ("1", "L", "LA", "La")
 _OUT_OF_MEMORY = "out of memory while {}; it will be retried, lower workers.cpu_slots if it recurs"
 _TEXT_BOMB = ("Decompressed data too large", "Too much memory used in text chunks")
 
@@ -221,7 +220,7 @@ def encode(frame: Frame, info: ImageInfo, spec: OutputSpec, fp: WritableFile) ->
             "set the rule's output format to png or tiff",
             step="encode",
         )
-    image = _to_pil(frame, info, fmt)
+    image = to_pil(frame, info.grayscale, info.bits, fmt)
     params = _save_params(image.mode, info, spec, fmt, image.size)
     buffer = io.BytesIO() if fmt == "TIFF" else None
     sink = _Sink(fp)
@@ -319,7 +318,7 @@ def _decode(data: bytes, max_pixels: int, max_dimension: int, seen: dict[str, st
         raw_icc = im.info.get("icc_profile")
         icc = bytes(raw_icc) if isinstance(raw_icc, bytes | bytearray) and raw_icc else None
         upright: Image.Image = im.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else im
-        frame, grayscale, bits, icc = _to_frame(upright, icc)
+        frame, grayscale, bits, icc = to_frame(upright, icc)
     info = ImageInfo(
         format=source_format, mode=source_mode, width=frame.width, height=frame.height, bits=bits,
         grayscale=grayscale, has_alpha=frame.alpha is not None, icc_profile=icc, exif=exif, frames=frames,
@@ -351,112 +350,10 @@ def _read_exif(im: Image.Image) -> tuple[int, bytes | None]:
         return orientation, None
 
 
-def _icc_space(icc: bytes | None) -> bytes:
-    """The colour space an ICC profile describes (b"RGB ", b"GRAY", b"CMYK"…), from its header."""
-    return icc[16:20] if icc is not None and len(icc) >= 128 else b""
-
-
-@functools.cache
-def _srgb_profile() -> ImageCms.ImageCmsProfile:
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-
-
-def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes | None]:
-    if _icc_space(icc) == b"CMYK":
-        try:
-            source = ImageCms.ImageCmsProfile(io.BytesIO(icc or b""))
-            converted = ImageCms.profileToProfile(im, source, _srgb_profile(), outputMode="RGB")
-            if converted is not None:
-                return converted, _srgb_profile().tobytes()
-        except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
-            log.debug("CMYK profile unusable, converting without it", error=str(exc))
-    return im.convert("RGB"), None
-
-
-def _writable(array: Any) -> Array:
-    # Pillow exports read-only arrays; steps get arrays they own.
-    out = np.asarray(array)
-    return out if out.flags.writeable and out.flags.c_contiguous else np.array(out, order="C")
-
-
-def _to_frame(im: Image.Image, icc: bytes | None) -> tuple[Frame, bool, Literal[8, 16], bytes | None]:
-    """Convert a decoded Pillow image to a Frame; also say grayscale, bit depth and the profile to keep."""
-    mode = im.mode
-    transparency = im.info.get("transparency")
-    if mode == "CMYK":
-        rgb_image, icc = _cmyk_to_rgb(im, icc)
-        return Frame(_writable(rgb_image)), False, 8, icc
-    if mode in _SIXTEEN_BIT or mode == "F":
-        gray, alpha = _deep_gray(im, transparency)
-        bits: Literal[8, 16] = 16 if mode in _SIXTEEN_BIT else 8
-        return _gray_frame(gray, alpha), True, bits, icc if _icc_space(icc) == b"GRAY" else None
-    if mode in _GRAY:
-        if mode in ("LA", "La") or transparency is not None:
-            la = np.asarray(im.convert("LA"))
-            gray, alpha = la[..., 0], _writable(la[..., 1])
-        else:
-            gray, alpha = np.asarray(im.convert("L")), None
-        return _gray_frame(gray, alpha), True, 8, icc if _icc_space(icc) == b"GRAY" else None
-    keep_icc = icc if _icc_space(icc) == b"RGB " else None
-    if mode in ("RGBA", "RGBa", "PA") or transparency is not None:
-        rgba = np.asarray(im.convert("RGBA"))
-        return Frame(_writable(rgba[..., :3]), _writable(rgba[..., 3])), False, 8, keep_icc
-    try:
-        rgb_image = im if mode == "RGB" else im.convert("RGB")
-    except ValueError:
-        raise DecodeError(f"unsupported colour mode {mode}; convert the image to RGB first") from None
-    return Frame(_writable(rgb_image)), False, 8, keep_icc
-
-
-def _deep_gray(im: Image.Image, transparency: Any) -> tuple[Array, Array | None]:
-    """16-bit, 32-bit integer or float grayscale to 8 bits (16-bit: round(v / 257))."""
-    values = np.asarray(im)
-    alpha = None
-    if isinstance(transparency, int):
-        alpha = np.where(values == transparency, 0, 255).astype(np.uint8)
-    if im.mode == "F":
-        floats = np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        # Float images are usually 0-1; anything larger is taken as already 0-255.
-        scale = 255.0 if floats.size and float(floats.max()) <= 1.0 else 1.0
-        return np.clip(floats * scale + 0.5, 0, 255).astype(np.uint8), alpha
-    wide = np.clip(values.astype(np.int64), 0, 65535)
-    return ((wide * 255 + 32767) // 65535).astype(np.uint8), alpha
-
-
-def _gray_frame(gray: Array, alpha: Array | None) -> Frame:
-    return Frame(np.repeat(gray[..., None], 3, axis=2), alpha)
-
-
-def _flatten_on_white(frame: Frame) -> Array:
-    if frame.alpha is None:
-        return frame.rgb
-    a = frame.alpha.astype(np.uint32)[..., None]
-    blended = (frame.rgb.astype(np.uint32) * a + 255 * (255 - a) + 127) // 255
-    return blended.astype(np.uint8)
-
-
-def _to_pil(frame: Frame, info: ImageInfo, fmt: str) -> Image.Image:
-    """The Pillow image to save: grayscale sources go back to L/LA/16-bit where the format allows."""
-    alpha = frame.alpha
-    rgb = frame.rgb
-    if fmt == "JPEG" and alpha is not None:
-        rgb, alpha = _flatten_on_white(frame), None
-    if not info.grayscale or fmt == "WEBP":  # libwebp stores colour only
-        if alpha is None:
-            return Image.fromarray(rgb)
-        return Image.fromarray(np.dstack([rgb, alpha]))
-    gray = Image.fromarray(rgb).convert("L")  # exact for gray pixels; luma for any colour added
-    if alpha is not None:
-        return Image.merge("LA", [gray, Image.fromarray(alpha)])
-    if info.bits == 16 and fmt in ("PNG", "TIFF"):
-        return Image.fromarray(np.asarray(gray).astype(np.uint16) * 257)  # uint16 gives I;16
-    return gray
-
-
 def _save_params(mode: str, info: ImageInfo, spec: OutputSpec, fmt: str, size: tuple[int, int]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     wanted_space = b"GRAY" if mode in ("L", "LA", "I;16") else b"RGB "
-    if info.icc_profile is not None and _icc_space(info.icc_profile) == wanted_space:
+    if info.icc_profile is not None and icc_space(info.icc_profile) == wanted_space:
         params["icc_profile"] = info.icc_profile
     if info.exif is not None and not (fmt == "JPEG" and len(info.exif) > _JPEG_MAX_EXIF):
         params["exif"] = info.exif
