@@ -88,6 +88,40 @@ def db_rows(root: Path) -> list[dict[str, Any]]:
         conn.close()
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (read from /proc)."""
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry.name))
+    return kids
+
+
+def assert_processed_once(root: Path, hashes: dict[str, str]) -> list[dict[str, Any]]:
+    """Every file of `hashes` (rel path → sha256) ended archived once: one output each, the originals in
+    archive/ byte for byte, nothing in failed/ or the inbox, no temp output left; returns the job rows."""
+    rows = db_rows(root)
+    assert sorted(r["rel_path"] for r in rows) == sorted(hashes)
+    assert {r["state"] for r in rows} == {"archived"}, rows
+    assert sorted(p.name for p in files_under(root / "outbox")) == sorted(hashes), "an output doubled or lost"
+    assert sorted(sha256(p) for p in files_under(root / "archive")) == sorted(hashes.values())
+    assert files_under(root / "failed") == [] and files_under(root / "inbox") == []
+    assert list((root / "state" / "work").glob("*")) == [], "a temp output was left behind"
+    return rows
+
+
+def job_fields(**over: Any) -> dict[str, Any]:
+    """The columns of one queued job for `Store.enqueue`, with `over` replacing any of them."""
+    base = {"rule": "r", "content_key": "k", "sha256": "k", "source_path": "/in/a.png", "rel_path": "a.png",
+            "sidecar_path": None, "size": 10, "mtime": 1.0, "max_attempts": 3}
+    return {**base, **over}
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

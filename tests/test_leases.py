@@ -27,17 +27,13 @@ from retouchd.rules import RuleFolders
 from retouchd.store import JobState, Store, open_store, utcnow
 from retouchd.worker import Event, Worker
 
-from conftest import db_rows, files_under, save_image, sha256, wait_for
+from conftest import assert_processed_once, db_rows, files_under, job_fields, save_image, sha256, wait_for
 
 HOST = "h"
 A = f"{HOST}:100:aaaa:0:lease1"
 B = f"{HOST}:200:bbbb:0:lease2"
 
 
-def _fields(**over: Any) -> dict[str, Any]:
-    base = {"rule": "r", "content_key": "k", "sha256": "k", "source_path": "/in/a.png", "rel_path": "a.png",
-            "sidecar_path": None, "size": 10, "mtime": 1.0, "max_attempts": 3}
-    return {**base, **over}
 
 
 @pytest.fixture
@@ -48,7 +44,7 @@ def store(tmp_path: Path) -> Store:
 def test_lost_lease_changes_nothing(store: Store) -> None:
     """Once another claimant took the job over, every change by the old lease raises LeaseLost and the row
     keeps the new holder's state."""
-    job, _ = store.enqueue(**_fields())
+    job, _ = store.enqueue(**job_fields())
     assert store.claim(A, HOST, "cpu", 60, ["r"]) is not None
     assert store.take_over(job.id, A, B, 60) is not None
     assert store.take_over(job.id, A, "third", 60) is None  # the lease it saw is gone: no second take-over
@@ -69,7 +65,7 @@ def test_lost_lease_changes_nothing(store: Store) -> None:
 
 def test_lease_held_through_archiving(store: Store) -> None:
     """A finished job stays leased to its claimant until archived: a late recovery cannot archive it twice."""
-    job, _ = store.enqueue(**_fields())
+    job, _ = store.enqueue(**job_fields())
     store.claim(A, HOST, "cpu", 60, ["r"])
     store.finish(job.id, A, review=False, lease_seconds=60)
     row = store.get(job.id)
@@ -111,7 +107,7 @@ def test_commit_with_a_lost_lease_publishes_nothing(store: Store, tmp_path: Path
     (tmp_path / "in").mkdir()
     src = tmp_path / "in" / "a.png"
     src.write_bytes(b"original")
-    job, _ = store.enqueue(**_fields(source_path=str(src), sha256=hashlib.sha256(b"original").hexdigest()))
+    job, _ = store.enqueue(**job_fields(source_path=str(src), sha256=hashlib.sha256(b"original").hexdigest()))
     claimed = store.claim(A, HOST, "cpu", 60, ["r"])
     assert claimed is not None
     store.take_over(job.id, A, B, 60)
@@ -222,28 +218,8 @@ def test_lost_lease_in_heartbeat_kills_the_worker() -> None:
 # -- the real daemon ---------------------------------------------------------------------------------------
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(entry.name))
-    return kids
 
 
-def _assert_once(root: Path, hashes: dict[str, str]) -> list[dict[str, Any]]:
-    rows = db_rows(root)
-    assert sorted(r["rel_path"] for r in rows) == sorted(hashes)
-    assert {r["state"] for r in rows} == {"archived"}, rows
-    assert sorted(p.name for p in files_under(root / "outbox")) == sorted(hashes), "an output doubled or lost"
-    assert sorted(sha256(p) for p in files_under(root / "archive")) == sorted(hashes.values())
-    assert files_under(root / "failed") == [] and files_under(root / "inbox") == []
-    assert list((root / "state" / "work").glob("*")) == [], "a temp output was left behind"
-    return rows
 
 
 LEASE = {"RETOUCHD_WORKERS__LEASE_SECONDS": "5"}
@@ -262,7 +238,7 @@ def test_paused_daemon_keeps_its_own_job(root: Path, daemon) -> None:
         os.kill(proc.proc.pid, signal.SIGCONT)
     wait_for(lambda: [r["state"] for r in db_rows(root)] == ["archived"], timeout=90)
     assert proc.stop() == 0
-    (row,) = _assert_once(root, hashes)
+    (row,) = assert_processed_once(root, hashes)
     assert row["attempts"] == 1
     events = [line.get("event") for line in proc.log_lines()]
     assert events.count("job started") == 1
@@ -292,7 +268,7 @@ def test_database_locked_past_busy_timeout_costs_no_attempt(root: Path, daemon) 
         conn.close()
     wait_for(lambda: [r["state"] for r in db_rows(root)] == ["archived"], timeout=90)
     assert proc.stop() == 0
-    (row,) = _assert_once(root, hashes)
+    (row,) = assert_processed_once(root, hashes)
     assert row["attempts"] == 1 and row["error"] is None
     events = [line.get("event") for line in proc.log_lines()]
     assert events.count("job started") == 1

@@ -19,14 +19,12 @@ from retouchd.store import JobState, Store, open_store
 from retouchd.store.db import head_revision
 from retouchd.store.reviews import Reviews
 
+from conftest import job_fields
+
 A = "h:100:aaaa:0:lease1"
 B = "h:200:bbbb:0:lease2"
 
 
-def _fields(**over: Any) -> dict[str, Any]:
-    base = {"rule": "r", "content_key": "k", "sha256": "k", "source_path": "/in/a.png", "rel_path": "a.png",
-            "sidecar_path": None, "size": 10, "mtime": 1.0, "max_attempts": 3}
-    return {**base, **over}
 
 
 @pytest.fixture
@@ -37,7 +35,7 @@ def store(tmp_path: Path) -> Store:
 def test_finish_announces_the_archive_plan_under_the_lease(store: Store) -> None:
     """The merged finish records DONE and the archive names in one commit and returns the row as it is now;
     under a lease that was taken over it raises LeaseLost and changes nothing."""
-    job, _ = store.enqueue(**_fields())
+    job, _ = store.enqueue(**job_fields())
     assert store.claim(A, "h", "cpu", 60, ["r"]) is not None
     store.plan_output(job.id, A, output_path="/out/a.png", output_sha256="o", tmp="/w/a.tmp",
                       steps=[{"op": "upscale", "seconds": 0.25}])
@@ -57,7 +55,7 @@ def test_finish_announces_the_archive_plan_under_the_lease(store: Store) -> None
 
 def test_fenced_writes_keep_the_state_machine(store: Store) -> None:
     """A holder cannot finish twice or archive a job that is not finished: an illegal change, not a lost lease."""
-    job, _ = store.enqueue(**_fields())
+    job, _ = store.enqueue(**job_fields())
     store.claim(A, "h", "cpu", 60, ["r"])
     with pytest.raises(StoreError, match="illegal state change"):
         store.archived(job.id, A)
@@ -69,7 +67,7 @@ def test_fenced_writes_keep_the_state_machine(store: Store) -> None:
 
 
 def test_an_original_left_in_place_keeps_no_archive_path(store: Store) -> None:
-    job, _ = store.enqueue(**_fields())
+    job, _ = store.enqueue(**job_fields())
     store.claim(A, "h", "cpu", 60, ["r"])
     store.finish(job.id, A, review=False, archive_path="/arch/a.png", sidecar_archive_path=None)
     store.archived(job.id, A, moved=False)
@@ -80,8 +78,8 @@ def test_an_original_left_in_place_keeps_no_archive_path(store: Store) -> None:
 
 def test_a_paused_inbox_is_skipped_inside_the_claim(store: Store) -> None:
     """The claim itself reads the pauses: a job of a paused inbox is not started, the next one is."""
-    paused, _ = store.enqueue(**_fields(rule="p", content_key="p"))
-    other, _ = store.enqueue(**_fields(content_key="o"))
+    paused, _ = store.enqueue(**job_fields(rule="p", content_key="p"))
+    other, _ = store.enqueue(**job_fields(content_key="o"))
     Reviews(store).pause("p")
     job = store.claim(A, "h", "cpu", 60, ["p", "r"])
     assert job is not None and job.id == other.id and job.attempts == 1 and job.state == JobState.RUNNING
@@ -144,19 +142,19 @@ def test_an_idle_poll_takes_no_write_lock(store: Store) -> None:
         if not conn.get_execution_options().get("retouchd_read_only", False):
             writes.append(1)
 
-    store.enqueue(**_fields())
+    store.enqueue(**job_fields())
 
     def claim(owner: str) -> tuple[bool, int]:
         before = len(writes)
         return store.claim(owner, "h", "cpu", 60, ["r"]) is not None, len(writes) - before
 
     assert [claim(A), claim(B), claim(B), claim(B)] == [(True, 1), (False, 1), (False, 0), (False, 0)]
-    store.enqueue(**_fields(content_key="k2"))
+    store.enqueue(**job_fields(content_key="k2"))
     assert claim(B) == (True, 1)
 
 
 def test_queued_at_finds_the_files_open_job(store: Store) -> None:
-    job, _ = store.enqueue(**_fields())
+    job, _ = store.enqueue(**job_fields())
     found = store.queued_at("r", "/in/a.png")
     assert found is not None and found.id == job.id and found.sha256 == "k" and found.state == JobState.QUEUED
     assert store.queued_at("r", "/in/other.png") is None and store.queued_at("x", "/in/a.png") is None

@@ -13,7 +13,7 @@ from typing import Any
 from retouchd.pipeline import Task
 from retouchd.worker import Event, Worker
 
-from conftest import cli, db_rows, files_under, save_image, sha256, wait_for
+from conftest import assert_processed_once, child_pids, cli, db_rows, files_under, save_image, sha256, wait_for
 
 LANCZOS = [{"op": "upscale", "scale": 2, "model": "lanczos"}]
 
@@ -61,28 +61,8 @@ def test_a_slow_encode_does_not_hold_back_the_next_compute(tmp_path: Path) -> No
         worker.stop()
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(entry.name))
-    return kids
 
 
-def _assert_once(root: Path, hashes: dict[str, str]) -> list[dict[str, Any]]:
-    rows = db_rows(root)
-    assert sorted(r["rel_path"] for r in rows) == sorted(hashes)
-    assert {r["state"] for r in rows} == {"archived"}, rows
-    assert sorted(p.name for p in files_under(root / "outbox")) == sorted(hashes), "an output doubled or lost"
-    assert sorted(sha256(p) for p in files_under(root / "archive")) == sorted(hashes.values())
-    assert files_under(root / "failed") == [] and files_under(root / "inbox") == []
-    assert list((root / "state" / "work").glob("*")) == [], "a temp output was left behind"
-    return rows
 
 
 def test_worker_killed_while_encoding_one_job_and_computing_another(root: Path, daemon) -> None:
@@ -96,7 +76,7 @@ def test_worker_killed_while_encoding_one_job_and_computing_another(root: Path, 
     hashes["b.png"] = sha256(save_image(inbox / "b.png", 480, 360, seed=1))
     wait_for(lambda: {r["rel_path"]: r["state"] for r in db_rows(root)} == {"a.png": "running", "b.png": "running"},
              timeout=60, interval=0.05)
-    for pid in _children(proc.proc.pid):
+    for pid in child_pids(proc.proc.pid):
         os.kill(pid, signal.SIGKILL)
     wait_for(lambda: any(line.get("event") == "worker died holding two jobs; both are retried, each alone"
                          for line in proc.log_lines()), timeout=30)
@@ -108,7 +88,7 @@ def test_worker_killed_while_encoding_one_job_and_computing_another(root: Path, 
     assert {r["rel_path"]: r["attempts"] for r in db_rows(root)} == {"a.png": 1, "b.png": 0}
     assert proc.stop(signal.SIGTERM) == 0
     assert cli("run", "--once", "--root", str(root), env={"RETOUCHD_WATCH__SETTLE_TIME": "0"}).returncode == 0
-    rows = _assert_once(root, hashes)
+    rows = assert_processed_once(root, hashes)
     assert {r["rel_path"]: r["attempts"] for r in rows} == {"a.png": 1, "b.png": 1}
 
 
@@ -119,6 +99,6 @@ def test_drain_waits_for_the_encode(root: Path, daemon) -> None:
     proc = daemon(env={"RETOUCHD_FAULT_POINT": "slow-after-encode"})
     wait_for(lambda: list((root / "state" / "work").glob("*.tmp")), timeout=60, interval=0.02)
     assert proc.stop(signal.SIGTERM) == 0
-    (row,) = _assert_once(root, hashes)
+    (row,) = assert_processed_once(root, hashes)
     assert row["attempts"] == 1
     assert "requeued jobs cut short by shutdown" not in [line.get("event") for line in proc.log_lines()]

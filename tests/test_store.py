@@ -16,11 +16,7 @@ from retouchd.store import JobState, Store, open_store
 from retouchd.store.schema import Base, Job
 from retouchd.store.states import TRANSITIONS, transition
 
-
-def _fields(**over: Any) -> dict[str, Any]:
-    base = {"rule": "r", "content_key": "k", "sha256": "k", "source_path": "/in/a.png", "rel_path": "a.png",
-            "sidecar_path": None, "size": 10, "mtime": 1.0, "max_attempts": 3}
-    return {**base, **over}
+from conftest import job_fields
 
 
 @pytest.fixture
@@ -46,9 +42,9 @@ def test_transitions_map_is_enforced() -> None:
 
 def test_once_per_content(store: Store) -> None:
     """The same (rule, sha256) gives the same job; another rule gets its own."""
-    first, created = store.enqueue(**_fields())
-    again, created_again = store.enqueue(**_fields(source_path="/in/b.png", rel_path="b.png"))
-    other, created_other = store.enqueue(**_fields(rule="s"))
+    first, created = store.enqueue(**job_fields())
+    again, created_again = store.enqueue(**job_fields(source_path="/in/b.png", rel_path="b.png"))
+    other, created_other = store.enqueue(**job_fields(rule="s"))
     assert created and not created_again and again.id == first.id and again.source_path == "/in/a.png"
     assert created_other and other.id != first.id
 
@@ -56,13 +52,13 @@ def test_once_per_content(store: Store) -> None:
 def test_refuse_records_once_and_never_takes_over_a_job(store: Store) -> None:
     """A refused entry is one running job with a lease, recorded once: the same entry again gives that job and
     False; a refusal whose key is already a queued job's gives the queued job, unchanged."""
-    job, created = store.refuse(**_fields(content_key="refused:1", max_attempts=1, lease_owner="h:refuse:1"))
+    job, created = store.refuse(**job_fields(content_key="refused:1", max_attempts=1, lease_owner="h:refuse:1"))
     assert created and job.state == JobState.RUNNING and job.attempts == 1 and job.lease_expires is not None
-    again, created_again = store.refuse(**_fields(content_key="refused:1", source_path="/in/b.png",
+    again, created_again = store.refuse(**job_fields(content_key="refused:1", source_path="/in/b.png",
                                                   lease_owner="h:refuse:2"))
     assert not created_again and again.id == job.id and again.lease_owner == "h:refuse:1"
-    queued, _ = store.enqueue(**_fields(content_key="q"))
-    clash, created_clash = store.refuse(**_fields(content_key="q", lease_owner="h:refuse:3"))
+    queued, _ = store.enqueue(**job_fields(content_key="q"))
+    clash, created_clash = store.refuse(**job_fields(content_key="q", lease_owner="h:refuse:3"))
     assert not created_clash and clash.id == queued.id and clash.state == JobState.QUEUED
     assert clash.lease_owner is None
     assert store.count_by_state() == {"running": 1, "queued": 1}
@@ -70,8 +66,8 @@ def test_refuse_records_once_and_never_takes_over_a_job(store: Store) -> None:
 
 def test_claim_lease_and_owner(store: Store) -> None:
     """A claim takes the oldest queued job once; only the lease owner may finish it."""
-    a, _ = store.enqueue(**_fields(content_key="a"))
-    b, _ = store.enqueue(**_fields(content_key="b"))
+    a, _ = store.enqueue(**job_fields(content_key="a"))
+    b, _ = store.enqueue(**job_fields(content_key="b"))
     got = store.claim("h:1:x:0", "h", "cpu", 60, ["r"])
     assert got is not None and got.id == a.id and got.state == JobState.RUNNING and got.attempts == 1
     assert store.claim("h:1:x:1", "h", "cpu", 60, ["r"]).id == b.id  # type: ignore[union-attr]
@@ -170,7 +166,7 @@ def test_migrate_keeps_rows(tmp_path: Path, revision: str) -> None:
 def test_any_linux_file_name_round_trips(store: Store, name: str) -> None:
     """Paths with newlines, backslashes or invalid UTF-8 bytes are stored and read back exactly."""
     key = os.fsencode(name).hex()[:100]
-    job, _ = store.enqueue(**_fields(source_path=f"/in/{name}", rel_path=name, content_key=key))
+    job, _ = store.enqueue(**job_fields(source_path=f"/in/{name}", rel_path=name, content_key=key))
     again = store.get(job.id)
     assert again is not None and again.source_path == f"/in/{name}" and again.rel_path == name
 
@@ -181,7 +177,7 @@ def test_reads_and_idle_claims_do_not_wait_for_the_write_lock(store: Store, tmp_
     import sqlite3
     import time
 
-    store.enqueue(**_fields(content_key="a", rule="other"))
+    store.enqueue(**job_fields(content_key="a", rule="other"))
     conn = sqlite3.connect(tmp_path / "state" / "db.sqlite", isolation_level=None)
     conn.execute("BEGIN IMMEDIATE")
     try:
