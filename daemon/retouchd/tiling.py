@@ -8,9 +8,9 @@ the network's own zero padding): a couple of repeated pixels spare the edge the 
 leaves, which is worth up to 1 dB on a small photo. With `tile_pad` at least the network's receptive radius
 the result equals untiled inference up to float rounding.
 
-With `transposed` each tile also runs transposed (rows and columns swapped) and the two outputs are
-averaged before rounding: a two-member self-ensemble at twice the network's work and no more memory than
-one tile's output.
+With `transposed` each tile also runs transposed (rows and columns swapped) and the two outputs, each
+clipped to [0, 1], are averaged before rounding: a two-member self-ensemble at twice the network's work and
+no more memory than one tile's output.
 
 Out of memory on a tile halves the tile for it and every tile after it; below `min_tile` the function raises
 DeviceOutOfMemoryError, and the caller decides whether to fall back to the CPU.
@@ -138,7 +138,7 @@ class _Run:
             if self.transposed:
                 flipped = self.model(np.ascontiguousarray(batch.swapaxes(2, 3)))
                 _check_shape(tuple(flipped.shape[:2]) + tuple(flipped.shape[:1:-1]), expected)
-                result = (result + flipped.swapaxes(2, 3)) * 0.5
+                result = (np.clip(result, 0.0, 1.0) + np.clip(flipped, 0.0, 1.0).swapaxes(2, 3)) * 0.5
             centre = np.clip(result[0, :, oy : oy + h, ox : ox + w], 0.0, 1.0) * 255.0
             self.out[y0 * s : y1 * s, x0 * s : x1 * s] = np.rint(centre).astype(np.uint8).transpose(1, 2, 0)
             return
@@ -156,7 +156,7 @@ class _Run:
             flipped = self.model(flipped.contiguous(memory_format=torch.channels_last) if self.channels_last
                                  else flipped.contiguous())
             _check_shape(tuple(flipped.shape[:2]) + tuple(flipped.shape[:1:-1]), expected)
-            output = output.add_(flipped.transpose(2, 3)).mul_(0.5)
+            output = output.clamp_(0.0, 1.0).add_(flipped.clamp_(0.0, 1.0).transpose(2, 3)).mul_(0.5)
         pixels = output[0, :, oy : oy + h, ox : ox + w].clamp_(0.0, 1.0).mul_(255.0).round_()
         self.out[y0 * s : y1 * s, x0 * s : x1 * s] = pixels.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
