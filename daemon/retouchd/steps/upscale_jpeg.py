@@ -64,14 +64,15 @@ TRANSPOSED_SCALES = (4,)
 """Native scales at which a clean input's pass also runs on the transposed tiles, the outputs averaged
 (tiling.py): the network's errors depend on orientation and the average cancels part of them. Full tune
 frames (30, ×4, PSNR-Y gain over bicubic, mean / worst photo), plain → averaged: bicubic thumbnails
-+3.17 / +0.45 → +3.25 / +0.43, area +1.85 / −0.30 → +1.97 / +0.28, Lanczos +2.26 / −0.40 → +2.35 / +0.02.
-A horizontal mirror instead of the transpose gained +0.06 (bicubic), the mirror of both axes +0.06, three
-members +0.13 for three times the work. It doubles the network's work; at ×4 the network runs on a
-sixteenth of the output's pixels, so a ×4 output still costs half the network time per output pixel of a
-plain ×2. JPEG inputs are not averaged (their network output is half blended with bicubic and then
-back-projected). Back-projection onto a clean input with the bicubic kernel the code assumes gained
-+0.03 dB on bicubic thumbnails after the average but lost 0.02 on area ones and brought Lanczos's worst
-photo from +0.02 to −0.10: not used."""
++3.17 / +0.45 → +3.27 / +0.45 (holdout +2.96 → +3.05); with whole-image outputs averaged, area
++1.85 / −0.30 → +1.97 / +0.28, Lanczos +2.26 / −0.40 → +2.35 / +0.02. A horizontal mirror instead of the
+transpose gained +0.06 (bicubic), the mirror of both axes +0.06, three members +0.13 for three times the
+work. It doubles the network's work (30–31 → 61–62 s CPU per input MP, ncnn, 1 thread); at ×4 the network
+runs on a sixteenth of the output's pixels, so that is 3.8 s per output MP against 7.7 for a plain ×2.
+JPEG inputs are not averaged (their network output is half blended with bicubic and then back-projected).
+Back-projection onto a clean input with the bicubic kernel the code assumes gained +0.03 dB on bicubic
+thumbnails after the average but lost 0.02 on area ones and brought Lanczos's worst photo from +0.02 to
+−0.10: not used."""
 BACK_PROJECTION_STEPS = 5
 BACK_PROJECTION_RATE = 0.5
 """Five half steps: on the tune frames 0.02–0.04 dB above five full steps, and above three."""
