@@ -51,6 +51,26 @@ def test_tiled_matches_untiled_on_a_photo(name: str, scale: int, tile: int) -> N
     assert diff.max() <= 2
 
 
+@pytest.mark.parametrize("backend", ["torch", "ncnn"])
+def test_transposed_tiles_average_the_plain_and_the_transposed_image(backend: str) -> None:
+    """`transposed` averages each tile's output with the transposed tile's: tiled, on either backend, it
+    is the mean of the whole image's plain and transposed results (within a level: those two are rounded
+    before averaging here), and it differs from the plain result (the network is not orientation-free)."""
+    net = load_bundled("fast", 4, backend=backend, threads=1)
+    image = np.ascontiguousarray(data.astronaut()[100:150, 180:250])
+    with torch.inference_mode():
+        plain = tiled_upscale(net.module, image, 4, tile=512, tile_pad=0, pre_pad=2).image
+        turned = tiled_upscale(net.module, np.ascontiguousarray(image.transpose(1, 0, 2)), 4, tile=512,
+                               tile_pad=0, pre_pad=2).image.transpose(1, 0, 2)
+        both = tiled_upscale(net.module, image, 4, tile=32, tile_pad=net.receptive_radius, pre_pad=2,
+                             transposed=True)
+    assert both.tiles == 2 * 3 and both.image.shape == plain.shape
+    mean = (plain.astype(np.float32) + turned) / 2
+    diff = np.abs(both.image - mean)
+    assert np.mean(diff <= 1) >= 0.999 and diff.max() <= 2
+    assert np.mean(np.abs(plain.astype(np.int16) - turned)) > 0.5
+
+
 def test_small_pad_shows_seams_that_the_receptive_pad_removes() -> None:
     """Without context the tile borders differ visibly, so the agreement above is not vacuous."""
     net = bundled("fast", 2)

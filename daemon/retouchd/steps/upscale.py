@@ -268,6 +268,7 @@ class UpscaleStep(Step[UpscaleOptions]):
                 result = tiled_upscale(
                     module, image, net.scale, tile=tile, tile_pad=pad, pre_pad=PRE_PAD, device=device,
                     fp16=fp16, channels_last=True, progress=progress,
+                    transposed=index == 0 and choice is not None and choice.transposed,
                 )
             image, tiles, offset = result.image, tiles + result.tiles, offset + result.tiles
             if coded is not None:

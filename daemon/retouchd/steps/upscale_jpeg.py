@@ -15,7 +15,8 @@ ringing, and the result scored below bicubic (issue 13). For a compressed input,
 Measured on full 768×512 tune frames (bench/upscale_quality.py reports the holdout set): back-projection
 onto the deblocked input added +0.2 to +1.6 dB to step 2's result; running the network on the deblocked
 input instead scored lower (its output alone lost to bicubic by up to 0.7 dB). A clean input keeps SRMDNF
-and the bicubic code, without blend or back-projection (+3 dB on bicubic-downscaled inputs).
+and the bicubic code, without blend or back-projection (+3 dB on bicubic-downscaled inputs); at ×4 it also
+runs transposed and the two outputs are averaged (`TRANSPOSED_SCALES`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,19 @@ half-and-half brought the worst photo to −1.7 dB. With back-projection after i
 0.5 / 0.65 / 0.8 scored, mean/worst gain over bicubic: area q60 ×2 +1.05/+0.47, +1.10/+0.48, +1.06/+0.48;
 Lanczos q60 ×4 +1.07/+0.35, +1.15/+0.30, +1.13/+0.20; Lanczos q90 ×2 +2.67/+1.58, +3.07/+1.66,
 +3.23/+1.58; area q90 ×4 +2.63/+1.33, +3.02/+1.32, +3.19/+1.20: more network pays at light compression."""
+TRANSPOSED_SCALES = (4,)
+"""Native scales at which a clean input's pass also runs on the transposed tiles, the outputs averaged
+(tiling.py): the network's errors depend on orientation and the average cancels part of them. Full tune
+frames (30, ×4, PSNR-Y gain over bicubic, mean / worst photo), plain → averaged: bicubic thumbnails
++3.17 / +0.45 → +3.27 / +0.45 (holdout +2.96 → +3.05); with whole-image outputs averaged, area
++1.85 / −0.30 → +1.97 / +0.28, Lanczos +2.26 / −0.40 → +2.35 / +0.02. A horizontal mirror instead of the
+transpose gained +0.06 (bicubic), the mirror of both axes +0.06, three members +0.13 for three times the
+work. It doubles the network's work (30–31 → 61–62 s CPU per input MP, ncnn, 1 thread); at ×4 the network
+runs on a sixteenth of the output's pixels, so that is 3.8 s per output MP against 7.7 for a plain ×2.
+JPEG inputs are not averaged (their network output is half blended with bicubic and then back-projected).
+Back-projection onto a clean input with the bicubic kernel the code assumes gained +0.03 dB on bicubic
+thumbnails after the average but lost 0.02 on area ones and brought Lanczos's worst photo from +0.02 to
+−0.10: not used."""
 BACK_PROJECTION_STEPS = 5
 BACK_PROJECTION_RATE = 0.5
 """Five half steps: on the tune frames 0.02–0.04 dB above five full steps, and above three."""
@@ -76,12 +90,16 @@ class Choice:
     deblock_quality: int | None = None
     """The JPEG quality whose table steers the deblocking of the back-projection target; None: no
     deblocking and no back-projection (a clean input)."""
+    transposed: bool = False
+    """Also run the pass on the transposed tiles and average the two outputs (`TRANSPOSED_SCALES`)."""
 
     def metrics(self) -> dict[str, str | float]:
         refined: dict[str, str | float] = {}
         if self.deblock_quality is not None:
             refined = {"deblock_quality": self.deblock_quality,
                        "back_projection": f"area ×{BACK_PROJECTION_STEPS} onto the deblocked input"}
+        if self.transposed:
+            refined["srmd_ensemble"] = "plain + transposed, averaged"
         return {"srmd_files": self.files, "srmd_choice": self.reason, "srmd_blend": self.blend,
                 **({"srmd_noise_level": round(self.code[15] * 255, 2)} if len(self.code) > 15 else {}), **refined}
 
@@ -189,7 +207,7 @@ def choose(degradation: Degradation, scale: int) -> Choice:
     """The SRMD files and code for an input with `degradation`, enlarged ×`scale` by one native pass."""
     quality = degradation.jpeg_quality
     if quality is None:
-        return Choice("srmdnf", DEGRADATION_CODE, "clean: bicubic code")
+        return Choice("srmdnf", DEGRADATION_CODE, "clean: bicubic code", transposed=scale in TRANSPOSED_SCALES)
     band = "high" if quality >= HIGH_QUALITY else "low"
     noise = NOISE_LEVELS[(scale, band)]
     reason = f"jpeg q{quality} ({degradation.quality_source})"
