@@ -17,7 +17,8 @@ border included; the copies show the same watermark over different parts of the 
 3. Colour and evidence: across the copies, a mark lying over the photo steps `I − B = α(C − B)`: in
    proportion to the photo's distance from one colour C. The per-pixel line through the copies gives α
    (slope) and C (offset / slope); a scene's own opaque pattern gives no such line, or the surface beneath
-   it never varies enough to fit one: rejected. Un-blending must also make most copies smoother.
+   it never varies enough to fit one: rejected. Un-blending must also take the mark's edges out of most
+   copies (`_smoothed`).
 4. A place on the lattice the layout left empty would be drawn in negative: copies whose un-blended photo
    follows the opacity the wrong way are left alone (`_gated`).
 
@@ -54,7 +55,8 @@ step: lettering is drawn with thin strokes."""
 NETWORK = 0.6
 """A connected part of the repeated shape this long (share of the image's long side) is a network — grout,
 mortar — not copies of a mark."""
-SMOOTHER = 0.8
+SMOOTHER = 0.5
+"""Share of a copy's edges along the mark's that un-blending may leave (tune: 0.00–0.10 on true marks)."""
 GATE = 0.6
 """Correlation of the un-blended photo against the opacity, the wrong way, that marks a copy the layout left
 out (tune, 3 seeds × 30 photos: changed outside the overlay at most 0.08 % instead of 0.31 %)."""
@@ -73,6 +75,7 @@ OUTLIER = 3.0
 COLOUR_SPREAD = 60.0
 """Spread (robust sigma, levels) of the colour the stroke pixels imply, past which they are no one mark."""
 SAME_COLOUR = 15.0
+OFF_COLOUR = 120.0
 
 Floats = npt.NDArray[np.float32]
 
@@ -234,6 +237,27 @@ def _colour(image: Floats, beneath: Floats, cells: _Cells, core: Mask, level: fl
     return np.full(3, level, np.float32) if float(np.abs(colour - level).max()) <= SAME_COLOUR else colour
 
 
+def _marks(image: Floats, beneath: Floats, cells: _Cells, core: Mask, level: float) -> Mask:
+    """The parts of the repeated shape (`core`, in the cell) that lie over the photo as the mark does: their
+    step across the copies follows the photo's distance from the mark's level (median slope at least
+    `TRANSLUCENT[0]`, implied colour within `OFF_COLOUR` of it). A photo that nearly repeats along the
+    lattice too (the waves of a facade) adds its own streaks to the shape, whose step does not (tune and
+    holdout: slope ≤ 0.02 or colours thousands of levels off, the letters' 0.3–0.6 and within 65 levels).
+    Parts over a photo too even across the copies to fit are kept."""
+    slope, offset, fitted = _line((level - beneath).mean(axis=2), (image - beneath).mean(axis=2), cells, core)
+    count, labels = cv2.connectedComponents(core.astype(np.uint8), connectivity=8)
+    keep = np.ones(count, bool)
+    keep[0] = False
+    parts = labels[core]
+    for part in range(1, count):
+        mine = (parts == part) & fitted
+        if mine.sum() < MIN_VARIED * (parts == part).sum():
+            continue
+        implied = offset[mine] / np.maximum(slope[mine], 1e-3)
+        keep[part] = float(np.median(slope[mine])) >= TRANSLUCENT[0] and abs(float(np.median(implied))) <= OFF_COLOUR
+    return np.asarray(keep[labels])
+
+
 def _in_cells(cells: _Cells, mask: Mask) -> Mask:
     """A periodic image mask as one cell of `cells`."""
     cut, inside = cells.cut(mask.astype(np.float32))
@@ -287,29 +311,33 @@ def _lettering(strokes: Mask, lattice: Lattice) -> bool:
     return bool(float(extent.max()) < NETWORK * max(strokes.shape))
 
 
-def _energy(patch: Floats, where: Mask) -> float:
-    lum = np.ascontiguousarray(patch.mean(axis=-1))
-    gx = cv2.Sobel(lum, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(lum, cv2.CV_32F, 0, 1, ksize=3)
-    return float((gx**2 + gy**2)[where].sum())
+def _gradient(image: Floats) -> tuple[Floats, Floats]:
+    lum = np.ascontiguousarray(image.mean(axis=-1) if image.ndim == 3 else image)
+    return cv2.Sobel(lum, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(lum, cv2.CV_32F, 0, 1, ksize=3)
 
 
 def _smoothed(image: Floats, cells: _Cells, alpha: Floats, level: Floats) -> float:
-    """Share of the copies that un-blending makes smoother, among those with enough of their support inside
-    the image and over a photo far enough from the mark's colour to show it (over its own colour a mark is
-    invisible, and un-blending only scales the photo's noise)."""
+    """Share of the copies whose mark un-blending takes away: the photo's gradient along the opacity's
+    gradient (the mark's edges) drops to under `SMOOTHER` of what it was, either way (a wrong guess draws the
+    mark in negative). Counted among the copies with enough of their support inside the image and over a
+    photo far enough from the mark's colour to show it (over its own colour a mark is invisible, and
+    un-blending only scales the photo's noise). The mark's edges, not all the gradient energy: un-blending
+    rightly brings back the photo's own edges at full contrast, and over a photo of stripes those outweigh
+    the mark's."""
     a = np.minimum(alpha, 0.8)[..., None]
     patches, inside = cells.cut(image)
     where = _grow(alpha > ALPHA_FLOOR, 1)
     if not where.any():
         return 0.0
+    ax, ay = _gradient(alpha)
     votes = []
     for patch, valid in zip(patches, inside, strict=True):
         here = where & valid
         if here.sum() < 0.3 * where.sum() or float(np.abs(patch - level).mean(axis=-1)[here].mean()) < MIN_CONTRAST:
             continue
-        after = (patch - a * level) / (1 - a)
-        votes.append(_energy(after, here) <= SMOOTHER * _energy(patch, here))
+        after = np.clip((patch - a * level) / (1 - a), 0, 255)
+        edges = [float((gx * ax + gy * ay)[here].sum()) for gx, gy in (_gradient(patch), _gradient(after))]
+        votes.append(abs(edges[1]) <= SMOOTHER * abs(edges[0]))
     return float(np.mean(votes)) if len(votes) >= MIN_VOTES else 0.0
 
 
@@ -341,7 +369,7 @@ def _unblended(image: Floats, cells: _Cells, single: _Cells | None, strokes: Mas
         return None
     if float(np.abs(colour - level).max()) > 0:
         alpha = _opacity(image, beneath, cells, single, support, colour)
-    alpha[alpha < ALPHA_FLOOR] = 0
+    alpha[(alpha < ALPHA_FLOOR) | ~_grow(_marks(image, beneath, cells, _in_cells(cells, strokes), level), RIM + 1)] = 0
     if _smoothed(image, cells, alpha, colour) < MIN_SMOOTHED:
         return None
     return TileBlend(_gated(image, cells.paste(alpha), colour), (float(colour[0]), float(colour[1]),
