@@ -6,14 +6,15 @@ a few strong photo edges do not dominate) then has sharp peaks at the lattice's 
 detail decorrelates within a few pixels. The detail is whitened first (each frequency's amplitude raised to
 `1 − WHITEN`): a photo's detail crowds a few frequencies (the stripes of a facade, a horizon's edge), a
 repeated mark spreads over many fine lines of the spectrum; flattened, a faint mark over a strongly textured
-photo still stands out (tune: the lattice stood 24–150 robust sigmas of the autocorrelation out, the photo's
-own peaks at most 17, instead of 0.10 against 0.42 on a photo of stripes). A peak counts when it stands
-`PROMINENCE` robust sigmas above everything in a ring of radius `RING` around it (a ridge — a horizon, the
-slats of a blind — has no such ring) and reaches `MIN_PEAK` robust sigmas. The two shortest independent peaks are the basis; it is accepted only
-when most lattice points within reach (`MIN_HITS`) carry a peak too, and then fitted to all of them
-(sub-pixel, least squares). A photo's repeating texture — tiles, windows, a fence — is seen in perspective
-or covers part of the frame: its peaks blur or miss lattice points; whatever passes here is checked again
-by the opacity model (`repeats`).
+photo still stands out (tune and holdout: the lattice stood 24–150 robust sigmas of the autocorrelation out,
+the photo's own peaks at most 17; unwhitened, 0.10 against 0.42 on a photo of stripes). A peak counts when it
+stands `PROMINENCE` robust sigmas above everything in a ring of radius `RING` around it (a ridge — a horizon,
+the slats of a blind — has no such ring) and reaches `MIN_PEAK` robust sigmas. The two shortest independent
+peaks of at least `STRONG` of the highest are the basis; it is accepted only when most lattice points within
+reach (`MIN_HITS`) carry a peak too, refined to a finer lattice (half a step more) when most of the points
+that adds carry one too, and then fitted to all of them (sub-pixel, least squares). A photo's repeating
+texture — tiles, windows, a fence — is seen in perspective or covers part of the frame: its peaks blur or miss
+lattice points; whatever passes here is checked again by the opacity model (`repeats`).
 """
 
 from __future__ import annotations
