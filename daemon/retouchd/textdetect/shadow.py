@@ -9,11 +9,9 @@ shadow is the offset at which at least `SHARE` of the pixels under the moved let
 share leads the share under the letters moved the opposite way by at least `LEAD`: texture darkens both
 sides alike, a shadow only one. Its pixels (the moved, blurred letters above `TAIL`) join the mask, unless
 they would outnumber the letters (`MOST`: a dark photo all around, not a shadow) or the median darkening
-under them is below `DEEP` levels (an evening sky's own shading down the frame) or fewer than `FIRM` of them
-are darker (a shadow darkens all it covers, the dark gaps of moss beside a date stamp only some: tune, real
-shadows 0.88–0.97; the moss of a holdout photo 0.72). Dark letters have no shadow we could see (fewer than
-`LIGHT_SHARE` of the letter pixels `LIGHT_LETTERS` above the estimate): their own rim is darker than the photo
-on every side.
+under them is below `DEEP` levels (an evening sky's own shading down the frame). Dark letters have no
+shadow we could see (fewer than `LIGHT_SHARE` of the letter pixels `LIGHT_LETTERS` above the estimate): their
+own rim is darker than the photo on every side.
 """
 
 from __future__ import annotations
@@ -41,7 +39,6 @@ LEAD = 0.2
 TAIL = 0.08
 MOST = 1.0
 DEEP = 12.0
-FIRM = 0.8
 TELEA_RADIUS = 3
 
 Floats = npt.NDArray[np.float32]
@@ -80,8 +77,6 @@ def add_shadow(rgb: RGBImage, quad: Quad, letters: Mask, out: Mask) -> None:
     under = (found > CORE) & around
     if float(np.median(change[under])) < DEEP:
         return  # a faint darkening next to the letters: the photo's own shading, not a shadow
-    if float(darker[under].mean()) < FIRM:
-        return  # dark gaps in a texture (moss, leaves), not a shadow over all of it
     shadow = (found > TAIL) & zone & ~ink
     if int(shadow.sum()) <= MOST * int(ink.sum()):
         out[y0:y1, x0:x1] |= shadow
