@@ -147,3 +147,51 @@ def test_a_copy_the_layout_left_out_is_not_drawn_in_negative() -> None:
     changed = np.abs(result.astype(np.int16) - image.astype(np.int16)).max(axis=2) > 10
     assert (changed & hole & ~near).mean() / (hole & ~near).mean() < 0.01
     assert restored(result, image, clean) >= 0.95
+
+
+def board(seed: int, height: int = 384, width: int = 576) -> np.ndarray:
+    """A pale wooden board filling the frame: fine grain, no shade that changes more than a few levels."""
+    rng = np.random.default_rng(seed)
+    grain = cv2.GaussianBlur(rng.normal(0, 6, (height, width)).astype(np.float32), (0, 0), sigmaX=4, sigmaY=0.7)
+    base = np.array([186, 192, 158], np.float32)
+    return np.clip(base + grain[..., None] + rng.normal(0, 1.5, (height, width, 1)), 0, 255).astype(np.uint8)
+
+
+def changed_outside(result: np.ndarray, image: np.ndarray, footprint: np.ndarray) -> float:
+    near = cv2.dilate(footprint.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    changed = np.abs(result.astype(np.int16) - image.astype(np.int16)).max(axis=2) > 10
+    return float((changed & ~near).mean())
+
+
+@pytest.mark.parametrize("name", ["astronaut", "chelsea"])
+def test_faint_watermark_over_a_busy_photo_is_found(name: str) -> None:
+    """A faint mark (opacity 45/255) over a photo full of its own detail: its lattice stands out of the
+    whitened detail's autocorrelation, and it is un-blended (≥ 95 % of its pixels back, < 0.1 % of the image
+    away from it changed)."""
+    clean = overlays.photo(name, 576, 384)
+    image, footprint = tiled(clean, 131, 70, alpha=45)
+    blend = repeats.find(image)
+    assert blend is not None
+    result = restore(image, blend)
+    assert restored(result, image, clean) >= 0.95
+    assert changed_outside(result, image, footprint) < 0.001
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_watermark_over_an_even_surface_is_unblended(seed: int) -> None:
+    """Over a surface that hardly varies between the copies no blend line can be fitted; a mark every copy
+    of which steps toward white by the same translucent share, and whose removal takes the repeats away, is
+    un-blended as white: ≥ 97 % of its pixels come back, < 0.1 % of the image away from it changes."""
+    clean = board(seed)
+    image, footprint = tiled(clean, 131, 70, alpha=90)
+    blend = repeats.find(image)
+    assert blend is not None and blend.colour == (255.0, 255.0, 255.0)
+    result = restore(image, blend)
+    assert restored(result, image, clean) >= 0.97
+    assert changed_outside(result, image, footprint) < 0.001
+
+
+def test_opaque_repeats_over_an_even_surface_are_not_unblended() -> None:
+    """An opaque pattern over the same even surface steps all the way to its colour: no translucent mark."""
+    image, _ = tiled(board(0), 131, 70, alpha=255)
+    assert repeats.find(image) is None

@@ -9,8 +9,9 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from retouchd import textdetect
-from retouchd.textdetect import pagefill, zoom
+from retouchd.textdetect import evidence, pagefill, zoom
 from retouchd.textdetect.shadow import add_shadow
+from retouchd.textdetect.strokes import add_letters
 
 from tests_support import overlays
 
@@ -125,3 +126,53 @@ def test_a_date_stamp_is_found_by_a_closer_look(models: textdetect.OcrModels, se
     monkeypatch.setattr(zoom, "MAX_LOOKS", 0)
     monkeypatch.setattr(zoom, "CORNER", (0.0, 0.0))
     assert textdetect.detect(models, image).mask[stamp].mean() < 0.5
+
+
+def _blades(seed: int) -> np.ndarray:
+    """Moss: tufts of thin bright yellow-green blades over dark gaps."""
+    rng = np.random.default_rng(seed)
+    image = np.full((H, W, 3), (10, 16, 6), np.uint8)
+    for _ in range(600):
+        cx, cy = rng.uniform(0, W), rng.uniform(0, H)
+        for _ in range(8):
+            angle, length, light = rng.uniform(0, 2 * np.pi), rng.uniform(15, 45), rng.uniform(0.5, 1.0)
+            end = (int(cx + length * np.cos(angle)), int(cy + length * np.sin(angle)))
+            cv2.line(image, (int(cx), int(cy)), end, (int(170 * light), int(210 * light), int(60 * light)), 2,
+                     cv2.LINE_AA)
+    return np.asarray(cv2.GaussianBlur(image, (0, 0), 0.8))
+
+
+def _box(quad: np.ndarray, score: float) -> textdetect.TextBox:
+    return textdetect.TextBox(quad, score, "'25 8 15", score, evidence.Evidence(score, score, 1.0, 1.0, 1.0))
+
+
+def test_a_second_take_of_a_date_stamp_adds_its_letters_not_the_moss() -> None:
+    """Two takes of one date stamp over moss: the tight one (better scored) misses the glyphs' bottoms, the
+    taller one (the closer look) takes in moss blades beside the digits too. The taller take is a retake; it
+    adds only letters next to the tight take's mask: the stamp is covered (≥ 0.98) and nothing outside its
+    footprint is masked (the taller take alone: 95 px)."""
+    assert not overlays.missing_fonts()
+    clean = _blades(0)
+    image, footprint = overlays.date_style(clean, np.random.default_rng(0))
+    ys, xs = np.nonzero(footprint)
+    x0, x1, y0, y1 = xs.min() + 1, xs.max() - 1, ys.min() + 1, ys.max() - 1
+    tight = _box(np.array([[x0, y0 + 2], [x1, y0 + 2], [x1, y1 - 1], [x0, y1 - 1]], np.float32), 0.8)
+    tall = _box(np.array([[x0 - 5, y0 - 3], [x1 + 2, y0 - 3], [x1 + 2, y1 + 5], [x0 - 5, y1 + 5]], np.float32), 0.7)
+    assert textdetect._retakes([tight, tall]) == {id(tall)}
+    mask = np.zeros(footprint.shape, bool)
+    add_letters(image, tight.quad, mask)
+    textdetect._add_retakes(image, [tall], mask, 0)
+    stamp = overlays.overlay_pixels(image, clean)
+    near = cv2.dilate(footprint.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert mask[stamp].mean() >= 0.98
+    assert not (mask & ~near).any()
+
+
+def test_a_word_is_no_retake_of_its_line() -> None:
+    """A word found inside its line, or the next line down, is no second take of it, whatever its score."""
+    line = _box(np.array([[100, 100], [400, 100], [400, 130], [100, 130]], np.float32), 0.6)
+    word = _box(np.array([[100, 100], [220, 100], [220, 130], [100, 130]], np.float32), 0.9)
+    below = _box(np.array([[100, 140], [400, 140], [400, 170], [100, 170]], np.float32), 0.9)
+    again = _box(np.array([[104, 97], [398, 98], [398, 133], [103, 132]], np.float32), 0.5)
+    assert textdetect._retakes([line, word, below]) == set()
+    assert textdetect._retakes([line, word, below, again]) == {id(again)}

@@ -63,6 +63,8 @@ LINE_OFFSET = 0.5
 LINE_HEIGHTS = (0.4, 1.6)
 LINE_GAP = 1.5
 DUPLICATE = 0.8
+SAME_END = 0.5
+RETAKE_REACH = 0.15
 UNREAD_DET = 0.9
 UNREAD_TILT = 3.0
 """A box this much inside boxes already masked (a word of a line found whole too) is not masked again."""
@@ -141,6 +143,52 @@ def _same_line(anchor: Quad, other: Quad) -> bool:
         and LINE_HEIGHTS[0] * height <= float(across.max() - across.min()) <= LINE_HEIGHTS[1] * height
         and gap < LINE_GAP * height
     )
+
+
+def _same_extent(anchor: Quad, other: Quad) -> bool:
+    """True when `other` is another take of `anchor`'s line (the first look and the closer one): level with it
+    and ending, at both ends, within `SAME_END` of the shorter's line height of where it ends."""
+    along = anchor[1] - anchor[0]
+    length = float(np.hypot(*along))
+    height = min(quad_size(anchor)[1], quad_size(other)[1])
+    if length < 1 or height < 1:
+        return False
+    u = along / length
+    across = np.array([-u[1], u[0]], np.float32)
+    runs = [q @ u for q in (anchor, other)]
+    offset = float((other.mean(0) - anchor.mean(0)) @ across)
+    return (abs(offset) < LINE_OFFSET * height and abs(float(runs[0].min() - runs[1].min())) <= SAME_END * height
+            and abs(float(runs[0].max() - runs[1].max())) <= SAME_END * height)
+
+
+def _retakes(masked: Sequence[TextBox]) -> set[int]:
+    """ids of the boxes another take of the same line outscores. A taller take reaches into more of the photo
+    beside the letters (moss beside a date stamp) and can lose the letters' colours to it: its letters count
+    only within `RETAKE_REACH` line heights of the mask (the bottoms of glyphs a tight box cut off)."""
+    return {id(b) for b in masked for a in masked
+            if a is not b and (a.score, -quad_size(a.quad)[1]) > (b.score, -quad_size(b.quad)[1])
+            and _same_extent(a.quad, b.quad)}
+
+
+def _takes(masked: Sequence[TextBox]) -> tuple[list[TextBox], list[TextBox]]:
+    """(the boxes whose letters are extracted, largest first: a whole line before its words; the `_retakes`)."""
+    retakes = _retakes(masked)
+    return (sorted((b for b in masked if id(b) not in retakes), key=lambda b: -quad_size(b.quad)[0] *
+                   quad_size(b.quad)[1]), [b for b in masked if id(b) in retakes])
+
+
+def _in_band(quad: Quad, bands: Sequence[Unblend]) -> bool:
+    centre = quad.mean(0)
+    return any(b.rect[0] <= centre[1] < b.rect[1] and b.rect[2] <= centre[0] < b.rect[3] for b in bands)
+
+
+def _add_retakes(rgb: RGBImage, retakes: Sequence[TextBox], mask: Mask, halo: int) -> None:
+    """The letters of the outscored takes (`_retakes`) within `RETAKE_REACH` line heights of `mask`."""
+    for box in retakes:
+        letters = np.zeros(mask.shape, bool)
+        add_letters(rgb, box.quad, letters, halo)
+        reach = max(2, round(RETAKE_REACH * quad_size(box.quad)[1]))
+        mask |= letters & (cv2.dilate(mask.astype(np.uint8), np.ones((2 * reach + 1,) * 2, np.uint8)) > 0)
 
 
 def _boxes_to_mask(boxes: Sequence[TextBox], min_score: float) -> list[TextBox]:
@@ -265,7 +313,7 @@ def detect(
     pages: list[Mask] = []
     copies: list[tuple[Quad, Mask]] = []
     tile_text = tiled_text([b.text for b in masked if quad_tilt(b.quad) > UNREAD_TILT]) if pattern is None else None
-    for box in sorted(masked, key=lambda b: -quad_size(b.quad)[0] * quad_size(b.quad)[1]):
+    for box in (takes := _takes(masked))[0]:
         raster = _polygon(box.quad, (height, width))
         if raster is None or min(quad_size(box.quad)) < 2:
             continue
@@ -279,10 +327,10 @@ def detect(
             copies.append((box.quad, letters))
             continue
         mask |= letters
-        centre = box.quad.mean(0)
-        if any(b.rect[0] <= centre[1] < b.rect[1] and b.rect[2] <= centre[0] < b.rect[3] for b in bands):
+        if _in_band(box.quad, bands):
             continue
         _add_backing(rgb, box.quad, letters, mask, bands, pages)
+    _add_retakes(rgb, takes[1], mask, halo)
     blend = estimate(rgb, copies) if len(copies) >= MIN_COPIES else None
     if blend is None and len(copies) >= MIN_COPIES:
         mask |= stack(copies, (height, width))
