@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from retouchd.inpaint.patchmatch import Chord, Field, Level, Params
+from retouchd.inpaint.periodic import Lattice, PeriodParams, scaled
 
 
 def push_pull(feat: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -88,11 +89,14 @@ def complete(
     params: Params,
     guides: torch.Tensor | None = None,
     lines: tuple[Chord, ...] = (),
+    lattice: Lattice = (),
+    period: PeriodParams | None = None,
 ) -> tuple[torch.Tensor, Field | None]:
     """Fill `hole` (H×W bool) of `rgb` (3×H×W float, 0–255); returns the image and the finest field.
 
     `guides` (K×H×W, known in the hole too; see `structure`) are matched like colour but never voted;
-    the search also tries sources along `lines` (full-size coordinates), past the hole.
+    the search also tries sources along `lines` (full-size coordinates), past the hole, and whole periods of
+    `lattice` (full-size pixels; see `periodic`) away.
     The field is None when the crop has no fully known patch to copy from; the hole then gets a smooth fill.
     """
     device = rgb.device
@@ -120,8 +124,10 @@ def complete(
             up = F.interpolate(result[None, :free], size=h.shape, mode="bilinear", align_corners=False)[0]
             f = torch.cat([torch.where(h[None], up, f[:free]), f[free:]])
         zoom = h.shape[0] / hole.shape[0]
-        scaled = tuple((py * zoom, px * zoom, dy, dx, t0 * zoom, t1 * zoom) for py, px, dy, dx, t0, t1 in lines)
-        level = Level(f, h, params, fixed, scaled)
+        chords = tuple((py * zoom, px * zoom, dy, dx, t0 * zoom, t1 * zoom) for py, px, dy, dx, t0, t1 in lines)
+        level_lattice = scaled(lattice, zoom, period.min_period) if period is not None else ()
+        penalty = period.penalty if period is not None else 0.0
+        level = Level(f, h, params, fixed, chords, level_lattice, penalty)
         if not level.searchable:
             result, previous = level.unpadded(), None
             continue

@@ -1,0 +1,190 @@
+"""Periodic patterns continued in phase: the lattice of a repeated pattern around the hole, and the sources it offers.
+
+Patch search continues a façade grid, blinds or tiles only as far as the patches near the hole's edge hold
+the phase; deeper in, a source one half-period off matches almost as well, and stripes break. Before the
+search, the known ring around the hole is high-passed and its masked, normalised autocorrelation computed
+(FFT); a pattern that repeats shows as a peak away from the origin's lobe. The shortest such peak, and the
+shortest one in another direction (a grid), are the lattice vectors. During the search every target then
+also tries the sources a whole number of periods away, just outside the hole on either side, and a copy
+offset that is not a lattice vector pays a penalty that grows with its phase error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from retouchd.typing import Mask, RGBImage
+
+Lattice = tuple[tuple[float, float], ...]
+"""Lattice vectors (dy, dx) of a periodic pattern, in pixels; empty when the surroundings do not repeat."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodParams:
+    """Tuning of the period detector; the defaults are what bench/inpaint_quality.py measured best on tune."""
+
+    ring: int = 48
+    """Width (pixels) of the known band around the hole that is searched for a period."""
+    min_period: float = 3.0
+    max_period: float = 96.0
+    min_corr: float = 0.45
+    """Normalised autocorrelation a peak must reach to count as a period."""
+    contrast: float = 0.35
+    """...and by how much it must beat the autocorrelation at half its vector (a repeat, not a slow trend)."""
+    highpass: float = 12.0
+    """Sigma (pixels) of the shading removed before the autocorrelation."""
+    penalty: float = 40.0
+    """Cost added per squared pixel of phase error of a copy offset (descriptor units, like `locality`)."""
+
+
+def find_lattice(rgb: RGBImage, hole: Mask, params: PeriodParams) -> Lattice:
+    """Up to two lattice vectors of the pattern around the hole, shortest first; () when there is none."""
+    if not hole.any() or hole.all():
+        return ()
+    h8 = hole.astype(np.uint8)
+    size = 2 * params.ring + 1
+    ring = (cv2.dilate(h8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0) & ~hole
+    ys, xs = np.nonzero(ring)
+    if len(ys) < 256:
+        return ()
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    gray = rgb[y0:y1, x0:x1].astype(np.float32).mean(axis=2)
+    m = ring[y0:y1, x0:x1].astype(np.float32)
+    shade = cv2.GaussianBlur(gray * m, (0, 0), params.highpass) / np.maximum(
+        cv2.GaussianBlur(m, (0, 0), params.highpass), 1e-3
+    )
+    g = (gray - shade) * m
+    g -= m * (g.sum() / m.sum())
+    var = float((g * g).sum() / m.sum())
+    if var < 4.0:  # flat surroundings: nothing repeats that a fill could get out of phase
+        return ()
+    fh, fw = cv2.getOptimalDFTSize(2 * g.shape[0]), cv2.getOptimalDFTSize(2 * g.shape[1])
+    spec_g, spec_m = np.fft.rfft2(g, (fh, fw)), np.fft.rfft2(m, (fh, fw))
+    num = np.fft.irfft2(spec_g * np.conj(spec_g), (fh, fw))
+    count = np.fft.irfft2(spec_m * np.conj(spec_m), (fh, fw))
+    reach = int(min(params.max_period, g.shape[0] - 1, g.shape[1] - 1))
+    if reach < 2 * params.min_period:
+        return ()
+    idx = np.arange(-reach, reach + 1)
+    num = num[np.ix_(idx % fh, idx % fw)]
+    count = count[np.ix_(idx % fh, idx % fw)]
+    acf = np.where(count > 0.2 * count[reach, reach], num / np.maximum(count, 1.0) / var, 0.0).astype(np.float32)
+    return _lattice(acf, reach, params)
+
+
+def _lattice(acf: np.ndarray, reach: int, p: PeriodParams) -> Lattice:
+    """The shortest strong peaks of `acf` (centred at [reach, reach]) outside the origin's lobe."""
+    high = (acf >= p.min_corr * 0.6).astype(np.uint8)
+    _, labels = cv2.connectedComponents(high, connectivity=8)
+    centre = labels[reach, reach]
+    yy, xx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
+    peaks: list[tuple[float, float, float]] = []
+    dy: float
+    dx: float
+    for label in np.unique(labels):
+        if label in (0, centre):
+            continue
+        inside = labels == label
+        top = float(acf[inside].max())
+        if top < p.min_corr:
+            continue
+        k = int(np.argmax(np.where(inside, acf, -np.inf)))
+        cy, cx = divmod(k, acf.shape[1])
+        dy, dx = cy - reach + _vertex(acf, cy, cx, 0), cx - reach + _vertex(acf, cy, cx, 1)
+        length = float(np.hypot(dy, dx))
+        half = float(acf[reach + round(dy / 2), reach + round(dx / 2)])
+        if top - half < p.contrast:
+            continue
+        if dy < 0 or (dy == 0 and dx < 0):  # the autocorrelation is symmetric: one of ±v
+            dy, dx = -dy, -dx
+        peaks.append((length, float(dy), float(dx)))
+    if not peaks:
+        return ()
+    lobe = labels == centre
+    w = np.where(lobe, acf, 0.0)
+    cov = np.array([[(w * yy * yy).sum(), (w * yy * xx).sum()], [(w * yy * xx).sum(), (w * xx * xx).sum()]])
+    values, vectors = np.linalg.eigh(cov)
+    if values[1] > 9 * max(values[0], 1e-6):
+        # Stripes: the origin's lobe is a ridge along them, and so is every peak. One vector, across the
+        # stripes to the nearest ridge (its peak may lie anywhere along it).
+        ny, nx = vectors[:, 0]
+        across = min((abs(py * ny + px * nx) for _, py, px in peaks))
+        if not p.min_period <= across <= p.max_period:
+            return ()
+        return ((float(across * ny), float(across * nx)),)
+    peaks = sorted(peak for peak in peaks if p.min_period <= peak[0] <= p.max_period)
+    if not peaks:
+        return ()
+    _, vy, vx = peaks[0]
+    for length, wy, wx in peaks[1:]:
+        sine = abs(vy * wx - vx * wy) / (np.hypot(vy, vx) * length)
+        if sine > 0.5:
+            return ((vy, vx), (wy, wx))
+    return ((vy, vx),)
+
+
+def _vertex(acf: np.ndarray, y: int, x: int, axis: int) -> float:
+    """Sub-pixel offset of a peak along one axis: the vertex of the parabola through it and its neighbours."""
+    step = (1, 0) if axis == 0 else (0, 1)
+    lo, hi = (y - step[0], x - step[1]), (y + step[0], x + step[1])
+    if min(lo) < 0 or hi[0] >= acf.shape[0] or hi[1] >= acf.shape[1]:
+        return 0.0
+    a, b, c = float(acf[lo]), float(acf[y, x]), float(acf[hi])
+    curve = a - 2 * b + c
+    return float(np.clip(0.5 * (a - c) / curve, -0.5, 0.5)) if curve < 0 else 0.0
+
+
+def scaled(lattice: Lattice, zoom: float, min_period: float) -> Lattice:
+    """The lattice at a pyramid level `zoom` times the full size; vectors shorter than `min_period` dropped."""
+    out = tuple((dy * zoom, dx * zoom) for dy, dx in lattice)
+    return tuple(v for v in out if np.hypot(*v) >= min_period)
+
+
+def phase_error(lattice: Lattice, oy: torch.Tensor, ox: torch.Tensor) -> torch.Tensor:
+    """Squared distance (pixels²) of copy offsets (oy, ox) to the nearest lattice point (or lattice line)."""
+    oy, ox = oy.float(), ox.float()
+    if len(lattice) == 1:
+        vy, vx = lattice[0]
+        n2 = vy * vy + vx * vx
+        frac = (oy * vy + ox * vx) / n2
+        return (frac - frac.round()).square() * n2
+    (ay, ax), (by, bx) = lattice[:2]
+    det = ay * bx - ax * by
+    a = (oy * bx - ox * by) / det
+    b = (ay * ox - ax * oy) / det
+    ey = (a - a.round()) * ay + (b - b.round()) * by
+    ex = (a - a.round()) * ax + (b - b.round()) * bx
+    return ey.square() + ex.square()
+
+
+def lattice_candidates(
+    lattice: Lattice,
+    ty: torch.Tensor,
+    tx: torch.Tensor,
+    src_ok: torch.Tensor,
+    current: tuple[torch.Tensor, torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each target and lattice vector, the nearest whole multiple on either side that is a valid source.
+
+    The result is 2·len(lattice) × N source centres; the `current` match where no multiple within reach is
+    valid (it changes nothing).
+    """
+    h, w = src_ok.shape
+    rows_y, rows_x = [], []
+    for vy, vx in lattice:
+        steps = int(min(64, max(h, w) / max(np.hypot(vy, vx), 1.0) + 1))
+        k = torch.arange(1, steps + 1, device=ty.device, dtype=torch.float32)[:, None]
+        for sign in (1.0, -1.0):
+            cy = (ty[None].float() + sign * k * vy).round().long()
+            cx = (tx[None].float() + sign * k * vx).round().long()
+            inside = (cy >= 0) & (cy < h) & (cx >= 0) & (cx < w)
+            ok = inside & src_ok[cy.clamp(0, h - 1), cx.clamp(0, w - 1)]
+            hit = ok.any(0)
+            first = ok.float().argmax(0)
+            rows_y.append(torch.where(hit, cy.gather(0, first[None])[0], current[0]))
+            rows_x.append(torch.where(hit, cx.gather(0, first[None])[0], current[1]))
+    return torch.stack(rows_y), torch.stack(rows_x)
