@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from retouchd.inpaint.patchmatch import Chord, Field, Level, Params
-from retouchd.inpaint.periodic import Lattice, PeriodParams, scaled
+from retouchd.inpaint.periodic import Lattice, PeriodParams, lattice_candidates, scaled
 
 
 def push_pull(feat: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -115,6 +115,7 @@ def complete(
             levels[i] = (torch.cat([levels[i][0][:-fixed], g]), levels[i][1])
     result: torch.Tensor | None = None
     previous: Field | None = None
+    in_phase = False
     for depth in range(len(levels) - 1, -1, -1):
         f, h = levels[depth]
         free = f.shape[0] - fixed
@@ -141,6 +142,12 @@ def complete(
             # Copy full-resolution patches along the coarse field first: a sharp start, not a blurred one.
             level.set_field(*scaled_guess(previous, level))
             level.vote()
+        if level.lattice and not in_phase:
+            # The first level that sees the period starts in phase: each target copies the nearest source
+            # a whole number of periods away, and the search refines from there.
+            level.set_field(*_nearest_in_phase(level))
+            level.vote()
+            in_phase = True
         rounds = round(params.fine_em + (params.coarse_em - params.fine_em) * depth / max(1, len(levels) - 1))
         for i in range(rounds):
             level.search(params.pm_iters + (2 if previous is None and i == 0 else 0), gen)
@@ -152,6 +159,15 @@ def complete(
     if params.grain > 0:
         return add_grain(result[:3], hole, params.grain, gen), previous
     return result[:3], previous
+
+
+def _nearest_in_phase(level: Level) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per target, the closest of its lattice candidates (`periodic.lattice_candidates`)."""
+    ys, xs = lattice_candidates(level.lattice, level.ty, level.tx, level.src_ok, (level.ty, level.tx))
+    far = (ys - level.ty[None]).square() + (xs - level.tx[None]).square()
+    far = torch.where(far == 0, torch.iinfo(far.dtype).max, far)
+    pick = far.argmin(0, keepdim=True)
+    return ys.gather(0, pick)[0], xs.gather(0, pick)[0]
 
 
 def _highpass_energy(rgb: torch.Tensor) -> torch.Tensor:

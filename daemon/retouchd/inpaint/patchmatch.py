@@ -102,6 +102,8 @@ class Level:
         self.lattice = lattice
         """Lattice vectors of a periodic pattern (level pixels): tried as offsets, and off-lattice offsets pay."""
         self.phase_penalty = phase_penalty
+        """Cost of a half-period phase error, in medians of the level's match distances."""
+        self._phase_cost = 0.0
         self.r = params.patch // 2
         self.h, self.w = int(hole.shape[0]), int(hole.shape[1])
         mode = "reflect" if min(self.h, self.w) > self.r else "replicate"
@@ -177,8 +179,8 @@ class Level:
         if self.p.locality > 0:
             far = (cy - self.ty[None]).square() + (cx - self.tx[None]).square()
             out += self.p.locality * far.float()
-        if self.lattice and self.phase_penalty > 0:
-            out += self.phase_penalty * phase_error(self.lattice, cy - self.ty[None], cx - self.tx[None])
+        if self._phase_cost > 0:
+            out += self._phase_cost * phase_error(self.lattice, cy - self.ty[None], cx - self.tx[None])
         return out
 
     def _improve(self, tdesc: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, ok: torch.Tensor | None) -> None:
@@ -197,7 +199,12 @@ class Level:
     def search(self, iters: int, gen: torch.Generator) -> None:
         """PatchMatch from the current field: propagation at halving jumps, random search at halving radii."""
         tdesc = self.target_descriptors()
+        self._phase_cost = 0.0
         self.dist = self.distances(tdesc, self.sy[None], self.sx[None])[0]
+        if self.lattice and self.phase_penalty > 0:
+            half = min(float(np.hypot(vy, vx)) for vy, vx in self.lattice) / 2
+            self._phase_cost = self.phase_penalty * float(self.dist.median()) / half**2
+            self.dist = self.dist + self._phase_cost * phase_error(self.lattice, self.sy - self.ty, self.sx - self.tx)
         h, w, device = self.h, self.w, self.ty.device
         longest = max(h, w)
         scale = torch.tensor([longest >> i for i in range(longest.bit_length())], device=device)[:, None]

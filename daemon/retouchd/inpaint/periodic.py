@@ -35,10 +35,12 @@ class PeriodParams:
     """Normalised autocorrelation a peak must reach to count as a period."""
     contrast: float = 0.35
     """...and by how much it must beat the autocorrelation at half its vector (a repeat, not a slow trend)."""
-    highpass: float = 12.0
-    """Sigma (pixels) of the shading removed before the autocorrelation."""
-    penalty: float = 40.0
-    """Cost added per squared pixel of phase error of a copy offset (descriptor units, like `locality`)."""
+    band: tuple[float, float] = (1.0, 4.0)
+    """Sigmas (pixels) of the difference of Gaussians taken first: no shading, ramp or pixel noise is left,
+    and a pattern with a longer period still repeats through its edges."""
+    penalty: float = 1.0
+    """Cost of a copy offset half a period off the lattice, in medians of the match distances (grows as the
+    square of the phase error)."""
 
 
 def find_lattice(rgb: RGBImage, hole: Mask, params: PeriodParams) -> Lattice:
@@ -51,16 +53,24 @@ def find_lattice(rgb: RGBImage, hole: Mask, params: PeriodParams) -> Lattice:
     ys, xs = np.nonzero(ring)
     if len(ys) < 256:
         return ()
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    gray = rgb[y0:y1, x0:x1].astype(np.float32).mean(axis=2)
+    edge = round(3 * params.band[1])  # how far the band-pass reaches: the crop takes that much more
+    y0, x0 = max(0, ys.min() - edge), max(0, xs.min() - edge)
+    y1, x1 = min(hole.shape[0], ys.max() + 1 + edge), min(hole.shape[1], xs.max() + 1 + edge)
+    gray = np.ascontiguousarray(rgb[y0:y1, x0:x1]).mean(axis=2).astype(np.uint8)
+    # A smooth guess in the hole, so that its edge does not show as an edge of the pattern.
+    gray = cv2.inpaint(gray, hole[y0:y1, x0:x1].astype(np.uint8), 3, cv2.INPAINT_TELEA).astype(np.float32)
+    fine, coarse = params.band
+    g = cv2.GaussianBlur(gray, (0, 0), fine) - cv2.GaussianBlur(gray, (0, 0), coarse)
     m = ring[y0:y1, x0:x1].astype(np.float32)
-    shade = cv2.GaussianBlur(gray * m, (0, 0), params.highpass) / np.maximum(
-        cv2.GaussianBlur(m, (0, 0), params.highpass), 1e-3
-    )
-    g = (gray - shade) * m
+    # The mirrored border bends a ramp: leave out what it reaches.
+    m[:edge] = m[-edge:] = 0
+    m[:, :edge] = m[:, -edge:] = 0
+    if m.sum() < 256:
+        return ()
+    g *= m
     g -= m * (g.sum() / m.sum())
     var = float((g * g).sum() / m.sum())
-    if var < 4.0:  # flat surroundings: nothing repeats that a fill could get out of phase
+    if var < 1.0:  # flat surroundings: nothing repeats that a fill could get out of phase
         return ()
     fh, fw = cv2.getOptimalDFTSize(2 * g.shape[0]), cv2.getOptimalDFTSize(2 * g.shape[1])
     spec_g, spec_m = np.fft.rfft2(g, (fh, fw)), np.fft.rfft2(m, (fh, fw))
@@ -110,12 +120,10 @@ def _lattice(acf: np.ndarray, reach: int, p: PeriodParams) -> Lattice:
     values, vectors = np.linalg.eigh(cov)
     if values[1] > 9 * max(values[0], 1e-6):
         # Stripes: the origin's lobe is a ridge along them, and so is every peak. One vector, across the
-        # stripes to the nearest ridge (its peak may lie anywhere along it).
+        # stripes: the first peak of the autocorrelation averaged along them.
         ny, nx = vectors[:, 0]
-        across = min((abs(py * ny + px * nx) for _, py, px in peaks))
-        if not p.min_period <= across <= p.max_period:
-            return ()
-        return ((float(across * ny), float(across * nx)),)
+        across = _stripe_period(acf, yy * ny + xx * nx, p)
+        return () if across is None else ((float(across * ny), float(across * nx)),)
     peaks = sorted(peak for peak in peaks if p.min_period <= peak[0] <= p.max_period)
     if not peaks:
         return ()
@@ -125,6 +133,23 @@ def _lattice(acf: np.ndarray, reach: int, p: PeriodParams) -> Lattice:
         if sine > 0.5:
             return ((vy, vx), (wy, wx))
     return ((vy, vx),)
+
+
+def _stripe_period(acf: np.ndarray, across: np.ndarray, p: PeriodParams) -> float | None:
+    """The first peak, past `min_period`, of `acf` averaged over lines of equal `across` (quarter-pixel bins)."""
+    valid = acf != 0
+    bins = np.rint(np.abs(across[valid]) * 4).astype(np.intp)
+    total = np.bincount(bins, weights=acf[valid])
+    count = np.bincount(bins)
+    seen = np.flatnonzero(count)
+    # Stripes along a pixel axis fill only whole-pixel bins: interpolate between the bins that have data.
+    profile = np.interp(np.arange(len(count)), seen, total[seen] / count[seen])
+    for k in range(max(4, int(p.min_period * 4)), min(len(profile) - 4, int(p.max_period * 4) + 1)):
+        if profile[k] >= p.min_corr and profile[k] >= profile[k - 4 : k + 5].max() and profile[k] > profile[k + 1]:
+            a, b, c = profile[k - 4], profile[k], profile[k + 4]
+            curve = a - 2 * b + c
+            return float(k + (2.0 * (a - c) / curve if curve < 0 else 0.0)) / 4
+    return None
 
 
 def _vertex(acf: np.ndarray, y: int, x: int, axis: int) -> float:
