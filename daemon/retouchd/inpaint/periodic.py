@@ -33,6 +33,8 @@ class PeriodParams:
     max_period: float = 96.0
     min_corr: float = 0.45
     """Normalised autocorrelation a peak must reach to count as a period."""
+    repeat: float = 0.3
+    """Autocorrelation needed at twice the peak's vector too: the pattern repeats at least twice in the ring."""
     contrast: float = 0.35
     """...and by how much it must beat the autocorrelation at half its vector (a repeat, not a slow trend)."""
     band: tuple[float, float] = (1.0, 4.0)
@@ -123,8 +125,14 @@ def _lattice(acf: np.ndarray, reach: int, p: PeriodParams) -> Lattice:
         # stripes: the first peak of the autocorrelation averaged along them.
         ny, nx = vectors[:, 0]
         across = _stripe_period(acf, yy * ny + xx * nx, p)
-        return () if across is None else ((float(across * ny), float(across * nx)),)
-    peaks = sorted(peak for peak in peaks if p.min_period <= peak[0] <= p.max_period)
+        if across is None or _at(acf, reach, 2 * across * ny, 2 * across * nx) < p.repeat:
+            return ()
+        return ((float(across * ny), float(across * nx)),)
+    peaks = sorted(
+        (length, vy, vx)
+        for length, vy, vx in peaks
+        if p.min_period <= length <= p.max_period and _at(acf, reach, 2 * vy, 2 * vx) >= p.repeat
+    )
     if not peaks:
         return ()
     _, vy, vx = peaks[0]
@@ -133,6 +141,13 @@ def _lattice(acf: np.ndarray, reach: int, p: PeriodParams) -> Lattice:
         if sine > 0.5:
             return ((vy, vx), (wy, wx))
     return ((vy, vx),)
+
+
+def _at(acf: np.ndarray, reach: int, dy: float, dx: float) -> float:
+    """The autocorrelation at displacement (dy, dx), rounded; -1 beyond the window."""
+    y, x = reach + round(dy), reach + round(dx)
+    inside = 0 <= y < acf.shape[0] and 0 <= x < acf.shape[1]
+    return float(acf[y, x]) if inside else -1.0
 
 
 def _stripe_period(acf: np.ndarray, across: np.ndarray, p: PeriodParams) -> float | None:
