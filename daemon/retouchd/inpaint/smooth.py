@@ -32,7 +32,7 @@ class SmoothParams:
     """Mean gradient magnitude (0–255 units per pixel) of the surroundings at which the share falls to 1/e."""
     iters: int = 30
     """Jacobi sweeps per pyramid level of the membrane fill."""
-    detail_limit: float = 1.5
+    detail_limit: float = 2.5
     """The fill's fine detail (above a Gaussian of `detail_sigma`) is scaled down where its mean gradient
     magnitude exceeds this many times the surroundings' (the hard edges of a collage in bokeh); 0: off."""
     detail_sigma: float = 3.0
