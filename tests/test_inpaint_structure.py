@@ -291,31 +291,3 @@ def test_a_window_grid_continues_through_a_large_hole(ctx: StepContext) -> None:
     without = psnr(NoPeriod(ctx).fill(given, hole), truth, hole)
     assert with_period > 22
     assert with_period > without + 2
-
-
-def test_a_pasted_piece_in_a_smooth_background_loses_its_hard_edge() -> None:
-    """Bokeh-like surroundings: a fill with a hard-edged brighter piece (a collage) loses part of the piece's
-    edge and comes closer to the truth; the shading blend alone keeps the edge."""
-    from retouchd.inpaint.smooth import SmoothParams, blend_smooth
-
-    h, w = 128, 160
-    xx = np.mgrid[:h, :w][1]
-    truth = np.clip(np.repeat(100 + 0.4 * xx[..., None] + noise(h, w, 1.0, 8), 3, axis=2), 0, 255)
-    hole = disc(h, w, 64, 80, 32)
-    piece = disc(h, w, 58, 90, 12)
-    fill = np.where(piece[..., None], truth + 40, truth)
-    rim = (cv2.dilate(piece.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~(
-        cv2.erode(piece.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    )
-
-    def run(params: SmoothParams) -> tuple[float, float]:
-        t = torch.from_numpy(truth).permute(2, 0, 1).float()
-        out = blend_smooth(t, torch.from_numpy(hole), torch.from_numpy(fill).permute(2, 0, 1).float(), params)
-        image = out.round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
-        gray = image.mean(axis=2)
-        magnitude = np.abs(np.diff(gray, axis=0))[:, :-1] + np.abs(np.diff(gray, axis=1))[:-1]
-        return float(magnitude[rim[:-1, :-1]].mean()), psnr(image, truth.astype(np.uint8), hole)
-
-    (edge, limited), (kept_edge, blended) = run(SmoothParams()), run(SmoothParams(detail_limit=0.0))
-    assert edge < 0.75 * kept_edge
-    assert limited > blended + 0.6

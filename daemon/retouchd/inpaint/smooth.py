@@ -32,10 +32,6 @@ class SmoothParams:
     """Mean gradient magnitude (0–255 units per pixel) of the surroundings at which the share falls to 1/e."""
     iters: int = 30
     """Jacobi sweeps per pyramid level of the membrane fill."""
-    detail_limit: float = 2.5
-    """The fill's fine detail (above a Gaussian of `detail_sigma`) is scaled down where its mean gradient
-    magnitude exceeds this many times the surroundings' (the hard edges of a collage in bokeh); 0: off."""
-    detail_sigma: float = 3.0
 
 
 def membrane(feat: torch.Tensor, known: torch.Tensor, iters: int) -> torch.Tensor:
@@ -111,31 +107,7 @@ def blend_smooth(rgb: torch.Tensor, hole: torch.Tensor, filled: torch.Tensor, pa
     smooth = membrane(torch.where(known[None], rgb[:, y0:y1, x0:x1], 0.0), known, params.iters)
     # Both agree outside the hole, so the blur of the difference is the difference of the blurs.
     diff = gaussian(torch.where(h[None], smooth - box, 0.0), params.sigma)
-    activity = surroundings_activity(rgb[:, y0:y1, x0:x1], h)
-    share = params.strength * torch.exp(-activity / params.activity)
-    blended = torch.where(h[None], box + share[None] * diff, box)
-    if params.detail_limit > 0:
-        blended = _limit_detail(blended, h, activity, params)
+    share = params.strength * torch.exp(-surroundings_activity(rgb[:, y0:y1, x0:x1], h) / params.activity)
     out = filled.clone()
-    out[:, y0:y1, x0:x1] = torch.where(h[None], blended.clamp(0, 255), box)
+    out[:, y0:y1, x0:x1] = torch.where(h[None], (box + share[None] * diff).clamp(0, 255), box)
     return out
-
-
-def _gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
-    """|∂x| + |∂y| of the channel mean (forward differences, replicated at the far border)."""
-    gray = x.mean(0, keepdim=True)
-    p = F.pad(gray[None], (0, 1, 0, 1), mode="replicate")[0]
-    return ((p[:, :-1, 1:] - p[:, :-1, :-1]).abs() + (p[:, 1:, :-1] - p[:, :-1, :-1]).abs())[0]
-
-
-def _limit_detail(box: torch.Tensor, hole: torch.Tensor, activity: torch.Tensor, params: SmoothParams) -> torch.Tensor:
-    """Scale the hole's fine detail down where it is busier than `detail_limit` × the surroundings.
-
-    Patch search in a soft background copies pieces whose borders are edges the photo does not have; a fill
-    as busy as its surroundings (texture continued) is left alone.
-    """
-    base = gaussian(box, params.detail_sigma)
-    w = hole[None].to(box.dtype)
-    busy = gaussian(_gradient_magnitude(box)[None] * w, 4.0) / gaussian(w, 4.0).clamp_min(1e-6)
-    gain = (params.detail_limit * activity[None] + 0.5) / busy.clamp_min(1e-6)
-    return torch.where(hole[None], base + gain.clamp(max=1.0) * (box - base), box)
