@@ -384,7 +384,7 @@ def test_patch_on_cuda_matches_quality() -> None:
 
 def test_separable_descriptors_equal_the_basis_projection_of_every_patch() -> None:
     """The fast 1-D passes give the same descriptors as projecting each patch on `dct_basis`."""
-    from retouchd.inpaint.patchmatch import dct_basis, separable_descriptors
+    from retouchd.inpaint.descriptors import dct_basis, separable_descriptors
 
     feat = torch.rand(5, 23, 31, generator=torch.Generator().manual_seed(3)) * 255
     fast = separable_descriptors(feat, 7, 6, 1)

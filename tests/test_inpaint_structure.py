@@ -11,6 +11,7 @@ import torch
 
 from retouchd.inpaint import inpaint
 from retouchd.inpaint.patch import PatchEngine
+from retouchd.inpaint.periodic import PeriodParams, find_lattice
 from retouchd.inpaint.thin import ThinFill, ThinParams, sparse_fill, thin_components
 from retouchd.steps.base import StepContext
 from retouchd.typing import Mask, RGBImage
@@ -216,3 +217,77 @@ def test_smooth_surroundings_pull_a_patchwork_fill_smooth() -> None:
     assert 0.8 < grain / truth_grain < 1.25
     busy, hole, fill = _patchwork(30.0)
     assert float(np.abs(run(busy, hole, fill).astype(np.float64) - fill)[hole].mean()) < 1.5
+
+
+def stripes(height: int, width: int, period: float, angle: float) -> tuple[RGBImage, np.ndarray]:
+    """Square-wave stripes across direction `angle` (radians from x), with sensor noise; and their phase."""
+    yy, xx = np.mgrid[:height, :width]
+    phase = 2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period
+    value = 128 + 60 * np.sign(np.sin(phase))[..., None] + noise(height, width, 4, 5)
+    return np.clip(np.repeat(value, 3, axis=2), 0, 255).astype(np.uint8), phase
+
+
+def facade(height: int, width: int, period_y: int, period_x: int) -> RGBImage:
+    """Dark windows on a grid in a noisy light wall."""
+    yy, xx = np.mgrid[:height, :width]
+    window = ((yy % period_y) < 0.55 * period_y) & ((xx % period_x) < 0.6 * period_x)
+    value = np.where(window[..., None], 60.0, 170.0) + noise(height, width, 8, 6)
+    return np.clip(value * np.array([1.0, 0.95, 0.9]), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("period", "angle"), [(7.0, 0.0), (7.0, 0.5), (9.5, 1.2), (13.0, 2.0)])
+def test_period_detector_measures_stripes(period: float, angle: float) -> None:
+    """Stripes give one lattice vector, across them, as long as the period (within 0.3 px)."""
+    image, _ = stripes(120, 160, period, angle)
+    lattice = find_lattice(image, disc(120, 160, 60, 80, 28), PeriodParams())
+    assert len(lattice) == 1
+    vy, vx = lattice[0]
+    assert abs(float(np.hypot(vy, vx)) - period) <= 0.3
+    # Across the stripes: parallel to (sin, cos) of the angle, up to sign.
+    assert abs(vy * np.cos(angle) - vx * np.sin(angle)) <= 0.3
+
+
+def test_period_detector_measures_a_grid_and_ignores_random_texture() -> None:
+    """A window grid gives its two periods; a texture that does not repeat, or a smooth gradient, gives none."""
+    lattice = find_lattice(facade(200, 260, 31, 22), disc(200, 260, 100, 130, 60), PeriodParams())
+    assert sorted((round(abs(vy)), round(abs(vx))) for vy, vx in lattice) == [(0, 22), (31, 0)]
+    hole = disc(112, 112, 56, 56, 18)
+    random = np.clip(np.repeat(128 + noise(112, 112, 30, 7), 3, axis=2), 0, 255).astype(np.uint8)
+    assert find_lattice(cv2.GaussianBlur(random, (0, 0), 1.5), hole, PeriodParams()) == ()
+    yy, xx = np.mgrid[:112, :112]
+    gradient = np.repeat((40 + xx + 0.5 * yy)[..., None], 3, axis=2).astype(np.uint8)
+    assert find_lattice(gradient, hole, PeriodParams()) == ()
+
+
+def test_stripes_of_period_7_continue_in_phase(ctx: StepContext) -> None:
+    """Tilted 7 px stripes through a wide hole: in every 12 px block of the fill the phase is off by ≤ 1 px."""
+    period = 7.0
+    truth, phase = stripes(120, 160, period, 0.5)
+    hole = disc(120, 160, 60, 80, 28)
+    out = inpaint(grey_hole(truth, hole), hole, engine="patch", ctx=ctx)
+    fill, given = out.mean(axis=2) - 128, truth.mean(axis=2) - 128
+    carrier = np.exp(-1j * phase)
+    yy, xx = np.mgrid[:120, :160]
+    errors = []
+    for block in np.unique((yy // 12) * 100 + xx // 12):
+        sel = hole & ((yy // 12) * 100 + xx // 12 == block)
+        if sel.sum() >= 100:
+            turn = np.angle(np.sum(fill[sel] * carrier[sel]) / np.sum(given[sel] * carrier[sel]))
+            errors.append(abs(float(turn)) / (2 * np.pi) * period)
+    assert len(errors) >= 12
+    assert max(errors) <= 1.0
+
+
+def test_a_window_grid_continues_through_a_large_hole(ctx: StepContext) -> None:
+    """A façade grid with a hole two windows wide comes back in phase; without the period detector it does not."""
+    truth = facade(200, 260, 40, 30)
+    hole = disc(200, 260, 100, 130, 70)
+    given = grey_hole(truth, hole)
+
+    class NoPeriod(PatchEngine):
+        period = None
+
+    with_period = psnr(inpaint(given, hole, engine="patch", ctx=ctx), truth, hole)
+    without = psnr(NoPeriod(ctx).fill(given, hole), truth, hole)
+    assert with_period > 22
+    assert with_period > without + 2

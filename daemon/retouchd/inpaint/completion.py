@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from retouchd.inpaint.patchmatch import Chord, Field, Level, Params
+from retouchd.inpaint.periodic import Lattice, PeriodParams, lattice_candidates, scaled
 
 
 def push_pull(feat: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -88,11 +89,14 @@ def complete(
     params: Params,
     guides: torch.Tensor | None = None,
     lines: tuple[Chord, ...] = (),
+    lattice: Lattice = (),
+    period: PeriodParams | None = None,
 ) -> tuple[torch.Tensor, Field | None]:
     """Fill `hole` (H×W bool) of `rgb` (3×H×W float, 0–255); returns the image and the finest field.
 
     `guides` (K×H×W, known in the hole too; see `structure`) are matched like colour but never voted;
-    the search also tries sources along `lines` (full-size coordinates), past the hole.
+    the search also tries sources along `lines` (full-size coordinates), past the hole, and whole periods of
+    `lattice` (full-size pixels; see `periodic`) away.
     The field is None when the crop has no fully known patch to copy from; the hole then gets a smooth fill.
     """
     device = rgb.device
@@ -111,6 +115,7 @@ def complete(
             levels[i] = (torch.cat([levels[i][0][:-fixed], g]), levels[i][1])
     result: torch.Tensor | None = None
     previous: Field | None = None
+    in_phase = False
     for depth in range(len(levels) - 1, -1, -1):
         f, h = levels[depth]
         free = f.shape[0] - fixed
@@ -120,8 +125,10 @@ def complete(
             up = F.interpolate(result[None, :free], size=h.shape, mode="bilinear", align_corners=False)[0]
             f = torch.cat([torch.where(h[None], up, f[:free]), f[free:]])
         zoom = h.shape[0] / hole.shape[0]
-        scaled = tuple((py * zoom, px * zoom, dy, dx, t0 * zoom, t1 * zoom) for py, px, dy, dx, t0, t1 in lines)
-        level = Level(f, h, params, fixed, scaled)
+        chords = tuple((py * zoom, px * zoom, dy, dx, t0 * zoom, t1 * zoom) for py, px, dy, dx, t0, t1 in lines)
+        level_lattice = scaled(lattice, zoom, period.min_period) if period is not None else ()
+        penalty = period.penalty if period is not None else 0.0
+        level = Level(f, h, params, fixed, chords, level_lattice, penalty)
         if not level.searchable:
             result, previous = level.unpadded(), None
             continue
@@ -135,6 +142,12 @@ def complete(
             # Copy full-resolution patches along the coarse field first: a sharp start, not a blurred one.
             level.set_field(*scaled_guess(previous, level))
             level.vote()
+        if level.lattice and not in_phase:
+            # The first level that sees the period starts in phase: each target copies the nearest source
+            # a whole number of periods away, and the search refines from there.
+            level.set_field(*_nearest_in_phase(level))
+            level.vote()
+            in_phase = True
         rounds = round(params.fine_em + (params.coarse_em - params.fine_em) * depth / max(1, len(levels) - 1))
         for i in range(rounds):
             level.search(params.pm_iters + (2 if previous is None and i == 0 else 0), gen)
@@ -146,6 +159,15 @@ def complete(
     if params.grain > 0:
         return add_grain(result[:3], hole, params.grain, gen), previous
     return result[:3], previous
+
+
+def _nearest_in_phase(level: Level) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per target, the closest of its lattice candidates (`periodic.lattice_candidates`)."""
+    ys, xs = lattice_candidates(level.lattice, level.ty, level.tx, level.src_ok, (level.ty, level.tx))
+    far = (ys - level.ty[None]).square() + (xs - level.tx[None]).square()
+    far = torch.where(far == 0, torch.iinfo(far.dtype).max, far)
+    pick = far.argmin(0, keepdim=True)
+    return ys.gather(0, pick)[0], xs.gather(0, pick)[0]
 
 
 def _highpass_energy(rgb: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch
 from retouchd.inpaint.base import InpaintEngine, downscale
 from retouchd.inpaint.completion import complete, vote_upscaled
 from retouchd.inpaint.patchmatch import Chord, Field, Params
+from retouchd.inpaint.periodic import Lattice, PeriodParams, find_lattice
 from retouchd.inpaint.smooth import SmoothParams, blend_smooth
 from retouchd.inpaint.structure import StructureParams, find_lines, guides
 from retouchd.inpaint.thin import ThinFill, ThinParams, thin_components
@@ -36,6 +37,8 @@ class PatchEngine(InpaintEngine):
     """Thin components (strokes, scratches) go to the sparse DCT fill, which beats patch search on them."""
     structure: ClassVar[StructureParams | None] = StructureParams()
     """Straight edges crossing a hole guide the search (`structure`); None: patch search alone."""
+    period: ClassVar[PeriodParams | None] = PeriodParams()
+    """A pattern that repeats around the hole is continued in phase (`periodic`); None: no period detector."""
     smooth: ClassVar[SmoothParams | None] = SmoothParams()
     """Where the hole's surroundings are smooth, the fill's coarse shading follows a membrane fill (`smooth`)."""
 
@@ -56,7 +59,8 @@ class PatchEngine(InpaintEngine):
         with _cpu_single_thread(device), torch.inference_mode():
             hole_t = torch.from_numpy(hole).to(device)
             rgb_t = _to_tensor(rgb, device)
-            filled, _ = complete(rgb_t, hole_t, self.params, *self._guides(rgb, hole, device))
+            guided = self._guides(rgb, hole, device)
+            filled, _ = complete(rgb_t, hole_t, self.params, *guided, *self._lattice(rgb, hole))
             return _merge(rgb, hole, self._smoothed(rgb_t, hole_t, filled))
 
     def solve_scaled(self, rgb: RGBImage, hole: Mask, scale: float) -> RGBImage:
@@ -68,7 +72,8 @@ class PatchEngine(InpaintEngine):
             small_t, small_hole_t = _to_tensor(small, device), torch.from_numpy(small_hole).to(device)
             # Only the field is kept: the seam step and the grain of the small fill would be thrown away.
             search_only = dataclasses.replace(self.params, seam=False, grain=0.0)
-            _, field = complete(small_t, small_hole_t, search_only, *self._guides(small, small_hole, device))
+            guided = self._guides(small, small_hole, device)
+            _, field = complete(small_t, small_hole_t, search_only, *guided, *self._lattice(small, small_hole))
             if field is not None:
                 full_hole = torch.from_numpy(hole).to(device)
                 rgb_t = _to_tensor(rgb, device)
@@ -78,6 +83,12 @@ class PatchEngine(InpaintEngine):
 
     def _smoothed(self, rgb: torch.Tensor, hole: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
         return filled if self.smooth is None else blend_smooth(rgb, hole, filled, self.smooth)
+
+    def _lattice(self, rgb: RGBImage, hole: Mask) -> tuple[Lattice, PeriodParams | None]:
+        """The lattice of a periodic pattern around the hole (`periodic`), if any, and its tuning."""
+        if self.period is None:
+            return (), None
+        return find_lattice(rgb, hole, self.period), self.period
 
     def _guides(self, rgb: RGBImage, hole: Mask, device: torch.device) -> tuple[torch.Tensor | None, tuple[Chord, ...]]:
         """Guide channels and chords of the straight edges that cross the hole (`structure`), if any."""

@@ -23,6 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from retouchd.inpaint.descriptors import dct_basis, separable_descriptors
+from retouchd.inpaint.periodic import Lattice, lattice_candidates, phase_error
+
 _JUMPS = (4, 2, 1)
 _DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))
 _GATHER_BUDGET = 1 << 22
@@ -88,12 +91,19 @@ class Level:
         params: Params,
         fixed: int = 0,
         lines: tuple[Chord, ...] = (),
+        lattice: Lattice = (),
+        phase_penalty: float = 0.0,
     ) -> None:
         self.p = params
         self.fixed = fixed
         """The last `fixed` channels are guides, known in the hole too: matched, never voted."""
         self.lines = lines
         """Edges drawn through the hole (level coordinates): the search also tries sources along them."""
+        self.lattice = lattice
+        """Lattice vectors of a periodic pattern (level pixels): tried as offsets, and off-lattice offsets pay."""
+        self.phase_penalty = phase_penalty
+        """Cost of a half-period phase error, in medians of the level's match distances."""
+        self._phase_cost = 0.0
         self.r = params.patch // 2
         self.h, self.w = int(hole.shape[0]), int(hole.shape[1])
         mode = "reflect" if min(self.h, self.w) > self.r else "replicate"
@@ -169,6 +179,8 @@ class Level:
         if self.p.locality > 0:
             far = (cy - self.ty[None]).square() + (cx - self.tx[None]).square()
             out += self.p.locality * far.float()
+        if self._phase_cost > 0:
+            out += self._phase_cost * phase_error(self.lattice, cy - self.ty[None], cx - self.tx[None])
         return out
 
     def _improve(self, tdesc: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, ok: torch.Tensor | None) -> None:
@@ -187,7 +199,12 @@ class Level:
     def search(self, iters: int, gen: torch.Generator) -> None:
         """PatchMatch from the current field: propagation at halving jumps, random search at halving radii."""
         tdesc = self.target_descriptors()
+        self._phase_cost = 0.0
         self.dist = self.distances(tdesc, self.sy[None], self.sx[None])[0]
+        if self.lattice and self.phase_penalty > 0:
+            half = min(float(np.hypot(vy, vx)) for vy, vx in self.lattice) / 2
+            self._phase_cost = self.phase_penalty * float(self.dist.median()) / half**2
+            self.dist = self.dist + self._phase_cost * phase_error(self.lattice, self.sy - self.ty, self.sx - self.tx)
         h, w, device = self.h, self.w, self.ty.device
         longest = max(h, w)
         scale = torch.tensor([longest >> i for i in range(longest.bit_length())], device=device)[:, None]
@@ -212,6 +229,9 @@ class Level:
             self._improve(tdesc, cy, cx, None)
             for line in self.lines:
                 self._improve(tdesc, *self._along(line), None)
+            if self.lattice:
+                found = lattice_candidates(self.lattice, self.ty, self.tx, self.src_ok, (self.sy, self.sx))
+                self._improve(tdesc, *found, None)
         finite = torch.isfinite(self.dist)
         spread = torch.quantile(self.dist[finite], self.p.sigma_quantile).clamp_min(1e-6) if bool(finite.any()) else 1.0
         self.weights = torch.nan_to_num(torch.exp(-self.dist / (2 * spread)) * self.conf, nan=0.0)
@@ -296,63 +316,6 @@ class Level:
 
     def unpadded(self) -> torch.Tensor:
         return self.feat[:, self.r : self.r + self.h, self.r : self.r + self.w]
-
-
-def _dct_1d(n: int) -> np.ndarray:
-    k = np.arange(n)[:, None]
-    x = np.arange(n)[None, :]
-    table = np.asarray(np.cos(np.pi * (2 * x + 1) * k / (2 * n)) * np.sqrt(2 / n), dtype=np.float64)
-    table[0] /= np.sqrt(2)
-    return table
-
-
-def dct_basis(channels: int, patch: int, luma: int, chroma: int) -> torch.Tensor:
-    """(C·p²) × D projection: DCT frequencies u + v ≤ order of luma and two chroma axes, texture means.
-
-    The colour rotation and the DCT are orthonormal, so a descriptor distance is the patch SSD restricted
-    to the frequencies that carry most of a natural patch's energy.
-    """
-    colour = np.array([[1, 1, 1], [1, 0, -1], [1, -2, 1]], dtype=np.float64)
-    colour /= np.linalg.norm(colour, axis=1, keepdims=True)
-    dct = _dct_1d(patch)
-    columns = []
-    for axis, order in ((0, luma), (1, chroma), (2, chroma)):
-        for u in range(min(order, patch - 1) + 1):
-            for v in range(min(order - u, patch - 1) + 1):
-                vec = np.zeros((channels, patch, patch))
-                vec[:3] = colour[axis][:, None, None] * np.outer(dct[u], dct[v])[None]
-                columns.append(vec.reshape(-1))
-    for extra in range(3, channels):
-        vec = np.zeros((channels, patch, patch))
-        vec[extra] = np.outer(dct[0], dct[0])
-        columns.append(vec.reshape(-1))
-    return torch.from_numpy(np.stack(columns, axis=1)).float()
-
-
-def separable_descriptors(feat: torch.Tensor, patch: int, luma: int, chroma: int) -> torch.Tensor:
-    """The `dct_basis` projection of every patch of `feat` (D × H' × W'), as 1-D passes: rows, then columns.
-
-    Equal to one conv2d with the basis as kernels, at a few per cent of its cost: a 2-D DCT frequency is
-    the product of a vertical and a horizontal 1-D one, so each 1-D response is computed once and shared.
-    """
-    colour = np.array([[1, 1, 1], [1, 0, -1], [1, -2, 1]], dtype=np.float64)
-    colour /= np.linalg.norm(colour, axis=1, keepdims=True)
-    dct = torch.from_numpy(_dct_1d(patch)).float().to(feat.device)
-    rotated = torch.einsum("ac,chw->ahw", torch.from_numpy(colour).float().to(feat.device), feat[:3])
-    parts = []
-    for axis, order in ((0, luma), (1, chroma), (2, chroma)):
-        top = min(order, patch - 1)
-        # Windows times the 1-D basis (a small matrix product; a 1×p conv2d is several times slower on CPU).
-        rows = rotated[axis].unfold(1, patch, 1) @ dct[: top + 1].T  # H × W' × v
-        # Column passes only for the (u, v) pairs kept: u + v ≤ order.
-        cols = [rows[:, :, v].unfold(0, patch, 1) @ dct[: min(order - v, top) + 1].T for v in range(top + 1)]
-        for u in range(top + 1):
-            for v in range(min(order - u, patch - 1) + 1):
-                parts.append(cols[v][:, :, u])  # H' × W'
-    if feat.shape[0] > 3:
-        box = F.avg_pool2d(feat[None, 3:], patch, stride=1)[0] * patch
-        parts.extend(box.unbind(0))
-    return torch.stack(parts)
 
 
 def _nearest_source_table(src_ok: torch.Tensor) -> torch.Tensor:

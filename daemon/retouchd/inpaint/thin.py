@@ -32,11 +32,13 @@ _COLOUR /= np.linalg.norm(_COLOUR, axis=1, keepdims=True)
 class ThinParams:
     """Tuning of the thin fill; the defaults are what bench/inpaint_quality.py measured best on tune photos."""
 
-    rounds: int = 24
+    rounds: int = 32
     start: float = 48.0
     """Threshold of the first round, on the orthonormal coefficient scale (0–255 pixel units)."""
-    stop: float = 3.0
-    """Threshold of the last round; the rounds in between fall geometrically."""
+    stop: float = 1.5
+    """Threshold of the last round; the rounds in between fall geometrically. Tune photos, scratches: 24
+    rounds down to 3.0 gave texture 0.81 and a median hole PSNR of 36.33 dB, 32 down to 1.5 gives 0.83 and
+    36.41 dB (weak coefficients kept: the fine texture that crosses a stroke)."""
     shifts: int = 3
     """Block grid offsets per axis (shifts² grids), spread evenly over the block."""
     max_radius: float = 4.0
