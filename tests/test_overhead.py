@@ -165,6 +165,61 @@ def test_queued_at_finds_the_files_open_job(store: Store) -> None:
     assert store.queued_at("r", "/in/a.png") is None
 
 
+def _one_file(store: Store, n: int, lease: str, exclude: tuple[int, ...] = ()) -> Any:
+    """One file's store calls from intake to archived; returns the job as claimed."""
+    source = f"/in/{n}.png"
+    assert store.queued_at("r", source) is None
+    store.enqueue(**job_fields(content_key=f"k{n}", sha256=f"k{n}", source_path=source, rel_path=f"{n}.png"))
+    job = store.claim(lease, "h", "cpu", 60, ["r"], exclude=exclude)
+    assert job is not None and store.queued_at("r", source) is not None
+    store.heartbeat(job.id, lease, 60, step="upscale", progress=0.5)
+    store.plan_output(job.id, lease, output_path=f"/out/{n}.png", output_sha256="o", tmp=f"/w/{n}.tmp",
+                      steps=[{"op": "upscale", "seconds": 0.5}])
+    store.finish(job.id, lease, review=False, archive_path=f"/arch/{n}.png", sidecar_archive_path=None)
+    store.archived(job.id, lease)
+    return job
+
+
+def test_per_file_statements_are_built_once_and_keep_their_meaning(store: Store, monkeypatch: Any) -> None:
+    """The per-file statements are built on first use and reused (building one cost about as much as
+    running it): a second file builds none. Their values still pass through the column types (the path map,
+    UTC datetimes, JSON) and the claim still skips excluded ids and keeps its order."""
+    from retouchd.store import fenced
+    from retouchd.store.schema import set_path_map
+
+    first = _one_file(store, 0, A)
+    built = dict(fenced._BUILT)
+    made: list[str] = []
+    for name in ("select", "update", "insert", "bindparam"):
+        real = getattr(fenced, name)
+        monkeypatch.setattr(fenced, name, lambda *a, _real=real, _name=name, **k: made.append(_name) or _real(*a, **k))
+    second = _one_file(store, 1, B)
+    assert made == [] and fenced._BUILT == built
+    assert second.id == first.id + 1 and second.attempts == 1 and second.lease_owner == B
+    row = store.get(second.id)
+    assert row is not None and row.state == JobState.ARCHIVED and row.lease_owner is None
+    assert row.archive_path == "/arch/1.png" and row.steps == [{"op": "upscale", "seconds": 0.5}]
+    assert row.device_seconds == 0.5 and row.current_step is None and row.progress == 0.5
+    assert row.finished_at is not None and row.finished_at.tzinfo is not None
+    # The claim skips excluded ids (a shape of its own) and takes the oldest other job.
+    monkeypatch.undo()
+    for n in (2, 3):
+        store.enqueue(**job_fields(content_key=f"k{n}", sha256=f"k{n}", source_path=f"/in/{n}.png", rel_path=f"{n}.png"))
+    picked = store.claim("h:1:x:0:l3", "h", "cpu", 60, ["r"], exclude=[first.id + 2])
+    assert picked is not None and picked.id == first.id + 3
+    # Paths go through the path map on the way in and out (the typed bind parameters).
+    try:
+        set_path_map({"/canonical": "/in"})
+        store.enqueue(**job_fields(content_key="k9", sha256="k9", source_path="/in/9.png", rel_path="9.png"))
+        with store.engine.connect() as conn:
+            stored = conn.exec_driver_sql("SELECT source_path FROM jobs WHERE content_key = 'k9'").scalar()
+        assert stored == "/canonical/9.png"
+        found = store.queued_at("r", "/in/9.png")
+        assert found is not None and found.source_path == "/in/9.png"
+    finally:
+        set_path_map({})
+
+
 def test_a_stopped_worker_exits_cleanly_at_once() -> None:
     """`stop` ends an idle worker with exit code 0 (it leaves without the interpreter's teardown), not by
     the kill that follows a worker that does not exit."""
