@@ -7,6 +7,7 @@ alone can use its SQLite file claims no sightings; a database at head is opened 
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -98,13 +99,47 @@ def test_the_head_is_read_from_the_scripts_as_alembic_reads_it() -> None:
 
 
 def test_a_database_at_head_opens_without_alembic(tmp_path: Path) -> None:
-    """The first start migrates (Alembic); later starts recognise the head and never import it."""
+    """A new database is created at the head without Alembic, and later starts recognise the head and never
+    import it; a database from an older revision is still upgraded by Alembic."""
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     probe = ("import sys; from retouchd.store import open_store; open_store(sys.argv[1]); "
              "print('alembic' in sys.modules)")
     first = subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, check=True)
     second = subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, check=True)
-    assert (first.stdout.strip(), second.stdout.strip()) == ("True", "False")
+    assert (first.stdout.strip(), second.stdout.strip()) == ("False", "False")
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as conn:  # any table at all: not new, so Alembic's first revision runs (and fails)
+        conn.execute("CREATE TABLE jobs (id INTEGER PRIMARY KEY)")
+    upgraded = subprocess.run([sys.executable, "-c", probe, f"sqlite:///{old}"], capture_output=True, text=True)
+    assert upgraded.returncode != 0 and "table jobs already exists" in upgraded.stderr
+
+
+def _schema(path: Path) -> dict[str, Any]:
+    """Every table's columns, indexes (with their columns) and foreign keys, and the DDL, as SQLite has them."""
+    with sqlite3.connect(path) as conn:
+        out: dict[str, Any] = {}
+        for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"):
+            columns = sorted(row[1:] for row in conn.execute(f"PRAGMA table_info('{table}')"))
+            indexes = sorted((row[1], row[2], row[3], [i[2] for i in conn.execute(f"PRAGMA index_info('{row[1]}')")])
+                             for row in conn.execute(f"PRAGMA index_list('{table}')"))
+            keys = sorted(row[2:] for row in conn.execute(f"PRAGMA foreign_key_list('{table}')"))
+            out[table] = (columns, indexes, keys)
+        out["ddl"] = sorted("".join((sql or "").split()) for (sql,) in conn.execute("SELECT sql FROM sqlite_master"))
+        return out
+
+
+def test_a_new_database_gets_exactly_the_migrations_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The schema made without Alembic for a new database is the one the migrations make, table by table."""
+    from retouchd.store import db
+
+    open_store(f"sqlite:///{tmp_path / 'fresh.sqlite'}").engine.dispose()
+    monkeypatch.setattr(db, "_create_fresh", lambda engine: False)
+    open_store(f"sqlite:///{tmp_path / 'migrated.sqlite'}").engine.dispose()
+    fresh, migrated = _schema(tmp_path / "fresh.sqlite"), _schema(tmp_path / "migrated.sqlite")
+    assert "jobs" in fresh and "reviews" in fresh and "alembic_version" in fresh
+    assert fresh == migrated
 
 
 def _wired(root: Path, **settings: Any) -> Any:
