@@ -15,7 +15,7 @@ about as much again as running it.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
