@@ -15,10 +15,11 @@ about as much again as running it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, literal, select, update
 from sqlalchemy.engine import Engine
 
 from retouchd.exceptions import LeaseLost, StoreError
@@ -36,6 +37,12 @@ def _param(column: str) -> Any:
     return bindparam(f"v_{column}", type_=JOBS.c[column].type)
 
 
+def _state_in(states: Iterable[JobState | str]) -> Any:
+    """`state IN (…)` with the states as fixed parameters: an expanding list would be re-rendered into the
+    SQL at every execution (~12 % of a statement's CPU)."""
+    return JOBS.c.state.in_([literal(str(state), JOBS.c.state.type) for state in states])
+
+
 def _values(values: dict[str, Any]) -> dict[str, Any]:
     return {f"v_{column}": value for column, value in values.items()}
 
@@ -46,7 +53,7 @@ def _update_statement(columns: tuple[str, ...], to: JobState | None, returning: 
     if stmt is None:
         states = sorted(LEASED if to is None else [s for s in LEASED if to in TRANSITIONS[s]])
         stmt = (update(JOBS).where(JOBS.c.id == bindparam("w_id"), JOBS.c.lease_owner == bindparam("w_owner"),
-                                   JOBS.c.state.in_(states))
+                                   _state_in(states))
                 .values({column: _param(column) for column in columns}))
         if returning:
             stmt = stmt.returning(*JOBS.c)
@@ -128,7 +135,7 @@ def claimable_filter(now: Any, states: list[JobState], rules: Any, *, skip_pause
     """Jobs in `states` of `rules` whose backoff is over; `skip_paused`: not those of an inbox a person
     paused (read in the same statement, so that a pause holds from the moment it is recorded). `now` and
     `rules` may be values or bind parameters."""
-    where = [JOBS.c.state.in_([s.value for s in states]),
+    where = [_state_in(states),
              (JOBS.c.not_before.is_(None)) | (JOBS.c.not_before <= now)]
     if rules is not None:
         where.append(JOBS.c.rule.in_(rules))
@@ -202,7 +209,7 @@ def queued_at(reader: Engine, rule: str, source: str) -> Job | None:
     if query is None:
         query = _BUILT[("queued_at",)] = (
             select(*JOBS.c).where(JOBS.c.rule == bindparam("rule"), JOBS.c.source_path == bindparam("source"),
-                                  JOBS.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]))
+                                  _state_in([JobState.QUEUED, JobState.RUNNING]))
             .order_by(JOBS.c.id).limit(1))
     with reader.begin() as conn:
         row = conn.execute(query, {"rule": rule, "source": source}).first()
