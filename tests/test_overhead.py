@@ -7,6 +7,7 @@ alone can use its SQLite file claims no sightings; a database at head is opened 
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -98,13 +99,48 @@ def test_the_head_is_read_from_the_scripts_as_alembic_reads_it() -> None:
 
 
 def test_a_database_at_head_opens_without_alembic(tmp_path: Path) -> None:
-    """The first start migrates (Alembic); later starts recognise the head and never import it."""
+    """A new database is created at the head without Alembic, and later starts recognise the head and never
+    import it; a database from an older revision is still upgraded by Alembic."""
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     probe = ("import sys; from retouchd.store import open_store; open_store(sys.argv[1]); "
              "print('alembic' in sys.modules)")
     first = subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, check=True)
     second = subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, check=True)
-    assert (first.stdout.strip(), second.stdout.strip()) == ("True", "False")
+    assert (first.stdout.strip(), second.stdout.strip()) == ("False", "False")
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as conn:  # any table at all: not new, so Alembic's first revision runs (and fails)
+        conn.execute("CREATE TABLE jobs (id INTEGER PRIMARY KEY)")
+    upgraded = subprocess.run([sys.executable, "-c", probe, f"sqlite:///{old}"], capture_output=True, text=True,
+                              check=False)
+    assert upgraded.returncode != 0 and "table jobs already exists" in upgraded.stderr
+
+
+def _schema(path: Path) -> dict[str, Any]:
+    """Every table's columns, indexes (with their columns) and foreign keys, and the DDL, as SQLite has them."""
+    with sqlite3.connect(path) as conn:
+        out: dict[str, Any] = {}
+        for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"):
+            columns = sorted(row[1:] for row in conn.execute(f"PRAGMA table_info('{table}')"))
+            indexes = sorted((row[1], row[2], row[3], [i[2] for i in conn.execute(f"PRAGMA index_info('{row[1]}')")])
+                             for row in conn.execute(f"PRAGMA index_list('{table}')"))
+            keys = sorted(row[2:] for row in conn.execute(f"PRAGMA foreign_key_list('{table}')"))
+            out[table] = (columns, indexes, keys)
+        out["ddl"] = sorted("".join((sql or "").split()) for (sql,) in conn.execute("SELECT sql FROM sqlite_master"))
+        return out
+
+
+def test_a_new_database_gets_exactly_the_migrations_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The schema made without Alembic for a new database is the one the migrations make, table by table."""
+    from retouchd.store import db
+
+    open_store(f"sqlite:///{tmp_path / 'fresh.sqlite'}").engine.dispose()
+    monkeypatch.setattr(db, "_create_fresh", lambda engine: False)
+    open_store(f"sqlite:///{tmp_path / 'migrated.sqlite'}").engine.dispose()
+    fresh, migrated = _schema(tmp_path / "fresh.sqlite"), _schema(tmp_path / "migrated.sqlite")
+    assert "jobs" in fresh and "reviews" in fresh and "alembic_version" in fresh
+    assert fresh == migrated
 
 
 def _wired(root: Path, **settings: Any) -> Any:
@@ -163,6 +199,62 @@ def test_queued_at_finds_the_files_open_job(store: Store) -> None:
     assert running is not None and running.state == JobState.RUNNING
     store.finish(job.id, A, review=False)
     assert store.queued_at("r", "/in/a.png") is None
+
+
+def _one_file(store: Store, n: int, lease: str, exclude: tuple[int, ...] = ()) -> Any:
+    """One file's store calls from intake to archived; returns the job as claimed."""
+    source = f"/in/{n}.png"
+    assert store.queued_at("r", source) is None
+    store.enqueue(**job_fields(content_key=f"k{n}", sha256=f"k{n}", source_path=source, rel_path=f"{n}.png"))
+    job = store.claim(lease, "h", "cpu", 60, ["r"], exclude=exclude)
+    assert job is not None and store.queued_at("r", source) is not None
+    store.heartbeat(job.id, lease, 60, step="upscale", progress=0.5)
+    store.plan_output(job.id, lease, output_path=f"/out/{n}.png", output_sha256="o", tmp=f"/w/{n}.tmp",
+                      steps=[{"op": "upscale", "seconds": 0.5}])
+    store.finish(job.id, lease, review=False, archive_path=f"/arch/{n}.png", sidecar_archive_path=None)
+    store.archived(job.id, lease)
+    return job
+
+
+def test_per_file_statements_are_built_once_and_keep_their_meaning(store: Store, monkeypatch: Any) -> None:
+    """The per-file statements are built on first use and reused (building one cost about as much as
+    running it): a second file builds none. Their values still pass through the column types (the path map,
+    UTC datetimes, JSON) and the claim still skips excluded ids and keeps its order."""
+    from retouchd.store import fenced
+    from retouchd.store.schema import set_path_map
+
+    first = _one_file(store, 0, A)
+    built = dict(fenced._BUILT)
+    made: list[str] = []
+    for name in ("select", "update", "insert", "bindparam"):
+        real = getattr(fenced, name)
+        monkeypatch.setattr(fenced, name, lambda *a, _real=real, _name=name, **k: made.append(_name) or _real(*a, **k))
+    second = _one_file(store, 1, B)
+    assert made == [] and built == fenced._BUILT
+    assert second.id == first.id + 1 and second.attempts == 1 and second.lease_owner == B
+    row = store.get(second.id)
+    assert row is not None and row.state == JobState.ARCHIVED and row.lease_owner is None
+    assert row.archive_path == "/arch/1.png" and row.steps == [{"op": "upscale", "seconds": 0.5}]
+    assert row.device_seconds == 0.5 and row.current_step is None and row.progress == 0.5
+    assert row.finished_at is not None and row.finished_at.tzinfo is not None
+    # The claim skips excluded ids (a shape of its own) and takes the oldest other job.
+    monkeypatch.undo()
+    for n in (2, 3):
+        store.enqueue(**job_fields(content_key=f"k{n}", sha256=f"k{n}", source_path=f"/in/{n}.png",
+                                   rel_path=f"{n}.png"))
+    picked = store.claim("h:1:x:0:l3", "h", "cpu", 60, ["r"], exclude=[first.id + 2])
+    assert picked is not None and picked.id == first.id + 3
+    # Paths go through the path map on the way in and out (the typed bind parameters).
+    try:
+        set_path_map({"/canonical": "/in"})
+        store.enqueue(**job_fields(content_key="k9", sha256="k9", source_path="/in/9.png", rel_path="9.png"))
+        with store.engine.connect() as conn:
+            stored = conn.exec_driver_sql("SELECT source_path FROM jobs WHERE content_key = 'k9'").scalar()
+        assert stored == "/canonical/9.png"
+        found = store.queued_at("r", "/in/9.png")
+        assert found is not None and found.source_path == "/in/9.png"
+    finally:
+        set_path_map({})
 
 
 def test_a_stopped_worker_exits_cleanly_at_once() -> None:

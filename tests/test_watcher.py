@@ -221,3 +221,48 @@ def test_library_log_lines_go_through_structlog(capsys: pytest.CaptureFixture[st
     [line] = [json.loads(raw) for raw in capsys.readouterr().err.splitlines() if raw.strip()]
     assert line["event"].startswith("Inotify queue overflowed") and line["level"] == "warning"
     assert line["logger"] == "watchdog.observers.inotify_c"
+
+
+def test_reading_a_file_wakes_no_watcher_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events mode asks inotify only for the events the watcher uses: the daemon's own reads of a file
+    (intake hashes it, the worker reads it) deliver nothing, while a write, a rename and the inbox going
+    away still do."""
+    from retouchd import watcher as watcher_module
+
+    kinds: list[str] = []
+    real = watcher_module._Handler.on_any_event
+
+    def spy(self: object, event: object) -> None:
+        kinds.append(event.event_type)  # type: ignore[attr-defined]
+        real(self, event)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(watcher_module._Handler, "on_any_event", spy)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    watcher = Watcher([("r", inbox)], mode="events", poll_interval=3600, rescan_interval=3600, ignore=IgnoreMatcher())
+    watcher.start()
+    try:
+        watcher.poll(now=0)
+        (inbox / "a.jpg").write_bytes(b"x")
+        for _ in range(50):
+            if "closed" in kinds:
+                break
+            time.sleep(0.05)
+        kinds.clear()
+        for _ in range(5):
+            assert (inbox / "a.jpg").read_bytes() == b"x"
+        os.rename(inbox / "a.jpg", inbox / "b.jpg")
+        for _ in range(50):
+            if "moved" in kinds:
+                break
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert kinds == ["moved"], "reads must not reach the watcher's threads"
+        shutil.rmtree(inbox)
+        for _ in range(50):
+            if "deleted" in kinds:
+                break
+            time.sleep(0.05)
+        assert "deleted" in kinds and "opened" not in kinds
+    finally:
+        watcher.stop()

@@ -246,18 +246,21 @@ class Slot(threading.Thread):
     def _end(self, attempt: Attempt, result: TaskResult | None, requeue: str | None = None) -> None:
         """Commit `result` (None: nothing to commit), or put the job back without costing it an attempt."""
         job, lease = attempt.job, attempt.lease
+        published = False
         try:
             if requeue is not None:
                 self.pool.store.requeue(job.id, lease, error=requeue, delay=0, refund=True)
             elif result is not None:
                 self._commit(attempt, result)
+                published = result.ok
         except LeaseLost as exc:
             attempt.bound.warning("lease lost (paused or cut off from the database past its lease); the job "
                                   "was abandoned to its new holder", error=str(exc))
         except Exception as exc:
             self._commit_failed(job, lease, exc)
         finally:
-            self._drop_temps(lease)
+            if not published:  # a published attempt's one temp file is the output now: nothing to look for
+                self._drop_temps(lease)
             self.attempts.pop(lease, None)
             self._give_back_spare()
 

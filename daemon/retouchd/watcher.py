@@ -23,7 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from retouchd.mounts import watch_mode_for
@@ -61,6 +71,13 @@ class Inbox:
     identity: tuple[int, int] | None = None
     changed_at: float = float("-inf")
     present: set[Path] = field(default_factory=set)
+
+
+EVENTS: list[type[FileSystemEvent]] = [FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, FileClosedEvent,
+                                       FileMovedEvent, DirMovedEvent, DirDeletedEvent]
+"""The events the handler uses (DirDeletedEvent: the inbox itself went away), so that inotify is asked only
+for those: every file is opened and closed unwritten twice while it is processed (intake hashes it, the
+worker reads it), four events per file that watchdog's threads read, built and dispatched for nothing."""
 
 
 class _Handler(FileSystemEventHandler):
@@ -120,7 +137,8 @@ class Watcher:
         if inbox.mode != "events" or self._observer is None or inbox.watch is not None or inbox.held:
             return
         try:
-            inbox.watch = self._observer.schedule(_Handler(inbox, self._events), str(inbox.path), recursive=True)
+            inbox.watch = self._observer.schedule(_Handler(inbox, self._events), str(inbox.path), recursive=True,
+                                                  event_filter=EVENTS)
         except OSError as exc:
             log.warning("cannot watch inbox with events; scanning instead", rule=inbox.rule, error=str(exc))
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -76,7 +76,11 @@ def migrate(engine: Engine) -> None:
         if _at_head(engine):
             return
     except SQLAlchemyError:
-        pass  # no version table yet, or the database is damaged or away: Alembic says which below
+        try:  # no version table: a new database (no table at all) is made at the head at once
+            if _create_fresh(engine):
+                return
+        except SQLAlchemyError:
+            pass  # damaged or away: Alembic says which below
     from alembic import command
 
     cfg = alembic_config(engine)
@@ -95,6 +99,29 @@ def migrate(engine: Engine) -> None:
             f"cannot open or migrate the database at {where}: {reason}; check database_url and that the folder "
             "is writable"
         ) from None
+
+
+def _create_fresh(engine: Engine) -> bool:
+    """A database without any table gets the models' schema, which is the migrations' head (tests check that
+    both give the same tables, columns, indexes and keys), and the head's revision, in one transaction and
+    without importing Alembic: a first start saves ~0.2 s of CPU. False when it has a table (Alembic
+    upgrades it). Two daemons creating one database at once: the second finds the first's tables."""
+    head = head_revision()
+    if head is None:
+        return False
+    from retouchd.store import review_schema  # noqa: F401  (its tables belong to the schema)
+    from retouchd.store.schema import Base
+
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        if inspect(conn).get_table_names():
+            return False
+        Base.metadata.create_all(conn)
+        conn.exec_driver_sql("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                             "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))")
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"), {"head": head})
+    return True
 
 
 _REVISION = re.compile(r"^(down_revision|revision)\s*=\s*(?:None|[\"']([^\"']+)[\"'])", re.MULTILINE)
