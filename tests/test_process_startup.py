@@ -70,3 +70,72 @@ def test_passive_openmp_is_a_default_not_an_override() -> None:
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                                 check=True, env=env)
         assert result.stdout.strip() == expected
+
+
+IMAGE_STACK = ("numpy", "PIL", "cv2", "torch", "onnxruntime", "retouchd.images", "retouchd.pipeline",
+               "retouchd.steps.upscale", "retouchd.steps.remove_text", "retouchd.steps.remove_objects")
+RUN_CODE = f"""
+import json, sys
+from retouchd.cli import main
+try:
+    main(sys.argv[1:], standalone_mode=False)
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+print(json.dumps({{"code": code, "loaded": sorted(m for m in {IMAGE_STACK!r} if m in sys.modules)}}))
+"""
+
+
+def test_run_once_parent_imports_no_image_stack(tmp_path: Path) -> None:
+    """`run --once` on a lanczos rule processes the files while the daemon's own process imports neither
+    numpy, Pillow, OpenCV, torch nor a step module: those load in the worker only."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nname = "r"\ninbox = "r"\nsteps = [{ op = "upscale", scale = 2, model = "lanczos" }]\n')
+    inbox = tmp_path / "root" / "inbox" / "r"
+    inbox.mkdir(parents=True)
+    for seed in range(2):
+        Image.fromarray(np.random.default_rng(seed).integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(
+            inbox / f"in{seed}.png")
+    command = [sys.executable, "-c", RUN_CODE, "run", "--once", "--rules", str(rules), "--root", str(tmp_path / "root"),
+               "--log-level", "warning"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False,
+                            env={"RETOUCHD_WORKERS__DEVICES": "cpu", "RETOUCHD_WATCH__SETTLE_TIME": "0",
+                                 "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"code": 0, "loaded": []}
+    for seed in range(2):
+        with Image.open(tmp_path / "root" / "outbox" / "r" / f"in{seed}.png") as out:
+            assert out.size == (64, 48)
+
+
+def test_rule_validation_imports_no_image_stack() -> None:
+    """Validating every built-in op's options (the shipped rules, plus regions, engines and a bad value) and
+    their start-up checks for a lanczos rule need pydantic only."""
+    code = (
+        "import json, sys\n"
+        "from pydantic import ValidationError\n"
+        "from retouchd.rules import Rule, load_rules\n"
+        "from retouchd.steps import preflight\n"
+        "rules = load_rules()\n"
+        "rule = Rule.model_validate({'name': 'x', 'inbox': 'x', 'steps': [\n"
+        "    {'op': 'remove_objects', 'regions': [[0, 0, '10%', 5]], 'engine': 'telea'},\n"
+        "    {'op': 'remove_text', 'when': 'auto', 'regions': [[0, '85%', '100%', '15%']]},\n"
+        "    {'op': 'upscale', 'scale': 2, 'model': 'lanczos', 'tile': 64}]})\n"
+        "preflight(rule.steps[-1], {})\n"
+        "try:\n"
+        "    Rule.model_validate({'name': 'y', 'inbox': 'y', 'steps': [{'op': 'upscale', 'tile': 8}]})\n"
+        "except ValidationError as exc:\n"
+        "    bad = 'at least 32 pixels' in str(exc)\n"
+        "after = Rule.model_validate({'name': 'z', 'inbox': 'z', 'allow_upscale_first': True, 'steps': [\n"
+        "    {'op': 'upscale'}, {'op': 'remove_objects', 'mask': 'sidecar'}]}).removal_after_upscale()\n"
+        f"heavy = {IMAGE_STACK!r}\n"
+        "print(json.dumps({'rules': len(rules.rules), 'bad': bad, 'after': after,\n"
+        "                  'loaded': sorted(m for m in heavy if m in sys.modules)}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["rules"] > 0 and report["bad"] is True and report["after"] is True
+    assert report["loaded"] == []

@@ -23,8 +23,8 @@ from retouchd.exceptions import ConfigError
 from retouchd.store.states import printable
 
 if TYPE_CHECKING:
-    from retouchd.pipeline import TaskResult
     from retouchd.store import Job
+    from retouchd.task import TaskResult
 
 log = structlog.get_logger("retouchd.alerts")
 COALESCE = 2.0

@@ -25,9 +25,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from retouchd import beneath
 from retouchd.exceptions import LeaseLost, TransientError, UnsafePathError
 from retouchd.fsops import fit_name, publish, safe_join, sha256_file, temp_sibling, unique_path
-from retouchd.pipeline import TaskResult
 from retouchd.rules import RuleFolders
 from retouchd.store import Job, JobState, Store, utcnow
+from retouchd.task import TaskResult
 
 log = structlog.get_logger("retouchd.archive")
 

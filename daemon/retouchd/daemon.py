@@ -33,7 +33,7 @@ from retouchd.rules import RuleFolders, RuleSet, load_rules, rule_folders
 from retouchd.settings import Settings
 from retouchd.settle import IgnoreMatcher, SettleTracker
 from retouchd.sidecarwait import SidecarWaits
-from retouchd.steps import build_step
+from retouchd.steps import preflight
 from retouchd.store import Store, open_store, set_path_map, utcnow
 from retouchd.watcher import Watcher
 
@@ -133,7 +133,7 @@ class Daemon(Recovery, Handover):
         folders = rule_folders(self.settings, rules)
         for rule in rules.rules:
             for options in rule.steps:
-                build_step(options).preflight(dict(self.settings.engines))
+                preflight(options, dict(self.settings.engines))
         unmounted: dict[str, str] = {}
         for name, f in folders.items():
             share = missing_share(self.settings.root, _all(f))

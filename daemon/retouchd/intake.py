@@ -24,9 +24,9 @@ import structlog
 from retouchd import beneath
 from retouchd.exceptions import TransientError, UnsafePathError
 from retouchd.fsops import safe_join, unique_path
-from retouchd.masks import find_sidecar, is_sidecar
 from retouchd.rules import Rule, RuleFolders
 from retouchd.settle import Candidate
+from retouchd.sidecars import find_sidecar, is_sidecar
 from retouchd.sidecarwait import SidecarWaits, needs_sidecar
 from retouchd.store import ACTIVE, Job, JobState, Store
 

@@ -16,11 +16,12 @@ instead of 2.4×), ×4 +0.72 (8.4× instead of 6.0×); dividing by s at ×4 kept
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any
 
 from PIL import Image, JpegImagePlugin
 
-Quality: TypeAlias = int | Literal["same"]
+from retouchd.outputspec import Quality
+
 DEFAULT_QUALITY = 92
 """What "same" means when the source has no tables to reuse (and for WebP)."""
 ENLARGED_DIVISOR = 2.0

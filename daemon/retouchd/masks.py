@@ -7,47 +7,19 @@ its image: the watcher never treats it as an image, and it is archived with it.
 from __future__ import annotations
 
 import io
-import os
-import re
 import warnings
 from pathlib import Path
-from typing import TypeAlias
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from retouchd.exceptions import InputError
+from retouchd.regions import Length, Region, parse_length, validate_region
+from retouchd.sidecars import SIDECAR_SUFFIXES, find_sidecar, is_sidecar
 from retouchd.typing import Mask
 
-Length: TypeAlias = int | float | str
-"""Pixels (a number ≥ 0) or a percentage of the image side ("10%", "12.5%")."""
-
-Region: TypeAlias = tuple[Length, Length, Length, Length]
-"""[x, y, w, h]; x and w are measured along the width, y and h along the height."""
-
-SIDECAR_SUFFIXES: tuple[str, ...] = (".mask.png", "_mask.png")
-
-_PERCENT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*$")
-
-
-def is_sidecar(name: str) -> bool:
-    """True for a file name that is a sidecar mask (case-insensitive), whether or not its image exists."""
-    lowered = name.lower()
-    return any(lowered.endswith(suffix) and len(lowered) > len(suffix) for suffix in SIDECAR_SUFFIXES)
-
-
-def find_sidecar(image: Path) -> Path | None:
-    """The sidecar mask beside `image`, if there is one; `.mask.png` wins over `_mask.png`.
-
-    A symbolic link is never a sidecar: it could lead outside the inbox.
-    """
-    for suffix in SIDECAR_SUFFIXES:
-        if len(os.fsencode(image.stem + suffix)) > 255:
-            continue  # the image's name is so long that no sidecar name fits beside it
-        for candidate in (image.with_name(image.stem + suffix), image.with_name(image.stem + suffix.upper())):
-            if candidate != image and candidate.is_file() and not candidate.is_symlink():
-                return candidate
-    return None
+__all__ = ["SIDECAR_SUFFIXES", "Length", "Region", "components", "dilate", "find_sidecar", "is_sidecar",
+           "load_sidecar", "parse_length", "region_box", "regions_mask", "validate_region"]
 
 
 def load_sidecar(path: Path, width: int, height: int, data: bytes | None = None) -> Mask:
@@ -74,33 +46,6 @@ def load_sidecar(path: Path, width: int, height: int, data: bytes | None = None)
     if values.shape != (height, width):
         values = np.asarray(Image.fromarray(values).resize((width, height), Image.Resampling.NEAREST))
     return np.ascontiguousarray(values >= 128)
-
-
-def parse_length(value: Length) -> tuple[float, bool]:
-    """(number, is_percent) for a region length; ValueError with the reason when it is not one."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a length; use pixels (e.g. 40) or a percentage (e.g. \"10%\")")
-    if isinstance(value, int | float):
-        if not np.isfinite(value) or value < 0:
-            raise ValueError(f"{value!r} is not a length ≥ 0 in pixels")
-        return float(value), False
-    match = _PERCENT.match(value)
-    if match is None:
-        raise ValueError(f"{value!r} is not a length; use pixels (e.g. 40) or a percentage (e.g. \"10%\")")
-    percent = float(match.group(1))
-    if percent > 100:
-        raise ValueError(f"{value!r} is more than 100%")
-    return percent, True
-
-
-def validate_region(region: Region | list[Length]) -> Region:
-    """The region as a 4-tuple after checking every length; ValueError says what is wrong."""
-    if len(region) != 4:
-        raise ValueError(f"a region is [x, y, w, h], got {list(region)!r}")
-    for value in region:
-        parse_length(value)
-    x, y, w, h = region
-    return (x, y, w, h)
 
 
 def region_box(region: Region, width: int, height: int) -> tuple[int, int, int, int]:

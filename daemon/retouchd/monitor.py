@@ -23,11 +23,11 @@ from retouchd.store.states import printable
 
 if TYPE_CHECKING:
     from retouchd.metrics import Metrics
-    from retouchd.pipeline import TaskResult
     from retouchd.pool import Identity, Pool
     from retouchd.settings import Settings
     from retouchd.sidecarwait import SidecarWaits
     from retouchd.store import Job, Store
+    from retouchd.task import TaskResult
     from retouchd.watcher import Watcher
 
 log = structlog.get_logger("retouchd.monitor")

@@ -19,11 +19,11 @@ from retouchd.archive import Committer
 from retouchd.commitfail import commit_error
 from retouchd.devices import resolve_devices
 from retouchd.exceptions import LeaseLost
-from retouchd.masks import find_sidecar
-from retouchd.pipeline import Task, TaskResult
 from retouchd.rules import RuleSet
 from retouchd.settings import Settings
+from retouchd.sidecars import find_sidecar
 from retouchd.store import Job, JobState, Store
+from retouchd.task import Task, TaskResult
 from retouchd.worker import Event, Worker
 
 log = structlog.get_logger("retouchd.pool")

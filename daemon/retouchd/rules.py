@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from retouchd import steps as step_registry
 from retouchd.exceptions import RuleError
-from retouchd.images import OutputSpec
 from retouchd.messages import explain
-from retouchd.steps.base import StepOptions
+from retouchd.outputspec import OutputSpec
+from retouchd.steps.options import StepOptions
 
 if TYPE_CHECKING:
     from retouchd.settings import Settings
@@ -87,7 +87,7 @@ class Rule(BaseModel):
                 raise ValueError(
                     f"step {index}: unknown op {op!r}; ops: {', '.join(step_registry.available_ops())}"
                 )
-            options_model = step_registry.step_class(op).options_model
+            options_model = step_registry.options_model(op)
             try:
                 parsed.append(options_model.model_validate(raw))
             except ValidationError as exc:
@@ -130,10 +130,9 @@ class Rule(BaseModel):
     def _removal_after_upscale(self, steps: list[StepOptions]) -> bool:
         seen_upscale = False
         for options in steps:
-            step = step_registry.build_step(options)
             if options.op == "upscale":
                 seen_upscale = True
-            elif seen_upscale and step.removes_content():
+            elif seen_upscale and step_registry.removes_content(options):
                 return True
         return False
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import structlog
 
-from retouchd.masks import SIDECAR_SUFFIXES, is_sidecar
 from retouchd.rules import Rule
+from retouchd.sidecars import SIDECAR_SUFFIXES, is_sidecar
 
 log = structlog.get_logger("retouchd.sidecars")
 

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from retouchd.exceptions import DeviceOutOfMemoryError, RetouchdError, StepError
+from retouchd.steps.options import MIN_TILE
 from retouchd.typing import ProgressFn, RGBImage
 
-MIN_TILE = 32
 MAX_AUTO_TILE = 2048
 CPU_ACTIVATION_BUDGET = 512 * 2**20
 """Bytes of activations an auto-sized tile may take on the CPU: a job's peak RSS stays within its output

@@ -12,7 +12,8 @@ import numpy as np
 from retouchd import beneath
 from retouchd.exceptions import SourceChangedError
 from retouchd.fsops import CHUNK
-from retouchd.images import ImageInfo, OutputSpec, output_format
+from retouchd.images import ImageInfo, output_format
+from retouchd.outputspec import OutputSpec
 from retouchd.typing import Frame
 
 

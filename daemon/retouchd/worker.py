@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 
 from retouchd.exceptions import WorkerDiedError
-from retouchd.pipeline import Task, TaskResult
+from retouchd.task import Task, TaskResult
 
 log = structlog.get_logger("retouchd.worker")
 _CTX = multiprocessing.get_context("spawn")

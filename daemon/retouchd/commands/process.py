@@ -18,12 +18,13 @@ import click
 from retouchd.commands.process_inputs import collect
 from retouchd.devices import prefer_passive_openmp, resolve_devices
 from retouchd.fsops import unique_path
-from retouchd.masks import find_sidecar
-from retouchd.pipeline import Task, run_task
+from retouchd.pipeline import run_task
 from retouchd.rules import Rule
 from retouchd.settings import Settings
 from retouchd.settle import IgnoreMatcher
+from retouchd.sidecars import find_sidecar
 from retouchd.steps.base import DictCache
+from retouchd.task import Task
 
 
 class _Plain:

@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from retouchd.masks import is_sidecar
 from retouchd.rules import Rule
 from retouchd.settle import IgnoreMatcher
+from retouchd.sidecars import is_sidecar
 
 
 @dataclass(frozen=True)

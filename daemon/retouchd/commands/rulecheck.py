@@ -7,13 +7,13 @@ from pathlib import Path
 import click
 
 from retouchd.exceptions import ConfigError
-from retouchd.masks import is_sidecar
 from retouchd.messages import PREFIX
 from retouchd.rules import Rule, RuleSet, load_rules, rule_folders
 from retouchd.settings import Settings
 from retouchd.settle import IgnoreMatcher
+from retouchd.sidecars import is_sidecar
 from retouchd.sidecarwait import needs_sidecar
-from retouchd.steps import build_step
+from retouchd.steps import preflight
 
 
 def preflight_problems(settings: Settings, ruleset: RuleSet) -> list[str]:
@@ -22,7 +22,7 @@ def preflight_problems(settings: Settings, ruleset: RuleSet) -> list[str]:
     for rule in ruleset.rules:
         for options in rule.steps:
             try:
-                build_step(options).preflight(dict(settings.engines))
+                preflight(options, dict(settings.engines))
             except ConfigError as exc:
                 problems.append(f"rule {rule.name!r}, step {options.op}: {exc}")
     return problems

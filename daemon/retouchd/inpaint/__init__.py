@@ -1,7 +1,7 @@
 """Inpainting: fill masked pixels so that nobody can see where they were.
 
 `inpaint()` serves `remove_objects` and `remove_text`. Engines load lazily by name: importing this package
-imports neither torch nor OpenCV nor onnxruntime.
+imports neither numpy nor torch nor OpenCV nor onnxruntime (rule validation needs ENGINES).
 """
 
 from __future__ import annotations
@@ -9,14 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from retouchd.exceptions import ConfigError, StepError
-from retouchd.typing import Mask, RGBImage
 
 if TYPE_CHECKING:
     from retouchd.inpaint.base import InpaintEngine
     from retouchd.steps.base import StepContext
+    from retouchd.typing import Mask, RGBImage
 
 _ENGINES: dict[str, str] = {
     "patch": "retouchd.inpaint.patch:PatchEngine",
@@ -50,6 +48,8 @@ def inpaint(rgb: RGBImage, mask: Mask, *, engine: str, ctx: StepContext) -> RGBI
 
     An empty mask returns `rgb` itself. The engine works on crops around the mask's components.
     """
+    import numpy as np
+
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise StepError(f"inpaint needs an H×W×3 uint8 image, got {rgb.dtype} {rgb.shape}")
     if mask.shape != rgb.shape[:2]:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retouchd.exceptions import ModelError
-from retouchd.models.ncnn import param_parameter_count, read_ncnn, read_param
 
 if TYPE_CHECKING:
     import torch
@@ -144,6 +143,8 @@ def _recorded_hashes(package: str) -> dict[str, str]:
 
 
 def _describe(model: BundledModel) -> ModelInfo:
+    from retouchd.models import ncnn
+
     if model.package is None:
         return ModelInfo(model.name, model.description, model.family, (), "Pillow/OpenCV", None, (), (),
                          (), model.licence, ok=True)
@@ -157,7 +158,7 @@ def _describe(model: BundledModel) -> ModelInfo:
     files = tuple(path for pair in pairs for path in pair)
     return ModelInfo(
         model.name, model.description, model.family, scales, model.package, version, files,
-        tuple(param_parameter_count(param) for param, _ in pairs), tuple(_sha256(p) for p in files),
+        tuple(ncnn.param_parameter_count(param) for param, _ in pairs), tuple(_sha256(p) for p in files),
         model.licence, ok=True,
     )
 
@@ -238,7 +239,7 @@ def choose_backend(device: str, backend: str = "auto") -> str:
 
 
 def _load_ncnn(model: BundledModel, scale: int, threads: int) -> SRNet:
-    from retouchd.models import ncnnrun
+    from retouchd.models import ncnn, ncnnrun
 
     param, weights = bundled_files(model, scale)
     module = ncnnrun.NcnnModule(param, weights, family=model.family, scale=scale, threads=threads)
@@ -246,7 +247,7 @@ def _load_ncnn(model: BundledModel, scale: int, threads: int) -> SRNet:
         module.code = ncnnrun.SRMD_CODE + (0.0,) * (module.in_channels - 3 - len(ncnnrun.SRMD_CODE))
         radius = ncnnrun.RECEPTIVE_RADIUS["srmd"]
     elif model.family == "srvgg":
-        radius = sum(1 for layer in read_param(param) if layer.type == "Convolution")
+        radius = sum(1 for layer in ncnn.read_param(param) if layer.type == "Convolution")
     else:
         radius = ncnnrun.RECEPTIVE_RADIUS[model.family]
     return SRNet(model.name, model.family, module, scale, radius, ncnnrun.BYTES_PER_PIXEL[model.family], "ncnn",
@@ -262,7 +263,9 @@ def load_bundled(name: str, scale: int, *, device: str = "cpu", threads: int = 1
     if choose_backend(device, backend) == "ncnn":
         return _load_ncnn(model, scale, threads)
     param, weights = bundled_files(model, scale)
-    net = read_ncnn(param, weights)
+    from retouchd.models import ncnn
+
+    net = ncnn.read_ncnn(param, weights)
     if model.family == "srmd":
         from retouchd.models.srmd import state_dict_from_ncnn
     elif model.family == "rrdbnet":

@@ -13,17 +13,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 import structlog
-from pydantic import BaseModel, ConfigDict
 
+from retouchd.steps.options import StepOptions
 from retouchd.typing import Frame, Metrics, ModelCache, ProgressFn
-
-
-class StepOptions(BaseModel):
-    """Options common to every step; each op subclasses it. Unknown keys are rejected."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    op: str
 
 
 class DictCache:
@@ -84,12 +76,14 @@ class Step(abc.ABC, Generic[OptionsT]):
     def preflight(self, engines: dict[str, str]) -> None:
         """Check, at start-up, what this step needs (model files, packages); raise ConfigError if missing.
 
-        `engines` maps configured engine/model names to file paths from the settings.
+        `engines` maps configured engine/model names to file paths from the settings. The built-in steps'
+        checks live on their options (steps/options.py), so that start-up runs them without the step.
         """
+        self.options.preflight(engines)
 
     def removes_content(self) -> bool:
         """True for steps that erase overlays or objects; these must run before `upscale`."""
-        return False
+        return type(self.options).removes_content
 
     @abc.abstractmethod
     def run(self, frame: Frame, ctx: StepContext) -> StepResult:

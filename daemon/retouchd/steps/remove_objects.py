@@ -3,44 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import ClassVar, Literal
-
-from pydantic import Field, model_validator
+from typing import ClassVar
 
 from retouchd import masks
 from retouchd.exceptions import InputError
-from retouchd.inpaint import inpaint, preflight
-from retouchd.masks import Region
-from retouchd.steps.base import Step, StepContext, StepOptions, StepResult
-from retouchd.steps.fill import FillOptions
+from retouchd.inpaint import inpaint
+from retouchd.steps.base import Step, StepContext, StepResult
+from retouchd.steps.options import RemoveObjectsOptions, StepOptions
 from retouchd.typing import Frame, Mask, Metrics
-
-
-class RemoveObjectsOptions(FillOptions):
-    op: Literal["remove_objects"] = "remove_objects"
-    mask: Literal["sidecar"] | None = None
-    """"sidecar": `<name>.mask.png` (or `<name>_mask.png`) beside the image, white = remove; required."""
-    regions: list[Region] = Field(default_factory=list)
-    """Boxes [x, y, w, h] in pixels or "10%" strings, combined with the sidecar."""
-    dilate: int = Field(0, ge=0, le=512)
-    """Grow the mask by this many pixels to cover anti-aliased edges and halos."""
-
-    @model_validator(mode="after")
-    def _has_a_source(self) -> RemoveObjectsOptions:
-        if self.mask is None and not self.regions:
-            raise ValueError('remove_objects needs mask = "sidecar" and/or regions = [[x, y, w, h], ...]')
-        return self
 
 
 class RemoveObjectsStep(Step[RemoveObjectsOptions]):
     name = "remove_objects"
     options_model: ClassVar[type[StepOptions]] = RemoveObjectsOptions
-
-    def preflight(self, engines: dict[str, str]) -> None:
-        preflight(self.options.engine, engines)
-
-    def removes_content(self) -> bool:
-        return True
 
     def build_mask(self, frame: Frame, ctx: StepContext) -> Mask:
         """The sidecar (if the rule asks for it) united with the regions, then dilated."""

@@ -13,43 +13,16 @@ and, when treated, `inpaint_seconds`.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, ClassVar, Literal, cast
-
-from pydantic import Field, model_validator
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from retouchd import masks
-from retouchd.exceptions import ConfigError, ModelError
-from retouchd.inpaint import inpaint, preflight
-from retouchd.masks import Region
-from retouchd.steps.base import Step, StepContext, StepOptions, StepResult
-from retouchd.steps.fill import FillOptions
+from retouchd.inpaint import inpaint
+from retouchd.steps.base import Step, StepContext, StepResult
+from retouchd.steps.options import RemoveTextOptions, StepOptions
 from retouchd.typing import Frame, Metrics
 
 if TYPE_CHECKING:
     from retouchd.textdetect import OcrModels
-
-
-class RemoveTextOptions(FillOptions):
-    op: Literal["remove_text"] = "remove_text"
-    when: Literal["always", "auto"] = "always"
-    """"always": remove whatever text is found; "auto": only when the overlay score reaches `threshold`."""
-    threshold: float = Field(0.6, ge=0.0, le=1.0)
-    min_score: float = Field(0.5, ge=0.0, le=1.0)
-    """Evidence (0–1) a single text line needs to be removed."""
-    dilate: int = Field(0, ge=0, le=64)
-    """Extra pixels around the letters (glow, heavy shadows) beyond the detected rim."""
-    regions: list[Region] | None = None
-    """Boxes [x, y, w, h] in pixels or "10%" strings: text is looked for only there (e.g. the bottom 15 %)."""
-    review_below: float | None = Field(None, ge=0.0, le=1.0)
-
-    @model_validator(mode="after")
-    def _review_below_threshold(self) -> RemoveTextOptions:
-        if self.review_below is not None and self.review_below >= self.threshold:
-            raise ValueError(
-                f"review_below ({self.review_below}) must be lower than threshold ({self.threshold}): "
-                "scores between the two go to review/"
-            )
-        return self
 
 
 def _models(ctx: StepContext) -> OcrModels:
@@ -63,18 +36,6 @@ def _models(ctx: StepContext) -> OcrModels:
 class RemoveTextStep(Step[RemoveTextOptions]):
     name = "remove_text"
     options_model: ClassVar[type[StepOptions]] = RemoveTextOptions
-
-    def preflight(self, engines: dict[str, str]) -> None:
-        from retouchd.textdetect.runtime import model_dir
-
-        try:
-            model_dir()
-        except ModelError as exc:
-            raise ConfigError(str(exc)) from exc
-        preflight(self.options.engine, engines)
-
-    def removes_content(self) -> bool:
-        return True
 
     def _pixel_regions(self, frame: Frame) -> list[tuple[int, int, int, int]] | None:
         if self.options.regions is None:

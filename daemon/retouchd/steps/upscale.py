@@ -11,19 +11,18 @@ import itertools
 import os
 import sys
 from contextlib import AbstractContextManager
-from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal, cast
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import numpy as np
-from pydantic import Field, field_validator
 
 from retouchd import degradation
 from retouchd.colourlevel import match_levels
-from retouchd.exceptions import ConfigError, DeviceOutOfMemoryError, LimitError, ModelError
-from retouchd.models.registry import BUNDLED, MODEL_NAMES, bundled_files, is_weights_path, native_scales
-from retouchd.steps.base import Step, StepContext, StepOptions, StepResult
+from retouchd.exceptions import DeviceOutOfMemoryError, LimitError
+from retouchd.models.registry import is_weights_path, native_scales
+from retouchd.steps.base import Step, StepContext, StepResult
+from retouchd.steps.options import StepOptions, UpscaleOptions
 from retouchd.steps.upscale_jpeg import Choice, choose, load_noise_aware, refine
-from retouchd.tiling import MIN_TILE, auto_tile, tiled_upscale
+from retouchd.tiling import auto_tile, tiled_upscale
 from retouchd.typing import Alpha, Frame, Metrics, RGBImage
 
 if TYPE_CHECKING:
@@ -32,42 +31,6 @@ if TYPE_CHECKING:
 PRE_PAD = 2
 """Border pixels repeated around the image: measured +0.2 to +1.3 dB PSNR-Y for `fast` on small photos
 (the network's zero padding darkens the rim otherwise), for about 1 % more work on a 1000-px image."""
-
-
-class UpscaleOptions(StepOptions):
-    op: Literal["upscale"] = "upscale"
-    scale: float = Field(2.0, gt=1.0, le=8.0)
-    model: str = "fast"
-    """A bundled model name or a path to user weights (.pth / .safetensors)."""
-    tile: int | Literal["auto"] = "auto"
-    tile_pad: int | Literal["auto"] = "auto"
-    """Context pixels around each tile; auto = the network's receptive radius."""
-    fp16: bool | Literal["auto"] = "auto"
-    """Half precision on CUDA; auto = on CUDA only. The CPU always runs float32."""
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, value: str) -> str:
-        if value in MODEL_NAMES or is_weights_path(value):
-            return value
-        raise ValueError(
-            f"unknown upscale model {value!r}; use one of {', '.join(MODEL_NAMES)} "
-            "or a path to weights ending in .pth or .safetensors"
-        )
-
-    @field_validator("tile")
-    @classmethod
-    def _tile_size(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value < MIN_TILE:
-            raise ValueError(f"tile must be 'auto' or at least {MIN_TILE} pixels, not {value}")
-        return value
-
-    @field_validator("tile_pad")
-    @classmethod
-    def _pad_size(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and not 0 <= value <= 128:
-            raise ValueError(f"tile_pad must be 'auto' or 0–128 pixels, not {value}")
-        return value
 
 
 def target_size(width: int, height: int, scale: float) -> tuple[int, int]:
@@ -147,20 +110,6 @@ def _inference_mode(net: SRNet) -> AbstractContextManager[object]:
 class UpscaleStep(Step[UpscaleOptions]):
     name = "upscale"
     options_model: ClassVar[type[StepOptions]] = UpscaleOptions
-
-    def preflight(self, engines: dict[str, str]) -> None:
-        """Bundled weights are installed; user weights exist and load as one of our architectures."""
-        model = self.options.model
-        try:
-            if is_weights_path(model):
-                from retouchd.models.registry import load_user
-
-                load_user(Path(model).expanduser())
-            elif BUNDLED[model].package is not None:
-                for scale in native_scales(model):
-                    bundled_files(BUNDLED[model], scale)
-        except ModelError as exc:
-            raise ConfigError(f"upscale model {model!r} is not usable: {exc}", step=self.name) from exc
 
     def run(self, frame: Frame, ctx: StepContext) -> StepResult:
         size = target_size(frame.width, frame.height, self.options.scale)

@@ -18,7 +18,7 @@ from retouchd.typing import Frame
 
 if TYPE_CHECKING:
     from retouchd.commands.doctor import Report
-    from retouchd.steps.base import StepOptions
+    from retouchd.steps.options import StepOptions
 
 GIB = float(1 << 30)
 TEST_SIDE = 32
