@@ -53,12 +53,14 @@ MOST = 1.0
 DEEP = 12.0
 TELEA_RADIUS = 3
 SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0)
-EXPLAINED = 0.3
+EXPLAINED = 0.05
 MIN_ALPHA = 0.2
 MAX_ALPHA = 0.6
 FAINT = 0.01
 GLYPH_RIM = 2
 FIT_SHARE = 0.15
+CAST = 0.4
+CAST_PIXELS = 12
 
 Floats = npt.NDArray[np.float32]
 
@@ -98,8 +100,9 @@ def add_shadow(rgb: RGBImage, quad: Quad, letters: Mask, out: Mask) -> Shadow | 
     glyphs = ink & (change < -LIGHT_LETTERS)
     if int(glyphs.sum()) >= max(16, FIT_SHARE * int(ink.sum())):
         zone = _grow(glyphs, reach) & inner
-        alpha = _unblendable(crop, zone, glyphs, line)
-        if alpha is not None:
+        fitted = _unblendable(crop, zone, glyphs, line)
+        if fitted is not None:
+            alpha, glyphs = fitted
             keep = _grow(glyphs, GLYPH_RIM)
             alpha[keep | ~zone] = 0.0
             out[y0:y1, x0:x1] |= (alpha > MAX_ALPHA) | keep
@@ -129,14 +132,46 @@ def _change(crop: RGBImage, zone: Mask) -> Floats:
     return np.asarray(background.astype(np.float32).mean(axis=2) - crop.astype(np.float32).mean(axis=2), np.float32)
 
 
-def _unblendable(crop: RGBImage, zone: Mask, glyphs: Mask, line: float) -> Floats | None:
-    """The darkening of the glyphs' drop shadow (in a zone grown from the glyphs alone: the letter mask can
-    take in dark photo) when they have one (`_offset`) that `_fit` fits."""
+def _unblendable(crop: RGBImage, zone: Mask, glyphs: Mask, line: float) -> tuple[Floats, Mask] | None:
+    """(the darkening of the glyphs' drop shadow, the glyphs that cast it) when they have one (`_offset`) that
+    `_fit` fits; found in a zone grown from the glyphs alone (the letter mask can take in dark photo)."""
     change = _change(crop, zone)
     around = zone & ~_grow(glyphs, SKIP)
     if _offset(glyphs.astype(np.float32), (change > DARKER) & around, around, line) is None:
         return None
-    return _fit(glyphs, crop, change, zone & ~_grow(glyphs, GLYPH_RIM), line)
+    free = zone & ~_grow(glyphs, GLYPH_RIM)
+    fitted = _fit(glyphs, crop, change, free, line)
+    if fitted is None:
+        return None
+    scale, (dx, dy, sigma) = fitted
+    casting = _casting(glyphs, _darkening(crop, change), free, scale, (dx, dy, sigma))
+    return np.asarray(np.clip(scale * _template(casting, dx, dy, sigma), 0.0, 1.0), np.float32), casting
+
+
+def _casting(glyphs: Mask, darkening: Floats, free: Mask, scale: float, params: tuple[int, int, float]) -> Mask:
+    """The glyphs that cast the shadow: a light piece of photo the letter mask took in (a sunlit streak) has
+    no darkening under its own moved, blurred shape (less than `CAST` of what the fit expects there)."""
+    count, labels = cv2.connectedComponents(glyphs.astype(np.uint8), connectivity=8)
+    out = glyphs.copy()
+    for index in range(1, count):
+        piece = labels == index
+        template = scale * _template(piece, *params)
+        under = free & (template > scale * CORE)
+        if int(under.sum()) < CAST_PIXELS:
+            continue
+        if float(darkening[under].mean()) < CAST * float(template[under].mean()):
+            out &= ~piece
+    return out
+
+
+def _darkening(crop: RGBImage, change: Floats) -> Floats:
+    """1 − I/B̂ per pixel (B̂: the photo diffused from around the zone)."""
+    estimate = np.maximum(crop.astype(np.float32).mean(axis=2) + change, 8.0)
+    return np.asarray(np.clip(change / estimate, -1.0, 1.0), np.float32)
+
+
+def _template(glyphs: Mask, dx: int, dy: int, sigma: float) -> Floats:
+    return np.asarray(cv2.GaussianBlur(_shifted(glyphs.astype(np.float32), dx, dy), (0, 0), sigma), np.float32)
 
 
 def _shifted(layer: Floats, x: int, y: int) -> Floats:
@@ -147,37 +182,36 @@ def _shifted(layer: Floats, x: int, y: int) -> Floats:
     return moved
 
 
-def _fit(glyphs: Mask, crop: RGBImage, change: Floats, free: Mask, line: float) -> Floats | None:
-    """The darkening `a` of the best-fitting moved, blurred glyphs (scaled by least squares), or None."""
+def _fit(glyphs: Mask, crop: RGBImage, change: Floats, free: Mask,
+         line: float) -> tuple[float, tuple[int, int, float]] | None:
+    """(depth, (dx, dy, sigma)) of the moved, blurred glyphs that best fit the darkening (least squares)."""
     if int(glyphs.sum()) < 16 or int(free.sum()) < 64:
         return None
-    lum = crop.astype(np.float32).mean(axis=2)
-    estimate = np.maximum(lum + change, 8.0)
-    darkening = np.clip(change / estimate, -1.0, 1.0)[free]
+    darkening = _darkening(crop, change)[free]
+    darkening = darkening - float(darkening.mean())  # with a constant term: a shading bias favours no width
     total = float((darkening**2).sum())
     step = max(1, round(STEP * line))
     reach = max(1, round(OFFSET * line / step))
-    shape = glyphs.astype(np.float32)
-    best: tuple[float, float, Floats | None] = (EXPLAINED * total, 0.0, None)
+    best: tuple[float, float, tuple[int, int, float] | None] = (EXPLAINED * total, 0.0, None)
     for dy in range(reach + 1):
         for dx in range(reach + 1):
             if dx == 0 and dy == 0:
                 continue
-            moved = _shifted(shape, dx * step, dy * step)
             for sigma in SIGMAS:
-                template = np.asarray(cv2.GaussianBlur(moved, (0, 0), max(0.8, sigma * BLUR * line)), np.float32)
-                t = template[free]
+                params = (dx * step, dy * step, max(0.8, sigma * BLUR * line))
+                t = _template(glyphs, *params)[free]
+                t = t - float(t.mean())
                 energy = float((t * t).sum())
                 if energy < 1e-3:
                     continue
                 projection = float((t * darkening).sum())
                 gain = projection * projection / energy
                 if projection > 0 and gain > best[0]:
-                    best = (gain, projection / energy, template)
-    scale, template = best[1], best[2]
-    if template is None or scale < MIN_ALPHA:
+                    best = (gain, projection / energy, params)
+    scale, params = best[1], best[2]
+    if params is None or scale < MIN_ALPHA:
         return None
-    return np.asarray(np.clip(scale * template, 0.0, 1.0), np.float32)
+    return scale, params
 
 
 def unshadow(rgb: RGBImage, shadows: list[Shadow]) -> RGBImage:
