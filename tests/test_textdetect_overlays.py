@@ -63,6 +63,27 @@ def test_a_soft_drop_shadow_is_found_by_its_shape_and_un_blended() -> None:
     assert np.abs(restored.astype(int) - image.astype(int))[far].max() <= 3
 
 
+def test_a_light_streak_without_a_shadow_is_photo_not_a_glyph() -> None:
+    """A sunlit streak of the photo beside shadowed letters, taken into their letter mask: it casts no shadow,
+    so it is neither filled nor given a shadow to un-blend (was: filled, changing the photo outside the
+    overlay)."""
+    background = _texture(0)
+    background[168:171, 150:190] = 250
+    image, ink, _ = _letters_and_shadow(background, 200)
+    streak = np.zeros(ink.shape, bool)
+    streak[168:171, 150:190] = True
+    streak &= ~cv2.dilate(ink.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    letters = ink | streak
+    out = letters.copy()
+    quad = np.array([[95, 95], [400, 95], [400, 150], [95, 150]], np.float32)
+    shadow = add_shadow(image, quad, letters, out)
+    assert shadow is not None
+    assert out[streak].mean() <= 0.1
+    assert out[ink].mean() >= 0.95
+    restored = unshadow(image, [shadow])
+    assert np.abs(restored.astype(int) - image.astype(int))[streak].max() <= 10
+
+
 def test_texture_alone_is_no_shadow() -> None:
     """The same letters without a shadow on the same texture: nothing is added."""
     image, ink, _ = _letters_and_shadow(_texture(0), 0)

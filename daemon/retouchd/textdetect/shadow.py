@@ -22,7 +22,8 @@ around the ones found above, `SIGMAS`), scaled by the least-squares fit of the m
 shadow's dark core, leaving only its faint tail to measure); it is un-blended (`unshadow`) where `a` ≤
 `MAX_ALPHA` and filled where deeper (amplifying by more than 1/(1 − `MAX_ALPHA`) would amplify the fit's
 error past recognition). The letter pixels that are shadow, not glyph (beyond `GLYPH_RIM` px of a glyph),
-leave the mask to be un-blended.
+leave the mask to be un-blended. A light piece of the letter mask that casts none of the shadow
+(`_casting`: a sunlit streak of the photo) is photo, not glyph, and leaves the mask too.
 """
 
 from __future__ import annotations
@@ -150,13 +151,15 @@ def _unblendable(crop: RGBImage, zone: Mask, glyphs: Mask, line: float) -> tuple
 
 def _casting(glyphs: Mask, darkening: Floats, free: Mask, scale: float, params: tuple[int, int, float]) -> Mask:
     """The glyphs that cast the shadow: a light piece of photo the letter mask took in (a sunlit streak) has
-    no darkening under its own moved, blurred shape (less than `CAST` of what the fit expects there)."""
+    no darkening under its own moved, blurred shape (above `TAIL`: less than `CAST` of what the fit expects
+    there). A piece with fewer than `CAST_PIXELS` such pixels (a thin stroke's shadow lies under its rim)
+    cannot be judged and stays."""
     count, labels = cv2.connectedComponents(glyphs.astype(np.uint8), connectivity=8)
     out = glyphs.copy()
     for index in range(1, count):
         piece = labels == index
         template = scale * _template(piece, *params)
-        under = free & (template > scale * CORE)
+        under = free & (template > scale * TAIL)
         if int(under.sum()) < CAST_PIXELS:
             continue
         if float(darkening[under].mean()) < CAST * float(template[under].mean()):
