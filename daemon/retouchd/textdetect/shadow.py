@@ -211,10 +211,10 @@ def _fit(glyphs: Mask, crop: RGBImage, change: Floats, free: Mask,
                 gain = projection * projection / energy
                 if projection > 0 and gain > best[0]:
                     best = (gain, projection / energy, params)
-    scale, params = best[1], best[2]
-    if params is None or scale < MIN_ALPHA:
+    scale, fitted = best[1], best[2]
+    if fitted is None or scale < MIN_ALPHA:
         return None
-    return scale, params
+    return scale, fitted
 
 
 def unshadow(rgb: RGBImage, shadows: list[Shadow]) -> RGBImage:
