@@ -257,7 +257,7 @@ def _untiled(rgb: RGBImage, regions: Sequence[Region] | None) -> tuple[RGBImage,
 
 
 def _add_backing(rgb: RGBImage, quad: Quad, letters: Mask, mask: Mask, bands: list[Unblend],
-                 pages: list[Mask], shadows: list[Shadow]) -> None:
+                 pages: list[Mask], shadows: list[Shadow], halo: int) -> None:
     """What lies behind the line's letters joins `mask`, or `bands` (to un-blend) or `pages` (to paint); a
     drop shadow joins `shadows` (to un-blend) or `mask`."""
     backing = find_backing(rgb, quad, letters)
@@ -270,7 +270,7 @@ def _add_backing(rgb: RGBImage, quad: Quad, letters: Mask, mask: Mask, bands: li
         bands.append(backing.band)
         # Un-blending a letter's anti-aliased rim (part letter, part band) leaves a bright ghost: fill it.
         mask |= cv2.dilate(letters.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    elif (shadow := add_shadow(rgb, quad, letters, mask)) is not None:
+    elif (shadow := add_shadow(rgb, quad, letters, mask, halo)) is not None:
         shadows.append(shadow)
 
 
@@ -334,7 +334,7 @@ def detect(
         mask |= letters
         if _in_band(box.quad, bands):
             continue
-        _add_backing(rgb, box.quad, letters, mask, bands, pages, shadows)
+        _add_backing(rgb, box.quad, letters, mask, bands, pages, shadows, halo)
     _add_retakes(rgb, takes[1], mask, halo)
     blend = estimate(rgb, copies) if len(copies) >= MIN_COPIES else None
     if blend is None and len(copies) >= MIN_COPIES:

@@ -23,7 +23,8 @@ shadow's dark core, leaving only its faint tail to measure); it is un-blended (`
 `MAX_ALPHA` and filled where deeper (amplifying by more than 1/(1 − `MAX_ALPHA`) would amplify the fit's
 error past recognition). The letter pixels that are shadow, not glyph (beyond `GLYPH_RIM` px of a glyph),
 leave the mask to be un-blended. A light piece of the letter mask that casts none of the shadow
-(`_casting`: a sunlit streak of the photo) is photo, not glyph, and leaves the mask too.
+(`_casting`: a sunlit streak of the photo) gives the shadow none of its shape (it stays masked: a letter
+over a dark patch can fail that test too).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ MAX_ALPHA = 0.6
 FAINT = 0.01
 GLYPH_RIM = 2
 FIT_SHARE = 0.15
-CAST = 0.4
+CAST = 0.2
 CAST_PIXELS = 12
 
 Floats = npt.NDArray[np.float32]
@@ -81,9 +82,10 @@ class Shadow:
     alpha: Floats
 
 
-def add_shadow(rgb: RGBImage, quad: Quad, letters: Mask, out: Mask) -> Shadow | None:
+def add_shadow(rgb: RGBImage, quad: Quad, letters: Mask, out: Mask, halo: int = 0) -> Shadow | None:
     """Mark in `out` the drop shadow of the line `quad` whose letter pixels are `letters` (full-image): the
-    darkening to un-blend (`unshadow`) when its shape fits it, else its pixels to fill (None returned)."""
+    darkening to un-blend (`unshadow`) when its shape fits it, else its pixels to fill (None returned).
+    `halo`: the px the caller grew the letters by, kept filled around the glyphs."""
     line = quad_size(quad)[1]
     reach = max(2, math.ceil(REACH * line))
     margin = reach + TELEA_RADIUS + 2
@@ -103,13 +105,14 @@ def add_shadow(rgb: RGBImage, quad: Quad, letters: Mask, out: Mask) -> Shadow | 
         zone = _grow(glyphs, reach) & inner
         fitted = _unblendable(crop, zone, glyphs, line)
         if fitted is not None:
-            alpha, glyphs = fitted
-            keep = _grow(glyphs, GLYPH_RIM)
+            alpha = fitted
+            keep = _grow(glyphs, GLYPH_RIM + halo)
             alpha[keep | ~zone] = 0.0
             out[y0:y1, x0:x1] |= (alpha > MAX_ALPHA) | keep
-            # Beyond the glyphs' rim, the letter mask is shadow (un-blended) or photo the letters' colour
-            # step took in (a dark treeline under a dark shadow): neither is filled.
-            out[y0:y1, x0:x1] &= ~(ink & ~keep & (alpha <= MAX_ALPHA))
+            # Dark letter pixels beyond the glyphs' rim are shadow (un-blended) or photo the letters' colour
+            # step took in (a dark treeline under a dark shadow): neither is filled. (Light ones are letters
+            # the glyph test missed over a pale photo.)
+            out[y0:y1, x0:x1] &= ~(ink & ~keep & (alpha <= MAX_ALPHA) & (change > DARKER))
             return Shadow(int(y0), int(x0), alpha)
     if float(glyphs.sum()) < LIGHT_SHARE * float(ink.sum()):
         return None
@@ -133,9 +136,10 @@ def _change(crop: RGBImage, zone: Mask) -> Floats:
     return np.asarray(background.astype(np.float32).mean(axis=2) - crop.astype(np.float32).mean(axis=2), np.float32)
 
 
-def _unblendable(crop: RGBImage, zone: Mask, glyphs: Mask, line: float) -> tuple[Floats, Mask] | None:
-    """(the darkening of the glyphs' drop shadow, the glyphs that cast it) when they have one (`_offset`) that
-    `_fit` fits; found in a zone grown from the glyphs alone (the letter mask can take in dark photo)."""
+def _unblendable(crop: RGBImage, zone: Mask, glyphs: Mask, line: float) -> Floats | None:
+    """The darkening of the glyphs' drop shadow, cast by the glyphs that have one (`_casting`), when they
+    have one (`_offset`) that `_fit` fits; found in a zone grown from the glyphs alone (the letter mask can
+    take in dark photo)."""
     change = _change(crop, zone)
     around = zone & ~_grow(glyphs, SKIP)
     if _offset(glyphs.astype(np.float32), (change > DARKER) & around, around, line) is None:
@@ -146,7 +150,7 @@ def _unblendable(crop: RGBImage, zone: Mask, glyphs: Mask, line: float) -> tuple
         return None
     scale, (dx, dy, sigma) = fitted
     casting = _casting(glyphs, _darkening(crop, change), free, scale, (dx, dy, sigma))
-    return np.asarray(np.clip(scale * _template(casting, dx, dy, sigma), 0.0, 1.0), np.float32), casting
+    return np.asarray(np.clip(scale * _template(casting, dx, dy, sigma), 0.0, 1.0), np.float32)
 
 
 def _casting(glyphs: Mask, darkening: Floats, free: Mask, scale: float, params: tuple[int, int, float]) -> Mask:
