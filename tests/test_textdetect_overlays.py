@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from retouchd import textdetect
 from retouchd.textdetect import evidence, pagefill, zoom
-from retouchd.textdetect.shadow import add_shadow
+from retouchd.textdetect.shadow import add_shadow, unshadow
 from retouchd.textdetect.strokes import add_letters
 
 from tests_support import overlays
@@ -43,15 +43,45 @@ def _texture(seed: int) -> np.ndarray:
     return np.asarray(np.clip(120 + noise * 2.5, 0, 255), np.uint8)
 
 
-def test_a_soft_drop_shadow_is_found_by_its_shape() -> None:
+def test_a_soft_drop_shadow_is_found_by_its_shape_and_un_blended() -> None:
     """The letters moved down-right and blurred, where a textured photo is darker on that side only: the
-    shadow joins the mask."""
-    image, ink, dark = _letters_and_shadow(_texture(0), 200)
+    shadow is semi-transparent black, so most of it is divided out (the texture comes back within 30 levels)
+    and only its deepest core is filled (was: all of it masked and painted over, a pale ghost on wood)."""
+    background = _texture(0)
+    image, ink, dark = _letters_and_shadow(background, 200)
     out = np.zeros(ink.shape, bool)
     quad = np.array([[95, 95], [400, 95], [400, 150], [95, 150]], np.float32)
-    add_shadow(image, quad, ink, out)
-    assert out[dark].mean() >= 0.85
-    assert not (out & ink).any()
+    shadow = add_shadow(image, quad, ink, out)
+    assert shadow is not None
+    restored = unshadow(image, [shadow])
+    error = np.abs(restored.astype(int) - background.astype(int)).max(axis=2)
+    unblended = dark & ~out
+    assert unblended.mean() >= 0.6 * dark.mean()
+    assert (error[unblended] <= 30).mean() >= 0.95
+    assert (out | (error <= 30))[dark].mean() >= 0.97
+    far = ~cv2.dilate((ink | dark).astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    assert np.abs(restored.astype(int) - image.astype(int))[far].max() <= 3
+
+
+def test_a_light_streak_casts_no_shadow() -> None:
+    """A sunlit streak of the photo beside shadowed letters, taken into their letter mask: it casts no shadow,
+    so the photo below it is not un-blended as if it did (brightened: a change outside the overlay)."""
+    background = _texture(0)
+    background[168:171, 150:190] = 250
+    image, ink, _ = _letters_and_shadow(background, 200)
+    streak = np.zeros(ink.shape, bool)
+    streak[168:171, 150:190] = True
+    streak &= ~cv2.dilate(ink.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    letters = ink | streak
+    out = letters.copy()
+    quad = np.array([[95, 95], [400, 95], [400, 150], [95, 150]], np.float32)
+    shadow = add_shadow(image, quad, letters, out)
+    assert shadow is not None
+    assert out[ink].mean() >= 0.95
+    restored = unshadow(image, [shadow])
+    below = np.zeros(ink.shape, bool)
+    below[171:180, 150:190] = True
+    assert np.abs(restored.astype(int) - image.astype(int))[below].max() <= 6
 
 
 def test_texture_alone_is_no_shadow() -> None:
@@ -66,13 +96,18 @@ def test_texture_alone_is_no_shadow() -> None:
 @pytest.mark.parametrize(("name", "seed"), [("astronaut", 2), ("chelsea", 2)])
 def test_shadowed_caption_mask_covers_its_shadow(models: textdetect.OcrModels, name: str, seed: int) -> None:
     """White text with a soft drop shadow on a real photo: every visible overlay pixel, shadow included, is
-    masked (the letters alone covered 0.78 and 0.88), and nothing outside the overlay's footprint."""
+    masked or un-blended back to the photo (the letters alone covered 0.78 and 0.88), and nothing outside
+    the overlay's footprint is masked or changed."""
     assert not overlays.missing_fonts()
     clean = overlays.photo(name, W, H)
     image, footprint = overlays.shadowed(clean, np.random.default_rng(seed))
     found = textdetect.detect(models, image)
-    assert found.mask[overlays.overlay_pixels(image, clean)].mean() >= 0.99
+    unshadowed = unshadow(image, list(found.shadows))
+    back = np.abs(unshadowed.astype(int) - clean.astype(int)).max(axis=2) <= 30
+    assert (found.mask | back)[overlays.overlay_pixels(image, clean)].mean() >= 0.99
     assert (found.mask & ~footprint).mean() <= 0.001
+    changed = np.abs(unshadowed.astype(int) - image.astype(int)).max(axis=2) > 10
+    assert (changed & ~footprint).mean() <= 0.001
 
 
 def test_white_text_on_a_pale_sky_is_an_overlay_not_scene_text(models: textdetect.OcrModels) -> None:

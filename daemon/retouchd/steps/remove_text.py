@@ -61,7 +61,8 @@ class RemoveTextStep(Step[RemoveTextOptions]):
             "engine": opts.engine,
             "detect_seconds": round(time.perf_counter() - start, 3),
         }
-        if (opts.when == "auto" and score < opts.threshold) or not (found.mask.any() or found.bands or found.tiles):
+        if (opts.when == "auto" and score < opts.threshold) or not (found.mask.any() or found.bands or found.tiles
+                                                                       or found.shadows):
             return StepResult(frame, metrics)
         start = time.perf_counter()
         rgb, hole = frame.rgb, found.mask
@@ -76,6 +77,11 @@ class RemoveTextStep(Step[RemoveTextOptions]):
             rgb, clipped = watermark.apply(rgb, found.tiles)
             hole = hole | clipped
             metrics["tiles"] = found.tiles.copies
+        if found.shadows:
+            from retouchd.textdetect.shadow import unshadow
+
+            rgb = unshadow(rgb, list(found.shadows))
+            metrics["shadows"] = len(found.shadows)
         if found.pages:
             from retouchd.textdetect import pagefill
 

@@ -20,7 +20,8 @@ For one RGB image:
    evidence reaches `min_score`, and of the weaker boxes on the same line (a poorly read last word).
 6. Backing (`regions`): an opaque box behind a line joins the mask; a translucent band is returned to be
    un-blended (`unblend`) before the fill; a line on a rendered page is returned to be painted with the
-   page (`pagefill`). A light line with none of these gets its drop shadow (`shadow`).
+   page (`pagefill`). A light line with none of these gets its drop shadow (`shadow`): un-blended where its
+   shape fits its darkening, else masked.
 7. Tiled watermark (`lattice`, `repeats`): before any of the above, a watermark repeated over the whole
    image is found as a repeated pattern (no reading), its opacity voted from its copies and returned to be
    un-blended everywhere (only its clipped pixels are filled); steps 1–6 run on the image un-blended.
@@ -46,7 +47,7 @@ from retouchd.textdetect.grain import grainy
 from retouchd.textdetect.recognize import read_lines
 from retouchd.textdetect.regions import find_backing
 from retouchd.textdetect.runtime import OcrModels, load_models
-from retouchd.textdetect.shadow import add_shadow
+from retouchd.textdetect.shadow import Shadow, add_shadow
 from retouchd.textdetect.strokes import add_letters
 from retouchd.textdetect.tiles import MIN_COPIES, stack, tiled_text
 from retouchd.textdetect.unblend import Unblend
@@ -106,6 +107,8 @@ class TextDetection:
     """A tiled watermark's opacity over the image, to un-blend (`watermark.apply`) before the mask is filled."""
     pages: tuple[Mask, ...] = ()
     """Per line on a rendered page, its part of the mask, to paint with the page (`pagefill.apply`)."""
+    shadows: tuple[Shadow, ...] = ()
+    """Drop shadows' darkening, to divide out (`shadow.unshadow`) before the mask is filled."""
 
 
 def _polygon(quad: Quad, shape: tuple[int, int]) -> tuple[tuple[slice, slice], Mask] | None:
@@ -254,8 +257,9 @@ def _untiled(rgb: RGBImage, regions: Sequence[Region] | None) -> tuple[RGBImage,
 
 
 def _add_backing(rgb: RGBImage, quad: Quad, letters: Mask, mask: Mask, bands: list[Unblend],
-                 pages: list[Mask]) -> None:
-    """What lies behind the line's letters joins `mask`, or `bands` (to un-blend) or `pages` (to paint)."""
+                 pages: list[Mask], shadows: list[Shadow], halo: int) -> None:
+    """What lies behind the line's letters joins `mask`, or `bands` (to un-blend) or `pages` (to paint); a
+    drop shadow joins `shadows` (to un-blend) or `mask`."""
     backing = find_backing(rgb, quad, letters)
     if backing.box is not None:
         mask |= backing.box
@@ -266,8 +270,8 @@ def _add_backing(rgb: RGBImage, quad: Quad, letters: Mask, mask: Mask, bands: li
         bands.append(backing.band)
         # Un-blending a letter's anti-aliased rim (part letter, part band) leaves a bright ghost: fill it.
         mask |= cv2.dilate(letters.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    else:
-        add_shadow(rgb, quad, letters, mask)
+    elif (shadow := add_shadow(rgb, quad, letters, mask, halo)) is not None:
+        shadows.append(shadow)
 
 
 def detect(
@@ -311,6 +315,7 @@ def detect(
     done = np.zeros((height, width), bool)
     bands: list[Unblend] = []
     pages: list[Mask] = []
+    shadows: list[Shadow] = []
     copies: list[tuple[Quad, Mask]] = []
     tile_text = tiled_text([b.text for b in masked if quad_tilt(b.quad) > UNREAD_TILT]) if pattern is None else None
     for box in (takes := _takes(masked))[0]:
@@ -329,7 +334,7 @@ def detect(
         mask |= letters
         if _in_band(box.quad, bands):
             continue
-        _add_backing(rgb, box.quad, letters, mask, bands, pages)
+        _add_backing(rgb, box.quad, letters, mask, bands, pages, shadows, halo)
     _add_retakes(rgb, takes[1], mask, halo)
     blend = estimate(rgb, copies) if len(copies) >= MIN_COPIES else None
     if blend is None and len(copies) >= MIN_COPIES:
@@ -339,4 +344,4 @@ def detect(
             mask |= letters
     score = max(boxes[0].score if boxes else 0.0, REPEATS_SCORE if pattern is not None else 0.0)
     return TextDetection(mask, tuple(boxes), tuple(masked), round(float(score), 4), tuple(bands), blend or pattern,
-                         tuple(pages))
+                         tuple(pages), tuple(shadows))

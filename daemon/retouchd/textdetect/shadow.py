@@ -12,11 +12,25 @@ they would outnumber the letters (`MOST`: a dark photo all around, not a shadow)
 under them is below `DEEP` levels (an evening sky's own shading down the frame). Dark letters have no
 shadow we could see (fewer than `LIGHT_SHARE` of the letter pixels `LIGHT_LETTERS` above the estimate): their
 own rim is darker than the photo on every side.
+
+A soft shadow is semi-transparent black, `I = (1 − a)·B`: painting over it loses the photo it darkens (a
+pale ghost of the letters over wood or leaves). So its darkening `a` is estimated per pixel from its shape:
+the *glyphs* (the letter pixels lighter than the estimate) moved and blurred (offset and blur searched
+around the ones found above, `SIGMAS`), scaled by the least-squares fit of the measured darkening
+`1 − I/B̂` around the letters. A fit that explains at least `EXPLAINED` of that darkening and is at least
+`MIN_ALPHA` deep is the shadow (it also stands in for the `DEEP` test: the letter mask often takes in the
+shadow's dark core, leaving only its faint tail to measure); it is un-blended (`unshadow`) where `a` ≤
+`MAX_ALPHA` and filled where deeper (amplifying by more than 1/(1 − `MAX_ALPHA`) would amplify the fit's
+error past recognition). The letter pixels that are shadow, not glyph (beyond `GLYPH_RIM` px of a glyph),
+leave the mask to be un-blended. A light piece of the letter mask that casts none of the shadow
+(`_casting`: a sunlit streak of the photo) gives the shadow none of its shape (it stays masked: a letter
+over a dark patch can fail that test too).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -40,6 +54,15 @@ TAIL = 0.08
 MOST = 1.0
 DEEP = 12.0
 TELEA_RADIUS = 3
+SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0)
+EXPLAINED = 0.3
+MIN_ALPHA = 0.2
+MAX_ALPHA = 0.6
+FAINT = 0.01
+GLYPH_RIM = 2
+FIT_SHARE = 0.15
+CAST = 0.2
+CAST_PIXELS = 12
 
 Floats = npt.NDArray[np.float32]
 
@@ -50,8 +73,19 @@ def _grow(layer: Mask, radius: int) -> Mask:
     return np.asarray(cv2.dilate(layer.astype(np.uint8), disk) > 0)
 
 
-def add_shadow(rgb: RGBImage, quad: Quad, letters: Mask, out: Mask) -> None:
-    """Mark in `out` the drop shadow of the line `quad` whose letter pixels are `letters` (full-image)."""
+@dataclass(frozen=True, slots=True, eq=False)
+class Shadow:
+    """A drop shadow's darkening `a` (I = (1 − a)·B) over the window whose top-left pixel is (top, left)."""
+
+    top: int
+    left: int
+    alpha: Floats
+
+
+def add_shadow(rgb: RGBImage, quad: Quad, letters: Mask, out: Mask, halo: int = 0) -> Shadow | None:
+    """Mark in `out` the drop shadow of the line `quad` whose letter pixels are `letters` (full-image): the
+    darkening to un-blend (`unshadow`) when its shape fits it, else its pixels to fill (None returned).
+    `halo`: the px the caller grew the letters by, kept filled around the glyphs."""
     line = quad_size(quad)[1]
     reach = max(2, math.ceil(REACH * line))
     margin = reach + TELEA_RADIUS + 2
@@ -60,26 +94,143 @@ def add_shadow(rgb: RGBImage, quad: Quad, letters: Mask, out: Mask) -> None:
     x1, y1 = np.minimum(np.ceil(quad.max(0)).astype(int) + margin + round(line) + 1, [width, height])
     ink = letters[y0:y1, x0:x1]
     if int(ink.sum()) < 16:
-        return
+        return None
     crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
-    zone = _grow(ink, reach)
-    zone[:1] = zone[-1:] = False
-    zone[:, :1] = zone[:, -1:] = False
-    background = cv2.inpaint(crop, zone.astype(np.uint8), TELEA_RADIUS, cv2.INPAINT_TELEA)
-    change = background.astype(np.float32).mean(axis=2) - crop.astype(np.float32).mean(axis=2)
-    if float((change[ink] < -LIGHT_LETTERS).mean()) < LIGHT_SHARE:
-        return
+    inner = np.zeros(ink.shape, bool)
+    inner[1:-1, 1:-1] = True
+    zone = _grow(ink, reach) & inner
+    change = _change(crop, zone)
+    glyphs = ink & (change < -LIGHT_LETTERS)
+    if int(glyphs.sum()) >= max(16, FIT_SHARE * int(ink.sum())):
+        zone = _grow(glyphs, reach) & inner
+        fitted = _unblendable(crop, zone, glyphs, line)
+        if fitted is not None:
+            alpha = fitted
+            keep = _grow(glyphs, GLYPH_RIM + halo)
+            alpha[keep | ~zone] = 0.0
+            out[y0:y1, x0:x1] |= (alpha > MAX_ALPHA) | keep
+            # Dark letter pixels beyond the glyphs' rim are shadow (un-blended) or photo the letters' colour
+            # step took in (a dark treeline under a dark shadow): neither is filled. (Light ones are letters
+            # the glyph test missed over a pale photo.)
+            out[y0:y1, x0:x1] &= ~(ink & ~keep & (alpha <= MAX_ALPHA) & (change > DARKER))
+            return Shadow(int(y0), int(x0), alpha)
+    if float(glyphs.sum()) < LIGHT_SHARE * float(ink.sum()):
+        return None
     around = zone & ~_grow(ink, SKIP)
     darker = (change > DARKER) & around
     found = _offset(ink.astype(np.float32), darker, around, line)
     if found is None:
-        return
+        return None
     under = (found > CORE) & around
     if float(np.median(change[under])) < DEEP:
-        return  # a faint darkening next to the letters: the photo's own shading, not a shadow
+        return None  # a faint darkening next to the letters: the photo's own shading, not a shadow
     shadow = (found > TAIL) & zone & ~ink
     if int(shadow.sum()) <= MOST * int(ink.sum()):
         out[y0:y1, x0:x1] |= shadow
+    return None
+
+
+def _change(crop: RGBImage, zone: Mask) -> Floats:
+    """How much darker than the photo diffused into `zone` from around it each pixel is (mean over channels)."""
+    background = cv2.inpaint(crop, zone.astype(np.uint8), TELEA_RADIUS, cv2.INPAINT_TELEA)
+    return np.asarray(background.astype(np.float32).mean(axis=2) - crop.astype(np.float32).mean(axis=2), np.float32)
+
+
+def _unblendable(crop: RGBImage, zone: Mask, glyphs: Mask, line: float) -> Floats | None:
+    """The darkening of the glyphs' drop shadow, cast by the glyphs that have one (`_casting`), when they
+    have one (`_offset`) that `_fit` fits; found in a zone grown from the glyphs alone (the letter mask can
+    take in dark photo)."""
+    change = _change(crop, zone)
+    around = zone & ~_grow(glyphs, SKIP)
+    if _offset(glyphs.astype(np.float32), (change > DARKER) & around, around, line) is None:
+        return None
+    free = zone & ~_grow(glyphs, GLYPH_RIM)
+    fitted = _fit(glyphs, crop, change, free, line)
+    if fitted is None:
+        return None
+    scale, (dx, dy, sigma) = fitted
+    casting = _casting(glyphs, _darkening(crop, change), free, scale, (dx, dy, sigma))
+    return np.asarray(np.clip(scale * _template(casting, dx, dy, sigma), 0.0, 1.0), np.float32)
+
+
+def _casting(glyphs: Mask, darkening: Floats, free: Mask, scale: float, params: tuple[int, int, float]) -> Mask:
+    """The glyphs that cast the shadow: a light piece of photo the letter mask took in (a sunlit streak) has
+    no darkening under its own moved, blurred shape (above `TAIL`: less than `CAST` of what the fit expects
+    there). A piece with fewer than `CAST_PIXELS` such pixels (a thin stroke's shadow lies under its rim)
+    cannot be judged and stays."""
+    count, labels = cv2.connectedComponents(glyphs.astype(np.uint8), connectivity=8)
+    out = glyphs.copy()
+    for index in range(1, count):
+        piece = labels == index
+        template = scale * _template(piece, *params)
+        under = free & (template > scale * TAIL)
+        if int(under.sum()) < CAST_PIXELS:
+            continue
+        if float(darkening[under].mean()) < CAST * float(template[under].mean()):
+            out &= ~piece
+    return out
+
+
+def _darkening(crop: RGBImage, change: Floats) -> Floats:
+    """1 − I/B̂ per pixel (B̂: the photo diffused from around the zone)."""
+    estimate = np.maximum(crop.astype(np.float32).mean(axis=2) + change, 8.0)
+    return np.asarray(np.clip(change / estimate, -1.0, 1.0), np.float32)
+
+
+def _template(glyphs: Mask, dx: int, dy: int, sigma: float) -> Floats:
+    return np.asarray(cv2.GaussianBlur(_shifted(glyphs.astype(np.float32), dx, dy), (0, 0), sigma), np.float32)
+
+
+def _shifted(layer: Floats, x: int, y: int) -> Floats:
+    height, width = layer.shape
+    moved = np.zeros_like(layer)
+    moved[max(0, y) : height + min(0, y), max(0, x) : width + min(0, x)] = \
+        layer[max(0, -y) : height - max(0, y), max(0, -x) : width - max(0, x)]
+    return moved
+
+
+def _fit(glyphs: Mask, crop: RGBImage, change: Floats, free: Mask,
+         line: float) -> tuple[float, tuple[int, int, float]] | None:
+    """(depth, (dx, dy, sigma)) of the moved, blurred glyphs that best fit the darkening (least squares)."""
+    if int(glyphs.sum()) < 16 or int(free.sum()) < 64:
+        return None
+    darkening = _darkening(crop, change)[free]
+    darkening = darkening - float(darkening.mean())  # with a constant term: a shading bias favours no width
+    total = float((darkening**2).sum())
+    step = max(1, round(STEP * line))
+    reach = max(1, round(OFFSET * line / step))
+    best: tuple[float, float, tuple[int, int, float] | None] = (EXPLAINED * total, 0.0, None)
+    for dy in range(reach + 1):
+        for dx in range(reach + 1):
+            if dx == 0 and dy == 0:
+                continue
+            for sigma in SIGMAS:
+                params = (dx * step, dy * step, max(0.8, sigma * BLUR * line))
+                t = _template(glyphs, *params)[free]
+                t = t - float(t.mean())
+                energy = float((t * t).sum())
+                if energy < 1e-3:
+                    continue
+                projection = float((t * darkening).sum())
+                gain = projection * projection / energy
+                if projection > 0 and gain > best[0]:
+                    best = (gain, projection / energy, params)
+    scale, fitted = best[1], best[2]
+    if fitted is None or scale < MIN_ALPHA:
+        return None
+    return scale, fitted
+
+
+def unshadow(rgb: RGBImage, shadows: list[Shadow]) -> RGBImage:
+    """`rgb` with every shadow's darkening divided out where it is at most `MAX_ALPHA` (deeper: filled)."""
+    out = rgb.copy()
+    for shadow in shadows:
+        h, w = shadow.alpha.shape
+        window = (slice(shadow.top, shadow.top + h), slice(shadow.left, shadow.left + w))
+        alpha = np.where(shadow.alpha <= MAX_ALPHA, shadow.alpha, 0.0)[..., None]
+        restored = out[window].astype(np.float32) / (1.0 - alpha)
+        out[window] = np.clip(np.round(restored), 0, 255).astype(np.uint8)
+    return out
 
 
 def _offset(ink: Floats, darker: Mask, around: Mask, line: float) -> Floats | None:
@@ -87,14 +238,9 @@ def _offset(ink: Floats, darker: Mask, around: Mask, line: float) -> Floats | No
     step = max(1, round(STEP * line))
     reach = max(1, round(OFFSET * line / step))
     sigma = max(1.0, BLUR * line)
-    height, width = ink.shape
 
     def moved(dx: int, dy: int) -> Floats:
-        x, y = dx * step, dy * step
-        shifted = np.zeros_like(ink)
-        shifted[max(0, y) : height + min(0, y), max(0, x) : width + min(0, x)] = \
-            ink[max(0, -y) : height - max(0, y), max(0, -x) : width - max(0, x)]
-        return np.asarray(cv2.GaussianBlur(shifted, (0, 0), sigma), np.float32)
+        return np.asarray(cv2.GaussianBlur(_shifted(ink, dx * step, dy * step), (0, 0), sigma), np.float32)
 
     best: tuple[float, Floats | None] = (LEAD, None)
     for dy in range(reach + 1):
