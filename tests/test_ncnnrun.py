@@ -219,6 +219,25 @@ def test_tiles_of_one_size_reuse_the_pools() -> None:
     assert first > 5_000 and second < first / 5, (first, second)
 
 
+def test_the_pools_are_emptied_when_the_tile_loop_ends() -> None:
+    """What a job does after its tiles (refinement, encoding) does not sit on a tile's worth of kept blocks."""
+    code = (
+        "from retouchd.tiling import tiled_upscale\n"
+        "net = load_bundled('anime', 4, backend='ncnn', threads=1)\n"
+        "net.module(np.zeros((1, 3, 16, 16), np.float32))\n"
+        "image = np.random.default_rng(0).integers(0, 256, (150, 200, 3), dtype=np.uint8)\n"
+        "before = rss()\n"
+        "result = tiled_upscale(net.module, image, 4, tile=256, tile_pad=16, pre_pad=2)\n"
+        "print(rss() - before)\n"
+    )
+    (grown,) = _peak_growth(code)
+    assert grown < result_bytes(150, 200) + 24 * 2**20, grown  # one tile's blocks would be ~130 MB
+
+
+def result_bytes(height: int, width: int) -> int:
+    return height * 4 * width * 4 * 3
+
+
 def test_two_models_never_hold_pools_at_once() -> None:
     """Only the module extracting keeps blocks: `fast` then `anime` peaks at the larger of the two alone."""
     run = (

@@ -188,6 +188,7 @@ class _NumpyNearest(NcnnModule):
     """A stand-in for the ncnn backend (numpy in, numpy out): nearest ×2, then per channel x × gain + bias."""
 
     def __init__(self) -> None:  # no network behind it
+        self._pools, self._pool_pixels = None, 0
         self.gain = np.array([1.7, 30.0, 1.0], np.float32)[:, None, None]
         self.bias = np.array([-0.35, -10.0, 0.5 / 255], np.float32)[:, None, None]
 

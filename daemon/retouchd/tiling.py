@@ -204,30 +204,36 @@ def tiled_upscale(
     done = 0
     if progress is not None:
         progress(0, len(queue))
-    while queue:
-        region = queue.popleft()
-        x0, y0, x1, y1 = region
-        if x1 - x0 > tile or y1 - y0 > tile:
-            parts = [(x0 + a, y0 + b, x0 + c, y0 + d) for a, b, c, d in grid(x1 - x0, y1 - y0, tile)]
-            queue.extendleft(reversed(parts))
-            continue
-        if not _attempt(run, region, f"{width}×{height} image on {device}"):
-            # Out of memory. Outside the except block: the traceback no longer pins the tile's tensors.
-            if device.startswith("cuda"):
-                import torch
+    try:
+        while queue:
+            region = queue.popleft()
+            x0, y0, x1, y1 = region
+            if x1 - x0 > tile or y1 - y0 > tile:
+                parts = [(x0 + a, y0 + b, x0 + c, y0 + d) for a, b, c, d in grid(x1 - x0, y1 - y0, tile)]
+                queue.extendleft(reversed(parts))
+                continue
+            if not _attempt(run, region, f"{width}×{height} image on {device}"):
+                # Out of memory. Outside the except block: the traceback no longer pins the tile's tensors.
+                if device.startswith("cuda"):
+                    import torch
 
-                torch.cuda.empty_cache()
-            if tile // 2 < min_tile:
-                raise DeviceOutOfMemoryError(
-                    f"{device} ran out of memory even with {tile}×{tile} tiles on a {width}×{height} "
-                    "image; free device memory, lower slots_per_device or allow CPU fallback"
-                )
-            tile //= 2
-            queue.appendleft(region)
-            continue
-        done += 1
-        if progress is not None:
-            progress(done, done + len(queue))
+                    torch.cuda.empty_cache()
+                if tile // 2 < min_tile:
+                    raise DeviceOutOfMemoryError(
+                        f"{device} ran out of memory even with {tile}×{tile} tiles on a {width}×{height} "
+                        "image; free device memory, lower slots_per_device or allow CPU fallback"
+                    )
+                tile //= 2
+                queue.appendleft(region)
+                continue
+            done += 1
+            if progress is not None:
+                progress(done, done + len(queue))
+    finally:
+        if isinstance(model, NcnnModule):
+            # The ncnn pools keep one tile's blocks between tiles, not past the loop: what the job does next
+            # (refinement, encoding) must not sit on top of them (models/ncnnrun.py, NcnnModule.release).
+            model.release()
     return TiledResult(out, tile, done)
 
 

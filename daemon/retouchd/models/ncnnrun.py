@@ -57,8 +57,9 @@ OUTPUT_BLOB = "output"
 _FOLDED_CACHE = 4
 """Folded SRMD networks kept per module, one per distinct code (each is ~6 MB)."""
 NCNN_NO_MEMORY = -100
-_holder: weakref.ref[NcnnModule] | None = None
-"""The module whose pools may hold blocks: one at a time, so that two models' kept blocks never add up."""
+_holder: list[weakref.ref[NcnnModule]] = []
+"""(A weak reference to) the module whose pools may hold blocks: one at a time, so that two models' kept
+blocks never add up."""
 _pool_lock = threading.Lock()
 
 
@@ -223,12 +224,10 @@ class NcnnModule:
         extraction's need: the tile budget's. Only one module holds kept blocks at a time (_holder)."""
         import ncnn
 
-        global _holder
-        if _holder is not None and _holder() is not self:
-            other = _holder()
-            if other is not None:
-                other.release()
-        _holder = weakref.ref(self)
+        held = _holder[0]() if _holder else None
+        if held is not None and held is not self:
+            held.release()
+        _holder[:] = [weakref.ref(self)]
         if self._pools is None:
             self._pools = (ncnn.PoolAllocator(), ncnn.PoolAllocator())
         if not self._pool_pixels * 3 // 4 <= pixels <= self._pool_pixels:
