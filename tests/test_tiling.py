@@ -12,6 +12,7 @@ import torch
 from skimage import data
 
 from retouchd.exceptions import DeviceOutOfMemoryError, StepError
+from retouchd.models.ncnnrun import NcnnModule
 from retouchd.models.registry import SRNet, load_bundled
 from retouchd.tiling import MIN_TILE, auto_tile, grid, tiled_upscale
 
@@ -181,6 +182,31 @@ def test_output_is_uint8_clamped_and_rounded() -> None:
     assert result.dtype == np.uint8 and result.shape == (8, 12, 3)
     assert set(result[..., 0].ravel()) == {255} and set(result[..., 1].ravel()) == {0}
     assert set(result[..., 2].ravel()) == {100}
+
+
+class _NumpyNearest(NcnnModule):
+    """A stand-in for the ncnn backend (numpy in, numpy out): nearest ×2, then per channel x × gain + bias."""
+
+    def __init__(self) -> None:  # no network behind it
+        self._pools, self._pool_pixels = None, 0
+        self.gain = np.array([1.7, 30.0, 1.0], np.float32)[:, None, None]
+        self.bias = np.array([-0.35, -10.0, 0.5 / 255], np.float32)[:, None, None]
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return batch.repeat(2, -2).repeat(2, -1) * self.gain + self.bias
+
+
+def test_numpy_backend_output_is_clamped_rounded_like_the_formula() -> None:
+    """On the ncnn path the tile's output is clamped, scaled and rounded in place: the result equals
+    rint(clip(x, 0, 1) × 255) of the whole image exactly, values near halves and far outside [0, 1] included."""
+    image = np.random.default_rng(3).integers(0, 256, (23, 37, 3), dtype=np.uint8)
+    model = _NumpyNearest()
+    tiled = tiled_upscale(model, image, 2, tile=16, tile_pad=0, min_tile=16).image
+    whole = model(np.divide(image.transpose(2, 0, 1)[None], 255.0, dtype=np.float32))[0]
+    expected = np.rint(np.clip(whole, 0.0, 1.0) * 255.0).astype(np.uint8).transpose(1, 2, 0)
+    assert tiled.shape == (46, 74, 3) and tiled.dtype == np.uint8
+    assert {0, 255} <= set(np.unique(tiled[..., 1]))
+    np.testing.assert_array_equal(tiled, expected)
 
 
 def test_read_only_input_is_accepted_without_warnings() -> None:

@@ -132,15 +132,21 @@ class _Run:
         oy, ox = (y0 - py0) * s, (x0 - px0) * s
         h, w = (y1 - y0) * s, (x1 - x0) * s
         if self.numpy_io:
-            batch = np.divide(crop.transpose(2, 0, 1)[None], 255.0, dtype=np.float32)
+            batch = np.empty((1, 3, py1 - py0, px1 - px0), dtype=np.float32)
+            np.divide(crop.transpose(2, 0, 1), 255.0, out=batch[0], dtype=np.float32)
             result = self.model(batch)
             _check_shape(tuple(result.shape), expected)
             if self.transposed:
                 flipped = self.model(np.ascontiguousarray(batch.swapaxes(2, 3)))
                 _check_shape(tuple(flipped.shape[:2]) + tuple(flipped.shape[:1:-1]), expected)
                 result = (np.clip(result, 0.0, 1.0) + np.clip(flipped, 0.0, 1.0).swapaxes(2, 3)) * 0.5
-            centre = np.clip(result[0, :, oy : oy + h, ox : ox + w], 0.0, 1.0) * 255.0
-            self.out[y0 * s : y1 * s, x0 * s : x1 * s] = np.rint(centre).astype(np.uint8).transpose(1, 2, 0)
+            # In place on the model's output (ours to change): clip(x, 0, 1) × 255 equals clip(x × 255, 0, 255)
+            # exactly in float32, and the centre is rounded and cast straight into the output buffer.
+            centre = result[0, :, oy : oy + h, ox : ox + w]
+            np.multiply(centre, 255.0, out=centre)
+            np.clip(centre, 0.0, 255.0, out=centre)
+            np.rint(centre, out=centre)
+            np.copyto(self.out[y0 * s : y1 * s, x0 * s : x1 * s], centre.transpose(1, 2, 0), casting="unsafe")
             return
         import torch
 
@@ -198,30 +204,36 @@ def tiled_upscale(
     done = 0
     if progress is not None:
         progress(0, len(queue))
-    while queue:
-        region = queue.popleft()
-        x0, y0, x1, y1 = region
-        if x1 - x0 > tile or y1 - y0 > tile:
-            parts = [(x0 + a, y0 + b, x0 + c, y0 + d) for a, b, c, d in grid(x1 - x0, y1 - y0, tile)]
-            queue.extendleft(reversed(parts))
-            continue
-        if not _attempt(run, region, f"{width}×{height} image on {device}"):
-            # Out of memory. Outside the except block: the traceback no longer pins the tile's tensors.
-            if device.startswith("cuda"):
-                import torch
+    try:
+        while queue:
+            region = queue.popleft()
+            x0, y0, x1, y1 = region
+            if x1 - x0 > tile or y1 - y0 > tile:
+                parts = [(x0 + a, y0 + b, x0 + c, y0 + d) for a, b, c, d in grid(x1 - x0, y1 - y0, tile)]
+                queue.extendleft(reversed(parts))
+                continue
+            if not _attempt(run, region, f"{width}×{height} image on {device}"):
+                # Out of memory. Outside the except block: the traceback no longer pins the tile's tensors.
+                if device.startswith("cuda"):
+                    import torch
 
-                torch.cuda.empty_cache()
-            if tile // 2 < min_tile:
-                raise DeviceOutOfMemoryError(
-                    f"{device} ran out of memory even with {tile}×{tile} tiles on a {width}×{height} "
-                    "image; free device memory, lower slots_per_device or allow CPU fallback"
-                )
-            tile //= 2
-            queue.appendleft(region)
-            continue
-        done += 1
-        if progress is not None:
-            progress(done, done + len(queue))
+                    torch.cuda.empty_cache()
+                if tile // 2 < min_tile:
+                    raise DeviceOutOfMemoryError(
+                        f"{device} ran out of memory even with {tile}×{tile} tiles on a {width}×{height} "
+                        "image; free device memory, lower slots_per_device or allow CPU fallback"
+                    )
+                tile //= 2
+                queue.appendleft(region)
+                continue
+            done += 1
+            if progress is not None:
+                progress(done, done + len(queue))
+    finally:
+        if isinstance(model, NcnnModule):
+            # The ncnn pools keep one tile's blocks between tiles, not past the loop: what the job does next
+            # (refinement, encoding) must not sit on top of them (models/ncnnrun.py, NcnnModule.release).
+            model.release()
     return TiledResult(out, tile, done)
 
 

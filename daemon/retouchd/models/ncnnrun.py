@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,9 @@ BYTES_PER_PIXEL = {"srmd": 6_500, "rrdbnet": 64_000, "srvgg": 3_600}
 """Peak memory per input pixel of one ncnn extraction (measured growth of RSS on 128–256 px tiles, plus
 ~10 %; SRMD remeasured on 2026-12-02: 5 870 per pixel on a 192 px tile): Winograd keeps transformed copies
 of the maps, 2–10× what the torch modules need. The auto tile size is chosen from these, so a job stays
-within tiling.CPU_ACTIVATION_BUDGET. They hold for a whole tile loop because the allocators are emptied after
-every extraction (NcnnModule._pools): ncnn's own pools kept growing tile after tile, far past them."""
+within tiling.CPU_ACTIVATION_BUDGET. They hold for a whole tile loop because the allocators keep only the
+blocks one extraction needs (NcnnModule._pools_for): ncnn's own pools kept growing tile after tile, far past
+them."""
 NET_BYTES = {"srmd": 60 * 2**20, "rrdbnet": 350 * 2**20, "srvgg": 32 * 2**20}
 """Resident size of a loaded network (VmRSS growth of load_bundled and the first load of the net, before
 any extraction, +10 %; measured 2026-12-02 in fresh processes: SRMD ×4 33–53 MB, x4plus 306–321 MB,
@@ -55,6 +57,10 @@ OUTPUT_BLOB = "output"
 _FOLDED_CACHE = 4
 """Folded SRMD networks kept per module, one per distinct code (each is ~6 MB)."""
 NCNN_NO_MEMORY = -100
+_holder: list[weakref.ref[NcnnModule]] = []
+"""(A weak reference to) the module whose pools may hold blocks: one at a time, so that two models' kept
+blocks never add up."""
+_pool_lock = threading.Lock()
 
 
 M_MMAP_THRESHOLD = -3
@@ -170,13 +176,14 @@ class NcnnModule:
         # One ncnn Net serves one caller at a time; a worker runs one job at a time, this is a safeguard.
         self._lock = threading.Lock()
         self._pools: tuple[Any, Any] | None = None
-        """Blob and workspace allocators of every extraction, emptied after each one. Left to itself, ncnn
-        gives each Net pool allocators that keep every block they ever handed out: tiles of slightly
-        different sizes (and, with 2 threads, per-thread workspaces) each added blocks, and the tile loop
-        of a 1 MP `fast` ×4 job grew to 893 MB peak RSS (one 256 px tile's need: ~400 MB). The price: each
-        tile maps its memory afresh (3.4× the page faults, ~8 % more CPU time on a 6-tile job); keeping the
-        pools between tiles of one size, emptied only when the size changed, measured 878 MiB for a 1 MP
-        JPEG job (642 MiB this way)."""
+        """Blob and workspace allocators of every extraction, kept between extractions (see _pools_for). Left
+        to itself, ncnn gives each Net pool allocators that keep every block they ever handed out: tiles of
+        slightly different sizes (and, with 2 threads, per-thread workspaces) each added blocks, and the tile
+        loop of a 1 MP `fast` ×4 job grew to 893 MB peak RSS (one 256 px tile's need: ~400 MB). Emptying
+        them after every extraction bounds that, but maps every tile's memory afresh: 7× the page faults and
+        15–20 % more CPU time than plain ncnn on one 250×140 `anime` tile."""
+        self._pool_pixels = 0
+        """Input pixels of the extraction the pools were last emptied for (0: empty)."""
         _large_blocks_unmapped()
 
     def _load(self, param_text: str, weights: bytes) -> Any:
@@ -207,24 +214,53 @@ class NcnnModule:
             self._folded.popitem(last=False)
         return loaded[0]
 
+    def _pools_for(self, pixels: int) -> tuple[Any, Any]:
+        """The allocators for an extraction of `pixels` input pixels, emptied first unless their blocks fit it.
+
+        Blocks left by an extraction at least as large and at most 4/3 as large are reused (ncnn reuses a
+        free block for a request of 3/4 of its size or more), so a grid's tiles, which differ by a few
+        pixels of context, map their memory once; a larger tile, or one so much smaller that it would add
+        its own blocks beside the kept ones, starts from empty pools. The pools are never more than one
+        extraction's need: the tile budget's. Only one module holds kept blocks at a time (_holder)."""
+        import ncnn
+
+        held = _holder[0]() if _holder else None
+        if held is not None and held is not self:
+            held.release()
+        _holder[:] = [weakref.ref(self)]
+        if self._pools is None:
+            self._pools = (ncnn.PoolAllocator(), ncnn.PoolAllocator())
+        if not self._pool_pixels * 3 // 4 <= pixels <= self._pool_pixels:
+            self.release()
+            self._pool_pixels = pixels
+        return self._pools
+
+    def release(self) -> None:
+        """Return the free blocks of the pools to the system (the blocks of outputs still referenced go
+        back to them when those are dropped)."""
+        if self._pools is not None:
+            for pool in self._pools:
+                pool.clear()
+        self._pool_pixels = 0
+
     def run(self, batch: Array) -> Array:
-        """B×C×H×W float32 → B×3×sH×sW float32, one ncnn extraction per image."""
+        """B×C×H×W float32 → B×3×sH×sW float32, one ncnn extraction per image.
+
+        With one image the answer is a view of ncnn's output blob (no copy): it is the caller's to change,
+        and its block goes back to the pool when it is dropped."""
         import ncnn
 
         if batch.ndim != 4:
             raise ModelError(f"expected a B×C×H×W batch, got shape {batch.shape}")
         outputs = []
-        with self._lock:
+        with _pool_lock, self._lock:
             net = self._network(int(batch.shape[1]))
-            if self._pools is None:
-                self._pools = (ncnn.PoolAllocator(), ncnn.PoolAllocator())
-            blobs, workspace = self._pools
+            blobs, workspace = self._pools_for(int(batch.shape[2] * batch.shape[3]))
             for item in batch:
                 data = np.ascontiguousarray(item, dtype=np.float32)
                 extractor = net.create_extractor()
                 extractor.set_blob_allocator(blobs)
                 extractor.set_workspace_allocator(workspace)
-                result: Any = None
                 try:
                     extractor.input(self.input_blob, ncnn.Mat(data))
                     status, result = extractor.extract(OUTPUT_BLOB)
@@ -232,16 +268,17 @@ class NcnnModule:
                         # Out of memory is a RuntimeError like torch's CPU allocator's, so tiling shrinks the tile.
                         what = "can't allocate memory" if status == NCNN_NO_MEMORY else "extraction failed"
                         raise RuntimeError(f"ncnn {self.family}: {what} (status {status}) on {data.shape}")
-                    outputs.append(np.array(result, dtype=np.float32, copy=True))
-                finally:
-                    # Every Mat of this extraction goes back to the pools, which are then emptied: the next
-                    # tile starts from nothing (see _pools).
-                    result = None
+                    # A view of the Mat (its channel stride may be padded); the view keeps the Mat alive.
+                    outputs.append(np.asarray(result))
+                except BaseException:
+                    outputs.clear()
                     extractor.clear()
                     del extractor
-                    blobs.clear()
-                    workspace.clear()
-        return np.stack(outputs)
+                    self.release()  # a smaller tile after out of memory starts from nothing
+                    raise
+                extractor.clear()
+                del extractor
+        return outputs[0][None] if len(outputs) == 1 else np.stack(outputs)
 
     def __call__(self, batch: Any) -> Any:
         if isinstance(batch, np.ndarray):
