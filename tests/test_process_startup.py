@@ -12,7 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-CODE = """
+
+def cli_code(watched: tuple[str, ...]) -> str:
+    """A child's program: run the CLI with its arguments, then print the exit code and which of `watched`
+    got imported."""
+    return f"""
 import json, sys
 from retouchd.cli import main
 try:
@@ -21,9 +25,11 @@ except SystemExit as exc:
     code = exc.code
 else:
     code = 0
-heavy = ("sqlalchemy", "alembic", "retouchd.store", "retouchd.pool", "torch", "watchdog", "retouchd.daemon")
-print(json.dumps({"code": code, "loaded": sorted(m for m in heavy if m in sys.modules)}))
+print(json.dumps({{"code": code, "loaded": sorted(m for m in {watched!r} if m in sys.modules)}}))
 """
+
+
+CODE = cli_code(("sqlalchemy", "alembic", "retouchd.store", "retouchd.pool", "torch", "watchdog", "retouchd.daemon"))
 
 
 @pytest.mark.parametrize("model", ["lanczos", "fast"])
@@ -74,17 +80,7 @@ def test_passive_openmp_is_a_default_not_an_override() -> None:
 
 IMAGE_STACK = ("numpy", "PIL", "cv2", "torch", "onnxruntime", "retouchd.images", "retouchd.pipeline",
                "retouchd.steps.upscale", "retouchd.steps.remove_text", "retouchd.steps.remove_objects")
-RUN_CODE = f"""
-import json, sys
-from retouchd.cli import main
-try:
-    main(sys.argv[1:], standalone_mode=False)
-except SystemExit as exc:
-    code = exc.code
-else:
-    code = 0
-print(json.dumps({{"code": code, "loaded": sorted(m for m in {IMAGE_STACK!r} if m in sys.modules)}}))
-"""
+RUN_CODE = cli_code(IMAGE_STACK)
 
 
 def test_run_once_parent_imports_no_image_stack(tmp_path: Path) -> None:
