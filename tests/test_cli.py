@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,29 @@ def test_history_has_headers_and_shows_duplicates(root: Path) -> None:
     assert len(history) == 1 and set(history[0]) >= {"id", "rule", "state", "rel_path", "error"}
     frame = cli("status", "--once", "--root", str(root)).stdout
     assert "dups" in frame
+
+
+def test_run_once_says_when_jobs_wait_for_a_later_retry(root: Path) -> None:
+    """`run --once` that ends while a job waits out its retry backoff says how many wait and until when
+    (a cron user would otherwise never learn of them); with nothing waiting it says nothing of the kind."""
+    from retouchd.store import open_store
+
+    from conftest import job_fields
+
+    env = {"RETOUCHD_WATCH__SETTLE_TIME": "0"}
+    first = cli("run", "--once", "--root", str(root), env=env)
+    assert first.returncode == 0 and "wait to be retried" not in first.stdout + first.stderr
+    store = open_store(f"sqlite:///{root / 'state' / 'retouchd.db'}")
+    job, _ = store.enqueue(**job_fields(rule="upscale", source_path=str(root / "inbox" / "upscale" / "x.png"),
+                                        rel_path="x.png"))
+    claimed = store.claim("h:1:x:0", "h", "cpu", 60, ["upscale"])
+    assert claimed is not None and claimed.id == job.id
+    store.requeue(job.id, "h:1:x:0", error="disk full", delay=3600)
+    store.engine.dispose()
+    second = cli("run", "--once", "--root", str(root), env=env)
+    assert second.returncode == 0
+    lines = [json.loads(line) for line in (second.stdout + second.stderr).splitlines() if line.startswith("{")]
+    waiting = [line for line in lines if "wait to be retried" in line["event"]]
+    assert len(waiting) == 1 and waiting[0]["jobs"] == 1 and waiting[0]["level"] == "warning"
+    ahead = datetime.fromisoformat(str(waiting[0]["first_at"])) - datetime.now(UTC)
+    assert 3500 < ahead.total_seconds() <= 3600

@@ -32,6 +32,7 @@ from retouchd.recovery import Recovery
 from retouchd.rules import RuleFolders, RuleSet, load_rules, rule_folders
 from retouchd.settings import Settings
 from retouchd.settle import IgnoreMatcher, SettleTracker
+from retouchd.shares import Shares, all_folders
 from retouchd.sidecarwait import SidecarWaits
 from retouchd.steps import preflight
 from retouchd.store import Store, open_store, set_path_map, utcnow
@@ -45,11 +46,7 @@ DB_WARNING_EVERY = 60.0
 EXIT_RUNTIME = 3
 
 
-def _all(f: RuleFolders) -> list[Path]:
-    return [f.inbox, f.outbox, f.archive, f.failed, f.review]
-
-
-class Daemon(Recovery, Handover):
+class Daemon(Recovery, Handover, Shares):
     def __init__(self, settings: Settings, rules: RuleSet, *, once: bool = False,
                  settings_loader: Callable[[], Settings] | None = None) -> None:
         self.settings, self.rules, self.once = settings, rules, once
@@ -112,6 +109,7 @@ class Daemon(Recovery, Handover):
                         self._database_trouble(exc)
                         time.sleep(1.0)
                     if self.once and self.idle():
+                        self._say_waiting()
                         break
                     time.sleep(TICK)
             finally:
@@ -136,7 +134,7 @@ class Daemon(Recovery, Handover):
                 preflight(options, dict(self.settings.engines))
         unmounted: dict[str, str] = {}
         for name, f in folders.items():
-            share = missing_share(self.settings.root, _all(f))
+            share = missing_share(self.settings.root, all_folders(f))
             if share is not None:
                 unmounted[name] = f"{share} does not exist; is the share mounted? (it is never created)"
                 continue
@@ -174,33 +172,6 @@ class Daemon(Recovery, Handover):
         """Whether this daemon is the only one that can use its database: a SQLite file in the state folder
         whose lock it holds (PostgreSQL, or a SQLite file elsewhere, may be shared by several daemons)."""
         return self._db_file is not None and self._db_file.parent == self.settings.state.absolute()
-
-    # -- paused inboxes (a share that is not mounted; a user's pause uses the same two calls) --------------
-    def pause_inbox(self, rule: str, reason: str) -> None:
-        """Take nothing from the rule's inbox and claim none of its jobs until resume_inbox(rule)."""
-        assert self.watcher is not None
-        self.watcher.hold(rule, reason)
-        if self.pool is not None:
-            self.pool.held.add(rule)
-
-    def resume_inbox(self, rule: str) -> None:
-        assert self.watcher is not None
-        self.watcher.release(rule)
-        if self.pool is not None:
-            self.pool.held.discard(rule)
-
-    def _outage(self, rule: str) -> bool:
-        return self.watcher is not None and self.watcher.outage(rule)
-
-    def _check_mounts(self) -> None:
-        """Resume a rule whose absolute folders (a share) have appeared; never create them."""
-        for name in list(self.unmounted):
-            if missing_share(self.settings.root, _all(self.folders[name])) is None:
-                for path in _all(self.folders[name]):
-                    ensure_dir(path)
-                del self.unmounted[name]
-                log.info("share folders present; resuming", rule=name)
-                self.resume_inbox(name)
 
     def _fault(self, point: str) -> None:
         """Test-only: die abruptly at `point`, or fail there as a full disk would (`enospc-<point>`)."""
@@ -332,6 +303,14 @@ class Daemon(Recovery, Handover):
         return (self._scanned_once and len(self.tracker) == 0 and self.offers.in_flight() == 0
                 and self.pool.busy() == 0
                 and self.store.count_claimable(self.pool.claim_rules()) == 0)
+
+    def _say_waiting(self) -> None:
+        """`run --once` ends with jobs held back for later: say so, or a cron user never learns of them."""
+        assert self.store is not None and self.pool is not None
+        count, first = self.store.waiting(self.pool.rule_names())
+        if count:
+            log.warning("jobs wait to be retried later; run again after the time given", jobs=count,
+                        first_at=first.isoformat(timespec="seconds") if first else None)
 
     def reload(self) -> None:
         """SIGHUP: re-read the settings file's `rule_files` (other settings need a restart) and the rules;

@@ -306,6 +306,16 @@ class Store:
     def count_claimable(self, rules: Sequence[str] | None = None, *, queued_only: bool = False) -> int:
         return fenced.count_claimable(self.reader, None if rules is None else list(rules), queued_only=queued_only)
 
+    def waiting(self, rules: Sequence[str]) -> tuple[int, datetime | None]:
+        """Queued jobs of `rules` held back until a later time (a retry's backoff, a file deferred while it
+        was still being written): how many, and when the first may start."""
+        now = utcnow()
+        query = select(func.count(), func.min(Job.not_before)).where(
+            Job.state == JobState.QUEUED, Job.not_before > now, Job.rule.in_(list(rules)))
+        with self.read() as s:
+            count, first = s.execute(query).one()
+        return int(count or 0), first
+
     def history(
         self, *, since: datetime | None = None, states: Sequence[JobState] | None = None, limit: int = 200
     ) -> list[Job]:
