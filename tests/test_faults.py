@@ -12,22 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import cli, db_rows, files_under, kill_hard, save_image, sha256, wait_for
+from conftest import child_pids, cli, db_rows, files_under, kill_hard, save_image, sha256, wait_for
 
 ONCE = {"RETOUCHD_WATCH__SETTLE_TIME": "0"}
-
-
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(entry.name))
-    return kids
 
 
 def _assert_done_once(root: Path, hashes: dict[str, str]) -> None:
@@ -69,7 +56,7 @@ def test_kill_9_mid_step_takes_the_worker_too(root: Path, daemon) -> None:
     hashes = {"m.png": sha256(save_image(root / "inbox" / "upscale" / "m.png"))}
     proc = daemon(env={"RETOUCHD_FAULT_POINT": "hang-after-step-upscale"})
     wait_for(lambda: [r for r in db_rows(root) if r["state"] == "running"])
-    workers = _children(proc.proc.pid)
+    workers = child_pids(proc.proc.pid)
     assert workers
     kill_hard(proc)
     wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout=10)
@@ -87,7 +74,7 @@ def test_worker_sigkill_costs_one_attempt_and_daemon_lives(root: Path, daemon) -
     wait_for(lambda: [r for r in db_rows(root) if r["state"] == "running"])
     running = db_rows(root)[0]
     assert running["rel_path"] == "victim.png"
-    for pid in _children(proc.proc.pid):  # the idle worker too: an idle death costs no job anything
+    for pid in child_pids(proc.proc.pid):  # the idle worker too: an idle death costs no job anything
         os.kill(pid, signal.SIGKILL)
     wait_for(lambda: db_rows(root)[0]["attempts"] == 2 and db_rows(root)[0]["state"] == "running")
     assert "worker died (killed by SIGKILL)" in db_rows(root)[0]["error"]

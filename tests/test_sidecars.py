@@ -115,3 +115,22 @@ def test_late_mask_is_waited_for_and_an_orphan_mask_is_reported(
     assert not status().get("awaiting_sidecar")
     assert proc.stop() == 0
     assert any(line.get("event", "").startswith("sidecar mask without an image") for line in proc.log_lines())
+
+
+def test_a_retried_failure_takes_its_sidecar_back_and_drops_its_reason(tmp_path: Path) -> None:
+    """Sending a failed file back to its inbox moves its sidecar mask back beside it (same name, nothing
+    overwritten) and removes its `.error.json`; an unrelated file in failed/ stays."""
+    from retouchd.archive import error_json_path, return_companions
+
+    inbox, failed = tmp_path / "inbox", tmp_path / "failed"
+    inbox.mkdir()
+    failed.mkdir()
+    image = failed / "cat.png"
+    image.write_bytes(b"img")
+    (failed / "cat.mask.png").write_bytes(b"mask")
+    error_json_path(image).write_text("{}")
+    (failed / "other.mask.png").write_bytes(b"not ours")
+    (inbox / "cat.mask.png").write_bytes(b"a newer mask")  # already back: the returned one gets a new name
+    return_companions(image, str(inbox / "cat.mask.png"))
+    assert sorted(p.name for p in failed.iterdir()) == ["cat.png", "other.mask.png"]
+    assert sorted(p.read_bytes() for p in inbox.iterdir()) == [b"a newer mask", b"mask"]

@@ -24,7 +24,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from retouchd import beneath
 from retouchd.exceptions import LeaseLost, TransientError, UnsafePathError
-from retouchd.fsops import fit_name, publish, safe_join, sha256_file, temp_sibling, unique_path
+from retouchd.fsops import fit_name, move_verified, publish, safe_join, sha256_file, temp_sibling, unique_path
 from retouchd.rules import RuleFolders
 from retouchd.store import Job, JobState, Store, utcnow
 from retouchd.task import TaskResult
@@ -41,6 +41,16 @@ def _no_fault(point: str) -> None:
 
 def error_json_path(failed_file: Path) -> Path:
     return failed_file.with_name(fit_name(failed_file.name, ".error.json"))
+
+
+def return_companions(failed: Path, sidecar_path: str | None) -> None:
+    """After a failed file went back to its inbox: its sidecar follows it, its `.error.json` goes."""
+    if sidecar_path:
+        sidecar = failed.with_name(Path(sidecar_path).name)
+        if sidecar.exists():
+            move_verified(sidecar, unique_path(Path(sidecar_path)), None)
+    with contextlib.suppress(OSError):
+        error_json_path(failed).unlink()
 
 
 @dataclass

@@ -6,7 +6,6 @@ file is moved (hash-checked), then the verdict is recorded; doing an interrupted
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import structlog
 
-from retouchd.archive import Committer, error_json_path
+from retouchd.archive import Committer, return_companions
 from retouchd.exceptions import RetouchdError
 from retouchd.fsops import move_verified, safe_join, unique_path
 from retouchd.rules import Rule, RuleFolders, RuleSet
@@ -117,12 +116,7 @@ class Steering:
         failed = Path(job.failed_path)
         dest = unique_path(Path(job.source_path))
         move_verified(failed, dest, job.sha256)
-        if job.sidecar_path:
-            sidecar = failed.with_name(Path(job.sidecar_path).name)
-            if sidecar.exists():
-                move_verified(sidecar, unique_path(Path(job.sidecar_path)), None)
-        with contextlib.suppress(OSError):
-            error_json_path(failed).unlink()
+        return_companions(failed, job.sidecar_path)
         log.info("failed job sent back to its inbox", job_id=job_id, rule=job.rule, path=str(dest))
         return self.store.retry(job.id, str(dest), str(Path(job.rel_path).parent / dest.name))
 

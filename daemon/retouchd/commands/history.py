@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -15,7 +14,7 @@ import click
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from retouchd.archive import error_json_path
+from retouchd.archive import return_companions
 from retouchd.commands._output import CommandError
 from retouchd.exceptions import RetouchdError
 from retouchd.fsops import TEMP_PREFIX, move_verified, sha256_file, unique_path
@@ -168,12 +167,7 @@ def retry_jobs(settings: Settings, ids: list[int], *, all_failed: bool) -> int:
             code = 1
             continue
         os.rename(hidden, dest)
-        if job.sidecar_path:
-            sidecar = failed.with_name(Path(job.sidecar_path).name)
-            if sidecar.exists():
-                move_verified(sidecar, unique_path(Path(job.sidecar_path)), None)
-        with contextlib.suppress(OSError):
-            error_json_path(failed).unlink()
+        return_companions(failed, job.sidecar_path)
         changed = " (changed since it failed: processed as its new content)" if content else ""
         click.echo(f"#{job.id}: back in the inbox as {dest}{changed}")
     return code
