@@ -36,6 +36,7 @@ import numpy as np
 import structlog
 from PIL import Image, UnidentifiedImageError
 
+from retouchd import pngwrite
 from retouchd.exceptions import DecodeError, LimitError, RetouchdError, StepError, TransientError
 from retouchd.frames import icc_space, to_frame, to_pil
 from retouchd.jpegquality import JpegTables, jpeg_params, numeric, read_tables
@@ -179,6 +180,9 @@ def encode(frame: Frame, info: ImageInfo, spec: OutputSpec, fp: WritableFile) ->
             "set the rule's output format to png or tiff",
             step="encode",
         )
+    if fmt == "PNG" and not info.grayscale:
+        _encode_png(frame, info, spec, fp)
+        return fmt
     image = to_pil(frame, info.grayscale, info.bits, fmt)
     params = _save_params(image.mode, info, spec, fmt, image.size)
     buffer = io.BytesIO() if fmt == "TIFF" else None
@@ -199,6 +203,19 @@ def encode(frame: Frame, info: ImageInfo, spec: OutputSpec, fp: WritableFile) ->
     if buffer is not None:
         _write_all(fp, buffer.getbuffer())
     return fmt
+
+
+def _encode_png(frame: Frame, info: ImageInfo, spec: OutputSpec, fp: WritableFile) -> None:
+    """Colour PNG on several cores (pngwrite), from the frame's own array: no Pillow copy of the image."""
+    mode = "RGB" if frame.alpha is None else "RGBA"
+    params = _save_params(mode, info, spec, "PNG", (frame.width, frame.height))
+    try:
+        pixels = frame.rgb if frame.alpha is None else np.dstack([frame.rgb, frame.alpha])
+        pngwrite.write_png(lambda data: _write_all(fp, memoryview(data)), pixels, mode,
+                           level=spec.png_compression, icc_profile=params.get("icc_profile"),
+                           exif=params.get("exif"))
+    except MemoryError:
+        raise TransientError(_OUT_OF_MEMORY.format("encoding")) from None
 
 
 class _Sink:
