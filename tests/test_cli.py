@@ -129,3 +129,25 @@ def test_run_once_says_when_jobs_wait_for_a_later_retry(root: Path) -> None:
     assert len(waiting) == 1 and waiting[0]["jobs"] == 1 and waiting[0]["level"] == "warning"
     ahead = datetime.fromisoformat(str(waiting[0]["first_at"])) - datetime.now(UTC)
     assert 3500 < ahead.total_seconds() <= 3600
+
+
+def test_run_once_says_when_jobs_wait_in_a_paused_inbox(root: Path) -> None:
+    """`run --once` leaves the jobs of an inbox a person paused, and says how many wait and where."""
+    from retouchd.store import open_store
+    from retouchd.store.reviews import Reviews
+
+    from conftest import job_fields
+
+    env = {"RETOUCHD_WATCH__SETTLE_TIME": "0"}
+    assert cli("run", "--once", "--root", str(root), env=env).returncode == 0
+    store = open_store(f"sqlite:///{root / 'state' / 'retouchd.db'}")
+    Reviews(store).pause("upscale")
+    store.enqueue(**job_fields(rule="upscale", source_path=str(root / "inbox" / "upscale" / "x.png"),
+                               rel_path="x.png"))
+    store.engine.dispose()
+    result = cli("run", "--once", "--root", str(root), env=env)
+    assert result.returncode == 0
+    lines = [json.loads(line) for line in (result.stdout + result.stderr).splitlines() if line.startswith("{")]
+    held = [line for line in lines if "paused inboxes" in line["event"]]
+    assert len(held) == 1 and held[0]["jobs"] == 1 and held[0]["rules"] == ["upscale"]
+    assert not [line for line in lines if line["event"] == "job started"]

@@ -311,6 +311,10 @@ class Daemon(Recovery, Handover, Shares):
         if count:
             log.warning("jobs wait to be retried later; run again after the time given", jobs=count,
                         first_at=first.isoformat(timespec="seconds") if first else None)
+        paused = sorted(set(self.pool.rule_names()) - set(self.pool.claim_rules()))
+        held = self.store.count_claimable(paused, queued_only=True) if paused else 0
+        if held:
+            log.warning("jobs wait in paused inboxes; resume them in the web interface", jobs=held, rules=paused)
 
     def reload(self) -> None:
         """SIGHUP: re-read the settings file's `rule_files` (other settings need a restart) and the rules;
