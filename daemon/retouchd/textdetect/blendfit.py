@@ -8,6 +8,8 @@ C (`colour`), and which parts of a repeated shape follow it (`marks`).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -26,9 +28,16 @@ MIN_VARIATION = 15.0
 """Spread (levels) of the photo beneath a stroke pixel across the copies needed to fit its blend."""
 MIN_VARIED = 0.3
 """Share of the stroke pixels over a photo that varies that much between the copies."""
+MIN_FEW = 0.05
+"""Share of the stroke pixels that must vary for their slope to veto a mark over an even photo (over a dark
+busy photo a few pixels vary by chance, their guesses gone wrong: tune analogues 0.4–2 % of the strokes)."""
 OUTLIER = 3.0
 COLOUR_SPREAD = 60.0
-"""Spread (robust sigma, levels) of the colour the stroke pixels imply, past which they are no one mark."""
+"""Spread (robust sigma, levels) of the colour the stroke pixels imply, past which they are no one mark..."""
+NOISE_SPREAD = 1.5
+"""...unless their own fits' errors explain it (robust sigma of the pixels' deviations over their standard
+errors): over a dark photo the photo beneath varies little against its distance from a white mark, and each
+pixel's colour is uncertain by 40–50 levels (tune: 0.7–1.3 on marks whose colours spread 4–85 levels)."""
 SAME_COLOUR = 15.0
 OFF_COLOUR = 120.0
 EVEN_SPREAD = 0.1
@@ -79,35 +88,55 @@ def opacity(image: Floats, beneath: Floats, cells: _Cells, single: _Cells | None
     return np.asarray(np.clip(out, 0.0, 1.0), np.float32)
 
 
-def line(x_image: Floats, y_image: Floats, cells: _Cells, core: Mask) -> tuple[Floats, Floats, Mask]:
-    """(slope, offset, fitted?) per `core` pixel of the cell: the least-squares line `y = slope·x + offset`
-    through its copies, fitted where x varies by `MIN_VARIATION` or more between them; refitted once without
-    the copies `OUTLIER` robust sigmas off it (a place the layout left empty, a guess gone wrong)."""
+class Line(NamedTuple):
+    """Per stroke pixel: the blend line through its copies, whether it was fitted, and the standard error of
+    the colour offset it implies (`offset / slope`, where the line meets y = 0)."""
+
+    slope: Floats
+    offset: Floats
+    fitted: Mask
+    error: Floats
+
+
+def line(x_image: Floats, y_image: Floats, cells: _Cells, core: Mask) -> Line:
+    """The least-squares line `y = slope·x + offset` through the copies of each `core` pixel of the cell,
+    fitted where x varies by `MIN_VARIATION` or more between them; refitted once without the copies `OUTLIER`
+    robust sigmas off it (a place the layout left empty, a guess gone wrong). A copy is judged by its residual
+    against the line the others fit (deleted residual): over a dark busy photo the guess beneath one copy goes
+    wrong (a bright blade beside dark moss), and alone far out in x, that copy would draw the line through
+    itself and show no residual."""
     x, inside = cells.cut(np.ascontiguousarray(x_image))
     y, _ = cells.cut(np.ascontiguousarray(y_image))
     xs, ys, valid = x[:, core], y[:, core], inside[:, core]
     for _ in range(2):
-        count = np.maximum(valid.sum(axis=0), 1)
-        mx, my = (xs * valid).sum(axis=0) / count, (ys * valid).sum(axis=0) / count
-        vx = (((xs - mx) ** 2) * valid).sum(axis=0) / count
-        cxy = ((xs - mx) * (ys - my) * valid).sum(axis=0) / count
+        used = valid
+        count = np.maximum(used.sum(axis=0), 1)
+        mx, my = (xs * used).sum(axis=0) / count, (ys * used).sum(axis=0) / count
+        vx = (((xs - mx) ** 2) * used).sum(axis=0) / count
+        cxy = ((xs - mx) * (ys - my) * used).sum(axis=0) / count
         slope = cxy / np.maximum(vx, 1e-6)
         offset = my - slope * mx
-        residual = np.abs(ys - slope * xs - offset)
-        spread = _median(residual, valid, 1)
-        valid = valid & (residual <= np.maximum(OUTLIER * 1.4826 * spread, 4.0))
-    fitted = (valid.sum(axis=0) >= 3) & (vx >= MIN_VARIATION**2)
-    return slope, offset, fitted
+        raw = ys - slope * xs - offset
+        leverage = 1 / count + (xs - mx) ** 2 / np.maximum(count * vx, 1e-6)
+        residual = np.abs(raw) / np.maximum(1 - leverage, 0.05)
+        spread = _median(residual, used, 1)
+        valid = used & (residual <= np.maximum(OUTLIER * 1.4826 * spread, 4.0))
+    sigma = np.sqrt((raw**2 * used).sum(axis=0) / np.maximum(count - 2, 1))
+    bent = np.maximum(np.abs(slope), 1e-3)
+    error = sigma / bent * np.sqrt(1 / count + (my / bent) ** 2 / np.maximum(count * vx, 1e-6))
+    return Line(slope, offset, (valid.sum(axis=0) >= 3) & (vx >= MIN_VARIATION**2), np.asarray(error, np.float32))
 
 
-def implied(slope: Floats, offset: Floats, fitted: Mask, need: float) -> tuple[float, float] | None:
-    """(median, robust spread) of the colour offset `offset / slope` the fitted pixels imply, if enough."""
-    usable = fitted & (slope >= TRANSLUCENT[0])
+def implied(fit: Line, need: float) -> tuple[float, float, float] | None:
+    """(median, robust spread, and that spread in the pixels' own standard errors) of the colour offset
+    `offset / slope` the fitted pixels imply, if enough."""
+    usable = fit.fitted & (fit.slope >= TRANSLUCENT[0])
     if usable.sum() < max(need, 1):
         return None
-    implied = offset[usable] / slope[usable]
+    implied = fit.offset[usable] / fit.slope[usable]
     middle = float(np.median(implied))
-    return middle, 1.4826 * float(np.median(np.abs(implied - middle)))
+    scores = (implied - middle) / np.maximum(fit.error[usable], 1e-3)
+    return middle, 1.4826 * float(np.median(np.abs(implied - middle))), 1.4826 * float(np.median(np.abs(scores)))
 
 
 def colour(image: Floats, beneath: Floats, cells: _Cells, core: Mask,
@@ -120,18 +149,19 @@ def colour(image: Floats, beneath: Floats, cells: _Cells, core: Mask,
     With it, whether it was taken from a photo too even to fit (`even`)."""
     gap, step = level - beneath, image - beneath
     need = MIN_VARIED * core.sum()
-    slope, offset, fitted = line(gap.mean(axis=2), step.mean(axis=2), cells, core)
-    grey = implied(slope, offset, fitted, need)
-    few = float(np.median(slope[fitted])) if fitted.sum() >= MIN_BLOB else None
+    fit = line(gap.mean(axis=2), step.mean(axis=2), cells, core)
+    slope, fitted = fit.slope, fit.fitted
+    grey = implied(fit, need)
+    few = float(np.median(slope[fitted])) if fitted.sum() >= max(MIN_BLOB, MIN_FEW * core.sum()) else None
     if grey is None and (few is None or TRANSLUCENT[0] <= few <= TRANSLUCENT[1]) and \
             even(gap.mean(axis=2), step.mean(axis=2), cells, core):
         return np.full(3, level, np.float32), True
     if grey is None or not TRANSLUCENT[0] <= float(np.median(slope[fitted])) <= TRANSLUCENT[1] or \
-            grey[1] > COLOUR_SPREAD:
+            (grey[1] > COLOUR_SPREAD and grey[2] > NOISE_SPREAD):
         return None
     colour = np.full(3, level + grey[0], np.float32)
     for channel in range(3):
-        own = implied(*line(gap[..., channel], step[..., channel], cells, core), need)
+        own = implied(line(gap[..., channel], step[..., channel], cells, core), need)
         if own is not None:
             colour[channel] = level + own[0]
     colour = np.clip(colour, 0, 255)
@@ -168,7 +198,7 @@ def marks(image: Floats, beneath: Floats, cells: _Cells, core: Mask, level: floa
     lattice too (the waves of a facade) adds its own streaks to the shape, whose step does not (tune and
     holdout: slope ≤ 0.02 or colours thousands of levels off, the letters' 0.3–0.6 and within 65 levels).
     Parts over a photo too even across the copies to fit are kept."""
-    slope, offset, fitted = line((level - beneath).mean(axis=2), (image - beneath).mean(axis=2), cells, core)
+    slope, offset, fitted, _ = line((level - beneath).mean(axis=2), (image - beneath).mean(axis=2), cells, core)
     count, labels = cv2.connectedComponents(core.astype(np.uint8), connectivity=8)
     keep = np.ones(count, bool)
     keep[0] = False
