@@ -61,3 +61,30 @@ def test_colour_spread_is_judged_against_the_pixels_own_errors() -> None:
     assert uncertain is not None and certain is not None
     assert 50 <= uncertain[1] <= 70 and 0.8 <= uncertain[2] <= 1.2
     assert certain[2] >= 10
+
+
+def test_a_few_chance_pixels_do_not_veto_a_mark_over_an_even_photo() -> None:
+    """Over a dark even photo no blend line can be fitted, and every copy steps toward white by the same share
+    (0.35): the mark is taken as white. A 4×4 px patch of its 20×20 px strokes (4 %) does vary between the
+    copies, with a slope past any translucent mark's (0.95: guesses gone wrong by chance) — too few pixels to
+    veto it (under `MIN_FEW`)."""
+    size, cell = 256, 64
+    cells = Cells((size, size), Lattice((cell, 0.0), (0.0, cell), 1.0))
+    rows, cols = np.mgrid[:size, :size]
+    copy_m = np.round((cols - size // 2) / cell).astype(int)
+    copy_n = np.round((rows - size // 2) / cell).astype(int)
+    local_x, local_y = cols - size // 2 - cell * copy_m, rows - size // 2 - cell * copy_n
+    rng = np.random.default_rng(2)
+    gap = (225.0 + rng.normal(0, 1, (size, size))).astype(np.float32)
+    step = 0.35 * gap
+    varied = (local_x >= -2) & (local_x <= 1) & (local_y >= -2) & (local_y <= 1)
+    gap = np.where(varied & ((copy_m + copy_n) % 2 == 0), 150.0, gap).astype(np.float32)
+    step = np.where(varied, 0.95 * gap - 60.0, step).astype(np.float32)
+    beneath = np.repeat((255.0 - gap)[..., None], 3, axis=2).astype(np.float32)
+    image = (beneath + step[..., None]).astype(np.float32)
+    core = np.zeros((2 * cells.hy, 2 * cells.hx), bool)
+    core[cells.hy - 10 : cells.hy + 10, cells.hx - 10 : cells.hx + 10] = True
+    measured = blendfit.colour(image, beneath, cells, core, 255.0)
+    assert measured is not None
+    colour, even = measured
+    assert even and colour.tolist() == [255.0, 255.0, 255.0]
