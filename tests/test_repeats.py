@@ -209,12 +209,13 @@ def dark_busy(clean: np.ndarray) -> np.ndarray:
 def test_watermark_over_a_dark_busy_photo_is_unblended(name: str, seed: int) -> None:
     """A stock-photo watermark over a dark busy photo: each stroke pixel's colour is uncertain by tens of
     levels there (the photo varies little against its distance from white), so their spread is judged in
-    their own standard errors, not in levels: ≥ 95 % of its pixels come back, < 0.1 % of the image away
-    from it changes."""
+    their own standard errors, not in levels, and the colour they cannot pin down is taken as white (the
+    lines, tilted by the guess's errors, put it 30–45 levels too dark): ≥ 95 % of its pixels come back,
+    < 0.1 % of the image away from it changes."""
     clean = dark_busy(overlays.photo(name, 576, 384))
     image, footprint = overlays.tiled_watermark(clean, np.random.default_rng(seed))
     blend = repeats.find(image)
-    assert blend is not None
+    assert blend is not None and blend.colour == (255.0, 255.0, 255.0)
     result = restore(image, blend)
     assert restored(result, image, clean) >= 0.95
     assert changed_outside(result, image, footprint) < 0.001

@@ -145,8 +145,9 @@ def colour(image: Floats, beneath: Floats, cells: _Cells, core: Mask,
     to the photo's distance from a colour (`I − B = α(C − B)`: slope α, and an offset that implies the same
     colour at every stroke pixel). A scene's own pattern is opaque (its step shrinks as the surface
     brightens), or the surface beneath it never varies enough to tell: None. A colour within `SAME_COLOUR` of
-    white (black) is taken as white (black): the guess of the photo beneath is smooth, and its errors lean.
-    With it, whether it was taken from a photo too even to fit (`even`)."""
+    white (black) is taken as white (black): the guess of the photo beneath is smooth, and its errors lean;
+    so is one the pixels imply only within their own errors (spread past `COLOUR_SPREAD`, within
+    `NOISE_SPREAD`). With it, whether it was assumed (over a photo too even to fit, `even`, or that noisy)."""
     gap, step = level - beneath, image - beneath
     need = MIN_VARIED * core.sum()
     fit = line(gap.mean(axis=2), step.mean(axis=2), cells, core)
@@ -159,6 +160,11 @@ def colour(image: Floats, beneath: Floats, cells: _Cells, core: Mask,
     if grey is None or not TRANSLUCENT[0] <= float(np.median(slope[fitted])) <= TRANSLUCENT[1] or \
             (grey[1] > COLOUR_SPREAD and grey[2] > NOISE_SPREAD):
         return None
+    if grey[1] > COLOUR_SPREAD:
+        # The pixels' own errors spread their colours this far: the photo beneath varies less between the
+        # copies than its guess errs, and the guess's error, in both the step and the distance, tilts each
+        # line toward the photo's colour (errors in variables): only α·(C − B) is measured, not C.
+        return np.full(3, level, np.float32), True
     colour = np.full(3, level + grey[0], np.float32)
     for channel in range(3):
         own = implied(line(gap[..., channel], step[..., channel], cells, core), need)

@@ -183,7 +183,7 @@ def _unblended(image: Floats, cells: _Cells, single: _Cells | None, strokes: Mas
     measured = fit.colour(image, beneath, cells, _in_cells(cells, strokes), level)
     if measured is None:
         return None
-    colour, even = measured
+    colour, assumed = measured
     if float(np.abs(colour - level).max()) > 0:
         alpha = fit.opacity(image, beneath, cells, single, support, colour)
     marks = fit.marks(image, beneath, cells, _in_cells(cells, strokes), level)
@@ -191,16 +191,17 @@ def _unblended(image: Floats, cells: _Cells, single: _Cells | None, strokes: Mas
     if _smoothed(image, cells, alpha, colour) < MIN_SMOOTHED:
         return None
     opacity = _gated(image, cells.paste(alpha), colour)
-    if even and not _explained(image, opacity, colour, (single or cells).basis):
+    if assumed and not _explained(image, opacity, colour, (single or cells).basis):
         return None
     return TileBlend(opacity, (float(colour[0]), float(colour[1]), float(colour[2])), len(cells.points))
 
 
 def _explained(image: Floats, alpha: Floats, colour: Floats, basis: npt.NDArray[np.float64]) -> bool:
     """True when the mark explains the image's repeats: un-blended, the image repeats along the lattice less
-    than `RESIDUE` as strongly. Asked of a mark over an even photo, where no blend could be fitted: a facade's
-    white window frames over a plain wall look like a translucent white mark, but their glass still repeats
-    (the test fixtures: 0.34–0.55 left; tune and holdout watermarks 0.04–0.30, 0.11 over a pale wooden board)."""
+    than `RESIDUE` as strongly. Asked of a mark whose colour was assumed (no blend could be fitted, or none
+    pinned its colour down): a facade's white window frames over a plain wall look like a translucent white
+    mark, but their glass still repeats (the test fixtures: 0.34–0.55 left; tune and holdout watermarks
+    0.04–0.30, 0.11 over a pale wooden board)."""
     a = np.minimum(alpha, 0.8)[..., None]
     after = np.clip((image - a * colour) / (1 - a), 0, 255)
     before_height, after_height = (repeat_height(np.ascontiguousarray(x.mean(axis=2)), basis) for x in (image, after))
