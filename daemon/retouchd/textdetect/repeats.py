@@ -9,12 +9,12 @@ border included; the copies show the same watermark over different parts of the 
    the other side holds the strokes' halo), without specks, are its strokes; grown by `RIM` px for the
    anti-aliased rim, its support. It must look like lettering: thin strokes, separate copies (`_lettering`:
    grout and mortar form one network, windows are wide blobs).
-2. Opacity: the photo beneath the support is guessed everywhere at once from the pixels around it
+2. Opacity (`blendfit`): the photo beneath the support is guessed everywhere at once from the pixels around it
    (normalised convolution); each pixel gives `α = (I − B̂)·(C − B̂) / |C − B̂|²` where the photo is far
    enough from the colour C to say anything, and the median over the copies is the watermark's α, pixel by
    pixel (the guess's errors — grass under one copy, sky under the next — cancel). Run twice, the second
    time with the support the first measured.
-3. Colour and evidence: across the copies, a mark lying over the photo steps `I − B = α(C − B)`: in
+3. Colour and evidence (`blendfit`): across the copies, a mark lying over the photo steps `I − B = α(C − B)`: in
    proportion to the photo's distance from one colour C. The per-pixel line through the copies gives α
    (slope) and C (offset / slope); a scene's own opaque pattern gives no such line, or the surface beneath
    it never varies enough to fit one: rejected. Un-blending must also take the mark's edges out of most
@@ -34,6 +34,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from retouchd.textdetect import blendfit as fit
+from retouchd.textdetect.blendfit import MIN_BLOB, MIN_CONTRAST, MIN_COPIES
 from retouchd.textdetect.cells import Cells as _Cells
 from retouchd.textdetect.cells import median as _median
 from retouchd.textdetect.lattice import Lattice, detail, repeat_height
@@ -43,9 +45,6 @@ from retouchd.typing import Mask, RGBImage
 
 SHAPE_SIGMAS = 4.0
 RIM = 2
-MIN_BLOB = 12
-GUESS_SIGMA = 3.0
-MIN_CONTRAST = 40.0
 ALPHA_FLOOR = 0.03
 MAX_SUPPORT = 0.35
 """A 'watermark' covering more of its cell than this is the photo's texture."""
@@ -63,20 +62,7 @@ out (tune, 3 seeds × 30 photos: changed outside the overlay at most 0.08 % inst
 WORD = 4
 """Px the strokes are grown by to join one copy's letters into one part (a copy is gated whole)."""
 MIN_SMOOTHED = 0.7
-MIN_COPIES = 4
 MIN_VOTES = 2
-TRANSLUCENT = (0.05, 0.85)
-"""Median opacity of the strokes a watermark has (fainter is noise, more is an opaque pattern)."""
-MIN_VARIATION = 15.0
-"""Spread (levels) of the photo beneath a stroke pixel across the copies needed to fit its blend."""
-MIN_VARIED = 0.3
-"""Share of the stroke pixels over a photo that varies that much between the copies."""
-OUTLIER = 3.0
-COLOUR_SPREAD = 60.0
-"""Spread (robust sigma, levels) of the colour the stroke pixels imply, past which they are no one mark."""
-SAME_COLOUR = 15.0
-OFF_COLOUR = 120.0
-EVEN_SPREAD = 0.1
 RESIDUE = 0.2
 
 Floats = npt.NDArray[np.float32]
@@ -85,152 +71,6 @@ Floats = npt.NDArray[np.float32]
 def _grow(mask: Mask, radius: int) -> Mask:
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     return np.asarray(cv2.dilate(mask.astype(np.uint8), kernel) > 0)
-
-
-def _guess(image: Floats, hole: Mask) -> Floats:
-    """The photo beneath `hole`, from the pixels around it (normalised convolution)."""
-    keep = (~hole).astype(np.float32)
-    total = cv2.GaussianBlur(image * keep[..., None], (0, 0), GUESS_SIGMA)
-    weight = cv2.GaussianBlur(keep, (0, 0), GUESS_SIGMA)[..., None]
-    return np.asarray(np.where(hole[..., None], total / np.maximum(weight, 1e-6), image), np.float32)
-
-
-def _vote(cells: _Cells, alpha: Floats, valid: Mask, where: Mask | None = None) -> tuple[Floats, Mask]:
-    """(median over the copies of each cell pixel's opacity, where enough copies measured it), computed
-    `where` given (everywhere by default)."""
-    alpha_cells, inside = cells.cut(alpha)
-    valid_cells, _ = cells.cut(valid.astype(np.float32))
-    need = max(3, int(inside.sum(axis=0).max()) // 3)
-    usable = inside & (valid_cells > 0.5)
-    if where is None:
-        return _median(alpha_cells, usable, need), usable.sum(axis=0) >= need
-    out = np.zeros(where.shape, np.float32)
-    out[where] = _median(alpha_cells[:, where], usable[:, where], need)
-    return out, (usable.sum(axis=0) >= need) & where
-
-
-def _opacity(image: Floats, beneath: Floats, cells: _Cells, single: _Cells | None, support: Mask,
-             level: float | Floats) -> Floats:
-    """The median over the copies of each pixel's opacity, within the cell's `support`, given the photo
-    `beneath`. Pixels too few whole cells measured take the vote of the single copies (`single`, when the
-    layout is staggered: more copies, half a pixel apart)."""
-    gap = level - beneath
-    weight = (gap**2).sum(axis=2)
-    alpha = np.asarray(((image - beneath) * gap).sum(axis=2) / np.maximum(weight, 1.0), np.float32)
-    valid = weight >= 3 * MIN_CONTRAST**2
-    out, known = _vote(cells, alpha, valid, support)
-    if single is not None and not known[support].all():
-        voted, measured = _vote(single, alpha, valid)
-        spread, inside = cells.cut(single.paste(voted))
-        counted, _ = cells.cut(single.paste(measured.astype(np.float32)))
-        usable = inside & (counted > 0.5)
-        fallback = (spread * usable).sum(axis=0) / np.maximum(usable.sum(axis=0), 1)
-        out = np.where(known | ~usable.any(axis=0), out, fallback)
-    out[~support] = 0
-    return np.asarray(np.clip(out, 0.0, 1.0), np.float32)
-
-
-def _line(x_image: Floats, y_image: Floats, cells: _Cells, core: Mask) -> tuple[Floats, Floats, Mask]:
-    """(slope, offset, fitted?) per `core` pixel of the cell: the least-squares line `y = slope·x + offset`
-    through its copies, fitted where x varies by `MIN_VARIATION` or more between them; refitted once without
-    the copies `OUTLIER` robust sigmas off it (a place the layout left empty, a guess gone wrong)."""
-    x, inside = cells.cut(np.ascontiguousarray(x_image))
-    y, _ = cells.cut(np.ascontiguousarray(y_image))
-    xs, ys, valid = x[:, core], y[:, core], inside[:, core]
-    for _ in range(2):
-        count = np.maximum(valid.sum(axis=0), 1)
-        mx, my = (xs * valid).sum(axis=0) / count, (ys * valid).sum(axis=0) / count
-        vx = (((xs - mx) ** 2) * valid).sum(axis=0) / count
-        cxy = ((xs - mx) * (ys - my) * valid).sum(axis=0) / count
-        slope = cxy / np.maximum(vx, 1e-6)
-        offset = my - slope * mx
-        residual = np.abs(ys - slope * xs - offset)
-        spread = _median(residual, valid, 1)
-        valid = valid & (residual <= np.maximum(OUTLIER * 1.4826 * spread, 4.0))
-    fitted = (valid.sum(axis=0) >= 3) & (vx >= MIN_VARIATION**2)
-    return slope, offset, fitted
-
-
-def _implied(slope: Floats, offset: Floats, fitted: Mask, need: float) -> tuple[float, float] | None:
-    """(median, robust spread) of the colour offset `offset / slope` the fitted pixels imply, if enough."""
-    usable = fitted & (slope >= TRANSLUCENT[0])
-    if usable.sum() < max(need, 1):
-        return None
-    implied = offset[usable] / slope[usable]
-    middle = float(np.median(implied))
-    return middle, 1.4826 * float(np.median(np.abs(implied - middle)))
-
-
-def _colour(image: Floats, beneath: Floats, cells: _Cells, core: Mask,
-            level: float) -> tuple[Floats, bool] | None:
-    """The mark's colour C, when it lies over the photo: across the copies its step `I − B` grows in proportion
-    to the photo's distance from a colour (`I − B = α(C − B)`: slope α, and an offset that implies the same
-    colour at every stroke pixel). A scene's own pattern is opaque (its step shrinks as the surface
-    brightens), or the surface beneath it never varies enough to tell: None. A colour within `SAME_COLOUR` of
-    white (black) is taken as white (black): the guess of the photo beneath is smooth, and its errors lean.
-    With it, whether it was taken from a photo too even to fit (`_even`)."""
-    gap, step = level - beneath, image - beneath
-    need = MIN_VARIED * core.sum()
-    slope, offset, fitted = _line(gap.mean(axis=2), step.mean(axis=2), cells, core)
-    grey = _implied(slope, offset, fitted, need)
-    few = float(np.median(slope[fitted])) if fitted.sum() >= MIN_BLOB else None
-    if grey is None and (few is None or TRANSLUCENT[0] <= few <= TRANSLUCENT[1]) and \
-            _even(gap.mean(axis=2), step.mean(axis=2), cells, core):
-        return np.full(3, level, np.float32), True
-    if grey is None or not TRANSLUCENT[0] <= float(np.median(slope[fitted])) <= TRANSLUCENT[1] or \
-            grey[1] > COLOUR_SPREAD:
-        return None
-    colour = np.full(3, level + grey[0], np.float32)
-    for channel in range(3):
-        own = _implied(*_line(gap[..., channel], step[..., channel], cells, core), need)
-        if own is not None:
-            colour[channel] = level + own[0]
-    colour = np.clip(colour, 0, 255)
-    return (np.full(3, level, np.float32) if float(np.abs(colour - level).max()) <= SAME_COLOUR else colour), False
-
-
-def _even(gap: Floats, step: Floats, cells: _Cells, core: Mask) -> bool:
-    """True when the photo beneath the strokes is too even across the copies to fit the blend's line (fewer
-    than `MIN_VARIED` of the stroke pixels vary by `MIN_VARIATION`: one pale wooden board), yet every copy
-    steps toward the mark's level by the same translucent share (per copy, the median over the strokes of
-    `step / gap` within `TRANSLUCENT`, spread under `EVEN_SPREAD`): the mark is taken to be white (black).
-    The few pixels that do vary must fit a translucent line too (a facade's opaque window frames: slope 1)."""
-    gaps, inside = cells.cut(np.ascontiguousarray(gap))
-    steps, _ = cells.cut(np.ascontiguousarray(step))
-    gaps, steps, valid = gaps[:, core], steps[:, core], inside[:, core] & (np.abs(gaps[:, core]) >= MIN_CONTRAST)
-    counted = np.maximum(valid.sum(axis=0), 1)
-    mean = (gaps * valid).sum(axis=0) / counted
-    spread = np.sqrt((((gaps - mean) ** 2) * valid).sum(axis=0) / counted)
-    measured = valid.sum(axis=0) >= 3
-    if measured.sum() < MIN_VARIED * core.sum() or (spread[measured] >= MIN_VARIATION).mean() >= MIN_VARIED:
-        return False
-    shares = [float(np.median(s[v] / g[v])) for g, s, v in zip(gaps, steps, valid, strict=True)
-              if v.sum() >= MIN_VARIED * core.sum()]
-    if len(shares) < MIN_COPIES:
-        return False
-    middle = float(np.median(shares))
-    return TRANSLUCENT[0] <= middle <= TRANSLUCENT[1] and float(np.std(shares)) <= EVEN_SPREAD
-
-
-def _marks(image: Floats, beneath: Floats, cells: _Cells, core: Mask, level: float) -> Mask:
-    """The parts of the repeated shape (`core`, in the cell) that lie over the photo as the mark does: their
-    step across the copies follows the photo's distance from the mark's level (median slope at least
-    `TRANSLUCENT[0]`, implied colour within `OFF_COLOUR` of it). A photo that nearly repeats along the
-    lattice too (the waves of a facade) adds its own streaks to the shape, whose step does not (tune and
-    holdout: slope ≤ 0.02 or colours thousands of levels off, the letters' 0.3–0.6 and within 65 levels).
-    Parts over a photo too even across the copies to fit are kept."""
-    slope, offset, fitted = _line((level - beneath).mean(axis=2), (image - beneath).mean(axis=2), cells, core)
-    count, labels = cv2.connectedComponents(core.astype(np.uint8), connectivity=8)
-    keep = np.ones(count, bool)
-    keep[0] = False
-    parts = labels[core]
-    for part in range(1, count):
-        mine = (parts == part) & fitted
-        if mine.sum() < MIN_VARIED * (parts == part).sum():
-            continue
-        implied = offset[mine] / np.maximum(slope[mine], 1e-3)
-        keep[part] = float(np.median(slope[mine])) >= TRANSLUCENT[0] and abs(float(np.median(implied))) <= OFF_COLOUR
-    return np.asarray(keep[labels])
 
 
 def _in_cells(cells: _Cells, mask: Mask) -> Mask:
@@ -335,31 +175,33 @@ def _unblended(image: Floats, cells: _Cells, single: _Cells | None, strokes: Mas
                level: float) -> TileBlend | None:
     """The blend of the mark whose strokes (and their rim: `hole`) are given over the image, when it is one."""
     support = _in_cells(cells, hole)
-    beneath = _guess(image, _grow(hole, 1))
-    alpha = _opacity(image, beneath, cells, single, support, level)
+    beneath = fit.guess(image, _grow(hole, 1))
+    alpha = fit.opacity(image, beneath, cells, single, support, level)
     support = _grow(alpha > ALPHA_FLOOR, RIM) & support
-    beneath = _guess(image, _grow(cells.paste(support.astype(np.float32)) > 0.5, 1))
-    alpha = _opacity(image, beneath, cells, single, support, level)
-    measured = _colour(image, beneath, cells, _in_cells(cells, strokes), level)
+    beneath = fit.guess(image, _grow(cells.paste(support.astype(np.float32)) > 0.5, 1))
+    alpha = fit.opacity(image, beneath, cells, single, support, level)
+    measured = fit.colour(image, beneath, cells, _in_cells(cells, strokes), level)
     if measured is None:
         return None
-    colour, even = measured
+    colour, assumed = measured
     if float(np.abs(colour - level).max()) > 0:
-        alpha = _opacity(image, beneath, cells, single, support, colour)
-    alpha[(alpha < ALPHA_FLOOR) | ~_grow(_marks(image, beneath, cells, _in_cells(cells, strokes), level), RIM + 1)] = 0
+        alpha = fit.opacity(image, beneath, cells, single, support, colour)
+    marks = fit.marks(image, beneath, cells, _in_cells(cells, strokes), level)
+    alpha[(alpha < ALPHA_FLOOR) | ~_grow(marks, RIM + 1)] = 0
     if _smoothed(image, cells, alpha, colour) < MIN_SMOOTHED:
         return None
     opacity = _gated(image, cells.paste(alpha), colour)
-    if even and not _explained(image, opacity, colour, (single or cells).basis):
+    if assumed and not _explained(image, opacity, colour, (single or cells).basis):
         return None
     return TileBlend(opacity, (float(colour[0]), float(colour[1]), float(colour[2])), len(cells.points))
 
 
 def _explained(image: Floats, alpha: Floats, colour: Floats, basis: npt.NDArray[np.float64]) -> bool:
     """True when the mark explains the image's repeats: un-blended, the image repeats along the lattice less
-    than `RESIDUE` as strongly. Asked of a mark over an even photo, where no blend could be fitted: a facade's
-    white window frames over a plain wall look like a translucent white mark, but their glass still repeats
-    (the test fixtures: 0.34–0.55 left; tune and holdout watermarks 0.04–0.30, 0.11 over a pale wooden board)."""
+    than `RESIDUE` as strongly. Asked of a mark whose colour was assumed (no blend could be fitted, or none
+    pinned its colour down): a facade's white window frames over a plain wall look like a translucent white
+    mark, but their glass still repeats (the test fixtures: 0.34–0.55 left; tune and holdout watermarks
+    0.04–0.30, 0.11 over a pale wooden board)."""
     a = np.minimum(alpha, 0.8)[..., None]
     after = np.clip((image - a * colour) / (1 - a), 0, 255)
     before_height, after_height = (repeat_height(np.ascontiguousarray(x.mean(axis=2)), basis) for x in (image, after))
