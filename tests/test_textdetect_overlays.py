@@ -93,6 +93,33 @@ def test_texture_alone_is_no_shadow() -> None:
     assert not out.any()
 
 
+def test_a_treeline_and_a_streak_running_past_the_line_stay_out_of_its_letters() -> None:
+    """Shadowed white letters on a distant horizon: a dark treeline (the shadow's colour) runs through their
+    lower half and a sunlit streak (the letters' white) leaves the last one. The colour step takes both in;
+    what runs on past the box's ends is photo and is dropped (was: 175 px outside the overlay, now 15)."""
+    rng = np.random.default_rng(0)
+    rows = np.arange(256, dtype=np.float32)[:, None, None]
+    photo = np.where(rows < 130, np.array([150, 185, 225], np.float32) - 0.2 * rows, np.array([110, 120, 90]))
+    photo = photo + rng.normal(0, 3, (256, 512, 3))
+    treeline = (118 + 3 * np.sin(np.arange(512) / 5.0)).astype(int)
+    for x in range(512):
+        photo[treeline[x] : 132, x] = (30, 42, 28)
+    cv2.line(photo, (352, 121), (470, 104), (250, 248, 240), 2)
+    background = np.asarray(np.clip(photo, 0, 255), np.uint8)
+    glyphs = overlays.face(overlays.LIBERATION / "LiberationSans-Bold.ttf", 36)
+    shadow, letters = overlays._blank(background), overlays._blank(background)
+    ImageDraw.Draw(shadow).text((102, 102), "Weekend Vibes", font=glyphs, fill=(0, 0, 0, 200))
+    ImageDraw.Draw(letters).text((100, 100), "Weekend Vibes", font=glyphs, fill=(255, 255, 255, 255))
+    layer = Image.alpha_composite(shadow.filter(ImageFilter.GaussianBlur(2.5)), letters)
+    image = np.asarray(Image.alpha_composite(Image.fromarray(background).convert("RGBA"), layer).convert("RGB"))
+    ink = np.asarray(letters)[..., 3] > 0
+    near = cv2.dilate((np.asarray(layer)[..., 3] > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    out = np.zeros(ink.shape, bool)
+    add_letters(image, np.array([[95, 102], [367, 102], [367, 137], [95, 137]], np.float32), out)
+    assert out[ink].mean() >= 0.99
+    assert (out & ~near).sum() <= 0.01 * ink.sum()
+
+
 @pytest.mark.parametrize(("name", "seed"), [("astronaut", 2), ("chelsea", 2)])
 def test_shadowed_caption_mask_covers_its_shadow(models: textdetect.OcrModels, name: str, seed: int) -> None:
     """White text with a soft drop shadow on a real photo: every visible overlay pixel, shadow included, is
