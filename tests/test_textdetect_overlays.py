@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from retouchd import textdetect
 from retouchd.textdetect import evidence, pagefill, zoom
+from retouchd.textdetect.shadow import _template as shadow_template
 from retouchd.textdetect.shadow import add_shadow, unshadow
 from retouchd.textdetect.strokes import add_letters
 
@@ -82,6 +83,30 @@ def test_a_light_streak_casts_no_shadow() -> None:
     below = np.zeros(ink.shape, bool)
     below[171:180, 150:190] = True
     assert np.abs(restored.astype(int) - image.astype(int))[below].max() <= 6
+
+
+def test_a_faint_fit_around_thin_letters_is_no_shadow() -> None:
+    """Outlined letters, 1 px thin, over a texture darkened by their moved, widely blurred shape: the moved
+    outline fits at a scale past `MIN_ALPHA`, but the darkening it models peaks at 0.23 — the fit of a thin
+    stroke's surroundings (a CJK caption's dark stroke, a logo's outline over sky changed 0.13–0.48 % of tune
+    photos outside the overlay), not a shadow to divide out (real ones peak at 0.57–0.74). A deep one still is."""
+    texture = _texture(0).astype(np.float32)
+    layer = overlays._blank(_texture(0))
+    glyphs = overlays.face(overlays.NOTO / "NotoSans-Bold.ttf", 60)
+    ImageDraw.Draw(layer).text((100, 90), "LOGO", font=glyphs, fill=(0, 0, 0, 0), stroke_width=1,
+                               stroke_fill=(255, 255, 255, 255))
+    ink = np.asarray(layer)[..., 3] > 0
+    ys, xs = np.nonzero(ink)
+    quad = np.array([[xs.min() - 4, ys.min() - 4], [xs.max() + 4, ys.min() - 4], [xs.max() + 4, ys.max() + 4],
+                     [xs.min() - 4, ys.max() + 4]], np.float32)
+    found = []
+    for depth in (0.6, 1.0):
+        darkened = texture * (1 - depth * shadow_template(ink, 3, 3, 3.0))[..., None]
+        image = np.clip(darkened, 0, 255).astype(np.uint8)
+        image[ink] = 255
+        found.append(add_shadow(image, quad, ink, ink.copy()))
+    assert found[0] is None
+    assert found[1] is not None and float(found[1].alpha.max()) >= 0.3
 
 
 def test_texture_alone_is_no_shadow() -> None:
