@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from retouchd import textdetect
 from retouchd.textdetect import evidence, pagefill, zoom
+from retouchd.textdetect.regions import find_backing
 from retouchd.textdetect.shadow import _template as shadow_template
 from retouchd.textdetect.shadow import add_shadow, unshadow
 from retouchd.textdetect.strokes import add_letters
@@ -171,6 +172,32 @@ def test_white_text_on_a_pale_sky_is_an_overlay_not_scene_text(models: textdetec
     found = textdetect.detect(models, image)
     assert found.score >= 0.6
     assert found.mask[ink].mean() >= 0.85
+
+
+def test_a_band_cut_short_by_a_lighter_photo_is_un_blended_not_filled_as_a_box() -> None:
+    """A translucent band running off the image's side over an even dark photo that turns lighter past the
+    caption: flat and closed there, it passes for a box (was: 10 098 px filled, the photo beneath lost); a
+    box reaching the image's side is checked for a band first, and the band's blend is fitted."""
+    rng = np.random.default_rng(0)
+    photo = np.zeros((256, 512, 3), np.float32)
+    photo[:] = (20, 40, 90)
+    photo[:, 185:] = (70, 110, 170)
+    photo = np.clip(photo + rng.normal(0, 2, photo.shape), 0, 255).astype(np.uint8)
+    band = Image.new("RGBA", (512, 256), (0, 0, 0, 0))
+    ImageDraw.Draw(band).rectangle((0, 150, 511, 199), fill=(0, 0, 0, 140))
+    text = Image.new("RGBA", (512, 256), (0, 0, 0, 0))
+    glyphs = overlays.face(overlays.NOTO / "NotoSans-Bold.ttf", 26)
+    ImageDraw.Draw(text).text((20, 160), "Sunset over", font=glyphs, fill=(255, 255, 255, 255))
+    layered = Image.alpha_composite(Image.alpha_composite(Image.fromarray(photo).convert("RGBA"), band), text)
+    image = np.asarray(layered.convert("RGB"))
+    quad = np.array([[18, 166], [175, 166], [175, 190], [18, 190]], np.float32)
+    letters = np.zeros(image.shape[:2], bool)
+    add_letters(image, quad, letters)
+    backing = find_backing(image, quad, letters)
+    assert backing.box is None
+    assert backing.band is not None
+    assert backing.band.rect == (150, 200, 0, 512)
+    assert backing.band.gain == pytest.approx((1 - 140 / 255,) * 3, abs=0.02)
 
 
 def test_a_page_is_painted_with_its_plane() -> None:
