@@ -1,5 +1,6 @@
-"""The whole overlay, style by style (issue #14): drop shadows, letters on pale photos, rendered pages, small
-date stamps (retouchd.textdetect.shadow, grain, pagefill, zoom)."""
+"""The whole overlay, style by style (issue #14): drop shadows, letters on pale photos, photo running past a
+line's ends, bands cut short, rendered pages, small date stamps (retouchd.textdetect.shadow, strokes, regions,
+grain, pagefill, zoom)."""
 
 from __future__ import annotations
 
