@@ -1,5 +1,6 @@
-"""The whole overlay, style by style (issue #14): drop shadows, letters on pale photos, rendered pages, small
-date stamps (retouchd.textdetect.shadow, grain, pagefill, zoom)."""
+"""The whole overlay, style by style (issue #14): drop shadows, letters on pale photos, photo running past a
+line's ends, bands cut short, rendered pages, small date stamps (retouchd.textdetect.shadow, strokes, regions,
+grain, pagefill, zoom)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from retouchd import textdetect
 from retouchd.textdetect import evidence, pagefill, zoom
+from retouchd.textdetect.regions import find_backing
+from retouchd.textdetect.shadow import _template as shadow_template
 from retouchd.textdetect.shadow import add_shadow, unshadow
 from retouchd.textdetect.strokes import add_letters
 
@@ -84,6 +87,30 @@ def test_a_light_streak_casts_no_shadow() -> None:
     assert np.abs(restored.astype(int) - image.astype(int))[below].max() <= 6
 
 
+def test_a_faint_fit_around_thin_letters_is_no_shadow() -> None:
+    """Outlined letters, 1 px thin, over a texture darkened by their moved, widely blurred shape: the moved
+    outline fits at a scale past `MIN_ALPHA`, but the darkening it models peaks at 0.23 — the fit of a thin
+    stroke's surroundings (a CJK caption's dark stroke, a logo's outline over sky changed 0.13–0.48 % of tune
+    photos outside the overlay), not a shadow to divide out (real ones peak at 0.57–0.74). A deep one still is."""
+    texture = _texture(0).astype(np.float32)
+    layer = overlays._blank(_texture(0))
+    glyphs = overlays.face(overlays.NOTO / "NotoSans-Bold.ttf", 60)
+    ImageDraw.Draw(layer).text((100, 90), "LOGO", font=glyphs, fill=(0, 0, 0, 0), stroke_width=1,
+                               stroke_fill=(255, 255, 255, 255))
+    ink = np.asarray(layer)[..., 3] > 0
+    ys, xs = np.nonzero(ink)
+    quad = np.array([[xs.min() - 4, ys.min() - 4], [xs.max() + 4, ys.min() - 4], [xs.max() + 4, ys.max() + 4],
+                     [xs.min() - 4, ys.max() + 4]], np.float32)
+    found = []
+    for depth in (0.6, 1.0):
+        darkened = texture * (1 - depth * shadow_template(ink, 3, 3, 3.0))[..., None]
+        image = np.clip(darkened, 0, 255).astype(np.uint8)
+        image[ink] = 255
+        found.append(add_shadow(image, quad, ink, ink.copy()))
+    assert found[0] is None
+    assert found[1] is not None and float(found[1].alpha.max()) >= 0.3
+
+
 def test_texture_alone_is_no_shadow() -> None:
     """The same letters without a shadow on the same texture: nothing is added."""
     image, ink, _ = _letters_and_shadow(_texture(0), 0)
@@ -91,6 +118,33 @@ def test_texture_alone_is_no_shadow() -> None:
     quad = np.array([[95, 95], [400, 95], [400, 150], [95, 150]], np.float32)
     add_shadow(image, quad, ink, out)
     assert not out.any()
+
+
+def test_a_treeline_and_a_streak_running_past_the_line_stay_out_of_its_letters() -> None:
+    """Shadowed white letters on a distant horizon: a dark treeline (the shadow's colour) runs through their
+    lower half and a sunlit streak (the letters' white) leaves the last one. The colour step takes both in;
+    what runs on past the box's ends is photo and is dropped (was: 175 px outside the overlay, now 15)."""
+    rng = np.random.default_rng(0)
+    rows = np.arange(256, dtype=np.float32)[:, None, None]
+    photo = np.where(rows < 130, np.array([150, 185, 225], np.float32) - 0.2 * rows, np.array([110, 120, 90]))
+    photo = photo + rng.normal(0, 3, (256, 512, 3))
+    treeline = (118 + 3 * np.sin(np.arange(512) / 5.0)).astype(int)
+    for x in range(512):
+        photo[treeline[x] : 132, x] = (30, 42, 28)
+    cv2.line(photo, (352, 121), (470, 104), (250, 248, 240), 2)
+    background = np.asarray(np.clip(photo, 0, 255), np.uint8)
+    glyphs = overlays.face(overlays.LIBERATION / "LiberationSans-Bold.ttf", 36)
+    shadow, letters = overlays._blank(background), overlays._blank(background)
+    ImageDraw.Draw(shadow).text((102, 102), "Weekend Vibes", font=glyphs, fill=(0, 0, 0, 200))
+    ImageDraw.Draw(letters).text((100, 100), "Weekend Vibes", font=glyphs, fill=(255, 255, 255, 255))
+    layer = Image.alpha_composite(shadow.filter(ImageFilter.GaussianBlur(2.5)), letters)
+    image = np.asarray(Image.alpha_composite(Image.fromarray(background).convert("RGBA"), layer).convert("RGB"))
+    ink = np.asarray(letters)[..., 3] > 0
+    near = cv2.dilate((np.asarray(layer)[..., 3] > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    out = np.zeros(ink.shape, bool)
+    add_letters(image, np.array([[95, 102], [367, 102], [367, 137], [95, 137]], np.float32), out)
+    assert out[ink].mean() >= 0.99
+    assert (out & ~near).sum() <= 0.01 * ink.sum()
 
 
 @pytest.mark.parametrize(("name", "seed"), [("astronaut", 2), ("chelsea", 2)])
@@ -119,6 +173,32 @@ def test_white_text_on_a_pale_sky_is_an_overlay_not_scene_text(models: textdetec
     found = textdetect.detect(models, image)
     assert found.score >= 0.6
     assert found.mask[ink].mean() >= 0.85
+
+
+def test_a_band_cut_short_by_a_lighter_photo_is_un_blended_not_filled_as_a_box() -> None:
+    """A translucent band running off the image's side over an even dark photo that turns lighter past the
+    caption: flat and closed there, it passes for a box (was: 10 098 px filled, the photo beneath lost); a
+    box reaching the image's side is checked for a band first, and the band's blend is fitted."""
+    rng = np.random.default_rng(0)
+    photo = np.zeros((256, 512, 3), np.float32)
+    photo[:] = (20, 40, 90)
+    photo[:, 185:] = (70, 110, 170)
+    photo = np.clip(photo + rng.normal(0, 2, photo.shape), 0, 255).astype(np.uint8)
+    band = Image.new("RGBA", (512, 256), (0, 0, 0, 0))
+    ImageDraw.Draw(band).rectangle((0, 150, 511, 199), fill=(0, 0, 0, 140))
+    text = Image.new("RGBA", (512, 256), (0, 0, 0, 0))
+    glyphs = overlays.face(overlays.NOTO / "NotoSans-Bold.ttf", 26)
+    ImageDraw.Draw(text).text((20, 160), "Sunset over", font=glyphs, fill=(255, 255, 255, 255))
+    layered = Image.alpha_composite(Image.alpha_composite(Image.fromarray(photo).convert("RGBA"), band), text)
+    image = np.asarray(layered.convert("RGB"))
+    quad = np.array([[18, 166], [175, 166], [175, 190], [18, 190]], np.float32)
+    letters = np.zeros(image.shape[:2], bool)
+    add_letters(image, quad, letters)
+    backing = find_backing(image, quad, letters)
+    assert backing.box is None
+    assert backing.band is not None
+    assert backing.band.rect == (150, 200, 0, 512)
+    assert backing.band.gain == pytest.approx((1 - 140 / 255,) * 3, abs=0.02)
 
 
 def test_a_page_is_painted_with_its_plane() -> None:

@@ -9,8 +9,9 @@ only: boxes and bands are typeset with the image's axes):
   its minimum-area rectangle: rounded corners pass) that stops within `BOX_REACH` line heights of the line.
   Flat colour that runs on out of that window is a page or the sky, not a box: the letters alone are masked.
   The box, holes filled, grown by the anti-aliased rim, joins the mask (it is opaque: there is nothing to
-  keep beneath it). A plate whose two ends differ in height or whose top is not level is a sign seen in
-  perspective: the line is scene text (`Backing.scene`).
+  keep beneath it). A box reaching the image's side may be a translucent band cut short where the photo
+  beneath turns lighter: the band is looked for first there. A plate whose two ends differ in height or
+  whose top is not level is a sign seen in perspective: the line is scene text (`Backing.scene`).
 - **Band**: a straight horizontal step above the line and the opposite step below it, each along at least
   `BAND_CONSISTENT` of the line's length, within `BAND_REACH` line heights. The band is taken to be
   `αC + (1 − α)B` and is un-blended (`unblend`), not painted over.
@@ -171,6 +172,12 @@ def _box_at(flat: Mask, rect: tuple[int, int, int, int], quad: Quad, letters: Ma
     return out if out.mean() <= MAX_SHARE else None
 
 
+def _at_border(box: Mask) -> bool:
+    """The box reaches the image's side: a caption's band running off it, cut short where its photo turns
+    lighter, can pass for a flat box; translucent, it is un-blended instead."""
+    return bool(box[0].any() or box[-1].any() or box[:, 0].any() or box[:, -1].any())
+
+
 def _trapezoid(filled: Mask) -> bool:
     """A convex four-cornered shape: the outline of a rectangular plate under perspective."""
     contours, _ = cv2.findContours(filled.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -280,9 +287,9 @@ def find_backing(rgb: RGBImage, quad: Quad, letters: Mask) -> Backing:
         return Backing(scene=True)
     if quad_tilt(quad) > MAX_TILT:
         return Backing()
-    if box is not None:
+    band = _band(rgb, quad, letters, line) if box is None or _at_border(box) else None
+    if box is not None and band is None:
         return Backing(box=box)
-    band = _band(rgb, quad, letters, line)
     if band is not None:
         return Backing(band=band)
     return Backing(page=_page(rgb, quad, line))

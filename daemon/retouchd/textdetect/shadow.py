@@ -17,9 +17,10 @@ A soft shadow is semi-transparent black, `I = (1 − a)·B`: painting over it lo
 pale ghost of the letters over wood or leaves). So its darkening `a` is estimated per pixel from its shape:
 the *glyphs* (the letter pixels lighter than the estimate) moved and blurred (offset and blur searched
 around the ones found above, `SIGMAS`), scaled by the least-squares fit of the measured darkening
-`1 − I/B̂` around the letters. A fit that explains at least `EXPLAINED` of that darkening and is at least
-`MIN_ALPHA` deep is the shadow (it also stands in for the `DEEP` test: the letter mask often takes in the
-shadow's dark core, leaving only its faint tail to measure); it is un-blended (`unshadow`) where `a` ≤
+`1 − I/B̂` around the letters. A fit that explains at least `EXPLAINED` of that darkening, is at least
+`MIN_ALPHA` deep and whose darkening peaks at `MIN_PEAK` or more (thin letters blurred give a faint fit)
+is the shadow (it also stands in for the `DEEP` test: the letter mask often takes in the shadow's dark core,
+leaving only its faint tail to measure); it is un-blended (`unshadow`) where `a` ≤
 `MAX_ALPHA` and filled where deeper (amplifying by more than 1/(1 − `MAX_ALPHA`) would amplify the fit's
 error past recognition). The letter pixels that are shadow, not glyph (beyond `GLYPH_RIM` px of a glyph),
 leave the mask to be un-blended. A light piece of the letter mask that casts none of the shadow
@@ -57,6 +58,7 @@ TELEA_RADIUS = 3
 SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0)
 EXPLAINED = 0.3
 MIN_ALPHA = 0.2
+MIN_PEAK = 0.3
 MAX_ALPHA = 0.6
 FAINT = 0.01
 GLYPH_RIM = 2
@@ -150,7 +152,10 @@ def _unblendable(crop: RGBImage, zone: Mask, glyphs: Mask, line: float) -> Float
         return None
     scale, (dx, dy, sigma) = fitted
     casting = _casting(glyphs, _darkening(crop, change), free, scale, (dx, dy, sigma))
-    return np.asarray(np.clip(scale * _template(casting, dx, dy, sigma), 0.0, 1.0), np.float32)
+    alpha = np.asarray(np.clip(scale * _template(casting, dx, dy, sigma), 0.0, 1.0), np.float32)
+    # Thin letters (an outline, a 1-px stroke) blurred give a faint template: a least-squares scale of a
+    # photo's noise around them, not a shadow anyone would see.
+    return alpha if float(alpha.max()) >= MIN_PEAK else None
 
 
 def _casting(glyphs: Mask, darkening: Floats, free: Mask, scale: float, params: tuple[int, int, float]) -> Mask:

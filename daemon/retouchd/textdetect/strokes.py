@@ -22,7 +22,11 @@ along it (a lone "©" a space away from the words), the *ring* the band of 40 % 
    semi-transparent lettering takes its colour from what lies beneath, which changes along the line; it
    keeps the seeds of step 2.
 4. Rim. Pixels within 1 + height/40 px of a letter that still differ from the background by more than
-   `EDGE` (anti-aliasing, blur, glow) are added, then everything is grown by the caller's `halo`.
+   `EDGE` (anti-aliasing, blur, glow) are added.
+5. Ends. A piece of the mask that runs from the box on past its ends (farther than the core's growth
+   across) is photo the letters' colours match there (a sunlit streak leaving the last letter, a dark
+   treeline under a drop shadow's dark): its part past the ends is dropped. A mark a space away (the lone
+   "©") touches no letter and stays. Everything is then grown by the caller's `halo`.
 """
 
 from __future__ import annotations
@@ -145,6 +149,8 @@ class _Window:
     crop: RGBImage
     core: Bools
     inside: Bools
+    ends: Bools
+    """The core past the box's ends (farther than the core's growth across)."""
     chunk: npt.NDArray[np.int32]
     top: int
     left: int
@@ -159,7 +165,8 @@ def _window(rgb: RGBImage, quad: Quad, line: float, halo: int) -> _Window | None
     if x1 - x0 < 3 or y1 - y0 < 3:
         return None
     layers = []
-    for polygon in (core_quad, ring_quad):
+    box_quad = grow_quad(quad, CORE_GROW * line + 1)
+    for polygon in (core_quad, ring_quad, box_quad):
         layer = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.fillPoly(layer, [np.round(polygon - [x0, y0]).astype(np.int32)], 1)
         layers.append(layer > 0)
@@ -168,7 +175,8 @@ def _window(rgb: RGBImage, quad: Quad, line: float, halo: int) -> _Window | None
     xs = np.arange(x1 - x0, dtype=np.float32)[None, :]
     ys = np.arange(y1 - y0, dtype=np.float32)[:, None]
     chunk = np.floor((xs * u[0] + ys * u[1]) / max(4.0, line)).astype(np.int32)
-    return _Window(np.ascontiguousarray(rgb[y0:y1, x0:x1]), layers[0], layers[1], chunk, int(y0), int(x0))
+    return _Window(np.ascontiguousarray(rgb[y0:y1, x0:x1]), layers[0], layers[1], layers[0] & ~layers[2], chunk,
+                   int(y0), int(x0))
 
 
 def _letters(win: _Window, line: float) -> Bools:
@@ -190,7 +198,15 @@ def _letters(win: _Window, line: float) -> Bools:
     else:
         near = _grow(seeds, max(1, round(SPREAD * line)))
         letters = seeds | (contrast & (ring_share < SPREAD_NOVEL) & near)
-    return letters | ((difference > EDGE) & region & _grow(letters, 1 + round(line / 40)))
+    letters = letters | ((difference > EDGE) & region & _grow(letters, 1 + round(line / 40)))
+    return _detached(letters, win.ends)
+
+
+def _detached(letters: Bools, ends: Bools) -> Bools:
+    """`letters` without what runs on from the box past its ends (step 5 of the module docstring)."""
+    _, labels = cv2.connectedComponents(letters.astype(np.uint8), connectivity=8)
+    crossing = np.intersect1d(labels[letters & ends], labels[letters & ~ends])
+    return letters & ~(ends & np.isin(labels, crossing[crossing > 0]))
 
 
 def add_letters(rgb: RGBImage, quad: Quad, out: Mask, halo: int = 0) -> None:
