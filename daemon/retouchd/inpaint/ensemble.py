@@ -23,8 +23,9 @@ class EnsembleParams:
 
     share: float = 0.5
     """Weight of the second fill's shading (0: the first fill alone; 0.5: the plain average)."""
-    sigma: float = 4.0
-    """Scale (pixels) above which shading is averaged; finer detail is the first fill's alone."""
+    sigma: float = 8.0
+    """Scale (pixels) above which shading is averaged; finer detail is the first fill's alone. At 4 px the
+    hole PSNR gained a little more on tune photos, but the texture ratio fell by 0.02–0.04; at 8 px it holds."""
     scale: float = 0.5
     """Resolution of the second fill, as a fraction of the crop's."""
     seed_offset: int = 1
