@@ -12,7 +12,6 @@ import torch
 
 from retouchd.inpaint.base import InpaintEngine, downscale
 from retouchd.inpaint.completion import complete, vote_upscaled
-from retouchd.inpaint.ensemble import EnsembleParams, blend_shading
 from retouchd.inpaint.patchmatch import Chord, Field, Params
 from retouchd.inpaint.periodic import Lattice, PeriodParams, find_lattice
 from retouchd.inpaint.smooth import SmoothParams, blend_smooth
@@ -42,8 +41,6 @@ class PatchEngine(InpaintEngine):
     """A pattern that repeats around the hole is continued in phase (`periodic`); None: no period detector."""
     smooth: ClassVar[SmoothParams | None] = SmoothParams()
     """Where the hole's surroundings are smooth, the fill's coarse shading follows a membrane fill (`smooth`)."""
-    ensemble: ClassVar[EnsembleParams | None] = EnsembleParams()
-    """The fill's shading is averaged with that of a second, half-resolution fill (`ensemble`); None: one fill."""
 
     def fill(self, rgb: RGBImage, mask: Mask) -> RGBImage:
         """Strokes first with the thin fill, then the wide components by patch search around them."""
@@ -62,8 +59,9 @@ class PatchEngine(InpaintEngine):
         with _cpu_single_thread(device), torch.inference_mode():
             hole_t = torch.from_numpy(hole).to(device)
             rgb_t = _to_tensor(rgb, device)
-            filled = self._fill(rgb, hole, rgb_t, hole_t, self.params)
-            return _merge(rgb, hole, self._second_opinion(rgb, hole, rgb_t, hole_t, filled, 1.0))
+            guided = self._guides(rgb, hole, device)
+            filled, _ = complete(rgb_t, hole_t, self.params, *guided, *self._lattice(rgb, hole))
+            return _merge(rgb, hole, self._smoothed(rgb_t, hole_t, filled))
 
     def solve_scaled(self, rgb: RGBImage, hole: Mask, scale: float) -> RGBImage:
         """Solve a shrunk crop, then copy full-size patches along the enlarged field: sharp, bounded memory."""
@@ -79,32 +77,9 @@ class PatchEngine(InpaintEngine):
             if field is not None:
                 full_hole = torch.from_numpy(hole).to(device)
                 rgb_t = _to_tensor(rgb, device)
-                filled = self._smoothed(rgb_t, full_hole, vote_upscaled(rgb_t, full_hole, field, self.params))
-                return _merge(rgb, hole, self._second_opinion(rgb, hole, rgb_t, full_hole, filled, scale))
+                filled = vote_upscaled(rgb_t, full_hole, field, self.params)
+                return _merge(rgb, hole, self._smoothed(rgb_t, full_hole, filled))
         return super().solve_scaled(rgb, hole, scale)
-
-    def _fill(
-        self, rgb: RGBImage, hole: Mask, rgb_t: torch.Tensor, hole_t: torch.Tensor, params: Params
-    ) -> torch.Tensor:
-        """Guided completion of one crop, then the smooth-region blend (3×H×W, the photo outside the hole)."""
-        guided = self._guides(rgb, hole, rgb_t.device)
-        filled, _ = complete(rgb_t, hole_t, params, *guided, *self._lattice(rgb, hole))
-        return self._smoothed(rgb_t, hole_t, filled)
-
-    def _second_opinion(
-        self, rgb: RGBImage, hole: Mask, rgb_t: torch.Tensor, hole_t: torch.Tensor, filled: torch.Tensor, scale: float
-    ) -> torch.Tensor:
-        """`filled`'s shading averaged with that of an independent fill at a fraction of `scale` (`ensemble`)."""
-        if self.ensemble is None:
-            return filled
-        small, small_hole = downscale(rgb, hole, scale * self.ensemble.scale)
-        if bool(small_hole.all()):
-            return filled
-        # Grain is noise: it adds nothing to the shading that is kept, only time.
-        params = dataclasses.replace(self.params, seed=self.params.seed + self.ensemble.seed_offset, grain=0.0)
-        small_t, small_hole_t = _to_tensor(small, rgb_t.device), torch.from_numpy(small_hole).to(rgb_t.device)
-        other = self._fill(small, small_hole, small_t, small_hole_t, params)
-        return blend_shading(hole_t, filled, other, small_hole_t, self.ensemble)
 
     def _smoothed(self, rgb: torch.Tensor, hole: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
         return filled if self.smooth is None else blend_smooth(rgb, hole, filled, self.smooth)
