@@ -252,7 +252,7 @@ class NcnnModule:
         mapped every block afresh: ~50 000 page faults for a 250×140 `fast` input, 5–10 % more CPU time than
         ncnn, which keeps its pools. Kept blocks stay within the job's memory bound by the condition above,
         and the pipeline releases them before any other kind of step (release_held)."""
-        if self._pool_pixels * BYTES_PER_PIXEL.get(self.family, 0) > allowance:
+        if self._pool_pixels and self._pool_pixels * BYTES_PER_PIXEL[self.family] > allowance:
             self.release()
 
     def release(self) -> None:
