@@ -38,12 +38,14 @@ log = structlog.get_logger("retouchd.pipeline")
 def _release_kept_pools(options: StepOptions, device: str) -> None:
     """Before a step: a previous job's ncnn blocks, kept for the next ncnn upscale (NcnnModule.settle), must
     not sit under any other kind of step (a bundled model on the CPU is the ncnn backend)."""
+    ncnnrun = sys.modules.get("retouchd.models.ncnnrun")
+    if ncnnrun is None:  # no ncnn model ran in this process: nothing is kept
+        return
     from retouchd.models.registry import BUNDLED
 
     model = BUNDLED.get(str(getattr(options, "model", "")))
-    ncnn_upscale = options.op == "upscale" and device == "cpu" and model is not None and model.family != "resample"
-    if not ncnn_upscale and "retouchd.models.ncnnrun" in sys.modules:
-        sys.modules["retouchd.models.ncnnrun"].release_held()
+    if not (options.op == "upscale" and device == "cpu" and model is not None and model.family != "resample"):
+        ncnnrun.release_held()
 
 
 class _HashingWriter(io.RawIOBase):
