@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import io
 import os
+import sys
 import time
 import traceback
 import uuid
@@ -32,6 +33,19 @@ from retouchd.typing import ModelCache, ProgressFn
 from retouchd.untouched import can_copy, copy_source
 
 log = structlog.get_logger("retouchd.pipeline")
+
+
+def _release_kept_pools(options: StepOptions, device: str) -> None:
+    """Before a step: a previous job's ncnn blocks, kept for the next ncnn upscale (NcnnModule.settle), must
+    not sit under any other kind of step (a bundled model on the CPU is the ncnn backend)."""
+    ncnnrun = sys.modules.get("retouchd.models.ncnnrun")
+    if ncnnrun is None:  # no ncnn model ran in this process: nothing is kept
+        return
+    from retouchd.models.registry import BUNDLED
+
+    model = BUNDLED.get(str(getattr(options, "model", "")))
+    if not (options.op == "upscale" and device == "cpu" and model is not None and model.family != "resample"):
+        ncnnrun.release_held()
 
 
 class _HashingWriter(io.RawIOBase):
@@ -184,6 +198,7 @@ def _run_task(task: Task, models: ModelCache | None, progress: ProgressFn | None
             for raw in task.steps:
                 options: StepOptions = step_class(raw["op"]).options_model.model_validate(raw)
                 current = options.op
+                _release_kept_pools(options, ctx.device)
                 if on_step is not None:
                     on_step(current)
                 ctx.log = bound.bind(step=current)

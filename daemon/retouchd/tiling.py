@@ -38,6 +38,9 @@ bytes + this + 200 MB (the process, its libraries and a model of up to MODEL_ALL
 MODEL_ALLOWANCE = 128 * 2**20
 """The share of a job's 200 MB margin a loaded network may hold; a larger one (x4plus on ncnn: 340 MB)
 takes the rest from the tile budget."""
+AFTER_TILES_OUTPUTS = 3
+"""Output-sized arrays a job may allocate after its tile loop (Pillow's copy for the encoder, a refinement or
+resize result, the encoded bytes), counted against the tile budget when the ncnn pools are kept."""
 CUDA_FREE_FRACTION = 0.5
 """Share of the device's free memory an auto-sized tile may take; the rest absorbs allocator slack."""
 
@@ -229,11 +232,14 @@ def tiled_upscale(
             done += 1
             if progress is not None:
                 progress(done, done + len(queue))
-    finally:
+    except BaseException:
         if isinstance(model, NcnnModule):
-            # The ncnn pools keep one tile's blocks between tiles, not past the loop: what the job does next
-            # (refinement, encoding) must not sit on top of them (models/ncnnrun.py, NcnnModule.release).
             model.release()
+        raise
+    if isinstance(model, NcnnModule):
+        # The ncnn pools keep one tile's blocks between tiles; past the loop only while they and what the job
+        # still allocates (refinement, a resize, the encoder's copies) fit the tile budget (NcnnModule.settle).
+        model.settle(CPU_ACTIVATION_BUDGET - AFTER_TILES_OUTPUTS * out.nbytes)
     return TiledResult(out, tile, done)
 
 

@@ -32,6 +32,8 @@ log = structlog.get_logger("retouchd.worker")
 _CTX = multiprocessing.get_context("spawn")
 _DRAIN = 256
 """Most messages read in one pump before the clock (heartbeats, timeouts) is looked at again."""
+IDLE_RELEASE_S = 2.0
+"""A worker without a job for this long returns the blocks it kept for the next job's tiles."""
 
 
 def child_main(conn: Connection, device: str, log_format: str, log_level: str) -> None:
@@ -71,6 +73,7 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
 
     while True:
         try:
+            _wait_for_message(conn, jobs, IDLE_RELEASE_S)
             message = conn.recv()
         except (EOFError, OSError):
             return
@@ -82,6 +85,17 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
         thread = threading.Thread(target=job, args=(message[1], message[2]), name=f"job-{message[1]}", daemon=True)
         thread.start()
         jobs.append(thread)
+
+
+def _wait_for_message(conn: Connection, jobs: list[threading.Thread], idle: float) -> None:
+    """Return when a message can be read; once no job has run for `idle` seconds, first empty the ncnn pools
+    kept for the next job (models/ncnnrun.py, NcnnModule.settle): an idle worker holds no tile's blocks."""
+    while not conn.poll(idle):
+        if not any(thread.is_alive() for thread in jobs):
+            ncnnrun = sys.modules.get("retouchd.models.ncnnrun")
+            if ncnnrun is not None:
+                ncnnrun.release_held()
+            return
 
 
 def _exit_now() -> None:
