@@ -180,7 +180,7 @@ def encode(frame: Frame, info: ImageInfo, spec: OutputSpec, fp: WritableFile) ->
             "set the rule's output format to png or tiff",
             step="encode",
         )
-    if fmt == "PNG" and not info.grayscale:
+    if fmt == "PNG" and not info.grayscale and frame.rgb.nbytes >= pngwrite.WORTH_BYTES:
         _encode_png(frame, info, spec, fp)
         return fmt
     image = to_pil(frame, info.grayscale, info.bits, fmt)
