@@ -443,30 +443,3 @@ def test_fuzzed_images_decode_or_raise_retouchd_errors(seed: bytes, edits: list[
         assert str(exc)
         return
     assert decoded.frame.rgb.dtype == np.uint8 and decoded.frame.rgb.shape[2] == 3
-
-
-@pytest.mark.parametrize("alpha", [False, True])
-def test_large_colour_png_goes_through_the_parallel_writer_with_profile_and_exif(alpha: bool,
-                                                                                  monkeypatch: Any) -> None:
-    """A colour PNG of ≥ 4 MiB is written by pngwrite (small ones by Pillow), pixel-exact, its alpha, ICC
-    profile and EXIF kept as the Pillow path keeps them."""
-    from retouchd import pngwrite
-
-    calls: list[str] = []
-    real = pngwrite.write_png
-    monkeypatch.setattr(pngwrite, "write_png", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
-    rng = np.random.default_rng(5)
-    rgb = rng.integers(0, 256, (1100, 1300, 3), dtype=np.uint8)
-    exif = Image.Exif()
-    exif[MAKE] = "ACME"
-    pixels = np.dstack([rgb, rng.integers(0, 256, rgb.shape[:2], dtype=np.uint8)]) if alpha else rgb
-    data = save(Image.fromarray(pixels), "PNG", icc_profile=SRGB, exif=exif.tobytes())
-    decoded = decode(data, max_pixels=MAX)
-    _, result = reencode(decoded)
-    assert calls == ["RGBA" if alpha else "RGB"]
-    assert result.mode == ("RGBA" if alpha else "RGB")
-    assert np.array_equal(np.asarray(result), pixels)
-    assert result.info["icc_profile"] == SRGB and result.getexif()[MAKE] == "ACME"
-    small = decode(save(Image.fromarray(rgb[:300, :400]), "PNG"), max_pixels=MAX)
-    reencode(small)
-    assert len(calls) == 1

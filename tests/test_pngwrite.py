@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from retouchd import pngwrite
+from retouchd.images import OutputSpec, decode, encode
 
 
 def _photo_like(height: int, width: int, channels: int, seed: int = 0) -> np.ndarray:
@@ -92,3 +93,45 @@ def test_adler32_combine_matches_zlib() -> None:
     for cut in (0, 1, 65_521, 65_522, 200_000, 300_000):
         a, b = data[:cut], data[cut:]
         assert pngwrite.adler32_combine(zlib.adler32(a), zlib.adler32(b), len(b)) == zlib.adler32(data)
+
+
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+MAKE = 0x010F
+
+
+def _pillow_png(im: Image.Image, **params: Any) -> bytes:
+    buffer = io.BytesIO()
+    im.save(buffer, "PNG", **params)
+    return buffer.getvalue()
+
+
+def _through_encode(data: bytes) -> Image.Image:
+    """Decode `data` and write it back through `images.encode` (the daemon's path), as a loaded image."""
+    decoded = decode(data, max_pixels=4_000_000)
+    buffer = io.BytesIO()
+    encode(decoded.frame, decoded.info, OutputSpec(), buffer)
+    result = Image.open(io.BytesIO(buffer.getvalue()))
+    result.load()
+    return result
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_large_colour_png_goes_through_the_parallel_writer(alpha: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A colour PNG of ≥ 4 MiB is written by pngwrite (small ones by Pillow), pixel-exact, its alpha, ICC
+    profile and EXIF kept as the Pillow path keeps them."""
+    calls: list[str] = []
+    real = pngwrite.write_png
+    monkeypatch.setattr(pngwrite, "write_png", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (1100, 1300, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[MAKE] = "ACME"
+    pixels = np.dstack([rgb, rng.integers(0, 256, rgb.shape[:2], dtype=np.uint8)]) if alpha else rgb
+    data = _pillow_png(Image.fromarray(pixels), icc_profile=SRGB, exif=exif.tobytes())
+    result = _through_encode(data)
+    assert calls == ["RGBA" if alpha else "RGB"]
+    assert result.mode == ("RGBA" if alpha else "RGB")
+    assert np.array_equal(np.asarray(result), pixels)
+    assert result.info["icc_profile"] == SRGB and result.getexif()[MAKE] == "ACME"
+    _through_encode(_pillow_png(Image.fromarray(rgb[:300, :400])))
+    assert len(calls) == 1
