@@ -26,7 +26,7 @@ from retouchd.images import OutputSpec, decode, encode
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", default="holdout", choices=("tune", "holdout"))
+    parser.add_argument("--set", default="holdout", choices=("tune", "holdout", "fresh"))
     parser.add_argument("--count", type=int, default=4)
     parser.add_argument("--quality", type=int, default=80)
     args = parser.parse_args()

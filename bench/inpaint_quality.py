@@ -238,7 +238,7 @@ def timing_1mp(engine: str, subset: list[tuple[str, np.ndarray]], ctx: StepConte
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", choices=("tune", "holdout"), default="holdout")
+    parser.add_argument("--set", choices=("tune", "holdout", "fresh"), default="holdout")
     parser.add_argument("--limit", type=int, default=0, help="N evenly spaced photos (0: all)")
     parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--engine", default="patch")

@@ -2,11 +2,13 @@
 
 `apt-get download` fetches the packages from the package index, `dpkg -x` unpacks them, and each photo is
 reduced to 768×512 crops (PNG). The photos are split by source into a **tune** set and a **holdout** set:
-tune on the first, report on the second; crops of one photo never fall on both sides. Only photographs are
-listed (the packages' abstract art and illustrations are left out).
+tune on the first, report on the second; crops of one photo never fall on both sides. A third set, **fresh**
+(15 photos of two other packages, added in session 6 after the holdout set had been used to choose between
+designs), is measured on only when a piece of work is finished. Only photographs are listed (the packages'
+abstract art and illustrations are left out).
 
 Run: python bench/photoset.py [--dir DIR]   (default ~/.cache/retouchd/bench-photos; prints the counts)
-Other benchmarks call `photos("tune" | "holdout" | "all")`.
+Other benchmarks call `photos("tune" | "holdout" | "fresh" | "all")` ("all" = tune + holdout).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers")
+PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04")
 # (package-relative glob, set). Holdout: a third of the photos, chosen once by hand for a mix of subjects.
 SOURCES: dict[str, str] = {
     "backgrounds/mate/nature/Aqua.jpg": "tune",
@@ -46,7 +48,23 @@ SOURCES: dict[str, str] = {
     "wallpapers/Path": "holdout",
     "wallpapers/Volna": "tune",
     "wallpapers/summer_1am": "tune",
+    "backgrounds/Bridge_by_Sander_Klootwijk.jpg": "fresh",
+    "backgrounds/Dragonfly_by_Bolly.jpg": "fresh",
+    "backgrounds/Infinite-Sea_by_Aury88.jpg": "fresh",
+    "backgrounds/Kleiber_by_Lukas_Baubkus.jpg": "fresh",
+    "backgrounds/Picture_0B_by_freespace.jpg": "fresh",
+    "backgrounds/Picture_1A_by_freespace.jpg": "fresh",
+    "backgrounds/Wine_by_Jakkub_Mede.jpg": "fresh",
+    "backgrounds/aitzgorri_by_Aitzol_Berasategi.jpg": "fresh",
+    "backgrounds/analogpattern_by_Peter_Nerlich.jpg": "fresh",
+    "backgrounds/free_by_Peter_Nerlich.jpg": "fresh",
+    "backgrounds/friends_by_Aitzol_Berasategi.jpg": "fresh",
+    "backgrounds/life_by_Aitzol_Berasategi.jpg": "fresh",
+    "backgrounds/picosdeeuropa_by_Aitzol_Berasategi.jpg": "fresh",
+    "backgrounds/seeding_by_Clements_Engelhardt.jpg": "fresh",
+    "backgrounds/sunset_by_Aitzol_Berasategi.jpg": "fresh",
 }
+SUBSETS = ("tune", "holdout", "fresh")
 CROP = (768, 512)
 DEFAULT_DIR = Path.home() / ".cache" / "retouchd" / "bench-photos"
 
@@ -70,7 +88,7 @@ def _crops(image: Image.Image) -> list[Image.Image]:
 
 def build(directory: Path = DEFAULT_DIR) -> Path:
     """Fetch, unpack and crop the photos once; later calls reuse the folder."""
-    done = directory / ".complete"
+    done = directory / ".complete-fresh"  # renamed when the sources grew: older folders are rebuilt
     if done.exists():
         return directory
     directory.mkdir(parents=True, exist_ok=True)
@@ -82,7 +100,7 @@ def build(directory: Path = DEFAULT_DIR) -> Path:
         for rel, subset in SOURCES.items():
             source = share / rel
             path = _largest(source) if source.is_dir() else source
-            name = Path(rel).stem if source.is_file() else Path(rel).name
+            name = Path(rel).stem.split("_by_")[0] if source.is_file() else Path(rel).name
             (directory / subset).mkdir(exist_ok=True)
             with Image.open(path) as im:
                 for i, crop in enumerate(_crops(im.convert("RGB"))):
@@ -92,7 +110,8 @@ def build(directory: Path = DEFAULT_DIR) -> Path:
 
 
 def photos(subset: str = "holdout", directory: Path = DEFAULT_DIR) -> list[tuple[str, np.ndarray]]:
-    """(name, RGB uint8 H×W×3) for every crop of `subset` ("tune", "holdout" or "all"), sorted by name."""
+    """(name, RGB uint8 H×W×3) for every crop of `subset` ("tune", "holdout", "fresh" or "all" = tune +
+    holdout), sorted by name."""
     root = build(directory)
     folders = ["tune", "holdout"] if subset == "all" else [subset]
     out = []
@@ -108,7 +127,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     args = parser.parse_args()
     root = build(args.dir)
-    for subset in ("tune", "holdout"):
+    for subset in SUBSETS:
         print(f"{subset}: {len(list((root / subset).glob('*.png')))} crops in {root / subset}")
 
 

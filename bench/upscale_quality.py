@@ -185,7 +185,7 @@ def main() -> None:
                         help="largest side of the ground-truth crop (with --set: full frames unless given)")
     parser.add_argument("--models", default="fast,anime,photo,lanczos")
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--set", choices=("tune", "holdout"), help="the real-thumbnails table on these photos")
+    parser.add_argument("--set", choices=("tune", "holdout", "fresh"), help="the real-thumbnails table on these photos")
     parser.add_argument("--every", type=int, default=1, help="with --set: use every n-th photo")
     parser.add_argument("--cases", default="", help="with --set: only these rows, e.g. area60x2,lanczos90x4,bicubicx2")
     args = parser.parse_args()
