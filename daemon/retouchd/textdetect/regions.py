@@ -16,8 +16,9 @@ only: boxes and bands are typeset with the image's axes):
   `BAND_CONSISTENT` of the line's length, within `BAND_REACH` line heights. The band is taken to be
   `αC + (1 − α)B` and is un-blended (`unblend`), not painted over.
 - **Page**: a flat or gradient fill without grain (a screenshot, a slide) that most of the line's
-  rectangle belongs to. Everything in the rectangle that is not page is masked, rims and all, so the fill
-  leaves no ghost of anti-aliased edges.
+  rectangle belongs to. What in the rectangle is not page is masked, rims and all, so the fill leaves no
+  ghost of anti-aliased edges; of what runs out of the rectangle (photo crossing the line) only the part
+  within `PAGE_NEAR` px of the letters.
 """
 
 from __future__ import annotations
