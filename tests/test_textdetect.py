@@ -373,3 +373,15 @@ def test_tiled_watermark_is_unblended_at_every_copy_of_its_lattice() -> None:
     assert not clipped.any()
     away = cv2.dilate((alpha > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
     assert np.array_equal(out[away], image[away])
+
+
+def test_normalise_gives_bgr_planes_in_unit_range() -> None:
+    """The detector's input: 3×H×W, blue plane first, 0 → −1 and 255 → 1."""
+    from retouchd.textdetect.db import normalise
+
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[0, 1] = (255, 0, 51)
+    planes = normalise(rgb)
+    assert planes.shape == (3, 2, 3) and planes.dtype == np.float32 and planes.flags.c_contiguous
+    assert planes[:, 0, 1].tolist() == pytest.approx([51 / 127.5 - 1, -1.0, 1.0])
+    assert (planes[:, 1] == -1.0).all()

@@ -291,3 +291,18 @@ def test_a_word_is_no_retake_of_its_line() -> None:
     again = _box(np.array([[104, 97], [398, 98], [398, 133], [103, 132]], np.float32), 0.5)
     assert textdetect._retakes([line, word, below]) == set()
     assert textdetect._retakes([line, word, below, again]) == {id(again)}
+
+
+
+def test_photo_crossing_a_page_line_is_not_masked(models: textdetect.OcrModels) -> None:
+    """Smooth photo behind a line passes for a page; stems running into the line from below are not page, but
+    the overlay does not explain them: only their parts next to the letters are masked, not the line's block."""
+    page = np.full((256, 384, 3), 236, np.uint8)
+    page[114:, 120:122] = page[114:, 182:184] = 60
+    image = overlays.label(page, "Spring  Sale", xy=(40, 100), size=30, ink=20)
+    found = textdetect.detect(models, image)
+    touched = np.any(image != page, axis=2)
+    assert found.pages
+    assert found.mask[touched].all()
+    far = ~cv2.dilate(touched.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
+    assert not (found.mask & far).any()

@@ -45,7 +45,7 @@ from retouchd.textdetect.evidence import TILT_FLOOR, Evidence, repeated, weigh
 from retouchd.textdetect.glyphs import GLYPH_READ, MIN_GLYPHS, glyph_row
 from retouchd.textdetect.grain import grainy
 from retouchd.textdetect.recognize import read_lines
-from retouchd.textdetect.regions import find_backing
+from retouchd.textdetect.regions import Backing, find_backing
 from retouchd.textdetect.runtime import OcrModels, load_models
 from retouchd.textdetect.shadow import Shadow, add_shadow
 from retouchd.textdetect.strokes import add_letters
@@ -209,11 +209,37 @@ def _boxes_to_mask(boxes: Sequence[TextBox], min_score: float) -> list[TextBox]:
     return chosen
 
 
-def _in_the_scene(rgb: RGBImage, quad: Quad) -> bool:
+class _Lines:
+    """Per line (its quad), the letter mask and what backs it, worked out once: the scene test and the
+    masking both need them (each was a third of the time left to detection past the networks)."""
+
+    def __init__(self, rgb: RGBImage) -> None:
+        self.rgb = rgb
+        self._letters: dict[tuple[int, int], Mask] = {}
+        self._backing: dict[tuple[int, int], Backing] = {}
+        self._quads: list[Quad] = []  # kept alive: the keys are their ids
+
+    def letters(self, quad: Quad, halo: int = 0) -> Mask:
+        """The letter pixels of the line (`strokes.add_letters`), full-image; not to be written to."""
+        key = (id(quad), halo)
+        if key not in self._letters:
+            out = np.zeros(self.rgb.shape[:2], bool)
+            add_letters(self.rgb, quad, out, halo)
+            self._letters[key] = out
+            self._quads.append(quad)
+        return self._letters[key]
+
+    def backing(self, quad: Quad, halo: int = 0) -> Backing:
+        """`regions.find_backing` of the line and its letters."""
+        key = (id(quad), halo)
+        if key not in self._backing:
+            self._backing[key] = find_backing(self.rgb, quad, self.letters(quad, halo))
+        return self._backing[key]
+
+
+def _in_the_scene(lines: _Lines, quad: Quad) -> bool:
     """On a plate seen in perspective, or letters carrying the photo's grain: photographed, not overlaid."""
-    letters = np.zeros(rgb.shape[:2], bool)
-    add_letters(rgb, quad, letters)
-    return grainy(rgb, quad, letters) or find_backing(rgb, quad, letters).scene
+    return grainy(lines.rgb, quad, lines.letters(quad)) or lines.backing(quad).scene
 
 
 def _as_scene(box: TextBox) -> TextBox:
@@ -238,11 +264,11 @@ def _unread_glyphs(rgb: RGBImage, quad: Quad, weighed: Evidence) -> Evidence:
     return Evidence(weighed.det, GLYPH_READ, 1.0, 1.0, weighed.tilt)
 
 
-def _scene_aside(rgb: RGBImage, boxes: list[TextBox], tiles: set[int], min_score: float) -> tuple[list[TextBox],
-                                                                                             list[TextBox]]:
+def _scene_aside(lines: _Lines, boxes: list[TextBox], tiles: set[int], min_score: float) -> tuple[list[TextBox],
+                                                                                              list[TextBox]]:
     """(boxes, boxes to mask) once the lines photographed with the scene are scored as such."""
     masked = _boxes_to_mask(boxes, min_score)
-    scene = [b for b in masked if id(b.quad) not in tiles and _in_the_scene(rgb, b.quad)]
+    scene = [b for b in masked if id(b.quad) not in tiles and _in_the_scene(lines, b.quad)]
     if scene:
         boxes = sorted((_as_scene(b) if b in scene else b for b in boxes), key=lambda b: -b.score)
         masked = _boxes_to_mask(boxes, min_score)
@@ -256,11 +282,11 @@ def _untiled(rgb: RGBImage, regions: Sequence[Region] | None) -> tuple[RGBImage,
     return (rgb, None) if pattern is None else (watermark.apply(rgb, pattern)[0], pattern)
 
 
-def _add_backing(rgb: RGBImage, quad: Quad, letters: Mask, mask: Mask, bands: list[Unblend],
-                 pages: list[Mask], shadows: list[Shadow], halo: int) -> None:
+def _add_backing(lines: _Lines, quad: Quad, mask: Mask, bands: list[Unblend], pages: list[Mask],
+                 shadows: list[Shadow], halo: int) -> None:
     """What lies behind the line's letters joins `mask`, or `bands` (to un-blend) or `pages` (to paint); a
     drop shadow joins `shadows` (to un-blend) or `mask`."""
-    backing = find_backing(rgb, quad, letters)
+    rgb, letters, backing = lines.rgb, lines.letters(quad, halo), lines.backing(quad, halo)
     if backing.box is not None:
         mask |= backing.box
     elif backing.page is not None:
@@ -310,7 +336,8 @@ def detect(
         key=lambda b: -b.score,
     )
     tiles = {id(c.quad) for c, tile in zip(found, tiled, strict=True) if tile}
-    boxes, masked = _scene_aside(rgb, boxes, tiles, min_score)
+    lines = _Lines(rgb)
+    boxes, masked = _scene_aside(lines, boxes, tiles, min_score)
     mask = np.zeros((height, width), bool)
     done = np.zeros((height, width), bool)
     bands: list[Unblend] = []
@@ -326,15 +353,14 @@ def detect(
         if (layer & done[window]).sum() >= DUPLICATE * layer.sum():
             continue
         done[window] |= layer
-        letters = np.zeros((height, width), bool)
-        add_letters(rgb, box.quad, letters, halo)
+        letters = lines.letters(box.quad, halo)
         if tile_text is not None and box.text.replace(" ", "").casefold() == tile_text:
             copies.append((box.quad, letters))
             continue
         mask |= letters
         if _in_band(box.quad, bands):
             continue
-        _add_backing(rgb, box.quad, letters, mask, bands, pages, shadows, halo)
+        _add_backing(lines, box.quad, mask, bands, pages, shadows, halo)
     _add_retakes(rgb, takes[1], mask, halo)
     blend = estimate(rgb, copies) if len(copies) >= MIN_COPIES else None
     if blend is None and len(copies) >= MIN_COPIES:

@@ -16,8 +16,9 @@ only: boxes and bands are typeset with the image's axes):
   `BAND_CONSISTENT` of the line's length, within `BAND_REACH` line heights. The band is taken to be
   `αC + (1 − α)B` and is un-blended (`unblend`), not painted over.
 - **Page**: a flat or gradient fill without grain (a screenshot, a slide) that most of the line's
-  rectangle belongs to. Everything in the rectangle that is not page is masked, rims and all, so the fill
-  leaves no ghost of anti-aliased edges.
+  rectangle belongs to. What in the rectangle is not page is masked, rims and all, so the fill leaves no
+  ghost of anti-aliased edges; of what runs out of the rectangle (photo crossing the line) only the part
+  within `PAGE_NEAR` px of the letters.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ SCENE = "scene"
 PAGE_GROW = 0.1
 PAGE_STEP = 3
 PAGE_SHARE = 0.6
+PAGE_NEAR = 3
 BAND_REACH = 1.5
 BAND_STEP = 5.0
 BAND_CONSISTENT = 0.55
@@ -292,10 +294,10 @@ def find_backing(rgb: RGBImage, quad: Quad, letters: Mask) -> Backing:
         return Backing(box=box)
     if band is not None:
         return Backing(band=band)
-    return Backing(page=_page(rgb, quad, line))
+    return Backing(page=_page(rgb, quad, line, letters))
 
 
-def _page(rgb: RGBImage, quad: Quad, line: float) -> Mask | None:
+def _page(rgb: RGBImage, quad: Quad, line: float, letters: Mask) -> Mask | None:
     """The non-page pixels of a line on a rendered page (a screenshot): most of the line's rectangle is
     reached from the commonest colour of its border by steps of at most `PAGE_STEP` (a flat or gradient fill without
     noise). Photos fail that (their grain stops the flood early) and keep the letter mask alone."""
@@ -320,5 +322,16 @@ def _page(rgb: RGBImage, quad: Quad, line: float) -> Mask | None:
     if page.mean() < PAGE_SHARE:
         return None
     out = np.zeros(shape, bool)
-    out[y0:y1, x0:x1] = _grow(~page, 2)
+    out[y0:y1, x0:x1] = _grow(_explained_ink(~page, letters[y0:y1, x0:x1]), 2)
     return out
+
+
+def _explained_ink(ink: Mask, letters: Mask) -> Mask:
+    """The pieces of `ink` (what is not page in a line's rectangle) the overlay explains: those wholly inside
+    the rectangle (letters, an i's dot, punctuation), and of those running out of it (photo crossing the line:
+    grass stems, the edge of a blind's slat under a drop shadow) only what lies within `PAGE_NEAR` px of the
+    letter mask or in its counters."""
+    _, labels = cv2.connectedComponents(ink.astype(np.uint8), connectivity=8)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    crossing = np.isin(labels, border[border > 0])
+    return np.asarray((ink & ~crossing) | (crossing & _fill_holes(_grow(letters, PAGE_NEAR))))
