@@ -7,7 +7,8 @@ lighter wedge of sky). What a smooth background hides is best guessed smooth: th
 fill of the hole from its boundary. Here the fill keeps its own fine detail and grain, and only its
 low frequencies (a Gaussian of `sigma`) move toward the membrane's, by `strength` where the known
 pixels around the hole are flat, and less and less where they are busy (their mean gradient magnitude
-against `activity`), where patch search has texture and structure to continue.
+against `activity`), where patch search has texture and structure to continue. There only the broadest
+shading (a Gaussian of `busy_sigma`) moves, by `busy_share`: a wrong-shade patch fades, the texture stays.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class SmoothParams:
     """Mean gradient magnitude (0–255 units per pixel) of the surroundings at which the share falls to 1/e."""
     iters: int = 30
     """Jacobi sweeps per pyramid level of the membrane fill."""
+    busy_share: float = 0.45
+    """Share of the very coarse (`busy_sigma`) difference to the membrane taken where the surroundings are busy."""
+    busy_sigma: float = 16.0
+    """Scale (pixels) of the pull in busy surroundings: only the fill's broad shading moves, none of its texture."""
 
 
 def membrane(feat: torch.Tensor, known: torch.Tensor, iters: int) -> torch.Tensor:
@@ -95,10 +100,10 @@ def surroundings_activity(rgb: torch.Tensor, hole: torch.Tensor) -> torch.Tensor
 def blend_smooth(rgb: torch.Tensor, hole: torch.Tensor, filled: torch.Tensor, params: SmoothParams) -> torch.Tensor:
     """`filled` (3×H×W, equal to `rgb` outside `hole`) with its coarse shading moved toward the membrane fill
     where the hole's surroundings are smooth. Works on the hole's bounding box and a margin of 3·sigma."""
-    if not bool(hole.any()) or bool(hole.all()) or params.strength <= 0:
+    if not bool(hole.any()) or bool(hole.all()) or (params.strength <= 0 and params.busy_share <= 0):
         return filled
     ys, xs = torch.nonzero(hole, as_tuple=True)
-    m = round(3 * params.sigma) + 8
+    m = round(3 * max(params.sigma, params.busy_sigma if params.busy_share > 0 else 0.0)) + 8
     y0, y1 = max(0, int(ys.min()) - m), min(hole.shape[0], int(ys.max()) + m + 1)
     x0, x1 = max(0, int(xs.min()) - m), min(hole.shape[1], int(xs.max()) + m + 1)
     h = hole[y0:y1, x0:x1]
@@ -106,8 +111,14 @@ def blend_smooth(rgb: torch.Tensor, hole: torch.Tensor, filled: torch.Tensor, pa
     known = ~h
     smooth = membrane(torch.where(known[None], rgb[:, y0:y1, x0:x1], 0.0), known, params.iters)
     # Both agree outside the hole, so the blur of the difference is the difference of the blurs.
-    diff = gaussian(torch.where(h[None], smooth - box, 0.0), params.sigma)
+    gap = torch.where(h[None], smooth - box, 0.0)
     share = params.strength * torch.exp(-surroundings_activity(rgb[:, y0:y1, x0:x1], h) / params.activity)
+    pulled = box + share[None] * gaussian(gap, params.sigma)
+    if params.busy_share > 0:
+        # In busy texture a copied patch of the wrong shade (a lighter leaf in the dark) is the costly error;
+        # its broad shading is pulled partway to the membrane, so the blotch fades and the texture stays.
+        busy = 1 - share / params.strength if params.strength > 0 else torch.ones_like(share)
+        pulled += busy[None] * params.busy_share * gaussian(gap, params.busy_sigma)
     out = filled.clone()
-    out[:, y0:y1, x0:x1] = torch.where(h[None], (box + share[None] * diff).clamp(0, 255), box)
+    out[:, y0:y1, x0:x1] = torch.where(h[None], pulled.clamp(0, 255), box)
     return out
