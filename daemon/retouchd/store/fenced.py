@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, func, insert, literal, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import configure_mappers
 
 from retouchd.exceptions import LeaseLost, StoreError
 from retouchd.store.review_schema import InboxPause, step_seconds
@@ -30,6 +31,19 @@ from retouchd.store.states import LEASED, TRANSITIONS, JobState, utcnow
 JOBS: Table = Job.__table__  # type: ignore[assignment]
 _BUILT: dict[tuple[Any, ...], Any] = {}
 """Statements by shape (see the module's docstring); every value travels as a bind parameter."""
+
+
+def _job(row: Any) -> Job:
+    """A Job (transient, in no session) holding `row`'s values, built as the ORM builds a loaded object: its
+    values go straight into the instance's dict. `Job(**values)` ran the attribute events of each of its ~40
+    columns (~0.1 ms, three rows per file); the values are the same, and so is what a flush would insert."""
+    configure_mappers()  # as the first Job() would (a check of one flag after that)
+    job: Job = _NEW_JOB()
+    job.__dict__.update(row._mapping)
+    return job
+
+
+_NEW_JOB = Job._sa_class_manager.new_instance  # type: ignore[attr-defined]
 
 
 def _param(column: str) -> Any:
@@ -82,7 +96,7 @@ def fenced(conn: Connection, job_id: int, owner: str, values: dict[str, Any], *,
         row = conn.execute(stmt, params).first()
         if row is None:
             raise _lost(conn, job_id, owner, to)
-        return Job(**row._asdict())
+        return _job(row)
     if conn.execute(stmt, params).rowcount != 1:
         raise _lost(conn, job_id, owner, to)
     return None
@@ -200,7 +214,7 @@ def claim(engine: Engine, owner: str, host: str, device: str, lease_seconds: flo
         row = conn.execute(take, {"w_id": job_id, **_values({
             "updated_at": now, "started_at": now, "lease_owner": owner, "host": host, "device": device,
             "lease_expires": now + timedelta(seconds=lease_seconds)})}).first()
-        return None if row is None else Job(**row._asdict())
+        return None if row is None else _job(row)
 
 
 def queued_at(reader: Engine, rule: str, source: str) -> Job | None:
@@ -213,7 +227,7 @@ def queued_at(reader: Engine, rule: str, source: str) -> Job | None:
             .order_by(JOBS.c.id).limit(1))
     with reader.begin() as conn:
         row = conn.execute(query, {"rule": rule, "source": source}).first()
-    return None if row is None else Job(**row._asdict())
+    return None if row is None else _job(row)
 
 
 def enqueue(engine: Engine, fields: dict[str, Any]) -> Job:
@@ -226,4 +240,4 @@ def enqueue(engine: Engine, fields: dict[str, Any]) -> Job:
         stmt = _BUILT[shape] = insert(JOBS).values({column: _param(column) for column in shape[1]}).returning(*JOBS.c)
     with engine.begin() as conn:
         row = conn.execute(stmt, _values(values)).one()
-    return Job(**row._asdict())
+    return _job(row)
