@@ -309,3 +309,36 @@ def test_jobs_returned_by_the_fenced_writes_hold_the_rows_values(store: Store) -
         s.add(done)
     copy = store.find("r", "k2")
     assert copy is not None and copy.archive_path == "/arch/a.png" and copy.device_seconds == 2.0
+
+
+def test_a_kept_connection_is_reused_and_still_fenced(store: Store) -> None:
+    """Inside `keeping()` a thread's fenced writes share one pool checkout, closed when the block ends; a lease
+    taken over on another connection meanwhile is seen by the next write on the kept one (LeaseLost, nothing
+    changed), and the kept connection goes on working after that rolled-back transaction."""
+    from sqlalchemy import event
+
+    from retouchd.store.fenced import keeping
+
+    checkouts: list[object] = []
+    event.listen(store.engine.pool, "checkout", lambda *args: checkouts.append(args[0]))
+    first, _ = store.enqueue(**job_fields())
+    second, _ = store.enqueue(**job_fields(content_key="k2", source_path="/in/b.png", rel_path="b.png"))
+    checkouts.clear()
+    with keeping():
+        assert store.claim(A, "h", "cpu", 60, ["r"]) is not None
+        store.plan_output(first.id, A, output_path="/out/a.png", output_sha256="o", tmp="/w/a.tmp", steps=[])
+        assert len(checkouts) == 2  # the claim's look (a read) and the kept one
+        assert store.take_over(first.id, A, B, 60) is not None  # an ORM session: a connection of its own
+        with pytest.raises(LeaseLost):
+            store.finish(first.id, A, review=False)
+        assert store.claim(A, "h", "cpu", 60, ["r"]) is not None and store.finish(second.id, A, review=False)
+        store.archived(second.id, A)
+        assert len(checkouts) == 3 and store.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    lost, done = store.get(first.id), store.get(second.id)
+    assert lost is not None and lost.state == JobState.RUNNING and lost.lease_owner == B and lost.finished_at is None
+    assert done is not None and done.state == JobState.ARCHIVED and done.lease_owner is None
+    checkouts.clear()
+    store.heartbeat(first.id, B, 60)
+    store.heartbeat(first.id, B, 60)
+    assert len(checkouts) == 2  # outside the block: a checkout per transaction, as before
