@@ -1,7 +1,9 @@
 """The slot's per-file store writes on SQLite (claim, plan_output, finish, archived), in CPU ms per file:
-through SQLAlchemy Core as the daemon runs them, and with the same statements executed on the DBAPI cursor
-of the same connection inside the same `engine.begin()` transaction (BEGIN IMMEDIATE … COMMIT), the
-bind and result processors applied by hand. The second is a measurement only; the daemon does not use it.
+through SQLAlchemy Core as the daemon runs them (`kept`: on the slot thread's kept connection,
+store.fenced.keeping; `core`: a pool checkout per transaction, as outside it), and (`dbapi`) with the same
+statements executed on the DBAPI cursor of the same connection inside the same `engine.begin()` transaction
+(BEGIN IMMEDIATE … COMMIT), the bind and result processors applied by hand: a measurement only, the daemon
+does not use it.
 
     python bench/store_writes.py [--files 300] [--repeat 3]
 
@@ -13,6 +15,7 @@ Prints a table, then one JSON object. Not a test: the figures depend on the mach
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import sqlite3
@@ -109,8 +112,9 @@ def run_mode(mode: str, files: int) -> dict[str, float]:
                 store.enqueue(rule="r", content_key=f"k{i}", sha256="0" * 64, source_path=f"/in/r/a{i}.png",
                               rel_path=f"a{i}.png", sidecar_path=None, size=100, mtime=1.0, max_attempts=3)
             spent = dict.fromkeys(WRITES, 0.0)
-            for i in range(files):
-                one_file(store, i, spent)
+            with fenced.keeping() if mode == "kept" else contextlib.nullcontext():
+                for i in range(files):
+                    one_file(store, i, spent)
             with store.read() as session:
                 last = session.get(Job, files)
                 assert last is not None and last.state == "archived" and last.output_path == f"/out/r/a{files - 1}.png"
@@ -149,7 +153,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    results: dict[str, list[dict[str, float]]] = {"core": [], "dbapi": []}
+    results: dict[str, list[dict[str, float]]] = {"kept": [], "core": [], "dbapi": []}
     floors = []
     for _ in range(args.repeat):
         for mode, rounds in results.items():

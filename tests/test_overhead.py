@@ -267,3 +267,78 @@ def test_a_stopped_worker_exits_cleanly_at_once() -> None:
     proc = worker._proc
     worker.stop(timeout=60)
     assert proc is not None and proc.exitcode == 0 and worker.pid is None
+
+
+def test_sqlite_loads_no_postgresql_dialect_and_postgresql_keeps_the_partial_index(tmp_path: Path) -> None:
+    """A SQLite daemon never imports SQLAlchemy's PostgreSQL dialect (the partial index's PostgreSQL WHERE is
+    given only when a PostgreSQL engine is made), and on PostgreSQL that index is still partial."""
+    probe = ("import sys; import retouchd.daemon; from retouchd.store import open_store; "
+             "open_store(sys.argv[1]).engine.dispose(); print(sorted(m for m in sys.modules if 'postgres' in m))")
+    out = subprocess.run([sys.executable, "-c", probe, f"sqlite:///{tmp_path / 'db.sqlite'}"], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    pg = ("from sqlalchemy.schema import CreateIndex; from retouchd.store.db import make_engine; "
+          "from retouchd.store.review_schema import RETRYING_INDEX; "
+          "engine = make_engine('postgresql+psycopg://u@127.0.0.1:1/none'); "
+          "print(CreateIndex(RETRYING_INDEX).compile(dialect=engine.dialect))")
+    ddl = subprocess.run([sys.executable, "-c", pg], capture_output=True, text=True, check=True).stdout
+    assert "ON jobs (updated_at, id) WHERE state = 'queued' AND error IS NOT NULL" in " ".join(ddl.split())
+
+
+def test_jobs_returned_by_the_fenced_writes_hold_the_rows_values(store: Store) -> None:
+    """enqueue, claim and finish hand back Jobs built from their RETURNING rows: every column as the database
+    has it (as the ORM reads it), in no session, and still an ordinary Job to change or add."""
+    from sqlalchemy import inspect
+    from sqlalchemy.orm import Session
+
+    from retouchd.store.schema import Job
+
+    columns = [c.key for c in Job.__table__.columns]
+    queued, _ = store.enqueue(**job_fields())
+    claimed = store.claim(A, "h", "cpu", 60, ["r"])
+    done = store.finish(queued.id, A, review=False, archive_path="/arch/a.png", sidecar_archive_path=None)
+    for returned, state in ((queued, JobState.QUEUED), (claimed, JobState.RUNNING), (done, JobState.DONE)):
+        assert returned is not None and returned.state == state and inspect(returned).transient
+    row = store.get(queued.id)
+    assert row is not None and {c: getattr(done, c) for c in columns} == {c: getattr(row, c) for c in columns}
+    assert done.finished_at is not None and done.lease_owner == A and claimed is not None and claimed.attempts == 1
+    done.steps = [{"op": "upscale", "seconds": 2.0}]  # the attribute events still run on a later change
+    assert done.device_seconds == 2.0
+    done.id, done.content_key = None, "k2"
+    with Session(store.engine) as s, s.begin():
+        s.add(done)
+    copy = store.find("r", "k2")
+    assert copy is not None and copy.archive_path == "/arch/a.png" and copy.device_seconds == 2.0
+
+
+def test_a_kept_connection_is_reused_and_still_fenced(store: Store) -> None:
+    """Inside `keeping()` a thread's fenced writes share one pool checkout, closed when the block ends; a lease
+    taken over on another connection meanwhile is seen by the next write on the kept one (LeaseLost, nothing
+    changed), and the kept connection goes on working after that rolled-back transaction."""
+    from sqlalchemy import event
+
+    from retouchd.store.fenced import keeping
+
+    checkouts: list[object] = []
+    event.listen(store.engine.pool, "checkout", lambda *args: checkouts.append(args[0]))
+    first, _ = store.enqueue(**job_fields())
+    second, _ = store.enqueue(**job_fields(content_key="k2", source_path="/in/b.png", rel_path="b.png"))
+    checkouts.clear()
+    with keeping():
+        assert store.claim(A, "h", "cpu", 60, ["r"]) is not None
+        store.plan_output(first.id, A, output_path="/out/a.png", output_sha256="o", tmp="/w/a.tmp", steps=[])
+        assert len(checkouts) == 2  # the claim's look (a read) and the kept one
+        assert store.take_over(first.id, A, B, 60) is not None  # an ORM session: a connection of its own
+        with pytest.raises(LeaseLost):
+            store.finish(first.id, A, review=False)
+        assert store.claim(A, "h", "cpu", 60, ["r"]) is not None and store.finish(second.id, A, review=False)
+        store.archived(second.id, A)
+        assert len(checkouts) == 3 and store.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    lost, done = store.get(first.id), store.get(second.id)
+    assert lost is not None and lost.state == JobState.RUNNING and lost.lease_owner == B and lost.finished_at is None
+    assert done is not None and done.state == JobState.ARCHIVED and done.lease_owner is None
+    checkouts.clear()
+    store.heartbeat(first.id, B, 60)
+    store.heartbeat(first.id, B, 60)
+    assert len(checkouts) == 2  # outside the block: a checkout per transaction, as before

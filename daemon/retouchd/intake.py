@@ -29,6 +29,7 @@ from retouchd.settle import Candidate
 from retouchd.sidecars import find_sidecar, is_sidecar
 from retouchd.sidecarwait import SidecarWaits, needs_sidecar
 from retouchd.store import ACTIVE, Job, JobState, Store
+from retouchd.store.fenced import keeping
 
 log = structlog.get_logger("retouchd.intake")
 
@@ -213,13 +214,14 @@ class IntakeThread:
         self._thread.start()
 
     def _run(self) -> None:
-        while (candidate := self._todo.get()) is not None:
-            try:
-                outcome = self._offer(candidate)
-            except BaseException:  # the offer maps every error to an outcome; this is a last resort
-                log.exception("intake failed on a file; it will be looked at again", path=str(candidate.path))
-                outcome = Outcome.WAIT
-            self._done.put((candidate, outcome))
+        with keeping():  # the per-file enqueue reuses one SQLite connection (store.fenced)
+            while (candidate := self._todo.get()) is not None:
+                try:
+                    outcome = self._offer(candidate)
+                except BaseException:  # the offer maps every error to an outcome; this is a last resort
+                    log.exception("intake failed on a file; it will be looked at again", path=str(candidate.path))
+                    outcome = Outcome.WAIT
+                self._done.put((candidate, outcome))
 
     def submit(self, candidate: Candidate) -> bool:
         """Queue an offer; False if the same path is still being offered."""

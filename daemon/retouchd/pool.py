@@ -23,6 +23,7 @@ from retouchd.rules import RuleSet
 from retouchd.settings import Settings
 from retouchd.sidecars import find_sidecar
 from retouchd.store import Job, JobState, Store
+from retouchd.store.fenced import keeping
 from retouchd.task import Task, TaskResult
 from retouchd.worker import Event, Worker
 
@@ -105,14 +106,15 @@ class Slot(threading.Thread):
         settings = self.pool.settings.workers
         tick_every = min(5.0, settings.lease_seconds / 3)
         try:
-            while not self.pool.stopping.is_set() or self.attempts:
-                if self._wants_job():
-                    self._take()
-                if self.attempts:
-                    for event in self.worker.pump(wait=min(0.2, tick_every), timeout=settings.job_timeout,
-                                                  on_message=self._on_message, tick=self._tick,
-                                                  tick_every=tick_every):
-                        self._on_event(event)
+            with keeping():  # claim, plan, finish, archived on one SQLite connection (store.fenced.keeping)
+                while not self.pool.stopping.is_set() or self.attempts:
+                    if self._wants_job():
+                        self._take()
+                    if self.attempts:
+                        for event in self.worker.pump(wait=min(0.2, tick_every), timeout=settings.job_timeout,
+                                                      on_message=self._on_message, tick=self._tick,
+                                                      tick_every=tick_every):
+                            self._on_event(event)
         finally:
             self._give_back_spare()
             self.worker.stop()

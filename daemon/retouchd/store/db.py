@@ -50,6 +50,10 @@ def make_engine(url: str) -> Engine:
         )
         _sqlite_setup(engine)
         return engine
+    if parsed.get_backend_name() == "postgresql":
+        from retouchd.store.review_schema import postgresql_options
+
+        postgresql_options()
     return create_engine(url, pool_pre_ping=True, pool_size=8)
 
 

@@ -15,12 +15,15 @@ about as much again as running it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, func, insert, literal, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import configure_mappers
 
 from retouchd.exceptions import LeaseLost, StoreError
 from retouchd.store.review_schema import InboxPause, step_seconds
@@ -28,8 +31,63 @@ from retouchd.store.schema import Job
 from retouchd.store.states import LEASED, TRANSITIONS, JobState, utcnow
 
 JOBS: Table = Job.__table__  # type: ignore[assignment]
+_KEPT = threading.local()
+"""Per thread, inside `keeping()`: its kept connection per SQLite engine."""
 _BUILT: dict[tuple[Any, ...], Any] = {}
 """Statements by shape (see the module's docstring); every value travels as a bind parameter."""
+
+
+@contextlib.contextmanager
+def keeping() -> Iterator[None]:
+    """Within this block the calling thread's write transactions on a SQLite engine run on one connection kept
+    for the thread (opened at its first write, closed when the block ends), not on a pool checkout, reset and
+    check-in each (~0.1 ms of a transaction's ~0.5; five per file). Each transaction still begins IMMEDIATE
+    and commits, or rolls back, on its own; between them the connection holds no transaction and no lock.
+    PostgreSQL keeps its pool's checkout: its pre-ping is what survives a restarted server."""
+    kept: dict[Engine, Connection] = {}
+    outer = getattr(_KEPT, "conns", None)
+    _KEPT.conns = kept
+    try:
+        yield
+    finally:
+        _KEPT.conns = outer
+        for conn in kept.values():
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+@contextlib.contextmanager
+def _writing(engine: Engine) -> Iterator[Connection]:
+    """A write transaction: on this thread's kept connection inside `keeping()` (SQLite), else as
+    `engine.begin()`."""
+    kept: dict[Engine, Connection] | None = getattr(_KEPT, "conns", None)
+    if kept is None or engine.dialect.name != "sqlite":
+        with engine.begin() as fresh:
+            yield fresh
+        return
+    conn = kept.pop(engine, None)
+    if conn is not None and (conn.closed or conn.invalidated):
+        with contextlib.suppress(Exception):
+            conn.close()
+        conn = None
+    if conn is None:
+        conn = engine.connect()
+    kept[engine] = conn
+    with conn.begin():
+        yield conn
+
+
+def _job(row: Any) -> Job:
+    """A Job (transient, in no session) holding `row`'s values, built as the ORM builds a loaded object: its
+    values go straight into the instance's dict. `Job(**values)` ran the attribute events of each of its ~40
+    columns (~0.1 ms, three rows per file); the values are the same, and so is what a flush would insert."""
+    configure_mappers()  # as the first Job() would (a check of one flag after that)
+    job: Job = _NEW_JOB()
+    job.__dict__.update(row._mapping)
+    return job
+
+
+_NEW_JOB = Job._sa_class_manager.new_instance  # type: ignore[attr-defined]
 
 
 def _param(column: str) -> Any:
@@ -82,7 +140,7 @@ def fenced(conn: Connection, job_id: int, owner: str, values: dict[str, Any], *,
         row = conn.execute(stmt, params).first()
         if row is None:
             raise _lost(conn, job_id, owner, to)
-        return Job(**row._asdict())
+        return _job(row)
     if conn.execute(stmt, params).rowcount != 1:
         raise _lost(conn, job_id, owner, to)
     return None
@@ -90,7 +148,7 @@ def fenced(conn: Connection, job_id: int, owner: str, values: dict[str, Any], *,
 
 def plan_output(engine: Engine, job_id: int, owner: str, *, output_path: str, output_sha256: str, tmp: str,
                 steps: list[dict[str, Any]], lease_seconds: float) -> None:
-    with engine.begin() as conn:
+    with _writing(engine) as conn:
         fenced(conn, job_id, owner, {
             "output_path": output_path, "output_sha256": output_sha256, "output_tmp": tmp, "steps": steps,
             "device_seconds": step_seconds(steps), "lease_expires": utcnow() + timedelta(seconds=lease_seconds)})
@@ -105,7 +163,7 @@ def finish(engine: Engine, job_id: int, owner: str, *, lease_seconds: float, arc
                               "lease_expires": now + timedelta(seconds=lease_seconds)}
     if archive_path is not None:
         values.update(archive_path=archive_path, sidecar_archive_path=sidecar_archive_path)
-    with engine.begin() as conn:
+    with _writing(engine) as conn:
         job: Job = fenced(conn, job_id, owner, values, to=JobState.DONE, returning=True)
     return job
 
@@ -116,7 +174,7 @@ def archived(engine: Engine, job_id: int, owner: str, *, moved: bool) -> None:
                               "lease_owner": None, "lease_expires": None}
     if not moved:
         values.update(archive_path=None, sidecar_archive_path=None)
-    with engine.begin() as conn:
+    with _writing(engine) as conn:
         fenced(conn, job_id, owner, values, to=JobState.ARCHIVED)
 
 
@@ -127,7 +185,7 @@ def heartbeat(engine: Engine, job_id: int, owner: str, lease_seconds: float, *, 
         values["current_step"] = step
     if progress is not None:
         values["progress"] = progress
-    with engine.begin() as conn:
+    with _writing(engine) as conn:
         fenced(conn, job_id, owner, values)
 
 
@@ -193,14 +251,14 @@ def claim(engine: Engine, owner: str, host: str, device: str, lease_seconds: flo
     params: dict[str, Any] = {"now": now, "rules": list(rules)}
     if exclude:
         params["exclude"] = list(exclude)
-    with engine.begin() as conn:
+    with _writing(engine) as conn:
         job_id = conn.execute(pick, params).scalar()
         if job_id is None:
             return None
         row = conn.execute(take, {"w_id": job_id, **_values({
             "updated_at": now, "started_at": now, "lease_owner": owner, "host": host, "device": device,
             "lease_expires": now + timedelta(seconds=lease_seconds)})}).first()
-        return None if row is None else Job(**row._asdict())
+        return None if row is None else _job(row)
 
 
 def queued_at(reader: Engine, rule: str, source: str) -> Job | None:
@@ -213,7 +271,7 @@ def queued_at(reader: Engine, rule: str, source: str) -> Job | None:
             .order_by(JOBS.c.id).limit(1))
     with reader.begin() as conn:
         row = conn.execute(query, {"rule": rule, "source": source}).first()
-    return None if row is None else Job(**row._asdict())
+    return None if row is None else _job(row)
 
 
 def enqueue(engine: Engine, fields: dict[str, Any]) -> Job:
@@ -224,6 +282,6 @@ def enqueue(engine: Engine, fields: dict[str, Any]) -> Job:
     stmt = _BUILT.get(shape)
     if stmt is None:
         stmt = _BUILT[shape] = insert(JOBS).values({column: _param(column) for column in shape[1]}).returning(*JOBS.c)
-    with engine.begin() as conn:
+    with _writing(engine) as conn:
         row = conn.execute(stmt, _values(values)).one()
-    return Job(**row._asdict())
+    return _job(row)

@@ -20,7 +20,13 @@ Index("ix_jobs_state_id", Job.state, Job.id)
 Index("ix_jobs_finished_at_state", Job.finished_at, Job.state)
 Index("ix_jobs_state_finished_at", Job.state, Job.finished_at, Job.id)
 RETRYING_WHERE = text("state = 'queued' AND error IS NOT NULL")  # as store.overview.RETRYING
-Index("ix_jobs_retrying", Job.updated_at, Job.id, sqlite_where=RETRYING_WHERE, postgresql_where=RETRYING_WHERE)
+RETRYING_INDEX = Index("ix_jobs_retrying", Job.updated_at, Job.id, sqlite_where=RETRYING_WHERE)
+
+
+def postgresql_options() -> None:
+    """The partial index's WHERE on PostgreSQL (as migration 0007 makes it), given when a PostgreSQL engine is
+    made: naming `postgresql_where` at import would load SQLAlchemy's whole PostgreSQL dialect on SQLite too."""
+    RETRYING_INDEX.dialect_options["postgresql"]["where"] = RETRYING_WHERE
 
 
 def step_seconds(steps: Any) -> float | None:
