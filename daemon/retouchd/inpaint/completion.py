@@ -15,6 +15,11 @@ import torch.nn.functional as F
 from retouchd.inpaint.patchmatch import Chord, Field, Level, Params
 from retouchd.inpaint.periodic import Lattice, PeriodParams, lattice_candidates, scaled
 
+GRAIN_RING = 16
+"""Width (pixels) of the known ring around a hole whose median grain energy is the typical grain."""
+GRAIN_CAP = 4.0
+"""Grain energy above this many times the ring's median is an edge's, not grain (see `add_grain`)."""
+
 
 def push_pull(feat: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     """Smooth membrane fill of unknown pixels from a pyramid of masked averages."""
@@ -189,6 +194,14 @@ def add_grain(rgb: torch.Tensor, hole: torch.Tensor, amount: float, gen: torch.G
     outside = ~F.max_pool2d(hole[None, None].float(), 9, stride=1, padding=4)[0, 0].bool()
     if not bool(outside.any()):
         return rgb
+    # A line beside the hole (a cable across a sky) is no grain: without a bound, its edges' energy spread into
+    # the hole as a disc of speckle. Grain is what most of the ring has, so the energy is capped at a few
+    # times the ring's median.
+    ring = outside & F.max_pool2d(hole[None, None].float(), 2 * GRAIN_RING + 1, stride=1,
+                                  padding=GRAIN_RING)[0, 0].bool()
+    if bool(ring.any()):
+        typical = energy[:, ring].median(dim=1).values
+        energy = torch.minimum(energy, GRAIN_CAP * typical[:, None, None])
     target = push_pull(torch.where(outside[None], energy, 0.0), outside)
     # Judge smoothness over a wider window, and only where the fill has clearly less grain than its
     # surroundings: an exact copy of busy texture varies locally and must not get noise on top.
