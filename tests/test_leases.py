@@ -250,9 +250,12 @@ def test_database_locked_past_busy_timeout_costs_no_attempt(root: Path, daemon) 
     """The job's output is durable in state/work/ when another process takes SQLite's write lock and holds
     it past the busy timeout (and the lease): the commit waits and goes through; no attempt is spent,
     nothing is computed twice, no temp file is left."""
-    hashes = {"l.png": sha256(save_image(root / "inbox" / "upscale" / "l.png", 64, 48))}
+    # Large enough that the job cannot finish and commit before SIGSTOP lands: a 64×48 image did, on a quiet
+    # machine, and left no output in state/work/ to wait for. "job started" is logged as the task goes to
+    # the worker, so the worker has it before the daemon stops.
+    hashes = {"l.png": sha256(save_image(root / "inbox" / "upscale" / "l.png", 2400, 1800))}
     proc = daemon(env=LEASE)
-    wait_for(lambda: [r for r in db_rows(root) if r["state"] == "running"], timeout=60, interval=0.05)
+    wait_for(lambda: "job started" in [line.get("event") for line in proc.log_lines()], timeout=60, interval=0.02)
     os.kill(proc.proc.pid, signal.SIGSTOP)  # hold the commit back until the lock is in place
     conn = sqlite3.connect(root / "state" / "retouchd.db", timeout=30, isolation_level=None)
     try:
