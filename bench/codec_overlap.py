@@ -1,6 +1,6 @@
 """Device busy time / wall time of one slot, with and without the codec overlap (issue 16).
 
-A real worker process (retouchd.worker) runs the jobs, handed over as pool.Slot does: one at a time
+A real worker process (retouchd.worker) runs the jobs, handed over as slot.Slot does: one at a time
 (`--no-overlap`, workers.overlap = false), or the next one as soon as the last one reports "computed" (its
 encode then runs in its own thread while the next is read, decoded and computed). Inputs are the photo
 set's holdout crops (768×512 PNG), written as files; outputs are PNG at the default `png_compression`.

@@ -3,7 +3,7 @@ attempt of the jobs it held, never the daemon. The child keeps its models cached
 
 A child may hold two jobs: each runs in its own thread, read → decode → steps → encode, and only the steps
 take the child's compute lock. So the encode of one job runs while the next one is decoded and computed,
-and the device does not wait for the encoder. The parent decides how many jobs a child holds (pool.Slot:
+and the device does not wait for the encoder. The parent decides how many jobs a child holds (slot.Slot:
 one, or a second once the first has computed while it holds the pool's one spare token, so decoded images
 stay ≤ slots + 1).
 Messages are tagged with the job's key (its lease): ("step"|"progress"|"computed"|"result", key, ...).
