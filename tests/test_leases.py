@@ -250,11 +250,11 @@ def test_database_locked_past_busy_timeout_costs_no_attempt(root: Path, daemon) 
     """The job's output is durable in state/work/ when another process takes SQLite's write lock and holds
     it past the busy timeout (and the lease): the commit waits and goes through; no attempt is spent,
     nothing is computed twice, no temp file is left."""
-    # Large enough that the job cannot finish and commit before SIGSTOP lands: a 64×48 image did, on a quiet
-    # machine, and left no output in state/work/ to wait for. "job started" is logged as the task goes to
-    # the worker, so the worker has it before the daemon stops.
-    hashes = {"l.png": sha256(save_image(root / "inbox" / "upscale" / "l.png", 2400, 1800))}
-    proc = daemon(env=LEASE)
+    # The worker waits 3 s after the step, so the job cannot commit before SIGSTOP lands (a 64×48 job did on
+    # a quiet machine; a 2400×1800 one took the `fast` model past the 120 s below on a loaded one). "job
+    # started" is logged once the worker has the task.
+    hashes = {"l.png": sha256(save_image(root / "inbox" / "upscale" / "l.png", 320, 240))}
+    proc = daemon(env={**LEASE, "RETOUCHD_FAULT_POINT": "slow-after-step-upscale"})
     wait_for(lambda: "job started" in [line.get("event") for line in proc.log_lines()], timeout=60, interval=0.02)
     os.kill(proc.proc.pid, signal.SIGSTOP)  # hold the commit back until the lock is in place
     conn = sqlite3.connect(root / "state" / "retouchd.db", timeout=30, isolation_level=None)

@@ -159,10 +159,12 @@ class Slot(threading.Thread):
             if sidecar is not None:
                 self.pool.committer.db_call(lambda: self.pool.store.set_sidecar(job.id, lease, str(sidecar)))
                 job.sidecar_path = str(sidecar)
-        bound.info("job started", attempt=job.attempts, device=self.device)
         live: dict[str, Any] = {"step": None, "progress": None, "done": None, "total": None}
         self.attempts[lease] = Attempt(job, lease, bound, time.monotonic(), live)
         self.worker.submit(lease, self._task(job, lease))
+        # After the hand-over, so that a reader of the log knows the worker has the job (tests pause the daemon
+        # on this line and wait for the worker's output).
+        bound.info("job started", attempt=job.attempts, device=self.device)
 
     def _on_message(self, message: tuple[Any, ...]) -> None:
         attempt = self.attempts.get(message[1])
