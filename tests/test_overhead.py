@@ -342,3 +342,55 @@ def test_a_kept_connection_is_reused_and_still_fenced(store: Store) -> None:
     store.heartbeat(first.id, B, 60)
     store.heartbeat(first.id, B, 60)
     assert len(checkouts) == 2  # outside the block: a checkout per transaction, as before
+
+
+def test_kept_writes_run_on_the_dbapi_connection_with_the_same_values_and_errors(store: Store, tmp_path: Path) -> None:
+    """Inside `keeping()` on SQLite the per-file statements skip SQLAlchemy's transaction (no begin event
+    fires) and leave the rows exactly as outside it (path map, UTC datetimes, JSON, excluded ids); a locked
+    database is still SQLAlchemy's OperationalError, a taken content key still finds the existing job, a lost
+    lease still changes nothing, and the kept connection goes on working after each."""
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    from retouchd.store import fenced
+    from retouchd.store.schema import set_path_map
+
+    columns = [c.key for c in fenced.JOBS.columns if c.key not in ("id", "created_at", "updated_at", "started_at",
+                                                                   "finished_at", "archived_at", "lease_expires")]
+    begins: list[int] = []
+    event.listen(store.engine, "begin", lambda conn: begins.append(1))
+    try:
+        set_path_map({"/canonical": "/in"})
+        outside = _one_file(store, 0, A)
+        begins.clear()
+        with fenced.keeping():
+            inside = _one_file(store, 1, B)
+            assert begins == []  # every write and the queued_at reads went past SQLAlchemy's transaction
+            again, created = store.enqueue(**job_fields(content_key="k1", sha256="k1", source_path="/in/1.png"))
+            assert not created and again.id == inside.id
+            store.enqueue(**job_fields(content_key="k2", sha256="k2", source_path="/in/2.png", rel_path="2.png"))
+            store.enqueue(**job_fields(content_key="k3", sha256="k3", source_path="/in/3.png", rel_path="3.png"))
+            picked = store.claim("h:1:x:0:l3", "h", "cpu", 60, ["r"], exclude=[inside.id + 1])
+            assert picked is not None and picked.id == inside.id + 2 and picked.source_path == "/in/3.png"
+            with pytest.raises(LeaseLost):
+                store.finish(picked.id, A, review=False)
+            blocker = sqlite3.connect(tmp_path / "state" / "db.sqlite", isolation_level=None)
+            blocker.execute("BEGIN EXCLUSIVE")
+            fenced._KEPT.conns[store.engine].connection.driver_connection.execute("PRAGMA busy_timeout = 50")
+            with pytest.raises(OperationalError):
+                store.heartbeat(picked.id, "h:1:x:0:l3", 60, step="upscale")
+            blocker.execute("ROLLBACK")
+            blocker.close()
+            store.heartbeat(picked.id, "h:1:x:0:l3", 60, step="upscale", progress=0.25)
+        with store.engine.connect() as conn:
+            stored = conn.exec_driver_sql("SELECT source_path FROM jobs WHERE id = ?", (inside.id,)).scalar()
+    finally:
+        set_path_map({})
+    assert stored == "/canonical/1.png"
+    first, second, third = store.get(outside.id), store.get(inside.id), store.get(picked.id)
+    assert first is not None and second is not None and third is not None
+    differ = {c for c in columns if getattr(first, c) != getattr(second, c)}
+    assert differ == {"content_key", "sha256", "source_path", "rel_path", "output_path", "archive_path"}
+    assert second.finished_at is not None and second.finished_at.tzinfo is not None
+    assert second.steps == [{"op": "upscale", "seconds": 0.5}]
+    assert third.state == JobState.RUNNING and third.current_step == "upscale" and third.progress == 0.25

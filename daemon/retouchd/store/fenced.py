@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import configure_mappers
 
 from retouchd.exceptions import LeaseLost, StoreError
+from retouchd.store.rawsqlite import Raw
 from retouchd.store.review_schema import InboxPause, step_seconds
 from retouchd.store.schema import Job
 from retouchd.store.states import LEASED, TRANSITIONS, JobState, utcnow
@@ -56,15 +57,11 @@ def keeping() -> Iterator[None]:
                 conn.close()
 
 
-@contextlib.contextmanager
-def _writing(engine: Engine) -> Iterator[Connection]:
-    """A write transaction: on this thread's kept connection inside `keeping()` (SQLite), else as
-    `engine.begin()`."""
+def _kept(engine: Engine) -> Raw | None:
+    """This thread's kept SQLite connection inside `keeping()` (opened on first use), else None."""
     kept: dict[Engine, Connection] | None = getattr(_KEPT, "conns", None)
     if kept is None or engine.dialect.name != "sqlite":
-        with engine.begin() as fresh:
-            yield fresh
-        return
+        return None
     conn = kept.pop(engine, None)
     if conn is not None and (conn.closed or conn.invalidated):
         with contextlib.suppress(Exception):
@@ -73,8 +70,20 @@ def _writing(engine: Engine) -> Iterator[Connection]:
     if conn is None:
         conn = engine.connect()
     kept[engine] = conn
-    with conn.begin():
-        yield conn
+    return Raw(conn)
+
+
+@contextlib.contextmanager
+def _writing(engine: Engine) -> Iterator[Any]:
+    """A write transaction: on this thread's kept connection inside `keeping()` (SQLite, run on its DBAPI
+    connection: store.rawsqlite), else as `engine.begin()`. Both `execute(statement, params)`."""
+    raw = _kept(engine)
+    if raw is None:
+        with engine.begin() as fresh:
+            yield fresh
+        return
+    with raw.transaction():
+        yield raw
 
 
 def _job(row: Any) -> Job:
@@ -119,9 +128,12 @@ def _update_statement(columns: tuple[str, ...], to: JobState | None, returning: 
     return stmt
 
 
-def _lost(conn: Connection, job_id: int, owner: str | None, to: JobState | None) -> StoreError:
+def _lost(conn: Any, job_id: int, owner: str | None, to: JobState | None) -> StoreError:
     """Why a fenced update changed no row: gone, held by another lease, or an illegal state change."""
-    row = conn.execute(select(JOBS.c.lease_owner, JOBS.c.state).where(JOBS.c.id == job_id)).first()
+    query = _BUILT.get(("holder",))
+    if query is None:
+        query = _BUILT[("holder",)] = select(JOBS.c.lease_owner, JOBS.c.state).where(JOBS.c.id == bindparam("w_id"))
+    row = conn.execute(query, {"w_id": job_id}).first()
     if row is None:
         return StoreError(f"job {job_id} does not exist")
     held, state = row
@@ -130,7 +142,7 @@ def _lost(conn: Connection, job_id: int, owner: str | None, to: JobState | None)
     return LeaseLost(f"job {job_id}: lease held by {held!r} ({state}), not {owner!r}")
 
 
-def fenced(conn: Connection, job_id: int, owner: str, values: dict[str, Any], *,
+def fenced(conn: Any, job_id: int, owner: str, values: dict[str, Any], *,
            to: JobState | None = None, returning: bool = False) -> Any:
     """Change the job under the lease `owner` (moving it to state `to` if given); LeaseLost if that lease no
     longer holds it. With `returning`, the row as it now is (a detached Job)."""
@@ -261,16 +273,22 @@ def claim(engine: Engine, owner: str, host: str, device: str, lease_seconds: flo
         return None if row is None else _job(row)
 
 
-def queued_at(reader: Engine, rule: str, source: str) -> Job | None:
-    """The queued or running job whose file is `source` (read once per file at intake)."""
+def queued_at(engine: Engine, reader: Engine, rule: str, source: str) -> Job | None:
+    """The queued or running job whose file is `source` (read once per file at intake): on the thread's kept
+    connection to `engine` inside `keeping()`, else on `reader`."""
     query = _BUILT.get(("queued_at",))
     if query is None:
         query = _BUILT[("queued_at",)] = (
             select(*JOBS.c).where(JOBS.c.rule == bindparam("rule"), JOBS.c.source_path == bindparam("source"),
                                   _state_in([JobState.QUEUED, JobState.RUNNING]))
             .order_by(JOBS.c.id).limit(1))
-    with reader.begin() as conn:
-        row = conn.execute(query, {"rule": rule, "source": source}).first()
+    raw = _kept(engine)
+    row: Any
+    if raw is not None:  # one statement in autocommit: a read snapshot of its own, never the write lock
+        row = raw.execute(query, {"rule": rule, "source": source}).first()
+    else:
+        with reader.begin() as conn:
+            row = conn.execute(query, {"rule": rule, "source": source}).first()
     return None if row is None else _job(row)
 
 

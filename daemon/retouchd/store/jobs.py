@@ -92,7 +92,7 @@ class Store:
 
     def queued_at(self, rule: str, source: str) -> Job | None:
         """The queued or running job whose file is `source` (a newer sighting of the same path)."""
-        return fenced.queued_at(self.reader, rule, source)
+        return fenced.queued_at(self.engine, self.reader, rule, source)
 
     def supersede(self, job_id: int, **fields: Any) -> bool:
         """Point a still-queued job at its file's newer content (one path, one job); False if it was
