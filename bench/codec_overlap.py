@@ -1,8 +1,10 @@
 """Device busy time / wall time of one slot, with and without the codec overlap (issue 16).
 
 A real worker process (retouchd.worker) runs the jobs, handed over as slot.Slot does: one at a time
-(`--no-overlap`, workers.overlap = false), or the next one as soon as the last one reports "computed" (its
-encode then runs in its own thread while the next is read, decoded and computed). Inputs are the photo
+(workers.overlap = false), or the next one as soon as the last one reports "computed" (a CPU slot: its encode
+then runs in its own thread while the next is read, decoded and computed), or (`prefetch`, a GPU slot) as
+soon as the last one has started its step, so the next one's read and decode run while the device computes
+too. The simulated device is measured all three ways, the real CPU step the first two. Inputs are the photo
 set's holdout crops (768×512 PNG), written as files; outputs are PNG at the default `png_compression`.
 
 - `sim`: the model step is a fixed-time compute that leaves the CPU to the codec, as a GPU does
@@ -66,16 +68,21 @@ def bench_child(*args: Any) -> None:
     worker_module.child_main(*args)
 
 
-def run_slot(tasks: list[Task], *, overlap: bool) -> dict[str, Any]:
+def run_slot(tasks: list[Task], *, overlap: bool, prefetch: bool = False) -> dict[str, Any]:
     """Hand `tasks` to one worker as a slot does; device busy seconds, wall seconds and their ratio. The
-    first task only warms the worker (imports, model load), as a daemon's slot is warm: it is not timed."""
+    first task only warms the worker (imports, model load), as a daemon's slot is warm: it is not timed.
+    `prefetch`: the next job is handed over once the one in the worker has started its step (not only once it
+    computed), so its read and decode run while the device computes."""
     worker = worker_module.Worker("cpu", "json", "warning")
     computed: set[str] = set()
+    stepping: set[str] = set()
     busy = 0.0
 
     def on_message(message: tuple[Any, ...]) -> None:
         if message[0] == "computed":
             computed.add(message[1])
+        elif message[0] == "step":
+            stepping.add(message[1])
 
     def results() -> list[Any]:
         ended = worker.pump(wait=0.01, timeout=3600, on_message=on_message, tick=lambda key: None, tick_every=3600)
@@ -95,7 +102,8 @@ def run_slot(tasks: list[Task], *, overlap: bool) -> dict[str, Any]:
     handed: dict[str, float] = {}
     queue = list(pending)
     while done < len(pending):
-        if queue and (not worker.sent or (overlap and len(worker.sent) == 1 and set(worker.sent) <= computed)):
+        ahead = computed | stepping if prefetch else computed
+        if queue and (not worker.sent or (overlap and len(worker.sent) == 1 and set(worker.sent) <= ahead)):
             handed[queue[0][0]] = time.time()
             worker.submit(*queue.pop(0))
         for event in results():
@@ -146,23 +154,26 @@ def main() -> None:
             sources.append(path)
         for seconds in [float(s) for s in args.device_seconds.split(",") if s]:
             tasks = _tasks(sources[: args.files + 1], work, [{"op": "device_sim", "seconds": seconds}], args.threads)
-            for overlap in (False, True):
-                row = {"step": f"sim {seconds} s", **run_slot(tasks, overlap=overlap)}
+            for overlap, prefetch in ((False, False), (True, False), (True, True)):
+                row = {"step": f"sim {seconds} s", **run_slot(tasks, overlap=overlap, prefetch=prefetch),
+                       "prefetch": prefetch}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
         if args.fast_files:
             steps = [{"op": "upscale", "scale": 4, "model": "fast"}]
             tasks = _tasks(sources[: args.fast_files + 1], work, steps, args.threads, args.device)
+            gpu = args.device != "cpu"  # a GPU slot hands over the next job from the step's start
             for overlap in (False, True):
                 row = {"step": f"fast ×4 {args.device}" + (f" {args.threads} threads" if args.device == "cpu" else ""),
-                       **run_slot(tasks, overlap=overlap)}
+                       **run_slot(tasks, overlap=overlap, prefetch=overlap and gpu), "prefetch": overlap and gpu}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-    print("| step | overlap | jobs | device busy s | wall s | busy / wall |")
-    print("|---|---|---|---|---|---|")
+    print("| step | overlap | jobs | device busy s | wall s | busy / wall | device gap ms (median) |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['step']} | {'on' if row['overlap'] else 'off'} | {row['jobs']} | {row['busy_s']} | "
-              f"{row['wall_s']} | {row['busy_over_wall']} |")
+        overlap = ("from step start" if row["prefetch"] else "from computed") if row["overlap"] else "off"
+        print(f"| {row['step']} | {overlap} | {row['jobs']} | {row['busy_s']} | {row['wall_s']} | "
+              f"{row['busy_over_wall']} | {row.get('device_gap_ms', '')} |")
 
 
 if __name__ == "__main__":

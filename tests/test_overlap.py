@@ -102,3 +102,37 @@ def test_drain_waits_for_the_encode(root: Path, daemon) -> None:
     (row,) = assert_processed_once(root, hashes)
     assert row["attempts"] == 1
     assert "requeued jobs cut short by shutdown" not in [line.get("event") for line in proc.log_lines()]
+
+
+def test_a_gpu_slot_takes_its_next_job_once_the_first_computes_a_cpu_slot_once_it_encodes() -> None:
+    """With workers.overlap, a slot on a GPU claims its next job as soon as the one it holds is on the device
+    (the next one's read and decode then run while the device computes); a CPU slot only once the first is
+    encoding. Neither before the first has reached a step, beside a suspect job, or without the spare token;
+    the job shown is the one computing, not the one waiting for the device."""
+    import threading
+    from types import SimpleNamespace
+
+    from retouchd.slot import Attempt, Slot
+
+    settings = SimpleNamespace(log=SimpleNamespace(format="json", level="warning"),
+                               workers=SimpleNamespace(overlap=True))
+    pool = SimpleNamespace(settings=settings, identity=SimpleNamespace(owner=lambda i: f"h:1:x:{i}"),
+                           stopping=threading.Event(), suspects=set(), spare=threading.Semaphore(1))
+
+    def wants(device: str, step: str | None, suspect: bool = False) -> bool:
+        slot = Slot(0, device, pool)  # type: ignore[arg-type]
+        slot.attempts["a"] = Attempt(SimpleNamespace(id=1), "a", None, 0.0, {"step": step})  # type: ignore[arg-type]
+        pool.suspects = {1} if suspect else set()
+        wanted = slot._wants_job()
+        slot._give_back_spare()
+        if wanted:  # a second job, handed over, not yet decoded: the first is still the one shown
+            slot.attempts["b"] = Attempt(SimpleNamespace(id=2), "b", None, 0.0, {"step": None})  # type: ignore[arg-type]
+            assert slot.current is not None and slot.current.id == (2 if step == "encode" else 1)
+        return wanted
+
+    assert [wants("cuda:0", step) for step in (None, "upscale", "encode")] == [False, True, True]
+    assert [wants("cpu", step) for step in (None, "upscale", "encode")] == [False, False, True]
+    assert not wants("cuda:0", "upscale", suspect=True)
+    assert pool.spare.acquire(blocking=False)
+    assert not wants("cuda:0", "upscale")
+    pool.spare.release()

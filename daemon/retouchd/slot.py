@@ -43,8 +43,9 @@ class Attempt:
 
 class Slot(threading.Thread):
     """A thread that claims jobs and hands them to its worker process. It holds one job, or two while it has
-    the pool's spare token (`workers.overlap`): the next job is claimed as soon as the first has computed,
-    so the first's encode runs while the device computes the next (decoded images in flight ≤ slots + 1)."""
+    the pool's spare token (`workers.overlap`): the next job is claimed as soon as the first has computed (on
+    a GPU: has started computing), so the first's encode, and the next one's read and decode, run while the
+    device computes (decoded images in flight ≤ slots + 1)."""
 
     def __init__(self, index: int, device: str, pool: Pool) -> None:
         super().__init__(name=f"slot-{index}-{device}", daemon=True)
@@ -59,12 +60,14 @@ class Slot(threading.Thread):
         self._next_claim = 0.0
 
     def _front(self) -> Attempt | None:
-        """The attempt to show: the one computing (the newest that has not reached its encode)."""
+        """The attempt to show: the one computing (the newest in a step), else the next one (read, decoded,
+        waiting for the device), else the oldest."""
         attempts = list(self.attempts.values())
-        computing = [attempt for attempt in attempts if attempt.live.get("step") != "encode"]
+        computing = [attempt for attempt in attempts if attempt.live.get("step") not in (None, "encode")]
         if computing:
             return computing[-1]
-        return attempts[0] if attempts else None
+        waiting = [attempt for attempt in attempts if attempt.live.get("step") is None]
+        return waiting[0] if waiting else (attempts[0] if attempts else None)
 
     @property
     def current(self) -> Job | None:
@@ -103,9 +106,14 @@ class Slot(threading.Thread):
                 or time.monotonic() < self._next_claim):
             return False
         (only,) = self.attempts.values()
-        # Only once it computed (a job claimed earlier would wait behind a long compute that another slot or
-        # host could have done), and never beside a job that was in a worker that died holding two.
-        if only.live.get("step") != "encode" or only.job.id in self.pool.suspects:
+        step = only.live.get("step")
+        # Once it computed; on a GPU as soon as it computes: the next job's read and decode then run while the
+        # device computes, on cores the device leaves free (codec_overlap: the device's median wait between
+        # jobs 59-83 ms -> 4-9). On the CPU they would take the compute's cores, and a job claimed that early
+        # would wait behind a long compute that another slot or host could have done. Never beside a job that
+        # was in a worker that died holding two.
+        ahead = step == "encode" or (step is not None and self.device != "cpu")
+        if not ahead or only.job.id in self.pool.suspects:
             return False
         if not self._spare:
             self._spare = self.pool.spare.acquire(blocking=False)
