@@ -1,6 +1,7 @@
 """The slot's per-file store writes on SQLite (claim, plan_output, finish, archived), in CPU ms per file:
-through SQLAlchemy Core as the daemon runs them (`kept`: on the slot thread's kept connection,
-store.fenced.keeping; `core`: a pool checkout per transaction, as outside it), and (`dbapi`) with the same
+as the daemon runs them (`kept`: on the slot thread's kept connection, store.fenced.keeping, whose
+statements run on its DBAPI connection: store/rawsqlite.py; `core`: through SQLAlchemy Core with a pool
+checkout per transaction, as outside it), and (`dbapi`) with the same
 statements executed on the DBAPI cursor of the same connection inside the same `engine.begin()` transaction
 (BEGIN IMMEDIATE … COMMIT), the bind and result processors applied by hand: a measurement only, the daemon
 does not use it.
