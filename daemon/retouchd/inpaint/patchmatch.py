@@ -111,7 +111,7 @@ class Level:
         self.feat = F.pad(feat[None], pad, mode=mode)[0].contiguous()
         holef = F.pad(hole[None, None].float(), pad, mode=mode)
         self.hole_p = holef[0, 0] > 0.5
-        touches = F.max_pool2d(holef, params.patch, stride=1)[0, 0] > 0
+        touches = box_max(holef, params.patch, 0)[0, 0] > 0
         self.src_ok = ~touches
         self.n_sources = int(self.src_ok.sum())
         self.ty, self.tx = torch.nonzero(touches, as_tuple=True)
@@ -316,6 +316,16 @@ class Level:
 
     def unpadded(self) -> torch.Tensor:
         return self.feat[:, self.r : self.r + self.h, self.r : self.r + self.w]
+
+
+def box_max(x: torch.Tensor, size: int, padding: int) -> torch.Tensor:
+    """`F.max_pool2d(x, size, stride=1, padding=padding)` as two 1-D passes: the same values, at 2/size of the cost.
+
+    A maximum over a square is the maximum over its rows of the maxima over its columns; a 33 px window
+    of the whole crop (the grain's ring) took 0.8 s of a 1 MP fill as one 2-D pool.
+    """
+    x = F.max_pool2d(x, (size, 1), stride=1, padding=(padding, 0))
+    return F.max_pool2d(x, (1, size), stride=1, padding=(0, padding))
 
 
 def _nearest_source_table(src_ok: torch.Tensor) -> torch.Tensor:
