@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from retouchd.inpaint import thin
 from retouchd.inpaint.base import single_thread
-from retouchd.inpaint.patchmatch import box_max
+from retouchd.inpaint.descriptors import dct_basis
+from retouchd.inpaint.patchmatch import Level, Params, box_max
 
 
 def test_box_max_equals_the_2d_max_pool() -> None:
@@ -20,6 +21,23 @@ def test_box_max_equals_the_2d_max_pool() -> None:
     for x in (sparse, signed):
         for size, padding in ((7, 0), (7, 3), (9, 4), (33, 16)):
             assert torch.equal(box_max(x, size, padding), F.max_pool2d(x, size, stride=1, padding=padding))
+
+
+def test_target_descriptors_equal_the_projection_of_each_target_patch() -> None:
+    """Dense holes (band boxes) and scattered ones (gathered patches) both give each target's basis projection."""
+    gen = torch.Generator().manual_seed(1)
+    feat = torch.rand(7, 190, 220, generator=gen) * 255
+    hole = torch.zeros(190, 220, dtype=torch.bool)
+    hole[20:50, 30:70] = True  # compact: its band's box is computed whole
+    hole[100:103, :] = True
+    hole[150:180:7, 100:200:9] = True  # specks: gathered one by one
+    level = Level(feat, hole, Params())
+    level.prepare_search()
+    size = 7
+    offs = torch.arange(size)
+    idx = (level.ty[:, None, None] + offs[None, :, None]) * level.wp + (level.tx[:, None, None] + offs[None, None, :])
+    patches = level.feat.reshape(7, -1)[:, idx.reshape(len(level.ty), -1)].permute(1, 0, 2).reshape(len(level.ty), -1)
+    torch.testing.assert_close(level.target_descriptors(), patches @ dct_basis(7, size, 6, 1), atol=2e-3, rtol=1e-5)
 
 
 def _reference_sparse_fill(rgb: np.ndarray, hole: np.ndarray, p: thin.ThinParams) -> np.ndarray:

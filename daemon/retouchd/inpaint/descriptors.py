@@ -40,34 +40,34 @@ def dct_basis(channels: int, patch: int, luma: int, chroma: int) -> torch.Tensor
 
 
 def separable_descriptors(feat: torch.Tensor, patch: int, luma: int, chroma: int) -> torch.Tensor:
-    """The `dct_basis` projection of every patch of `feat` (D × H' × W'); see `patch_descriptors`."""
-    return patch_descriptors(feat, patch, luma, chroma).permute(2, 0, 1)
-
-
-def patch_descriptors(feat: torch.Tensor, patch: int, luma: int, chroma: int) -> torch.Tensor:
-    """The `dct_basis` projection of every patch of `feat`, channels last (H' × W' × D), as 1-D passes.
+    """The `dct_basis` projection of every patch of `feat` (D × H' × W'), as 1-D passes: rows, then columns.
 
     Equal to one conv2d with the basis as kernels, at a few per cent of its cost: a 2-D DCT frequency is
     the product of a vertical and a horizontal 1-D one, so each 1-D response is computed once and shared.
-    The vertical pass comes first: the horizontal products of one vertical order u are then the
-    descriptor's consecutive columns (u, 0…order−u) and are written in place, with no stack or transpose.
     """
     colour = np.array([[1, 1, 1], [1, 0, -1], [1, -2, 1]], dtype=np.float64)
     colour /= np.linalg.norm(colour, axis=1, keepdims=True)
     dct = torch.from_numpy(_dct_1d(patch)).float().to(feat.device)
     rotated = torch.einsum("ac,chw->ahw", torch.from_numpy(colour).float().to(feat.device), feat[:3])
-    h, w = feat.shape[1] - patch + 1, feat.shape[2] - patch + 1
-    orders = [(luma, min(luma, patch - 1)), (chroma, min(chroma, patch - 1)), (chroma, min(chroma, patch - 1))]
-    width = sum(min(order - u, patch - 1) + 1 for order, top in orders for u in range(top + 1))
-    out = torch.empty((h, w, width + feat.shape[0] - 3), device=feat.device)
-    j = 0
-    for axis, (order, top) in enumerate(orders):
+    parts = []
+    for axis, order in ((0, luma), (1, chroma), (2, chroma)):
+        top = min(order, patch - 1)
         # Windows times the 1-D basis (a small matrix product; a 1×p conv2d is several times slower on CPU).
-        cols = rotated[axis].T.unfold(1, patch, 1) @ dct[: top + 1].T  # W × H' × u
+        rows = rotated[axis].unfold(1, patch, 1) @ dct[: top + 1].T  # H × W' × v
+        # Column passes only for the (u, v) pairs kept: u + v ≤ order.
+        cols = [rows[:, :, v].unfold(0, patch, 1) @ dct[: min(order - v, top) + 1].T for v in range(top + 1)]
         for u in range(top + 1):
-            n = min(order - u, patch - 1) + 1
-            out[:, :, j : j + n] = cols[:, :, u].T.unfold(1, patch, 1) @ dct[:n].T  # H' × W' × v
-            j += n
+            for v in range(min(order - u, patch - 1) + 1):
+                parts.append(cols[v][:, :, u])  # H' × W'
     if feat.shape[0] > 3:
-        out[:, :, j:] = (F.avg_pool2d(feat[None, 3:], patch, stride=1)[0] * patch).permute(1, 2, 0)
-    return out
+        box = F.avg_pool2d(feat[None, 3:], patch, stride=1)[0] * patch
+        parts.extend(box.unbind(0))
+    return torch.stack(parts)
+
+
+def patch_descriptors(feat: torch.Tensor, patch: int, luma: int, chroma: int) -> torch.Tensor:
+    """`separable_descriptors` channels last (H' × W' × D, contiguous): one row per patch, as the search gathers them.
+
+    Writing the planes into that layout directly (strided) measured slower than one transposing copy.
+    """
+    return separable_descriptors(feat, patch, luma, chroma).permute(1, 2, 0).contiguous()

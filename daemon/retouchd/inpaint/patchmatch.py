@@ -23,13 +23,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from retouchd.inpaint.descriptors import patch_descriptors
+from retouchd.inpaint.descriptors import dct_basis, patch_descriptors, separable_descriptors
 from retouchd.inpaint.periodic import Lattice, lattice_candidates, phase_error
 
 _JUMPS = (4, 2, 1)
 _DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))
 _GATHER_BUDGET = 1 << 22
 """Floats gathered at once; bounds the temporary memory of candidate tests and votes."""
+_BAND = 64
+"""Rows of targets whose descriptors are computed together."""
+_SPARSE_TARGETS = 5
+"""Targets are gathered one by one where their band's box has more than this many positions per target."""
 
 Visit = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object]
 Chord = tuple[float, float, float, float, float, float]
@@ -131,7 +135,9 @@ class Level:
         return self.n_sources > 0 and len(self.ty) > 0
 
     def prepare_search(self) -> None:
-        """The descriptor of every source position, and the field's lookup grids."""
+        """Projection basis, the descriptor of every source position, and the field's lookup grids."""
+        channels = self.feat.shape[0]
+        self.basis = dct_basis(channels, self.p.patch, self.p.luma_order, self.p.chroma_order).to(self.feat.device)
         desc = patch_descriptors(self.feat, self.p.patch, self.p.luma_order, self.p.chroma_order)
         self.src_desc = desc.reshape(self.h * self.w, -1)
         self.grid_y = torch.full((self.h, self.w), -1, dtype=torch.long, device=self.feat.device)
@@ -140,22 +146,34 @@ class Level:
     def target_descriptors(self) -> torch.Tensor:
         """Descriptors of the target patches, from the current estimate of the hole.
 
-        The 1-D passes of `patch_descriptors` over the rows of the targets' bounding box, a band at a time:
-        ~350 multiply-adds per position where gathering a target patch and projecting it takes ~9 000, so
-        this wins even where the targets are a tenth of their box (scattered holes in one crop).
+        A band of rows at a time: the 1-D passes of `separable_descriptors` over the box of the band's targets
+        (0.36 µs per position on one core), or, where the targets fill less than a fifth of that box (scattered
+        holes in one crop), their patches gathered and projected on the basis (1.85 µs per target).
         """
-        d, r = self.src_desc.shape[1], self.r
-        x0, x1 = int(self.tx.min()), int(self.tx.max()) + 1
+        d, r, size = self.src_desc.shape[1], self.r, self.p.patch
         y0, y1 = int(self.ty[0]), int(self.ty[-1]) + 1  # targets come in row-major order
-        band = max(1, _GATHER_BUDGET // ((x1 - x0) * d))
+        offs = torch.arange(size, device=self.ty.device)
+        flat = self.feat.reshape(self.feat.shape[0], -1)
         parts = []
-        for ya in range(y0, y1, band):
-            yb = min(y1, ya + band)
-            i0, i1 = (int(torch.searchsorted(self.ty, y)) for y in (ya, yb))
-            box = self.feat[:, ya : yb + 2 * r, x0 : x1 + 2 * r]
-            desc = patch_descriptors(box, self.p.patch, self.p.luma_order, self.p.chroma_order).reshape(-1, d)
-            parts.append(desc.index_select(0, (self.ty[i0:i1] - ya) * (x1 - x0) + (self.tx[i0:i1] - x0)))
-        return torch.cat(parts)
+        for ya in range(y0, y1, _BAND):
+            i0, i1 = (int(torch.searchsorted(self.ty, y)) for y in (ya, min(y1, ya + _BAND)))
+            if i0 == i1:
+                continue
+            ys, xs = self.ty[i0:i1], self.tx[i0:i1]
+            x0, x1 = int(xs.min()), int(xs.max()) + 1
+            yb = int(ys[-1]) + 1
+            if (yb - ya) * (x1 - x0) <= _SPARSE_TARGETS * (i1 - i0):
+                box = self.feat[:, ya : yb + 2 * r, x0 : x1 + 2 * r]
+                desc = separable_descriptors(box, size, self.p.luma_order, self.p.chroma_order).reshape(d, -1)
+                parts.append(desc.index_select(1, (ys - ya) * (x1 - x0) + (xs - x0)).T)
+                continue
+            step = max(1, _GATHER_BUDGET // (flat.shape[0] * size * size))
+            for j in range(0, i1 - i0, step):
+                sy, sx = ys[j : j + step], xs[j : j + step]
+                idx = (sy[:, None, None] + offs[None, :, None]) * self.wp + (sx[:, None, None] + offs[None, None, :])
+                patches = flat[:, idx.reshape(len(sy), -1)].permute(1, 0, 2).reshape(len(sy), -1)
+                parts.append(patches @ self.basis)
+        return torch.cat(parts).contiguous()
 
     # -- the field -----------------------------------------------------------------------------------
 
