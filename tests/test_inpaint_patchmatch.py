@@ -102,3 +102,26 @@ def test_single_thread_restores_the_setting() -> None:
     except RuntimeError:
         pass
     assert torch.get_num_threads() == before
+
+
+def test_membrane_on_the_hole_box_equals_sweeps_over_the_whole_crop() -> None:
+    """Sweeping only the unknown pixels' box (and its 1 px ring) gives exactly the whole crop's sweeps."""
+    from retouchd.inpaint.completion import push_pull
+    from retouchd.inpaint.smooth import membrane
+
+    gen = torch.Generator().manual_seed(0)
+    feat = torch.rand(3, 120, 150, generator=gen) * 255
+    known = torch.ones(120, 150, dtype=torch.bool)
+    known[30:80, 40:100] = False
+    known[0:9, 140:150] = False  # at the crop's corner: replicate padding
+    feat = torch.where(known[None], feat, 0.0)
+    den = F.avg_pool2d(known[None, None].float(), 2, ceil_mode=True)
+    coarse = F.avg_pool2d(feat[None] * known, 2, ceil_mode=True)[0] / den[0].clamp_min(1e-8)
+    up = F.interpolate(membrane(coarse, den[0, 0] > 0, 30)[None], size=(120, 150), mode="bilinear", align_corners=False)
+    whole = torch.where(known[None], feat, up[0])
+    for _ in range(30):
+        p = F.pad(whole[None], (1, 1, 1, 1), mode="replicate")[0]
+        mean = (p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:]) / 4
+        whole = torch.where(known[None], feat, mean)
+    assert torch.equal(membrane(feat, known, 30), whole)
+    assert not torch.equal(whole, push_pull(feat, known))
