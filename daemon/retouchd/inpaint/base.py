@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import abc
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -176,6 +178,22 @@ class InpaintEngine(abc.ABC):
                 raise ModelError(f"device {self.device} is not available; fix `devices` or allow CPU fallback")
             self.device = "cpu"
         return torch.device(self.device)
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch's CPU work on one thread, then restore the worker's setting.
+
+    Fills are many small gathers and products; on 2 shared cores a second intra-op thread mostly waits.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def require_model_file(engine: str, engines: dict[str, str], what: str) -> Path:

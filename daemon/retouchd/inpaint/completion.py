@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from retouchd.inpaint.patchmatch import Chord, Field, Level, Params
+from retouchd.inpaint.patchmatch import Chord, Field, Level, Params, box_max
 from retouchd.inpaint.periodic import Lattice, PeriodParams, lattice_candidates, scaled
 
 GRAIN_RING = 16
@@ -60,11 +60,11 @@ def pyramid(feat: torch.Tensor, hole: torch.Tensor, params: Params) -> list[tupl
         f, h = levels[-1]
         if min(h.shape) < 2 * params.min_side:
             break
-        eroded = -F.max_pool2d(-h[None, None].float(), params.patch, stride=1, padding=r)
+        eroded = -box_max(-h[None, None].float(), params.patch, r)
         if not bool((eroded > 0).any()):
             break
         cf, ch = downsample(f, h)
-        known = F.max_pool2d(ch[None, None].float(), params.patch, stride=1, padding=r)[0, 0] == 0
+        known = box_max(ch[None, None].float(), params.patch, r)[0, 0] == 0
         if int(known.sum()) < max(64, int(ch.sum())):
             break
         levels.append((cf, ch))
@@ -191,14 +191,13 @@ def add_grain(rgb: torch.Tensor, hole: torch.Tensor, amount: float, gen: torch.G
     if not bool(hole.any()) or bool(hole.all()):
         return rgb
     energy = _highpass_energy(rgb)
-    outside = ~F.max_pool2d(hole[None, None].float(), 9, stride=1, padding=4)[0, 0].bool()
+    outside = ~box_max(hole[None, None].float(), 9, 4)[0, 0].bool()
     if not bool(outside.any()):
         return rgb
     # A line beside the hole (a cable across a sky) is no grain: without a bound, its edges' energy spread into
     # the hole as a disc of speckle. Grain is what most of the ring has, so the energy is capped at a few
     # times the ring's median.
-    ring = outside & F.max_pool2d(hole[None, None].float(), 2 * GRAIN_RING + 1, stride=1,
-                                  padding=GRAIN_RING)[0, 0].bool()
+    ring = outside & box_max(hole[None, None].float(), 2 * GRAIN_RING + 1, GRAIN_RING)[0, 0].bool()
     if bool(ring.any()):
         typical = energy[:, ring].median(dim=1).values
         energy = torch.minimum(energy, GRAIN_CAP * typical[:, None, None])

@@ -63,3 +63,11 @@ def separable_descriptors(feat: torch.Tensor, patch: int, luma: int, chroma: int
         box = F.avg_pool2d(feat[None, 3:], patch, stride=1)[0] * patch
         parts.extend(box.unbind(0))
     return torch.stack(parts)
+
+
+def patch_descriptors(feat: torch.Tensor, patch: int, luma: int, chroma: int) -> torch.Tensor:
+    """`separable_descriptors` channels last (H' × W' × D, contiguous): one row per patch, as the search gathers them.
+
+    Writing the planes into that layout directly (strided) measured slower than one transposing copy.
+    """
+    return separable_descriptors(feat, patch, luma, chroma).permute(1, 2, 0).contiguous()

@@ -23,13 +23,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from retouchd.inpaint.descriptors import dct_basis, separable_descriptors
+from retouchd.inpaint.descriptors import dct_basis, patch_descriptors, separable_descriptors
 from retouchd.inpaint.periodic import Lattice, lattice_candidates, phase_error
 
 _JUMPS = (4, 2, 1)
 _DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))
 _GATHER_BUDGET = 1 << 22
 """Floats gathered at once; bounds the temporary memory of candidate tests and votes."""
+_BAND = 64
+"""Rows of targets whose descriptors are computed together."""
+_SPARSE_TARGETS = 5
+"""Targets are gathered one by one where their band's box has more than this many positions per target."""
 
 Visit = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object]
 Chord = tuple[float, float, float, float, float, float]
@@ -111,7 +115,7 @@ class Level:
         self.feat = F.pad(feat[None], pad, mode=mode)[0].contiguous()
         holef = F.pad(hole[None, None].float(), pad, mode=mode)
         self.hole_p = holef[0, 0] > 0.5
-        touches = F.max_pool2d(holef, params.patch, stride=1)[0, 0] > 0
+        touches = box_max(holef, params.patch, 0)[0, 0] > 0
         self.src_ok = ~touches
         self.n_sources = int(self.src_ok.sum())
         self.ty, self.tx = torch.nonzero(touches, as_tuple=True)
@@ -134,24 +138,42 @@ class Level:
         """Projection basis, the descriptor of every source position, and the field's lookup grids."""
         channels = self.feat.shape[0]
         self.basis = dct_basis(channels, self.p.patch, self.p.luma_order, self.p.chroma_order).to(self.feat.device)
-        desc = separable_descriptors(self.feat, self.p.patch, self.p.luma_order, self.p.chroma_order)
-        self.src_desc = desc.permute(1, 2, 0).reshape(self.h * self.w, -1).contiguous()
+        desc = patch_descriptors(self.feat, self.p.patch, self.p.luma_order, self.p.chroma_order)
+        self.src_desc = desc.reshape(self.h * self.w, -1)
         self.grid_y = torch.full((self.h, self.w), -1, dtype=torch.long, device=self.feat.device)
         self.grid_x = torch.full_like(self.grid_y, -1)
 
     def target_descriptors(self) -> torch.Tensor:
-        """Descriptors of the target patches, from the current estimate of the hole."""
-        channels, size = self.feat.shape[0], self.p.patch
+        """Descriptors of the target patches, from the current estimate of the hole.
+
+        A band of rows at a time: the 1-D passes of `separable_descriptors` over the box of the band's targets
+        (0.36 µs per position on one core), or, where the targets fill less than a fifth of that box (scattered
+        holes in one crop), their patches gathered and projected on the basis (1.85 µs per target).
+        """
+        d, r, size = self.src_desc.shape[1], self.r, self.p.patch
+        y0, y1 = int(self.ty[0]), int(self.ty[-1]) + 1  # targets come in row-major order
         offs = torch.arange(size, device=self.ty.device)
-        flat = self.feat.reshape(channels, -1)
-        step = max(1, _GATHER_BUDGET // (channels * size * size))
+        flat = self.feat.reshape(self.feat.shape[0], -1)
         parts = []
-        for i in range(0, len(self.ty), step):
-            ys, xs = self.ty[i : i + step], self.tx[i : i + step]
-            idx = (ys[:, None, None] + offs[None, :, None]) * self.wp + (xs[:, None, None] + offs[None, None, :])
-            patches = flat[:, idx.reshape(len(ys), -1)].permute(1, 0, 2).reshape(len(ys), -1)
-            parts.append(patches @ self.basis)
-        return torch.cat(parts)
+        for ya in range(y0, y1, _BAND):
+            i0, i1 = (int(torch.searchsorted(self.ty, y)) for y in (ya, min(y1, ya + _BAND)))
+            if i0 == i1:
+                continue
+            ys, xs = self.ty[i0:i1], self.tx[i0:i1]
+            x0, x1 = int(xs.min()), int(xs.max()) + 1
+            yb = int(ys[-1]) + 1
+            if (yb - ya) * (x1 - x0) <= _SPARSE_TARGETS * (i1 - i0):
+                box = self.feat[:, ya : yb + 2 * r, x0 : x1 + 2 * r]
+                desc = separable_descriptors(box, size, self.p.luma_order, self.p.chroma_order).reshape(d, -1)
+                parts.append(desc.index_select(1, (ys - ya) * (x1 - x0) + (xs - x0)).T)
+                continue
+            step = max(1, _GATHER_BUDGET // (flat.shape[0] * size * size))
+            for j in range(0, i1 - i0, step):
+                sy, sx = ys[j : j + step], xs[j : j + step]
+                idx = (sy[:, None, None] + offs[None, :, None]) * self.wp + (sx[:, None, None] + offs[None, None, :])
+                patches = flat[:, idx.reshape(len(sy), -1)].permute(1, 0, 2).reshape(len(sy), -1)
+                parts.append(patches @ self.basis)
+        return torch.cat(parts).contiguous()
 
     # -- the field -----------------------------------------------------------------------------------
 
@@ -263,34 +285,40 @@ class Level:
             visit((base_t[:, None] + offs).reshape(-1), (base_s[:, None] + offs).reshape(-1), weight)
 
     def vote(self) -> None:
-        """Hole pixels take their best-weighted vote, averaged with the votes that agree with it."""
+        """Hole pixels take their best-weighted vote, averaged with the votes that agree with it.
+
+        Only the colour of the winners is gathered (their mode is judged on colour), and only the voted
+        channels travel (the guides are never voted).
+        """
+        voted = self.feat.shape[0] - self.fixed
         flat = self.feat.reshape(self.feat.shape[0], -1)
+        values_of = flat[:voted]
         best = torch.zeros(flat.shape[1], device=flat.device)
         self._vote_pass(lambda it, src, wt: best.scatter_reduce_(0, it, wt, reduce="amax"))
-        winner = torch.zeros_like(flat)
+        winner = torch.zeros((3, flat.shape[1]), device=flat.device)
         count = torch.zeros_like(best)
 
         def take_winner(it: torch.Tensor, src: torch.Tensor, wt: torch.Tensor) -> None:
-            won = (wt >= best[it]).float()
-            winner.index_add_(1, it, flat.index_select(1, src).mul_(won))
-            count.index_add_(0, it, won)
+            # Mostly one vote in a patch's area wins a pixel: the others would only add zeros.
+            won = torch.nonzero(wt >= best[it], as_tuple=True)[0]
+            winner.index_add_(1, it[won], flat[:3].index_select(1, src[won]))
+            count.index_add_(0, it[won], torch.ones(won.shape, device=flat.device))
 
         self._vote_pass(take_winner)
         winner /= count.clamp_min(1e-8)
-        acc = torch.zeros_like(flat)
+        acc = torch.zeros_like(values_of)
         total = torch.zeros_like(best)
         spread = 2 * self.p.mode_width**2
 
         def agree(it: torch.Tensor, src: torch.Tensor, wt: torch.Tensor) -> None:
-            values = flat.index_select(1, src)
-            kept = winner[:3, it].sub_(values[:3]).square_().sum(0).div_(-spread).exp_().mul_(wt)
+            values = values_of.index_select(1, src)
+            kept = winner[:, it].sub_(values[:3]).square_().sum(0).div_(-spread).exp_().mul_(wt)
             acc.index_add_(1, it, values.mul_(kept))
             total.index_add_(0, it, kept)
 
         self._vote_pass(agree)
         update = self.hole_p.reshape(-1) & (total > 0)
-        voted = flat.shape[0] - self.fixed
-        flat[:voted, update] = acc[:voted, update] / total[update]
+        flat[:voted, update] = acc[:, update] / total[update]
         self._votes, self._vote_total = acc, total
 
     def remove_seam(self, smooth: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
@@ -316,6 +344,16 @@ class Level:
 
     def unpadded(self) -> torch.Tensor:
         return self.feat[:, self.r : self.r + self.h, self.r : self.r + self.w]
+
+
+def box_max(x: torch.Tensor, size: int, padding: int) -> torch.Tensor:
+    """`F.max_pool2d(x, size, stride=1, padding=padding)` as two 1-D passes: the same values, at 2/size of the cost.
+
+    A maximum over a square is the maximum over its rows of the maxima over its columns; a 33 px window
+    of the whole crop (the grain's ring) took 0.8 s of a 1 MP fill as one 2-D pool.
+    """
+    x = F.max_pool2d(x, (size, 1), stride=1, padding=(padding, 0))
+    return F.max_pool2d(x, (1, size), stride=1, padding=(0, padding))
 
 
 def _nearest_source_table(src_ok: torch.Tensor) -> torch.Tensor:

@@ -56,9 +56,15 @@ def membrane(feat: torch.Tensor, known: torch.Tensor, iters: int) -> torch.Tenso
     else:
         up = push_pull(feat, known)
     x = torch.where(known[None], feat, up)
+    # Known pixels never change: the sweeps need only the unknown pixels' box and a 1 px ring (the same values).
+    ys, xs = torch.nonzero(~known, as_tuple=True)
+    y0, y1 = max(0, int(ys.min()) - 1), min(known.shape[0], int(ys.max()) + 2)
+    x0, x1 = max(0, int(xs.min()) - 1), min(known.shape[1], int(xs.max()) + 2)
+    box, fixed, value = x[:, y0:y1, x0:x1], known[None, y0:y1, x0:x1], feat[:, y0:y1, x0:x1]
     for _ in range(iters):
-        p = F.pad(x[None], (1, 1, 1, 1), mode="replicate")[0]
-        x = torch.where(known[None], feat, (p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:]) / 4)
+        p = F.pad(box[None], (1, 1, 1, 1), mode="replicate")[0]
+        box = torch.where(fixed, value, (p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:]) / 4)
+    x[:, y0:y1, x0:x1] = box
     return x
 
 

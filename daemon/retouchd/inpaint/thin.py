@@ -16,8 +16,9 @@ from typing import ClassVar
 
 import cv2
 import numpy as np
+import torch
 
-from retouchd.inpaint.base import InpaintEngine
+from retouchd.inpaint.base import InpaintEngine, single_thread
 from retouchd.typing import Mask, RGBImage
 
 _BLOCK = 8
@@ -98,31 +99,34 @@ def sparse_fill(rgb: RGBImage, hole: Mask, params: ThinParams | None = None) -> 
     start = cv2.inpaint(np.ascontiguousarray(rgb), hole.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA)
     # Reflect padding: blocks at the crop's edge see plausible pixels instead of zeros.
     padded = cv2.copyMakeBorder(start, _BLOCK, _BLOCK, _BLOCK, _BLOCK, cv2.BORDER_REFLECT_101)
-    x = (padded.reshape(-1, 3).astype(np.float32)) @ _COLOUR.T
     hole_p = np.zeros((h + 2 * _BLOCK, w + 2 * _BLOCK), dtype=bool)
     hole_p[_BLOCK : _BLOCK + h, _BLOCK : _BLOCK + w] = hole
-    update = np.flatnonzero(hole_p)
     step = _BLOCK / p.shifts
-    grids = [
-        _block_indices(hole, round(i * step), round(j * step)) for i in range(p.shifts) for j in range(p.shifts)
-    ]
+    blocks = np.concatenate(
+        [_block_indices(hole, round(i * step), round(j * step)) for i in range(p.shifts) for j in range(p.shifts)]
+    )
+    # Only the pixels some block covers take part: renumber them 0…M−1, so every pass is over M, not the crop.
+    covered, local = np.unique(blocks, return_inverse=True)
+    values = padded.reshape(-1, 3).astype(np.float32) @ _COLOUR.T
+    x = torch.from_numpy(values[covered].T.copy())
+    at = torch.from_numpy(local.reshape(-1))
+    update = torch.from_numpy(np.flatnonzero(hole_p.reshape(-1)[covered]))
     d = _dct_matrix(_BLOCK)
     # The 2-D DCT of a flattened block is one product with the Kronecker matrix: a single large GEMM.
-    kron = np.kron(d, d).T.copy()
-    thresholds = np.geomspace(p.start, p.stop, p.rounds)
-    acc = np.zeros_like(x)
-    for t in thresholds:
-        acc[update] = 0.0
-        for idx in grids:
-            blocks = x[idx].transpose(0, 2, 1).reshape(-1, _BLOCK * _BLOCK)
-            coef = blocks @ kron
-            dc = coef[:, 0].copy()
-            coef[np.abs(coef) < t] = 0.0
-            coef[:, 0] = dc
-            rec = (coef @ kron.T).reshape(len(idx), 3, -1).transpose(0, 2, 1)
-            acc[idx.reshape(-1)] += rec.reshape(-1, 3)
-        x[update] = acc[update] / len(grids)
-    out = (x @ _COLOUR).reshape(h + 2 * _BLOCK, w + 2 * _BLOCK, 3)[_BLOCK : _BLOCK + h, _BLOCK : _BLOCK + w]
+    kron = torch.from_numpy(np.kron(d, d).T.copy())
+    grids = p.shifts * p.shifts
+    acc = torch.zeros_like(x)
+    with single_thread():
+        for t in np.geomspace(p.start, p.stop, p.rounds).tolist():
+            coef = x.index_select(1, at).view(-1, _BLOCK * _BLOCK) @ kron
+            keep = coef.abs() >= t
+            keep[:, 0] = True  # the block's mean stays
+            acc.zero_()
+            # Within one grid blocks do not overlap; index_add_ sums the grids of a pixel in grid order.
+            acc.index_add_(1, at, (coef.mul_(keep) @ kron.T).view(3, -1))
+            x[:, update] = acc[:, update] / grids
+    values[covered] = x.T.numpy()
+    out = (values @ _COLOUR).reshape(h + 2 * _BLOCK, w + 2 * _BLOCK, 3)[_BLOCK : _BLOCK + h, _BLOCK : _BLOCK + w]
     if p.sharpen > 0:
         out = _sharpen(out, hole, p.sharpen, p.sharpen_sigma)
     if p.grain > 0:
