@@ -23,7 +23,9 @@ along it (a lone "©" a space away from the words), the *ring* the band of 40 % 
    is photo running along the line (a pale streak of sky through a caption): it is no text colour, and
    its seeds are neither counted nor kept when the lettering has no flat colours. A
    semi-transparent lettering takes its colour from what lies beneath, which changes along the line; it
-   keeps the seeds of step 2.
+   keeps the seeds of step 2 (and the contrast pixels near them, as in step 2). Peaks that explain too
+   few seeds (white letters among dune grass and their own shadow, all novel) are flat letters all the
+   same: their pixels are kept with the seeds within a tenth of the line height of them.
 4. Rim. Pixels within 1 + height/40 px of a letter that still differ from the background by more than
    `EDGE` (anti-aliasing, blur, glow) are added.
 5. Ends. A piece of the mask that runs from the box on past its ends (farther than the core's growth
@@ -135,7 +137,7 @@ def _runs_on(pixels: Bools, box: Bools, ends: tuple[Bools, Bools]) -> bool:
 
 
 def _text_colours(bins: Bins, seeds: Bools, chunk: npt.NDArray[np.int32], strong: Bools, box: Bools,
-                  ends: tuple[Bools, Bools]) -> tuple[Bools | None, Bools]:
+                  ends: tuple[Bools, Bools]) -> tuple[Bools | None, bool, Bools]:
     """(colour bins of flat lettering or None, colour bins of photo running along the line): step 3 of the
     module docstring. `strong`: the pixels that differ from the background, in the core (`box`: its part
     beside the box, `ends`: past each end)."""
@@ -157,14 +159,14 @@ def _text_colours(bins: Bins, seeds: Bools, chunk: npt.NDArray[np.int32], strong
         modes += 1
     seeds = seeds & ~passed[bins]
     if not chosen.any() or not seeds.any():
-        return None, passed
+        return None, False, passed
     explained = chosen[bins] & seeds
     consistent = 0
     for index in np.unique(chunk[seeds]):
         here = seeds & (chunk == index)
         if explained[here].sum() >= MODES_EXPLAIN * here.sum():
             consistent += int(here.sum())
-    return (chosen if consistent >= MODES_EVERYWHERE * int(seeds.sum()) else None), passed
+    return chosen, consistent >= MODES_EVERYWHERE * int(seeds.sum()), passed
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,15 +223,17 @@ def _letters(win: _Window, line: float) -> Bools:
     box = core & ~win.ends
     middle = float(np.median(win.chunk[box])) if box.any() else 0.0
     ends = (win.ends & (win.chunk < middle), win.ends & (win.chunk > middle))
-    colours, photo = _text_colours(bins, seeds, win.chunk, strong, box, ends) if seeds.sum() >= 4 else (None, None)
-    if colours is not None:
+    colours, flat, photo = (_text_colours(bins, seeds, win.chunk, strong, box, ends) if seeds.sum() >= 4
+                            else (None, False, None))
+    if photo is not None:
+        seeds &= ~photo[bins]
+        contrast &= ~photo[bins]
+    if colours is not None and flat:
         letters = colours[bins] & strong
     else:
-        if photo is not None:
-            seeds &= ~photo[bins]
-            contrast &= ~photo[bins]
-        near = _grow(seeds, max(1, round(SPREAD * line)))
-        letters = seeds | (contrast & (ring_share < SPREAD_NOVEL) & near)
+        base = seeds if colours is None else colours[bins] & strong
+        near = _grow(base, max(1, round(SPREAD * line)))
+        letters = base | ((seeds | (contrast & (ring_share < SPREAD_NOVEL))) & near)
     letters = letters | ((difference > EDGE) & region & _grow(letters, 1 + round(line / 40)))
     return _detached(letters, win.ends)
 
