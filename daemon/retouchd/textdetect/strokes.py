@@ -24,8 +24,9 @@ along it (a lone "©" a space away from the words), the *ring* the band of 40 % 
    its seeds are neither counted nor kept when the lettering has no flat colours. A
    semi-transparent lettering takes its colour from what lies beneath, which changes along the line; it
    keeps the seeds of step 2 (and the contrast pixels near them, as in step 2). Peaks that explain too
-   few seeds (white letters among dune grass and their own shadow, all novel) are flat letters all the
-   same: their pixels are kept with the seeds within a tenth of the line height of them.
+   few seeds (white letters among dune grass and their own shadow, all novel) are letters all the same
+   when one of them is one exact colour (≥ `EXACT` of its pixels in one bin: rendered, not a photographed
+   sign's noisy paint): their pixels are kept with the seeds within a tenth of the line height of them.
 4. Rim. Pixels within 1 + height/40 px of a letter that still differ from the background by more than
    `EDGE` (anti-aliasing, blur, glow) are added.
 5. Ends. A piece of the mask that runs from the box on past its ends (farther than the core's growth
@@ -57,6 +58,7 @@ RING = 0.4
 MODE_SHARE = 0.1
 MAX_MODES = 3
 RUNS_ON = 0.5
+EXACT = 0.5
 MIN_ENDS = 64
 MODES_EXPLAIN = 0.25
 MODES_EVERYWHERE = 0.75
@@ -138,14 +140,16 @@ def _runs_on(pixels: Bools, box: Bools, ends: tuple[Bools, Bools]) -> bool:
 
 def _text_colours(bins: Bins, seeds: Bools, chunk: npt.NDArray[np.int32], strong: Bools, box: Bools,
                   ends: tuple[Bools, Bools]) -> tuple[Bools | None, bool, Bools]:
-    """(colour bins of flat lettering or None, colour bins of photo running along the line): step 3 of the
-    module docstring. `strong`: the pixels that differ from the background, in the core (`box`: its part
-    beside the box, `ends`: past each end)."""
+    """(colour bins of the letters' peaks or None, whether they explain the seeds along the line, colour bins
+    of photo running along the line): step 3 of the module docstring. `strong`: the pixels that differ from
+    the background, in the core (`box`: its part beside the box, `ends`: past each end). Peaks that explain
+    too few seeds are returned only when one of them is one exact colour (`EXACT`)."""
     total = int(seeds.sum())
     counts = _neighbourhood_counts(bins[seeds])
     chosen = np.zeros(_SIDE**3, bool)
     passed = np.zeros(_SIDE**3, bool)
     modes = 0
+    exact = False
     while modes < MAX_MODES:
         remaining = np.where(chosen | passed, 0, counts)
         peak = int(remaining.argmax())
@@ -157,6 +161,8 @@ def _text_colours(bins: Bins, seeds: Bools, chunk: npt.NDArray[np.int32], strong
             continue
         chosen |= near
         modes += 1
+        pixels = bins[near[bins] & strong]
+        exact = exact or (pixels.size > 0 and float(np.bincount(pixels).max()) >= EXACT * pixels.size)
     seeds = seeds & ~passed[bins]
     if not chosen.any() or not seeds.any():
         return None, False, passed
@@ -166,7 +172,8 @@ def _text_colours(bins: Bins, seeds: Bools, chunk: npt.NDArray[np.int32], strong
         here = seeds & (chunk == index)
         if explained[here].sum() >= MODES_EXPLAIN * here.sum():
             consistent += int(here.sum())
-    return chosen, consistent >= MODES_EVERYWHERE * int(seeds.sum()), passed
+    flat = consistent >= MODES_EVERYWHERE * int(seeds.sum())
+    return (chosen if flat or exact else None), flat, passed
 
 
 @dataclass(frozen=True, slots=True)
