@@ -18,9 +18,15 @@ along it (a lone "©" a space away from the words), the *ring* the band of 40 % 
 3. Text colours. Typeset letters are painted in one to three flat colours. When up to three colour peaks
    of the seeds (each holding ≥ 10 % of them) explain at least a quarter of the seeds in the stretches of
    line (one line height each) that hold 75 % of them, the letters are the pixels of those colours that
-   differ from the background by more than `EDGE`: this drops the texture step 2 let through. A
+   differ from the background by more than `EDGE`: this drops the texture step 2 let through. A colour
+   peak whose pixels are as dense (over `RUNS_ON` of the density beside the box) past *both* ends of the box
+   is photo running along the line (a pale streak of sky through a caption): it is no text colour, and
+   its seeds are neither counted nor kept when the lettering has no flat colours. A
    semi-transparent lettering takes its colour from what lies beneath, which changes along the line; it
-   keeps the seeds of step 2.
+   keeps the seeds of step 2 (and the contrast pixels near them, as in step 2). Peaks that explain too
+   few seeds (white letters among dune grass and their own shadow, all novel) are letters all the same
+   when one of them is one exact colour (≥ `EXACT` of its pixels in one bin: rendered, not a photographed
+   sign's noisy paint): their pixels are kept with the seeds within a tenth of the line height of them.
 4. Rim. Pixels within 1 + height/40 px of a letter that still differ from the background by more than
    `EDGE` (anti-aliasing, blur, glow) are added.
 5. Ends. A piece of the mask that runs from the box on past its ends (farther than the core's growth
@@ -51,6 +57,9 @@ EXTEND = 1.0
 RING = 0.4
 MODE_SHARE = 0.1
 MAX_MODES = 3
+RUNS_ON = 0.5
+EXACT = 0.5
+MIN_ENDS = 64
 MODES_EXPLAIN = 0.25
 MODES_EVERYWHERE = 0.75
 ROUGH_LINE = 16.0
@@ -120,26 +129,51 @@ def _ring_share(bins: Bins, ring: Bools, chunk: npt.NDArray[np.int32]) -> npt.ND
     return share
 
 
-def _text_colours(bins: Bins, seeds: Bools, chunk: npt.NDArray[np.int32]) -> Bools | None:
-    """Colour bins of flat lettering (step 3 of the module docstring), or None."""
+def _runs_on(pixels: Bools, box: Bools, ends: tuple[Bools, Bools]) -> bool:
+    """True when `pixels` are about as dense past both of the box's ends as inside it: photo along the line
+    (one end alone can be the next word or a dark boat beside the line)."""
+    if min(int(ends[0].sum()), int(ends[1].sum())) < MIN_ENDS or not pixels[box].any():
+        return False
+    inside = float(pixels[box].mean())
+    return all(float(pixels[end].mean()) > RUNS_ON * inside for end in ends)
+
+
+def _text_colours(bins: Bins, seeds: Bools, chunk: npt.NDArray[np.int32], strong: Bools, box: Bools,
+                  ends: tuple[Bools, Bools]) -> tuple[Bools | None, bool, Bools]:
+    """(colour bins of the letters' peaks or None, whether they explain the seeds along the line, colour bins
+    of photo running along the line): step 3 of the module docstring. `strong`: the pixels that differ from
+    the background, in the core (`box`: its part beside the box, `ends`: past each end). Peaks that explain
+    too few seeds are returned only when one of them is one exact colour (`EXACT`)."""
     total = int(seeds.sum())
     counts = _neighbourhood_counts(bins[seeds])
     chosen = np.zeros(_SIDE**3, bool)
-    for _ in range(MAX_MODES):
-        remaining = np.where(chosen, 0, counts)
+    passed = np.zeros(_SIDE**3, bool)
+    modes = 0
+    exact = False
+    while modes < MAX_MODES:
+        remaining = np.where(chosen | passed, 0, counts)
         peak = int(remaining.argmax())
         if remaining[peak] < MODE_SHARE * total:
             break
-        chosen |= _neighbourhood_counts(np.array([peak], np.int32)) > 0
-    if not chosen.any():
-        return None
+        near = _neighbourhood_counts(np.array([peak], np.int32)) > 0
+        if _runs_on(near[bins] & strong, box, ends):
+            passed |= near
+            continue
+        chosen |= near
+        modes += 1
+        pixels = bins[near[bins] & strong]
+        exact = exact or (pixels.size > 0 and float(np.bincount(pixels).max()) >= EXACT * pixels.size)
+    seeds = seeds & ~passed[bins]
+    if not chosen.any() or not seeds.any():
+        return None, False, passed
     explained = chosen[bins] & seeds
     consistent = 0
     for index in np.unique(chunk[seeds]):
         here = seeds & (chunk == index)
         if explained[here].sum() >= MODES_EXPLAIN * here.sum():
             consistent += int(here.sum())
-    return chosen if consistent >= MODES_EVERYWHERE * total else None
+    flat = consistent >= MODES_EVERYWHERE * int(seeds.sum())
+    return (chosen if flat or exact else None), flat, passed
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,12 +226,21 @@ def _letters(win: _Window, line: float) -> Bools:
     bins = _colour_bins(win.crop)
     ring_share = _ring_share(bins, inside & ~core, win.chunk)
     seeds = contrast & (ring_share < NOVEL)
-    colours = _text_colours(bins, seeds, win.chunk) if seeds.sum() >= 4 else None
-    if colours is not None:
-        letters = colours[bins] & region & (difference > EDGE)
+    strong = (difference > EDGE) & region
+    box = core & ~win.ends
+    middle = float(np.median(win.chunk[box])) if box.any() else 0.0
+    ends = (win.ends & (win.chunk < middle), win.ends & (win.chunk > middle))
+    colours, flat, photo = (_text_colours(bins, seeds, win.chunk, strong, box, ends) if seeds.sum() >= 4
+                            else (None, False, None))
+    if photo is not None:
+        seeds &= ~photo[bins]
+        contrast &= ~photo[bins]
+    if colours is not None and flat:
+        letters = colours[bins] & strong
     else:
-        near = _grow(seeds, max(1, round(SPREAD * line)))
-        letters = seeds | (contrast & (ring_share < SPREAD_NOVEL) & near)
+        base = seeds if colours is None else colours[bins] & strong
+        near = _grow(base, max(1, round(SPREAD * line)))
+        letters = base | ((seeds | (contrast & (ring_share < SPREAD_NOVEL))) & near)
     letters = letters | ((difference > EDGE) & region & _grow(letters, 1 + round(line / 40)))
     return _detached(letters, win.ends)
 
