@@ -208,7 +208,10 @@ def main() -> None:  # noqa: PLR0915 - one linear script: arrive, inject, drain,
                 daemon.kill9()
                 faults["daemon_kills"] += 1
                 next_daemon_kill = now + rng.uniform(120, 360)
-            if now > next_lock and (root / "state" / "retouchd.db").exists():
+            # Not while a long fault runs beside the arrivals: its 40 s write lock would outlast this one's
+            # 30 s wait (a SIGSTOPped daemon holds nothing, but skip that too: one fault at a time).
+            if now > next_lock and (root / "state" / "retouchd.db").exists() \
+                    and (background is None or not background.is_alive()):
                 conn = sqlite3.connect(root / "state" / "retouchd.db", timeout=30, isolation_level=None)
                 conn.execute("BEGIN EXCLUSIVE")
                 time.sleep(2)
