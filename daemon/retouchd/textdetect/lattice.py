@@ -45,6 +45,8 @@ SNAP = 0.25
 OFF_PEAK = 0.5
 """A peak farther than this (px) from the first fit's lattice point is left out of the final fit."""
 MIN_FIT = 4
+"""Close peaks the refit needs (it solves the two steps, four unknowns, from the peaks' positions: with four
+it is overdetermined enough to trust); with fewer, the first fit stands."""
 
 Floats = npt.NDArray[np.float32]
 
