@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import ClassVar
 
 import numpy as np
 import torch
 
-from retouchd.inpaint.base import InpaintEngine, downscale
+from retouchd.inpaint.base import InpaintEngine, downscale, single_thread
 from retouchd.inpaint.completion import complete, vote_upscaled
 from retouchd.inpaint.patchmatch import Chord, Field, Params
 from retouchd.inpaint.periodic import Lattice, PeriodParams, find_lattice
@@ -56,7 +54,7 @@ class PatchEngine(InpaintEngine):
 
     def solve(self, rgb: RGBImage, hole: Mask) -> RGBImage:
         device = self.torch_device()
-        with _cpu_single_thread(device), torch.inference_mode():
+        with single_thread(device), torch.inference_mode():
             hole_t = torch.from_numpy(hole).to(device)
             rgb_t = _to_tensor(rgb, device)
             guided = self._guides(rgb, hole, device)
@@ -68,7 +66,7 @@ class PatchEngine(InpaintEngine):
         device = self.torch_device()
         small, small_hole = downscale(rgb, hole, scale)
         field: Field | None
-        with _cpu_single_thread(device), torch.inference_mode():
+        with single_thread(device), torch.inference_mode():
             small_t, small_hole_t = _to_tensor(small, device), torch.from_numpy(small_hole).to(device)
             # Only the field is kept: the seam step and the grain of the small fill would be thrown away.
             search_only = dataclasses.replace(self.params, seam=False, grain=0.0)
@@ -103,25 +101,6 @@ class PatchEngine(InpaintEngine):
 
 def _no_progress(done: int, total: int) -> None:
     """Progress sink of the thin pass: ignore."""
-
-
-@contextmanager
-def _cpu_single_thread(device: torch.device) -> Iterator[None]:
-    """Run on one CPU thread, then restore the worker's setting.
-
-    The solver is thousands of gathers of a few MB each; extra intra-op threads barely help them, and on
-    a busy machine they wait on each other: 768×512 with a 5 % hole took 1.9 s of CPU on one thread and
-    9–14 s on two (bench/inpaint_quality.py, 2 shared cores).
-    """
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _to_tensor(rgb: RGBImage, device: torch.device) -> torch.Tensor:
