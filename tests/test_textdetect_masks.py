@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 from retouchd.textdetect.glyphs import glyph_row
 from retouchd.textdetect.strokes import add_letters
@@ -90,14 +90,8 @@ def test_flat_letters_among_crossing_stems_keep_their_colour() -> None:
         cv2.line(photo, (int(x), 200), (int(x + 200 * tilt), 0), colour, int(rng.integers(2, 5)), cv2.LINE_AA)
     photo = cv2.GaussianBlur(photo, (0, 0), 0.8) + rng.normal(0, 3, photo.shape)
     background = np.asarray(np.clip(photo, 0, 255), np.uint8)
-    glyphs = overlays.face(overlays.LIBERATION / "LiberationSans-Bold.ttf", 40)
-    shadow, letters = overlays._blank(background), overlays._blank(background)
-    ImageDraw.Draw(shadow).text((103, 73), "Lake Como, Italy", font=glyphs, fill=(0, 0, 0, 200))
-    ImageDraw.Draw(letters).text((100, 70), "Lake Como, Italy", font=glyphs, fill=(255, 255, 255, 255))
-    layer = Image.alpha_composite(shadow.filter(ImageFilter.GaussianBlur(2.8)), letters)
-    image = np.asarray(Image.alpha_composite(Image.fromarray(background).convert("RGBA"), layer).convert("RGB"))
-    ink = np.asarray(letters)[..., 3] > 0
-    near = cv2.dilate((np.asarray(layer)[..., 3] > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    image, ink, _, footprint = overlays.white_with_shadow(background, "Lake Como, Italy", (100, 70), 40, 3, 2.8)
+    near = cv2.dilate(footprint.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     ys, xs = np.nonzero(ink)
     pad = 0.3 * (ys.max() - ys.min())
     quad = np.array([[xs.min() - pad, ys.min() - pad], [xs.max() + pad, ys.min() - pad],

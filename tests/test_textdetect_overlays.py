@@ -7,7 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 from retouchd import textdetect
 from retouchd.textdetect import evidence, pagefill, zoom
@@ -29,15 +29,10 @@ def models() -> textdetect.OcrModels:
 def _letters_and_shadow(background: np.ndarray, shadow_alpha: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """White "Weekend Vibes" on `background`, with a soft shadow down-right of alpha `shadow_alpha` (0: none):
     (image, letter pixels, shadow-only pixels)."""
-    glyphs = overlays.face(overlays.LIBERATION / "LiberationSans-Bold.ttf", 44)
-    shadow, letters = overlays._blank(background), overlays._blank(background)
-    ImageDraw.Draw(shadow).text((103, 103), "Weekend Vibes", font=glyphs, fill=(0, 0, 0, shadow_alpha))
-    shadow = shadow.filter(ImageFilter.GaussianBlur(2.4))
-    ImageDraw.Draw(letters).text((100, 100), "Weekend Vibes", font=glyphs, fill=(255, 255, 255, 255))
-    image = Image.alpha_composite(Image.fromarray(background).convert("RGBA"), Image.alpha_composite(shadow, letters))
-    ink = np.asarray(letters)[..., 3] > 0
-    dark = (np.asarray(shadow)[..., 3] > 40) & ~cv2.dilate(ink.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    return np.asarray(image.convert("RGB")), ink, dark
+    image, ink, shadow, _ = overlays.white_with_shadow(background, "Weekend Vibes", (100, 100), 44, 3, 2.4,
+                                                       shadow_alpha)
+    dark = (shadow > 40) & ~cv2.dilate(ink.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    return image, ink, dark
 
 
 def _texture(seed: int) -> np.ndarray:
@@ -133,14 +128,8 @@ def test_a_treeline_and_a_streak_running_past_the_line_stay_out_of_its_letters()
         photo[treeline[x] : 132, x] = (30, 42, 28)
     cv2.line(photo, (352, 121), (470, 104), (250, 248, 240), 2)
     background = np.asarray(np.clip(photo, 0, 255), np.uint8)
-    glyphs = overlays.face(overlays.LIBERATION / "LiberationSans-Bold.ttf", 36)
-    shadow, letters = overlays._blank(background), overlays._blank(background)
-    ImageDraw.Draw(shadow).text((102, 102), "Weekend Vibes", font=glyphs, fill=(0, 0, 0, 200))
-    ImageDraw.Draw(letters).text((100, 100), "Weekend Vibes", font=glyphs, fill=(255, 255, 255, 255))
-    layer = Image.alpha_composite(shadow.filter(ImageFilter.GaussianBlur(2.5)), letters)
-    image = np.asarray(Image.alpha_composite(Image.fromarray(background).convert("RGBA"), layer).convert("RGB"))
-    ink = np.asarray(letters)[..., 3] > 0
-    near = cv2.dilate((np.asarray(layer)[..., 3] > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    image, ink, _, footprint = overlays.white_with_shadow(background, "Weekend Vibes", (100, 100), 36, 2, 2.5)
+    near = cv2.dilate(footprint.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     out = np.zeros(ink.shape, bool)
     add_letters(image, np.array([[95, 102], [367, 102], [367, 137], [95, 137]], np.float32), out)
     assert out[ink].mean() >= 0.99

@@ -152,6 +152,19 @@ def _blank(clean: np.ndarray) -> Image.Image:
     return Image.new("RGBA", (clean.shape[1], clean.shape[0]), (0, 0, 0, 0))
 
 
+def white_with_shadow(background: np.ndarray, text: str, at: tuple[int, int], size: int, offset: int, blur: float,
+                      alpha: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """White Liberation Sans Bold `text` at `at` on `background`, over a black shadow of `alpha` moved `offset` px
+    down-right and blurred by `blur`: (image, letter pixels, the shadow's alpha, the overlay's footprint)."""
+    glyphs = face(LIBERATION / "LiberationSans-Bold.ttf", size)
+    shadow, letters = _blank(background), _blank(background)
+    ImageDraw.Draw(shadow).text((at[0] + offset, at[1] + offset), text, font=glyphs, fill=(0, 0, 0, alpha))
+    shadow = shadow.filter(ImageFilter.GaussianBlur(blur))
+    ImageDraw.Draw(letters).text(at, text, font=glyphs, fill=(255, 255, 255, 255))
+    image, footprint = _layered(background, Image.alpha_composite(shadow, letters))
+    return image, np.asarray(letters)[..., 3] > 0, np.asarray(shadow)[..., 3], footprint
+
+
 def _pick(rng: np.random.Generator, items: tuple[str, ...]) -> str:
     return items[int(rng.integers(0, len(items)))]
 
