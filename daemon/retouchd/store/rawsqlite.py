@@ -114,13 +114,8 @@ class Raw:
         self._raw("BEGIN IMMEDIATE")
         try:
             yield self
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self.dbapi.execute("ROLLBACK")
-            raise
-        try:
             self._raw("COMMIT")
-        except BaseException:
+        except BaseException:  # the block's error or the commit's
             with contextlib.suppress(Exception):
                 self.dbapi.execute("ROLLBACK")
             raise
