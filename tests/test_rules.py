@@ -31,7 +31,12 @@ def test_shipped_rule_files_load() -> None:
     ('[[rule]]\nname="a"\ninbox="a"\nsteps=[{op="upscale", scael=2}]\n',
      "rule 'a': 'steps': step 1 (upscale): 'scael': unknown key"),
     ('[[rule]]\nname="a"\ninbox="a"\nsteps=[{op="sharpen"}]\n', "unknown op 'sharpen'"),
-    ('[[rule]]\nname="a"\ninbox="a"\nstep=[{op="upscale"}]\n', "'step': unknown key"),
+    ('[[rule]]\nname="a"\ninbox="a"\nstep=[{op="upscale"}]\n', "'step': unknown key; did you mean 'steps'?"),
+    ('[[rule]]\nname="a"\ninbox="a"\nmask="sidecar"\nsteps=[{op="remove_objects"}]\n',
+     "'mask': unknown key; 'mask' is an option of the remove_objects step: put it in the step's table, "
+     'e.g. steps = [{ op = "remove_objects", mask = "sidecar" }]'),
+    ('[[rule]]\nname="a"\ninbox="a"\nwhen="auto"\nsteps=[{op="remove_text"}]\n',
+     'option of the remove_text step: put it in the step\'s table, e.g. steps = [{ op = "remove_text", when = "auto" }]'),
     ('[[rule]]\nname="a"\ninbox="a"\nsteps=[{op="upscale", scale=9}]\n',
      "'scale': 9 is out of range; it must be 1 < scale ≤ 8"),
     ('[[rule]]\nname="a b"\ninbox="a"\nsteps=[{op="upscale"}]\n', "'name'"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import tomllib
 from collections.abc import Sequence
@@ -194,6 +195,25 @@ def default_rule_file() -> Path:
     return Path(__file__).resolve().parents[2] / "rules" / "default.toml"
 
 
+def _unknown_rule_key_hint(key: str, table: dict[str, Any]) -> str:
+    """What a rule-level key nobody knows was probably meant as: a step's option (`mask` belongs inside the
+    remove_objects step's table), or a rule key spelt differently."""
+    from retouchd.steps.options import OPTIONS
+
+    ops = [op for op, model in OPTIONS.items() if key in model.model_fields and key != "op"]
+    if ops:
+        own = [s.get("op") for s in table.get("steps", []) if isinstance(s, dict) and s.get("op") in ops]
+        op = own[0] if own else ops[0]
+        value = table[key]
+        shown = f'"{value}"' if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else value
+        return (
+            f"; '{key}' is an option of the {' / '.join(ops)} step: put it in the step's table, "
+            f'e.g. steps = [{{ op = "{op}", {key} = {shown} }}]'
+        )
+    close = difflib.get_close_matches(key, list(Rule.model_fields), n=1, cutoff=0.75)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 def _load_file(path: Path) -> list[Rule]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -218,6 +238,8 @@ def _load_file(path: Path) -> list[Rule]:
             err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
             key = ".".join(str(p) for p in err["loc"]) or "rule"
             msg = explain(err, Rule)
+            if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
+                msg += _unknown_rule_key_hint(str(err["loc"][0]), table)
             raise RuleError(f"{path}: {label}: '{key}': {msg}") from None
         if rule.removal_after_upscale() and not rule.allow_upscale_first:
             raise RuleError(
