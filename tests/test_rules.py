@@ -36,7 +36,8 @@ def test_shipped_rule_files_load() -> None:
      "'mask': unknown key; 'mask' is an option of the remove_objects step: put it in the step's table, "
      'e.g. steps = [{ op = "remove_objects", mask = "sidecar" }]'),
     ('[[rule]]\nname="a"\ninbox="a"\nwhen="auto"\nsteps=[{op="remove_text"}]\n',
-     'option of the remove_text step: put it in the step\'s table, e.g. steps = [{ op = "remove_text", when = "auto" }]'),
+     'option of the remove_text step: put it in the step\'s table, '
+     'e.g. steps = [{ op = "remove_text", when = "auto" }]'),
     ('[[rule]]\nname="a"\ninbox="a"\nsteps=[{op="upscale", scale=9}]\n',
      "'scale': 9 is out of range; it must be 1 < scale ≤ 8"),
     ('[[rule]]\nname="a b"\ninbox="a"\nsteps=[{op="upscale"}]\n', "'name'"),
