@@ -9,8 +9,6 @@ not win over textured ones just because the first estimate of the hole is smooth
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 
@@ -135,9 +133,7 @@ def complete(
         chords = tuple((py * zoom, px * zoom, dy, dx, t0 * zoom, t1 * zoom) for py, px, dy, dx, t0, t1 in lines)
         level_lattice = scaled(lattice, zoom, period.min_period) if period is not None else ()
         penalty = period.penalty if period is not None else 0.0
-        plain = depth == 0 and not params.shape_finest  # the finest level matches by plain SSD
-        level = Level(f, h, dataclasses.replace(params, shape_weight=0.0) if plain else params, fixed, chords,
-                      level_lattice, penalty)
+        level = Level(f, h, params, fixed, chords, level_lattice, penalty)
         if not level.searchable:
             result, previous = level.unpadded(), None
             continue

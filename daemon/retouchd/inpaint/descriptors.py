@@ -71,27 +71,3 @@ def patch_descriptors(feat: torch.Tensor, patch: int, luma: int, chroma: int) ->
     Writing the planes into that layout directly (strided) measured slower than one transposing copy.
     """
     return separable_descriptors(feat, patch, luma, chroma).permute(1, 2, 0).contiguous()
-
-
-def luma_terms(patch: int, luma: int) -> int:
-    """How many of a descriptor's first columns are luma (its DC, then the AC frequencies; `dct_basis` order)."""
-    return sum(min(luma - u, patch - 1) + 1 for u in range(min(luma, patch - 1) + 1))
-
-
-def ac_norms(desc: torch.Tensor, luma: int) -> torch.Tensor:
-    """The luma contrast of each descriptor row: the norm of its AC frequencies (columns 1 … luma − 1)."""
-    return desc[:, 1:luma].norm(dim=1)
-
-
-def shape_and_contrast(desc: torch.Tensor, luma: int, scale: float, shape: float, contrast: float) -> torch.Tensor:
-    """Descriptors whose squared distance weighs luma contrast on its own (rows: patches).
-
-    A patch SSD is (|a| − |b|)² + 2|a||b|(1 − cos) for the AC parts a, b: a flat patch mismatches every shape for
-    nothing and wins against any textured one whose phase does not line up — in a photo, the dark gaps of
-    foliage and moss. Here the AC part is compressed, `shape` × a × `scale` / (|a| + `scale`) (`scale`: the
-    level's typical contrast; low contrast keeps its SSD, high contrast saturates), and one more column holds
-    `contrast` × |a|: a textured patch now pays for a shape it misses less than a flat one pays for its contrast.
-    """
-    norm = desc[:, 1:luma].norm(dim=1, keepdim=True)
-    detail = desc[:, 1:luma] * (shape * scale / (norm + scale))
-    return torch.cat([desc[:, :1], detail, desc[:, luma:], contrast * norm], 1)

@@ -23,14 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from retouchd.inpaint.descriptors import (
-    ac_norms,
-    dct_basis,
-    luma_terms,
-    patch_descriptors,
-    separable_descriptors,
-    shape_and_contrast,
-)
+from retouchd.inpaint.descriptors import dct_basis, patch_descriptors, separable_descriptors
 from retouchd.inpaint.periodic import Lattice, lattice_candidates, phase_error
 
 _JUMPS = (4, 2, 1)
@@ -79,12 +72,6 @@ class Params:
     """Cancel the fill's low-frequency mismatch with its surroundings (gradient-domain style)."""
     grain: float = 0.5
     """Share of the surroundings' missing fine grain given back to a fill that came out too smooth."""
-    shape_weight: float = 2.0
-    contrast_weight: float = 1.0
-    """Luma detail is matched as shape and contrast apart, with these weights (`descriptors.shape_and_contrast`):
-    a plain SSD lets flat dark patches win; shape_weight 0 keeps the plain SSD."""
-    shape_finest: bool = False
-    """Also at the finest level (else only the coarser ones match shape and contrast apart)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +139,7 @@ class Level:
         channels = self.feat.shape[0]
         self.basis = dct_basis(channels, self.p.patch, self.p.luma_order, self.p.chroma_order).to(self.feat.device)
         desc = patch_descriptors(self.feat, self.p.patch, self.p.luma_order, self.p.chroma_order)
-        self.src_desc = self._reshaped(desc.reshape(self.h * self.w, -1), fit=True)
+        self.src_desc = desc.reshape(self.h * self.w, -1)
         self.grid_y = torch.full((self.h, self.w), -1, dtype=torch.long, device=self.feat.device)
         self.grid_x = torch.full_like(self.grid_y, -1)
 
@@ -163,7 +150,7 @@ class Level:
         (0.36 µs per position on one core), or, where the targets fill less than a fifth of that box (scattered
         holes in one crop), their patches gathered and projected on the basis (1.85 µs per target).
         """
-        d, r, size = self.basis.shape[1], self.r, self.p.patch
+        d, r, size = self.src_desc.shape[1], self.r, self.p.patch
         y0, y1 = int(self.ty[0]), int(self.ty[-1]) + 1  # targets come in row-major order
         offs = torch.arange(size, device=self.ty.device)
         flat = self.feat.reshape(self.feat.shape[0], -1)
@@ -186,17 +173,7 @@ class Level:
                 idx = (sy[:, None, None] + offs[None, :, None]) * self.wp + (sx[:, None, None] + offs[None, None, :])
                 patches = flat[:, idx.reshape(len(sy), -1)].permute(1, 0, 2).reshape(len(sy), -1)
                 parts.append(patches @ self.basis)
-        return self._reshaped(torch.cat(parts)).contiguous()
-
-    def _reshaped(self, desc: torch.Tensor, fit: bool = False) -> torch.Tensor:
-        """Descriptors with luma shape and contrast apart (`Params.shape_weight`); `fit`: take the level's scale."""
-        if self.p.shape_weight <= 0:
-            return desc
-        luma = luma_terms(self.p.patch, self.p.luma_order)
-        if fit:
-            norms = ac_norms(desc, luma)[self.src_ok.reshape(-1)]
-            self._scale = float(norms.median()) if len(norms) else 1.0
-        return shape_and_contrast(desc, luma, self._scale, self.p.shape_weight, self.p.contrast_weight)
+        return torch.cat(parts).contiguous()
 
     # -- the field -----------------------------------------------------------------------------------
 
