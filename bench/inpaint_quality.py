@@ -5,7 +5,8 @@ large blob (15 %), a person-like silhouette (8 %), a blob across the photo's lon
 thin scratches 3–6 px wide (2 %). The hole is painted grey, then filled. Measured in the hole against the
 untouched photo: PSNR; texture ratio (the fill's gradient energy / the truth's; a blur gives ≪ 1); seam
 (gradient energy on a 2 px band either side of the hole's edge, output / truth; ≈ 1 means no seam, > 1 an
-edge the photo does not have); win rate (share of photos where the engine's PSNR beats Telea's); time.
+edge the photo does not have); win rate (share of photos where the engine's PSNR beats Telea's); time; bias
+(the fill's mean luma minus the photo's in the hole: the losing held-out fills were dark, issue 17).
 Then the time for a 1 MP photo with a 5 % hole (the least of 3 runs, and the median). Side-by-side crops
 (given | Telea | engine | truth) go to the printed folder.
 
@@ -13,7 +14,7 @@ A full holdout run (18 photos × 6 shapes) took 11.5 minutes on 2 cores shared a
 CPU time is a fraction of that); `--limit N` keeps N evenly spaced photos (a subsample) for quicker runs,
 e.g. `--limit 10` for tuning.
 
-Run: python bench/inpaint_quality.py [--set tune|holdout] [--limit N] [--shapes a,b] [--engine patch]
+Run: python bench/inpaint_quality.py [--set tune|tune-extra|holdout] [--limit N] [--shapes a,b] [--engine patch]
 """
 
 from __future__ import annotations
@@ -155,10 +156,12 @@ def metrics(truth: np.ndarray, out: np.ndarray, hole: np.ndarray) -> dict[str, f
     hole8 = hole.astype(np.uint8)
     band = (cv2.dilate(hole8, kernel) > 0) & ~(cv2.erode(hole8, kernel) > 0)
     e_out, e_truth = gradient_energy(out), gradient_energy(truth)
+    luma = (out.astype(np.float64) - truth.astype(np.float64)).mean(-1)
     return {
         "psnr": 10 * float(np.log10(255**2 / max(mse, 1e-9))),
         "texture": float(e_out[hole].mean() / max(float(e_truth[hole].mean()), 1e-9)),
         "seam": float(e_out[band].mean() / max(float(e_truth[band].mean()), 1e-9)),
+        "bias": float(luma[hole].mean()),
     }
 
 
@@ -214,6 +217,9 @@ def summarise(rows: list[dict[str, object]], engine: str) -> dict[str, float]:
         "telea_seam": statistics.median(col("telea_seam")),
         "seconds": statistics.fmean(col(f"{engine}_s")),
         "worst": min(col(f"{engine}_psnr")),
+        "bias": statistics.median(col(f"{engine}_bias")),
+        "telea_bias": statistics.median(col("telea_bias")),
+        "darker": sum(b < -3 for b in col(f"{engine}_bias")) / len(rows),
     }
 
 
@@ -238,7 +244,7 @@ def timing_1mp(engine: str, subset: list[tuple[str, np.ndarray]], ctx: StepConte
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", choices=("tune", "holdout", "fresh"), default="holdout")
+    parser.add_argument("--set", choices=("tune", "holdout", "fresh", "tune-extra"), default="holdout")
     parser.add_argument("--limit", type=int, default=0, help="N evenly spaced photos (0: all)")
     parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--engine", default="patch")
@@ -267,6 +273,8 @@ def main() -> None:
         print(f"| {SHAPES[shape][0]} | {s['psnr']:.2f} | {s['telea_psnr']:.2f} | {s['diff_mean']:+.2f} / "
               f"{s['diff_median']:+.2f} | {s['wins']:.0%} | {s['texture']:.2f} / {s['telea_texture']:.2f} | "
               f"{s['seam']:.2f} / {s['telea_seam']:.2f} | {s['worst']:.2f} | {s['seconds']:.2f} |", flush=True)
+    bias = (f"{k} {s['bias']:+.1f} ({s['darker']:.0%}; Telea {s['telea_bias']:+.1f})" for k, s in results.items())
+    print("Fill mean luma minus the photo's in the hole, median (share > 3 levels darker): " + ", ".join(bias))
     timing = timing_1mp(engine, subset, ctx)
     print(f"1 MP (1224×816), {timing['area']:.1%} hole: {engine} {timing['wall_s']:.2f} s wall, "
           f"{timing['cpu_s']:.2f} s CPU (least of {TIMING_RUNS}; median {timing['cpu_median_s']:.2f} s); "

@@ -7,8 +7,13 @@ tune on the first, report on the second; crops of one photo never fall on both s
 designs), is measured on only when a piece of work is finished. Only photographs are listed (the packages'
 abstract art and illustrations are left out).
 
+A fourth set, **tune-extra** (session 8, issue 17), holds other crops of the **tune** sources only: per source,
+the busiest 768×512 window (median local contrast) at 1152 or 1728 px wide, away from the two tune crops —
+foliage, moss and bark, where the `patch` fill darkened on held-out photos but hardly on the tune crops. It is
+for tuning beside tune; it shares sources with tune and none with holdout or fresh.
+
 Run: python bench/photoset.py [--dir DIR]   (default ~/.cache/retouchd/bench-photos; prints the counts)
-Other benchmarks call `photos("tune" | "holdout" | "fresh" | "all")` ("all" = tune + holdout).
+Other benchmarks call `photos("tune" | "holdout" | "fresh" | "tune-extra" | "all")` ("all" = tune + holdout).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -64,7 +70,12 @@ SOURCES: dict[str, str] = {
     "backgrounds/seeding_by_Clements_Engelhardt.jpg": "fresh",
     "backgrounds/sunset_by_Aitzol_Berasategi.jpg": "fresh",
 }
-SUBSETS = ("tune", "holdout", "fresh")
+SUBSETS = ("tune", "holdout", "fresh", "tune-extra")
+EXTRA = "tune-extra"
+EXTRA_WIDTHS = (1152, 1728)
+"""Widths the tune sources are scaled to (at most their own) before the busiest window is chosen (1152: the tune
+crops' scale)."""
+EXTRA_STEP = 64
 CROP = (768, 512)
 DEFAULT_DIR = Path.home() / ".cache" / "retouchd" / "bench-photos"
 
@@ -86,6 +97,65 @@ def _crops(image: Image.Image) -> list[Image.Image]:
     return [image.crop((x, top, x + CROP[0], top + CROP[1])) for x in (0, width - CROP[0])]
 
 
+def _busyness(image: Image.Image) -> np.ndarray:
+    """Local contrast: the standard deviation of luma in 9×9 windows (H×W float)."""
+    luma = np.asarray(image.convert("L"), np.float32)
+    mean = cv2.blur(luma, (9, 9))
+    return np.sqrt(np.maximum(cv2.blur(luma * luma, (9, 9)) - mean * mean, 0))
+
+
+def _busiest_crop(image: Image.Image) -> Image.Image:
+    """The window whose median local contrast is highest, at one of EXTRA_WIDTHS, not over a tune crop."""
+    best: tuple[float, Image.Image] | None = None
+    for width in sorted({min(w, image.width) for w in EXTRA_WIDTHS}):  # never enlarged
+        height = round(image.height * width / image.width)
+        if height < CROP[1]:
+            continue
+        scaled = image.resize((width, height), Image.Resampling.LANCZOS)
+        contrast = _busyness(scaled)
+        tune_top = (height - CROP[1]) // 2
+        for y in range(0, height - CROP[1] + 1, EXTRA_STEP):
+            for x in range(0, width - CROP[0] + 1, EXTRA_STEP):
+                if width == EXTRA_WIDTHS[0] and abs(y - tune_top) < CROP[1] // 2:
+                    continue  # mostly over one of the tune crops (they are 1152 px wide, centred vertically)
+                score = float(np.median(contrast[y : y + CROP[1] : 4, x : x + CROP[0] : 4]))
+                if best is None or score > best[0]:
+                    best = (score, scaled.crop((x, y, x + CROP[0], y + CROP[1])))
+    assert best is not None
+    return best[1]
+
+
+def _unpack(packages: tuple[str, ...], tmp: str) -> Path:
+    subprocess.run(["apt-get", "download", *packages], cwd=tmp, check=True, capture_output=True)
+    for deb in Path(tmp).glob("*.deb"):
+        subprocess.run(["dpkg", "-x", str(deb), str(Path(tmp) / "x")], check=True)
+    return Path(tmp) / "x" / "usr" / "share"
+
+
+def _source_image(share: Path, rel: str) -> tuple[str, Path]:
+    source = share / rel
+    path = _largest(source) if source.is_dir() else source
+    return (Path(rel).stem.split("_by_")[0] if source.is_file() else Path(rel).name), path
+
+
+def build_extra(directory: Path = DEFAULT_DIR) -> Path:
+    """The tune-extra set: one busy crop per tune source (the two packages that hold them)."""
+    done = directory / ".complete-tune-extra"
+    if done.exists():
+        return directory
+    (directory / EXTRA).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        share = _unpack(PACKAGES[:2], tmp)
+        for rel, subset in SOURCES.items():
+            if subset != "tune":
+                continue
+            name, path = _source_image(share, rel)
+            with Image.open(path) as im:
+                _busiest_crop(im.convert("RGB")).save(directory / EXTRA / f"{name}-x.png")
+    done.write_text("ok\n")
+    return directory
+
+
 def build(directory: Path = DEFAULT_DIR) -> Path:
     """Fetch, unpack and crop the photos once; later calls reuse the folder."""
     done = directory / ".complete-fresh"  # renamed when the sources grew: older folders are rebuilt
@@ -93,14 +163,9 @@ def build(directory: Path = DEFAULT_DIR) -> Path:
         return directory
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["apt-get", "download", *PACKAGES], cwd=tmp, check=True, capture_output=True)
-        for deb in Path(tmp).glob("*.deb"):
-            subprocess.run(["dpkg", "-x", str(deb), str(Path(tmp) / "x")], check=True)
-        share = Path(tmp) / "x" / "usr" / "share"
+        share = _unpack(PACKAGES, tmp)
         for rel, subset in SOURCES.items():
-            source = share / rel
-            path = _largest(source) if source.is_dir() else source
-            name = Path(rel).stem.split("_by_")[0] if source.is_file() else Path(rel).name
+            name, path = _source_image(share, rel)
             (directory / subset).mkdir(exist_ok=True)
             with Image.open(path) as im:
                 for i, crop in enumerate(_crops(im.convert("RGB"))):
@@ -110,9 +175,9 @@ def build(directory: Path = DEFAULT_DIR) -> Path:
 
 
 def photos(subset: str = "holdout", directory: Path = DEFAULT_DIR) -> list[tuple[str, np.ndarray]]:
-    """(name, RGB uint8 H×W×3) for every crop of `subset` ("tune", "holdout", "fresh" or "all" = tune +
-    holdout), sorted by name."""
-    root = build(directory)
+    """(name, RGB uint8 H×W×3) for every crop of `subset` ("tune", "holdout", "fresh", "tune-extra" or "all" =
+    tune + holdout), sorted by name."""
+    root = build_extra(directory) if subset == EXTRA else build(directory)
     folders = ["tune", "holdout"] if subset == "all" else [subset]
     out = []
     for folder in folders:
@@ -126,7 +191,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     args = parser.parse_args()
-    root = build(args.dir)
+    root = build_extra(build(args.dir))
     for subset in SUBSETS:
         print(f"{subset}: {len(list((root / subset).glob('*.png')))} crops in {root / subset}")
 
