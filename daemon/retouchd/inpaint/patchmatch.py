@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from retouchd.inpaint.descriptors import dct_basis, patch_descriptors, separable_descriptors
+from retouchd.inpaint.descriptors import dct_basis, patch_descriptors
 from retouchd.inpaint.periodic import Lattice, lattice_candidates, phase_error
 
 _JUMPS = (4, 2, 1)
@@ -146,9 +146,9 @@ class Level:
     def target_descriptors(self) -> torch.Tensor:
         """Descriptors of the target patches, from the current estimate of the hole.
 
-        A band of rows at a time: the 1-D passes of `separable_descriptors` over the box of the band's targets
-        (0.36 µs per position on one core), or, where the targets fill less than a fifth of that box (scattered
-        holes in one crop), their patches gathered and projected on the basis (1.85 µs per target).
+        A band of rows at a time: `patch_descriptors` over the box of the band's targets (0.14 µs per position
+        on one core), or, where the targets fill less than a fifth of that box (scattered holes in one crop),
+        their patches gathered and projected on the basis (1.85 µs per target).
         """
         d, r, size = self.src_desc.shape[1], self.r, self.p.patch
         y0, y1 = int(self.ty[0]), int(self.ty[-1]) + 1  # targets come in row-major order
@@ -164,8 +164,8 @@ class Level:
             yb = int(ys[-1]) + 1
             if (yb - ya) * (x1 - x0) <= _SPARSE_TARGETS * (i1 - i0):
                 box = self.feat[:, ya : yb + 2 * r, x0 : x1 + 2 * r]
-                desc = separable_descriptors(box, size, self.p.luma_order, self.p.chroma_order).reshape(d, -1)
-                parts.append(desc.index_select(1, (ys - ya) * (x1 - x0) + (xs - x0)).T)
+                desc = patch_descriptors(box, size, self.p.luma_order, self.p.chroma_order).reshape(-1, d)
+                parts.append(desc.index_select(0, (ys - ya) * (x1 - x0) + (xs - x0)))
                 continue
             step = max(1, _GATHER_BUDGET // (flat.shape[0] * size * size))
             for j in range(0, i1 - i0, step):
