@@ -28,8 +28,9 @@ from retouchd.inpaint.periodic import Lattice, lattice_candidates, phase_error
 
 _JUMPS = (4, 2, 1)
 _DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))
-_GATHER_BUDGET = 1 << 22
-"""Floats gathered at once; bounds the temporary memory of candidate tests and votes."""
+_GATHER_BUDGET = 1 << 18
+"""Floats gathered at once; bounds the temporary memory of candidate tests and votes. Small enough that a
+chunk's gather stays in cache for the arithmetic that follows it: 1 << 22 took 15 % longer to search."""
 _BAND = 64
 """Rows of targets whose descriptors are computed together."""
 _SPARSE_TARGETS = 5
@@ -300,9 +301,10 @@ class Level:
 
         def take_winner(it: torch.Tensor, src: torch.Tensor, wt: torch.Tensor) -> None:
             # Mostly one vote in a patch's area wins a pixel: the others would only add zeros.
-            won = torch.nonzero(wt >= best[it], as_tuple=True)[0]
-            winner.index_add_(1, it[won], flat[:3].index_select(1, src[won]))
-            count.index_add_(0, it[won], torch.ones(won.shape, device=flat.device))
+            won = torch.nonzero(wt >= best.index_select(0, it), as_tuple=True)[0]
+            at = it.index_select(0, won)
+            winner.index_add_(1, at, flat[:3].index_select(1, src.index_select(0, won)))
+            count.index_add_(0, at, torch.ones(won.shape, device=flat.device))
 
         self._vote_pass(take_winner)
         winner /= count.clamp_min(1e-8)
@@ -312,7 +314,7 @@ class Level:
 
         def agree(it: torch.Tensor, src: torch.Tensor, wt: torch.Tensor) -> None:
             values = values_of.index_select(1, src)
-            kept = winner[:, it].sub_(values[:3]).square_().sum(0).div_(-spread).exp_().mul_(wt)
+            kept = winner.index_select(1, it).sub_(values[:3]).square_().sum(0).div_(-spread).exp_().mul_(wt)
             acc.index_add_(1, it, values.mul_(kept))
             total.index_add_(0, it, kept)
 
