@@ -143,6 +143,8 @@ class Level:
         self.src_desc = desc.reshape(self.h * self.w, -1)
         self.grid_y = torch.full((self.h, self.w), -1, dtype=torch.long, device=self.feat.device)
         self.grid_x = torch.full_like(self.grid_y, -1)
+        self._at = self.ty * self.w + self.tx
+        self._neighbours: dict[int, tuple[torch.Tensor, ...]] = {}
 
     def target_descriptors(self) -> torch.Tensor:
         """Descriptors of the target patches, from the current estimate of the hole.
@@ -181,14 +183,15 @@ class Level:
     def snap(self, ys: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The valid source nearest to each (clamped) position."""
         assert self._nearest is not None
-        flat = self._nearest[ys.clamp(0, self.h - 1) * self.w + xs.clamp(0, self.w - 1)]
+        at = ys.clamp(0, self.h - 1) * self.w + xs.clamp(0, self.w - 1)
+        flat = self._nearest.index_select(0, at.reshape(-1)).view(at.shape)
         return flat // self.w, flat % self.w
 
     def set_field(self, sy: torch.Tensor, sx: torch.Tensor) -> None:
         """Start from these source guesses (snapped to valid sources)."""
         self.sy, self.sx = self.snap(sy, sx)
-        self.grid_y[self.ty, self.tx] = self.sy
-        self.grid_x[self.ty, self.tx] = self.sx
+        self.grid_y.view(-1).index_copy_(0, self._at, self.sy)
+        self.grid_x.view(-1).index_copy_(0, self._at, self.sx)
 
     def distances(self, tdesc: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
         """K × N costs of K candidate sources per target: descriptor distance plus the locality penalty."""
@@ -216,8 +219,8 @@ class Level:
         self.sy = torch.where(better, cy.gather(0, pick[None])[0], self.sy)
         self.sx = torch.where(better, cx.gather(0, pick[None])[0], self.sx)
         self.dist = torch.where(better, best, self.dist)
-        self.grid_y[self.ty, self.tx] = self.sy
-        self.grid_x[self.ty, self.tx] = self.sx
+        self.grid_y.view(-1).index_copy_(0, self._at, self.sy)
+        self.grid_x.view(-1).index_copy_(0, self._at, self.sx)
 
     def search(self, iters: int, gen: torch.Generator) -> None:
         """PatchMatch from the current field: propagation at halving jumps, random search at halving radii."""
@@ -233,13 +236,9 @@ class Level:
         scale = torch.tensor([longest >> i for i in range(longest.bit_length())], device=device)[:, None]
         for _ in range(iters):
             for k in _JUMPS:
-                dy = torch.tensor([d[0] * k for d in _DIRECTIONS], device=device)[:, None]
-                dx = torch.tensor([d[1] * k for d in _DIRECTIONS], device=device)[:, None]
-                ny, nx = self.ty[None] + dy, self.tx[None] + dx
-                inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
-                at = (ny.clamp(0, h - 1) * w + nx.clamp(0, w - 1)).reshape(-1)
-                nsy = self.grid_y.view(-1).index_select(0, at).view(ny.shape)
-                nsx = self.grid_x.view(-1).index_select(0, at).view(ny.shape)
+                dy, dx, inside, at = self._neighbours_at(k)
+                nsy = self.grid_y.view(-1).index_select(0, at).view(inside.shape)
+                nsx = self.grid_x.view(-1).index_select(0, at).view(inside.shape)
                 cy, cx = nsy - dy, nsx - dx
                 ok = inside & (nsy >= 0) & (cy >= 0) & (cy < h) & (cx >= 0) & (cx < w)
                 cy, cx = cy.clamp(0, h - 1), cx.clamp(0, w - 1)
@@ -258,6 +257,18 @@ class Level:
         finite = torch.isfinite(self.dist)
         spread = torch.quantile(self.dist[finite], self.p.sigma_quantile).clamp_min(1e-6) if bool(finite.any()) else 1.0
         self.weights = torch.nan_to_num(torch.exp(-self.dist / (2 * spread)) * self.conf, nan=0.0)
+
+    def _neighbours_at(self, k: int) -> tuple[torch.Tensor, ...]:
+        """Offsets (dy, dx) to each target's four neighbours `k` px away, which are inside the level, and their
+        flat indexes (clamped): the same in every iteration, so made once per level."""
+        if k not in self._neighbours:
+            h, w, device = self.h, self.w, self.ty.device
+            dy = torch.tensor([d[0] * k for d in _DIRECTIONS], device=device)[:, None]
+            dx = torch.tensor([d[1] * k for d in _DIRECTIONS], device=device)[:, None]
+            ny, nx = self.ty[None] + dy, self.tx[None] + dx
+            inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+            self._neighbours[k] = (dy, dx, inside, (ny.clamp(0, h - 1) * w + nx.clamp(0, w - 1)).reshape(-1))
+        return self._neighbours[k]
 
     def _along(self, line: Chord) -> tuple[torch.Tensor, torch.Tensor]:
         """Candidates on the target's parallel to `line`, just past either end of the hole's chord.
