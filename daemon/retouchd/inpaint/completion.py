@@ -182,7 +182,7 @@ def _highpass_energy(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
-    """`F.avg_pool2d(x, size, stride=1)` as two 1-D passes: the same values up to float rounding, at 2/size of the cost."""
+    """`F.avg_pool2d(x, size, stride=1)` as two 1-D passes: the same values up to float rounding, 2/size of the cost."""
     return F.avg_pool2d(F.avg_pool2d(x, (size, 1), stride=1), (1, size), stride=1)
 
 
