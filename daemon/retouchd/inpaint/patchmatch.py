@@ -365,8 +365,22 @@ def box_max(x: torch.Tensor, size: int, padding: int) -> torch.Tensor:
     A maximum over a square is the maximum over its rows of the maxima over its columns; a 33 px window
     of the whole crop (the grain's ring) took 0.8 s of a 1 MP fill as one 2-D pool.
     """
-    x = F.max_pool2d(x, (size, 1), stride=1, padding=(padding, 0))
-    return F.max_pool2d(x, (1, size), stride=1, padding=(0, padding))
+    if padding:
+        x = F.pad(x, (padding,) * 4, value=float("-inf"))
+    return _running_max(_running_max(x, size, 2), size, 3)
+
+
+def _running_max(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """The maximum of every `size` consecutive entries along `dim`, by windows doubling in length.
+
+    Elementwise maxima of shifted views: torch's 1-D max pool measured 16 ms for a 7 px window of 767×815
+    (one core), these passes ~2 ms; a window of `size` is two overlapping ones of the largest power of two.
+    """
+    n, width = x.shape[dim] - size + 1, 1
+    while 2 * width <= size:
+        x = torch.maximum(x.narrow(dim, 0, x.shape[dim] - width), x.narrow(dim, width, x.shape[dim] - width))
+        width *= 2
+    return torch.maximum(x.narrow(dim, 0, n), x.narrow(dim, size - width, n))
 
 
 def _nearest_source_table(src_ok: torch.Tensor) -> torch.Tensor:
