@@ -295,3 +295,14 @@ def test_grain_on_the_hole_box_equals_the_whole_crop_pools() -> None:
         slow = _reference_grain(rgb, hole, 0.5, torch.Generator().manual_seed(1))
         torch.testing.assert_close(fast, slow, atol=1e-3, rtol=1e-6)
         assert not torch.equal(fast, rgb)
+
+
+def test_half_mean_equals_the_ceil_mode_pool() -> None:
+    """Four strided views give the bits of `F.avg_pool2d(x, 2, ceil_mode=True)`, odd edges included."""
+    from retouchd.inpaint.completion import half_mean
+
+    gen = torch.Generator().manual_seed(8)
+    for shape in ((1, 5, 40, 52), (1, 3, 41, 52), (1, 3, 40, 53), (1, 2, 41, 53), (1, 1, 1, 1), (1, 2, 3, 1)):
+        x = torch.rand(shape, generator=gen) * 255
+        x[..., ::3, ::5] = 0.0
+        assert torch.equal(half_mean(x), F.avg_pool2d(x, 2, ceil_mode=True))
