@@ -170,7 +170,7 @@ def test_vote_in_chunks_equals_the_vote_by_advanced_indexing(monkeypatch) -> Non
     from retouchd.inpaint import patchmatch
 
     for budget in (1 << 18, 1 << 12):  # one chunk at this size, and many
-        monkeypatch.setattr(patchmatch, "_GATHER_BUDGET", budget)
+        monkeypatch.setattr(patchmatch, "_CPU_GATHER_BUDGET", budget)
         level = _blob_level(3)
         feat, acc, total = _reference_vote(level)
         level.vote()

@@ -28,9 +28,10 @@ from retouchd.inpaint.periodic import Lattice, lattice_candidates, phase_error
 
 _JUMPS = (4, 2, 1)
 _DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))
-_GATHER_BUDGET = 1 << 18
-"""Floats gathered at once; bounds the temporary memory of candidate tests and votes. Small enough that a
-chunk's gather stays in cache for the arithmetic that follows it: 1 << 22 took 15 % longer to search."""
+_GATHER_BUDGET = 1 << 22
+"""Floats gathered at once; bounds the temporary memory of candidate tests and votes."""
+_CPU_GATHER_BUDGET = 1 << 18
+"""The same on the CPU: a chunk's gather stays in cache for the arithmetic after it (1 << 22 searched 15 % longer)."""
 _BAND = 64
 """Rows of targets whose descriptors are computed together."""
 _SPARSE_TARGETS = 5
@@ -132,6 +133,10 @@ class Level:
         return self.w + 2 * self.r
 
     @property
+    def budget(self) -> int:
+        return _CPU_GATHER_BUDGET if self.feat.is_cpu else _GATHER_BUDGET
+
+    @property
     def searchable(self) -> bool:
         return self.n_sources > 0 and len(self.ty) > 0
 
@@ -170,7 +175,7 @@ class Level:
                 desc = patch_descriptors(box, size, self.p.luma_order, self.p.chroma_order).reshape(-1, d)
                 parts.append(desc.index_select(0, (ys - ya) * (x1 - x0) + (xs - x0)))
                 continue
-            step = max(1, _GATHER_BUDGET // (flat.shape[0] * size * size))
+            step = max(1, self.budget // (flat.shape[0] * size * size))
             for j in range(0, i1 - i0, step):
                 sy, sx = ys[j : j + step], xs[j : j + step]
                 idx = (sy[:, None, None] + offs[None, :, None]) * self.wp + (sx[:, None, None] + offs[None, None, :])
@@ -197,7 +202,7 @@ class Level:
         """K × N costs of K candidate sources per target: descriptor distance plus the locality penalty."""
         k, n = cy.shape
         out = torch.empty((k, n), device=tdesc.device)
-        step = max(1, _GATHER_BUDGET // (k * tdesc.shape[1]))
+        step = max(1, self.budget // (k * tdesc.shape[1]))
         for i in range(0, n, step):
             idx = (cy[:, i : i + step] * self.w + cx[:, i : i + step]).reshape(-1)
             cand = self.src_desc.index_select(0, idx).reshape(k, -1, tdesc.shape[1])
@@ -259,8 +264,7 @@ class Level:
         self.weights = torch.nan_to_num(torch.exp(-self.dist / (2 * spread)) * self.conf, nan=0.0)
 
     def _neighbours_at(self, k: int) -> tuple[torch.Tensor, ...]:
-        """Offsets (dy, dx) to each target's four neighbours `k` px away, which are inside the level, and their
-        flat indexes (clamped): the same in every iteration, so made once per level."""
+        """Offsets to the targets' four neighbours `k` px away, which are inside, and their (clamped) flat indexes."""
         if k not in self._neighbours:
             h, w, device = self.h, self.w, self.ty.device
             dy = torch.tensor([d[0] * k for d in _DIRECTIONS], device=device)[:, None]
@@ -289,7 +293,7 @@ class Level:
         """visit(pixel, source pixel, weight) for every pixel of every target patch, in bounded chunks."""
         size, device = self.p.patch, self.ty.device
         offs = (torch.arange(size, device=device)[:, None] * self.wp + torch.arange(size, device=device)).reshape(-1)
-        step = max(1, _GATHER_BUDGET // (self.feat.shape[0] * offs.numel()))
+        step = max(1, self.budget // (self.feat.shape[0] * offs.numel()))
         for i in range(0, len(self.ty), step):
             base_t = self.ty[i : i + step] * self.wp + self.tx[i : i + step]
             base_s = self.sy[i : i + step] * self.wp + self.sx[i : i + step]
@@ -360,13 +364,10 @@ class Level:
 
 
 def box_max(x: torch.Tensor, size: int, padding: int) -> torch.Tensor:
-    """`F.max_pool2d(x, size, stride=1, padding=padding)` as two 1-D passes: the same values, at 2/size of the cost.
-
-    A maximum over a square is the maximum over its rows of the maxima over its columns; a 33 px window
-    of the whole crop (the grain's ring) took 0.8 s of a 1 MP fill as one 2-D pool.
-    """
-    if padding:
-        x = F.pad(x, (padding,) * 4, value=float("-inf"))
+    """`F.max_pool2d(x, size, stride=1, padding=padding)` as running maxima along columns, then rows: the same
+    values (a maximum over a square is one over its rows of those over its columns; a 2-D pool of the grain's
+    33 px ring took 0.8 s of a 1 MP fill)."""
+    x = F.pad(x, (padding,) * 4, value=float("-inf")) if padding else x
     return _running_max(_running_max(x, size, 2), size, 3)
 
 
