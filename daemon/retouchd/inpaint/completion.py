@@ -28,18 +28,35 @@ def push_pull(feat: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     if not bool(known.any()):
         return torch.full_like(feat, 128.0)
     k = known[None, None].float()
-    num = F.avg_pool2d(feat[None] * k, 2, ceil_mode=True)
-    den = F.avg_pool2d(k, 2, ceil_mode=True)
+    num = half_mean(feat[None] * k)
+    den = half_mean(k)
     coarse = push_pull((num / den.clamp_min(1e-8))[0], den[0, 0] > 0)
     up = F.interpolate(coarse[None], size=feat.shape[1:], mode="bilinear", align_corners=False)[0]
     return torch.where(known[None], feat, up)
 
 
+def half_mean(x: torch.Tensor) -> torch.Tensor:
+    """`F.avg_pool2d(x, 2, ceil_mode=True)` (N×C×H×W) from four strided views: the same bits (the same sum, in the
+    same order; an odd edge's window averages its pixels only), at a third of the CPU pool's time."""
+    h, w = x.shape[-2:]
+    if h % 2 or w % 2:
+        x = F.pad(x, (0, w % 2, 0, h % 2))
+    total = x[..., 0::2, 0::2] + x[..., 0::2, 1::2]
+    total += x[..., 1::2, 0::2]
+    total += x[..., 1::2, 1::2]
+    if not (h % 2 or w % 2):
+        return total / 4
+    count = torch.full(total.shape[-2:], 4.0, dtype=total.dtype, device=total.device)
+    count[-1] /= 1 + h % 2
+    count[:, -1] /= 1 + w % 2
+    return total / count
+
+
 def downsample(feat: torch.Tensor, hole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Half size; averages only known pixels, so nothing of the hole reaches a coarse known pixel."""
     k = (~hole)[None, None].float()
-    num = F.avg_pool2d(feat[None] * k, 2, ceil_mode=True)
-    den = F.avg_pool2d(k, 2, ceil_mode=True)
+    num = half_mean(feat[None] * k)
+    den = half_mean(k)
     coarse_hole = den[0, 0] < 0.5
     return (num / den.clamp_min(1e-8))[0] * (~coarse_hole)[None], coarse_hole
 
@@ -116,7 +133,7 @@ def complete(
         # Guides are known everywhere: every level gets a plain average, hole included.
         g = guides
         for i in range(1, len(levels)):
-            g = F.avg_pool2d(g[None], 2, ceil_mode=True)[0]
+            g = half_mean(g[None])[0]
             levels[i] = (torch.cat([levels[i][0][:-fixed], g]), levels[i][1])
     result: torch.Tensor | None = None
     previous: Field | None = None
@@ -177,8 +194,23 @@ def _nearest_in_phase(level: Level) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _highpass_energy(rgb: torch.Tensor) -> torch.Tensor:
     """Per-pixel local energy (7×7 mean) of what a 3×3 box blur removes: the image's fine grain."""
-    fine = rgb - F.avg_pool2d(F.pad(rgb[None], (1, 1, 1, 1), mode="replicate"), 3, stride=1)[0]
-    return F.avg_pool2d(F.pad(fine.square()[None], (3, 3, 3, 3), mode="replicate"), 7, stride=1)[0]
+    fine = rgb - box_mean(F.pad(rgb[None], (1, 1, 1, 1), mode="replicate"), 3)[0]
+    return box_mean(F.pad(fine.square()[None], (3, 3, 3, 3), mode="replicate"), 7)[0]
+
+
+def box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
+    """`F.avg_pool2d(x, size, stride=1)` as two 1-D passes: the same values up to float rounding."""
+    return _running_mean(_running_mean(x, size, 2), size, 3)
+
+
+def _running_mean(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """The mean of every `size` consecutive entries along `dim`: the bits of a (size, 1) `F.avg_pool2d` (the same
+    sum, left to right), at a fifth of its time (torch's CPU pool: 20 ms for 3 px over 3×822×887, one core)."""
+    n = x.shape[dim] - size + 1
+    total = x.narrow(dim, 0, n).clone()
+    for i in range(1, size):
+        total += x.narrow(dim, i, n)
+    return total / size
 
 
 def add_grain(rgb: torch.Tensor, hole: torch.Tensor, amount: float, gen: torch.Generator) -> torch.Tensor:
@@ -191,13 +223,22 @@ def add_grain(rgb: torch.Tensor, hole: torch.Tensor, amount: float, gen: torch.G
     if not bool(hole.any()) or bool(hole.all()):
         return rgb
     energy = _highpass_energy(rgb)
-    outside = ~box_max(hole[None, None].float(), 9, 4)[0, 0].bool()
+    # The ring's max pools reach GRAIN_RING px from the hole: the hole's box and that margin are enough.
+    ys, xs = torch.nonzero(hole, as_tuple=True)
+    near = (
+        slice(max(0, int(ys.min()) - GRAIN_RING), min(hole.shape[0], int(ys.max()) + GRAIN_RING + 1)),
+        slice(max(0, int(xs.min()) - GRAIN_RING), min(hole.shape[1], int(xs.max()) + GRAIN_RING + 1)),
+    )
+    near_hole = hole[None, None, near[0], near[1]].float()
+    outside = torch.ones_like(hole)
+    outside[near] = ~box_max(near_hole, 9, 4)[0, 0].bool()
     if not bool(outside.any()):
         return rgb
     # A line beside the hole (a cable across a sky) is no grain: without a bound, its edges' energy spread into
     # the hole as a disc of speckle. Grain is what most of the ring has, so the energy is capped at a few
     # times the ring's median.
-    ring = outside & box_max(hole[None, None].float(), 2 * GRAIN_RING + 1, GRAIN_RING)[0, 0].bool()
+    ring = torch.zeros_like(hole)
+    ring[near] = outside[near] & box_max(near_hole, 2 * GRAIN_RING + 1, GRAIN_RING)[0, 0].bool()
     if bool(ring.any()):
         typical = energy[:, ring].median(dim=1).values
         energy = torch.minimum(energy, GRAIN_CAP * typical[:, None, None])
@@ -206,12 +247,11 @@ def add_grain(rgb: torch.Tensor, hole: torch.Tensor, amount: float, gen: torch.G
     # surroundings: an exact copy of busy texture varies locally and must not get noise on top.
     noise = torch.randn(rgb.shape, generator=gen, device=gen.device).to(rgb.device)
     # The rest is local (a 15 px window at most) and only the hole changes: the hole's box is enough.
-    ys, xs = torch.nonzero(hole, as_tuple=True)
     y0, y1 = max(0, int(ys.min()) - 7), min(hole.shape[0], int(ys.max()) + 8)
     x0, x1 = max(0, int(xs.min()) - 7), min(hole.shape[1], int(xs.max()) + 8)
     box = (slice(None), slice(y0, y1), slice(x0, x1))
     padded = F.pad(energy[None], (7, 7, 7, 7), mode="replicate")[:, :, y0 : y1 + 14, x0 : x1 + 14]
-    wide = F.avg_pool2d(padded, 15, stride=1)[0]
+    wide = box_mean(padded, 15)[0]
     target, noise = target[box], noise[box]
     smooth = wide < 0.5 * target
     # A 3×3 box blur keeps 1 − 1/9 of white noise's variance in the residual.

@@ -66,8 +66,17 @@ def separable_descriptors(feat: torch.Tensor, patch: int, luma: int, chroma: int
 
 
 def patch_descriptors(feat: torch.Tensor, patch: int, luma: int, chroma: int) -> torch.Tensor:
-    """`separable_descriptors` channels last (H' × W' × D, contiguous): one row per patch, as the search gathers them.
+    """The `dct_basis` projection of every patch of `feat`, channels last (H' × W' × D, contiguous): one row per
+    patch, as the search gathers them.
 
-    Writing the planes into that layout directly (strided) measured slower than one transposing copy.
+    On the CPU one convolution with the basis as kernels, in the channels-last layout, which oneDNN writes
+    directly (0.075 s for 672×672 against 0.18 s for `separable_descriptors` and its transposing copy, one core).
+    Elsewhere the 1-D passes: cuDNN would round the convolution in TF32.
     """
-    return separable_descriptors(feat, patch, luma, chroma).permute(1, 2, 0).contiguous()
+    if feat.device.type != "cpu":
+        return separable_descriptors(feat, patch, luma, chroma).permute(1, 2, 0).contiguous()
+    channels = feat.shape[0]
+    kernels = dct_basis(channels, patch, luma, chroma).T.reshape(-1, channels, patch, patch)
+    x = feat[None].contiguous(memory_format=torch.channels_last)
+    out = F.conv2d(x, kernels.contiguous(memory_format=torch.channels_last))
+    return out[0].permute(1, 2, 0).contiguous()

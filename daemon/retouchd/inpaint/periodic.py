@@ -49,9 +49,16 @@ def find_lattice(rgb: RGBImage, hole: Mask, params: PeriodParams) -> Lattice:
     """Up to two lattice vectors of the pattern around the hole, shortest first; () when there is none."""
     if not hole.any() or hole.all():
         return ()
-    h8 = hole.astype(np.uint8)
     size = 2 * params.ring + 1
-    ring = (cv2.dilate(h8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0) & ~hole
+    # The disc reaches `ring` px past the hole: dilating the hole's box and that margin gives the same ring.
+    ys, xs = np.nonzero(hole)
+    near = (
+        slice(max(0, ys.min() - params.ring), ys.max() + params.ring + 1),
+        slice(max(0, xs.min() - params.ring), xs.max() + params.ring + 1),
+    )
+    ring = np.zeros_like(hole)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    ring[near] = (cv2.dilate(hole[near].astype(np.uint8), disc) > 0) & ~hole[near]
     ys, xs = np.nonzero(ring)
     if len(ys) < 256:
         return ()
