@@ -25,6 +25,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from retouchd.textdetect import channels
+
 WORK_SIDE = 1024
 """Long side the autocorrelation is computed at (larger images are reduced first)."""
 CLIP = 4.0
@@ -196,10 +198,10 @@ def _reduced(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> tuple[np
 
 def find(rgb: npt.NDArray[np.uint8]) -> Lattice | None:
     """The lattice along which `rgb` repeats exactly, or None."""
-    lum = rgb.astype(np.float32).mean(axis=2)
+    lum = channels.mean32(rgb)
     scale = min(1.0, WORK_SIDE / max(lum.shape))
     if scale < 1.0:
-        lum = cv2.resize(lum, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        lum = np.asarray(cv2.resize(lum, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), np.float32)
     corr = autocorrelation(whitened(detail(lum)))
     shifts, heights = _peaks(corr)
     if len(shifts) < 2:
