@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from retouchd.textdetect import channels, lattice, regions, shadow, strokes
+
 from tests_support import overlays, periodic
 
 
