@@ -185,11 +185,12 @@ def _in_band(quad: Quad, bands: Sequence[Unblend]) -> bool:
     return any(b.rect[0] <= centre[1] < b.rect[1] and b.rect[2] <= centre[0] < b.rect[3] for b in bands)
 
 
-def _add_retakes(rgb: RGBImage, retakes: Sequence[TextBox], mask: Mask, halo: int) -> None:
-    """The letters of the outscored takes (`_retakes`) within `RETAKE_REACH` line heights of `mask`."""
+def _add_retakes(rgb: RGBImage, retakes: Sequence[TextBox], mask: Mask, halo: int, lines: _Lines | None = None) -> None:
+    """The letters of the outscored takes (`_retakes`) within `RETAKE_REACH` line heights of `mask`; `lines`: the
+    letters already worked out (most were, for the scene test)."""
+    lines = _Lines(rgb) if lines is None else lines
     for box in retakes:
-        letters = np.zeros(mask.shape, bool)
-        add_letters(rgb, box.quad, letters, halo)
+        letters = lines.letters(box.quad, halo)
         reach = max(2, round(RETAKE_REACH * quad_size(box.quad)[1]))
         mask |= letters & (cv2.dilate(mask.astype(np.uint8), np.ones((2 * reach + 1,) * 2, np.uint8)) > 0)
 
@@ -361,7 +362,7 @@ def detect(
         if _in_band(box.quad, bands):
             continue
         _add_backing(lines, box.quad, mask, bands, pages, shadows, halo)
-    _add_retakes(rgb, takes[1], mask, halo)
+    _add_retakes(rgb, takes[1], mask, halo, lines)
     blend = estimate(rgb, copies) if len(copies) >= MIN_COPIES else None
     if blend is None and len(copies) >= MIN_COPIES:
         mask |= stack(copies, (height, width))

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from retouchd.textdetect import channels
 from retouchd.textdetect.cells import Cells as _Cells
 from retouchd.textdetect.cells import median as _median
 from retouchd.typing import Mask
@@ -73,8 +74,8 @@ def opacity(image: Floats, beneath: Floats, cells: _Cells, single: _Cells | None
     `beneath`. Pixels too few whole cells measured take the vote of the single copies (`single`, when the
     layout is staggered: more copies, half a pixel apart)."""
     gap = level - beneath
-    weight = (gap**2).sum(axis=2)
-    alpha = np.asarray(((image - beneath) * gap).sum(axis=2) / np.maximum(weight, 1.0), np.float32)
+    weight = channels.total(gap**2)
+    alpha = np.asarray(channels.total((image - beneath) * gap) / np.maximum(weight, 1.0), np.float32)
     valid = weight >= 3 * MIN_CONTRAST**2
     out, known = vote(cells, alpha, valid, support)
     if single is not None and not known[support].all():
@@ -150,12 +151,13 @@ def colour(image: Floats, beneath: Floats, cells: _Cells, core: Mask,
     `NOISE_SPREAD`). With it, whether it was assumed (over a photo too even to fit, `even`, or that noisy)."""
     gap, step = level - beneath, image - beneath
     need = MIN_VARIED * core.sum()
-    fit = line(gap.mean(axis=2), step.mean(axis=2), cells, core)
+    gap_mean, step_mean = channels.mean(gap), channels.mean(step)
+    fit = line(gap_mean, step_mean, cells, core)
     slope, fitted = fit.slope, fit.fitted
     grey = implied(fit, need)
     few = float(np.median(slope[fitted])) if fitted.sum() >= max(MIN_BLOB, MIN_FEW * core.sum()) else None
     if grey is None and (few is None or TRANSLUCENT[0] <= few <= TRANSLUCENT[1]) and \
-            even(gap.mean(axis=2), step.mean(axis=2), cells, core):
+            even(gap_mean, step_mean, cells, core):
         return np.full(3, level, np.float32), True
     if grey is None or not TRANSLUCENT[0] <= float(np.median(slope[fitted])) <= TRANSLUCENT[1] or \
             (grey[1] > COLOUR_SPREAD and grey[2] > NOISE_SPREAD):
@@ -204,7 +206,7 @@ def marks(image: Floats, beneath: Floats, cells: _Cells, core: Mask, level: floa
     lattice too (the waves of a facade) adds its own streaks to the shape, whose step does not (tune and
     holdout: slope ≤ 0.02 or colours thousands of levels off, the letters' 0.3–0.6 and within 65 levels).
     Parts over a photo too even across the copies to fit are kept."""
-    slope, offset, fitted, _ = line((level - beneath).mean(axis=2), (image - beneath).mean(axis=2), cells, core)
+    slope, offset, fitted, _ = line(channels.mean(level - beneath), channels.mean(image - beneath), cells, core)
     count, labels = cv2.connectedComponents(core.astype(np.uint8), connectivity=8)
     keep = np.ones(count, bool)
     keep[0] = False

@@ -24,6 +24,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from retouchd.textdetect import channels
 from retouchd.textdetect.db import Quad, quad_size
 from retouchd.typing import Mask, RGBImage
 
@@ -54,7 +55,7 @@ def grainy(rgb: RGBImage, quad: Quad, letters: Mask) -> bool:
     size = 2 * INSET + 1
     inside = cv2.erode(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0
     crop = rgb[y0:y1, x0:x1].astype(np.float32)
-    residuals = np.abs(crop - cv2.blur(crop, (3, 3))).mean(axis=2)
+    residuals = channels.mean(np.abs(crop - cv2.blur(crop, (3, 3))))
     if int(inside.sum()) >= MIN_INSIDE:
         _, counts = np.unique(rgb[y0:y1, x0:x1][inside].reshape(-1, 3), axis=0, return_counts=True)
         if int(counts.max()) >= RENDERED * int(inside.sum()):
@@ -64,7 +65,7 @@ def grainy(rgb: RGBImage, quad: Quad, letters: Mask) -> bool:
                                                                                                np.uint8)) > 0)
     if ring.any():
         around = np.median(crop[ring], axis=0)
-        inside &= np.abs(crop - around).max(axis=2) > SEPARATE
+        inside &= channels.largest(np.abs(crop - around)) > SEPARATE
     if int(inside.sum()) < MIN_INSIDE:
         return False
     residual = residuals[inside]

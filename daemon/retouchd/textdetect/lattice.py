@@ -25,6 +25,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from retouchd.textdetect import channels
+
 WORK_SIDE = 1024
 """Long side the autocorrelation is computed at (larger images are reduced first)."""
 CLIP = 4.0
@@ -94,21 +96,31 @@ def autocorrelation(signal: Floats) -> Floats:
     rows, cols = cv2.getOptimalDFTSize(2 * h), cv2.getOptimalDFTSize(2 * w)
     padded = np.zeros((rows, cols), np.float32)
     padded[:h, :w] = signal - signal.mean()
-    spectrum = cv2.dft(padded, flags=cv2.DFT_COMPLEX_OUTPUT)
+    # Only the first h rows hold the signal: the row transforms of the zero padding below are skipped.
+    spectrum = cv2.dft(padded, flags=cv2.DFT_COMPLEX_OUTPUT, nonzeroRows=h)
     power = cv2.mulSpectrums(spectrum, spectrum, 0, conjB=True)
-    corr = np.fft.fftshift(cv2.idft(power, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE))
+    raw = cv2.idft(power, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)
     # Pixels overlapping at each shift: (w − |dx|)(h − |dy|).
     dx = np.maximum(w - np.abs(np.arange(cols, dtype=np.float32) - cols // 2), 0)
     dy = np.maximum(h - np.abs(np.arange(rows, dtype=np.float32) - rows // 2), 0)
     count = dy[:, None] * dx[None, :]
-    norm = np.where(count > 0.25 * h * w, corr / np.maximum(count, 1.0), 0.0)
-    return np.asarray(norm / max(float(norm[rows // 2, cols // 2]), 1e-6), np.float32)
+    measured = count > 0.25 * h * w
+    np.maximum(count, 1.0, out=count)
+    # Centred (as `np.fft.fftshift`) and divided by the overlap in one pass per quadrant, only where measured.
+    norm = np.zeros((rows, cols), np.float32)
+    cy, cx = rows // 2, cols // 2
+    for dst_y, src_y in ((slice(cy, rows), slice(0, rows - cy)), (slice(0, cy), slice(rows - cy, rows))):
+        for dst_x, src_x in ((slice(cx, cols), slice(0, cols - cx)), (slice(0, cx), slice(cols - cx, cols))):
+            np.divide(raw[src_y, src_x], count[dst_y, dst_x], out=norm[dst_y, dst_x], where=measured[dst_y, dst_x])
+    norm /= np.float32(max(float(norm[cy, cx]), 1e-6))
+    return norm
 
 
 def _sigma(corr: Floats) -> float:
     """Robust sigma of the autocorrelation over the shifts it was measured at."""
-    values = corr[corr != 0]
-    return 1.4826 * float(np.median(np.abs(values - np.median(values)))) + 1e-6
+    values = corr[corr != 0]  # a copy: the medians may reorder it
+    deviations = np.abs(values - np.median(values, overwrite_input=True))
+    return 1.4826 * float(np.median(deviations, overwrite_input=True)) + 1e-6
 
 
 def repeat_height(lum: Floats, basis: npt.NDArray[np.float64]) -> float:
@@ -131,23 +143,37 @@ def _peaks(corr: Floats) -> tuple[npt.NDArray[np.float64], Floats]:
     rows, cols = corr.shape
     sigma = _sigma(corr)
     cy, cx = rows // 2, cols // 2
-    ring = np.zeros((2 * RING[1] + 1,) * 2, np.uint8)
-    cv2.circle(ring, (RING[1], RING[1]), RING[1], 1, -1)
-    cv2.circle(ring, (RING[1], RING[1]), RING[0] - 1, 0, -1)
-    around = cv2.dilate(corr, ring)
-    local = cv2.dilate(corr, np.ones((2 * RING[0] - 1,) * 2, np.uint8))
-    keep = (corr == local) & (corr - around >= PROMINENCE * sigma) & (corr >= MIN_PEAK * sigma)
-    keep[cy + 1 :] = False
+    # The upper half-plane only, and the rows its local maxima's windows reach below it.
+    upper = corr[: cy + 1]
+    local = cv2.dilate(corr[: cy + RING[0]], np.ones((2 * RING[0] - 1,) * 2, np.uint8))[: cy + 1]
+    keep = (upper == local) & (upper >= MIN_PEAK * sigma)
     keep[cy, : cx + 1] = False
     keep[max(cy - MIN_STEP, 0) : cy + 1, max(cx - MIN_STEP, 0) : cx + MIN_STEP + 1] &= (
         np.hypot(*np.mgrid[-min(MIN_STEP, cy) : 1, -min(MIN_STEP, cx) : min(MIN_STEP, cols - cx - 1) + 1])
         >= MIN_STEP)
     ys, xs = np.nonzero(keep)
+    # The ring's maximum (a dilation by the ring) at the few local maxima left, not over the whole image.
+    prominent = upper[ys, xs] - _ring_max(corr, ys, xs) >= PROMINENCE * sigma
+    ys, xs = ys[prominent], xs[prominent]
     shifts = np.column_stack([xs - cx, ys - cy]).astype(np.float64)
     for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
         if 0 < x < cols - 1 and 0 < y < rows - 1:
             shifts[i] += [_vertex(corr[y, x - 1 : x + 2]), _vertex(corr[y - 1 : y + 2, x])]
     return shifts, corr[ys, xs]
+
+
+def _ring_max(corr: Floats, ys: npt.NDArray[np.intp], xs: npt.NDArray[np.intp]) -> Floats:
+    """At each (ys, xs), the maximum of `corr` over the ring of radii `RING` around it (pixels past the border
+    left out): `cv2.dilate(corr, ring)` there."""
+    ring = np.zeros((2 * RING[1] + 1,) * 2, np.uint8)
+    cv2.circle(ring, (RING[1], RING[1]), RING[1], 1, -1)
+    cv2.circle(ring, (RING[1], RING[1]), RING[0] - 1, 0, -1)
+    oy, ox = np.nonzero(ring)
+    at_y, at_x = ys[:, None] + (oy - RING[1])[None, :], xs[:, None] + (ox - RING[1])[None, :]
+    inside = (at_y >= 0) & (at_y < corr.shape[0]) & (at_x >= 0) & (at_x < corr.shape[1])
+    values = np.where(inside, corr[np.clip(at_y, 0, corr.shape[0] - 1), np.clip(at_x, 0, corr.shape[1] - 1)],
+                      -np.inf)
+    return np.asarray(values.max(axis=1) if len(ys) else np.zeros(0), np.float32)
 
 
 def _vertex(three: Floats) -> float:
@@ -172,10 +198,10 @@ def _reduced(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> tuple[np
 
 def find(rgb: npt.NDArray[np.uint8]) -> Lattice | None:
     """The lattice along which `rgb` repeats exactly, or None."""
-    lum = rgb.astype(np.float32).mean(axis=2)
+    lum = channels.mean32(rgb)
     scale = min(1.0, WORK_SIDE / max(lum.shape))
     if scale < 1.0:
-        lum = cv2.resize(lum, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        lum = np.asarray(cv2.resize(lum, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), np.float32)
     corr = autocorrelation(whitened(detail(lum)))
     shifts, heights = _peaks(corr)
     if len(shifts) < 2:

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from retouchd.textdetect import channels
 from retouchd.textdetect.db import Quad, quad_size, quad_tilt
 from retouchd.textdetect.unblend import Unblend, fit_band
 from retouchd.typing import Mask, RGBImage
@@ -103,16 +104,22 @@ def _box(rgb: RGBImage, quad: Quad, letters: Mask, line: float) -> Mask | str | 
     colour = np.median(inside[bins == np.bincount(bins).argmax()], axis=0)
     # Only the window the box may reach is compared (a full-image pass per line was most of the time).
     wy0, wy1, wx0, wx1 = _bounds(quad, shape, BOX_REACH * line, BOX_REACH * line)
-    distance = np.full(shape, 255, np.int16)
     window = rgb[wy0:wy1, wx0:wx1].astype(np.int16)
-    distance[wy0:wy1, wx0:wx1] = np.abs(window - colour.astype(np.int16)).max(axis=2)
+    distance = channels.largest(np.abs(window - colour.astype(np.int16)))
+
+    def flat(tolerance: int) -> Mask:
+        """The pixels within `tolerance` of the colour (none outside the window)."""
+        out = np.zeros(shape, bool)
+        out[wy0:wy1, wx0:wx1] = distance <= tolerance
+        return out
+
     # A box the colour of what lies around it (a yellow tag on a yellow petal) leaks at the loose tolerance;
     # its rendered fill is exact enough to stand out at the tight one.
     for tolerance in (FLAT_TOLERANCE, EXACT_TOLERANCE):
-        box = _box_at(distance <= tolerance, (y0, y1, x0, x1), quad, letters, line)
+        box = _box_at(flat(tolerance), (y0, y1, x0, x1), quad, letters, line)
         if box is not None:
             return box
-    plate = _smooth_plate(rgb, distance <= FLAT_TOLERANCE, (y0, y1, x0, x1), quad, line, letters)
+    plate = _smooth_plate(rgb, flat(FLAT_TOLERANCE), (y0, y1, x0, x1), quad, line, letters)
     return _box_at(plate, (y0, y1, x0, x1), quad, letters, line, plate=True)
 
 
@@ -206,16 +213,18 @@ def _in_perspective(filled: Mask) -> bool:
 def _step_rows(lum: Floats, rows: range, xs: slice, sign: float) -> tuple[int, float] | None:
     """The row whose step from the row above is the strongest consistent one with `sign`, and its size."""
     best: tuple[int, float] | None = None
-    for y in rows:
-        if y < 1 or y >= lum.shape[0]:
-            continue
-        diff = lum[y, xs] - lum[y - 1, xs]
-        median = float(np.median(diff))
+    ys = np.array([y for y in rows if 1 <= y < lum.shape[0]], np.intp)
+    if ys.size == 0 or xs.stop <= xs.start:
+        return None
+    diffs = lum[ys, xs] - lum[ys - 1, xs]
+    medians = np.median(diffs, axis=1)  # every row's at once: the same values as row by row
+    for y, diff, middle in zip(ys, diffs, medians, strict=True):
+        median = float(middle)
         if median * sign < BAND_STEP:
             continue
         consistent = float((diff * sign > 0.5 * abs(median)).mean())
         if consistent >= BAND_CONSISTENT and (best is None or abs(median) > abs(best[1])):
-            best = (y, median)
+            best = (int(y), median)
     return best
 
 
@@ -246,7 +255,7 @@ def _band(rgb: RGBImage, quad: Quad, letters: Mask, line: float) -> Unblend | No
     reach = int(BAND_REACH * line) + 2
     lum = np.zeros(rgb.shape[:2], np.float32)
     lo, hi = max(0, int(qy0) - reach - 2), min(rgb.shape[0], int(qy1) + reach + 2)
-    lum[lo:hi] = rgb[lo:hi].astype(np.float32).mean(axis=2)
+    lum[lo:hi] = channels.mean32(rgb[lo:hi])
     up = range(int(qy0) - reach, int(qy0) + 2)
     down = range(int(qy1) - 1, int(qy1) + reach)
     for sign in (-1.0, 1.0):
@@ -270,12 +279,11 @@ def _band(rgb: RGBImage, quad: Quad, letters: Mask, line: float) -> Unblend | No
 
 def _explained(rgb: RGBImage, band: Unblend, y0: int, y1: int) -> npt.NDArray[np.bool_]:
     gain, offset = np.array(band.gain), np.array(band.offset)
-    image = rgb.astype(np.float32)
     better = np.ones(rgb.shape[1], bool)
     for out_row, in_row in ((y0 - 1, y0), (y1, y1 - 1)):
-        outside, inside = image[out_row], image[in_row]
-        model = np.abs(inside - (gain * outside + offset)).mean(axis=1)
-        plain = np.abs(inside - outside).mean(axis=1)
+        outside, inside = rgb[out_row].astype(np.float32), rgb[in_row].astype(np.float32)  # the two rows only
+        model = channels.mean(np.abs(inside - (gain * outside + offset)))
+        plain = channels.mean(np.abs(inside - outside))
         better &= model < 0.5 * plain
     return better
 

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from retouchd.textdetect import blendfit as fit
+from retouchd.textdetect import channels
 from retouchd.textdetect.blendfit import MIN_BLOB, MIN_CONTRAST, MIN_COPIES
 from retouchd.textdetect.cells import Cells as _Cells
 from retouchd.textdetect.cells import median as _median
@@ -85,7 +86,7 @@ def _shape(image: Floats, lattice: Lattice) -> list[tuple[Mask, Mask, float]]:
     the bright side (a white mark) or the dark side; the likelier first (the other side holds the strokes'
     halo, which the blend model then rejects)."""
     cells = _Cells(image.shape[:2], lattice.copies)
-    fine = detail(np.ascontiguousarray(image.mean(axis=2)))
+    fine = detail(np.ascontiguousarray(channels.mean(image)))
     detail_cells, inside = cells.cut(fine)
     if len(cells.points) < MIN_COPIES:
         return []
@@ -127,7 +128,7 @@ def _lettering(strokes: Mask, lattice: Lattice) -> bool:
 
 
 def _gradient(image: Floats) -> tuple[Floats, Floats]:
-    lum = np.ascontiguousarray(image.mean(axis=-1) if image.ndim == 3 else image)
+    lum = np.ascontiguousarray(channels.mean(image) if image.ndim == 3 else image)
     return (np.asarray(cv2.Sobel(lum, cv2.CV_32F, 1, 0, ksize=3), np.float32),
             np.asarray(cv2.Sobel(lum, cv2.CV_32F, 0, 1, ksize=3), np.float32))
 
@@ -149,7 +150,7 @@ def _smoothed(image: Floats, cells: _Cells, alpha: Floats, level: Floats) -> flo
     votes = []
     for patch, valid in zip(patches, inside, strict=True):
         here = where & valid
-        if here.sum() < 0.3 * where.sum() or float(np.abs(patch - level).mean(axis=-1)[here].mean()) < MIN_CONTRAST:
+        if here.sum() < 0.3 * where.sum() or float(channels.mean(np.abs(patch - level))[here].mean()) < MIN_CONTRAST:
             continue
         after = np.clip((patch - a * level) / (1 - a), 0, 255)
         edges = [float((gx * ax + gy * ay)[here].sum()) for gx, gy in (_gradient(patch), _gradient(after))]
@@ -204,7 +205,7 @@ def _explained(image: Floats, alpha: Floats, colour: Floats, basis: npt.NDArray[
     0.04–0.30, 0.11 over a pale wooden board)."""
     a = np.minimum(alpha, 0.8)[..., None]
     after = np.clip((image - a * colour) / (1 - a), 0, 255)
-    before_height, after_height = (repeat_height(np.ascontiguousarray(x.mean(axis=2)), basis) for x in (image, after))
+    before_height, after_height = (repeat_height(np.ascontiguousarray(channels.mean(x)), basis) for x in (image, after))
     return after_height <= RESIDUE * before_height
 
 
@@ -212,7 +213,7 @@ def _gated(image: Floats, alpha: Floats, colour: Floats) -> Floats:
     """`alpha` without the copies where un-blending draws the mark in negative (the un-blended photo follows
     the opacity the wrong way, correlation past `GATE`): places on the lattice the layout left empty."""
     a = np.minimum(alpha, 0.8)
-    after = ((image.mean(axis=2) - a * float(colour.mean())) / (1 - a)).astype(np.float64)
+    after = ((channels.mean(image) - a * float(colour.mean())) / (1 - a)).astype(np.float64)
     where = _grow(alpha > 0, RIM)
     count, labels = cv2.connectedComponents(_grow(alpha > 0, WORD).astype(np.uint8), connectivity=8)
     inside = labels[where]

@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from retouchd.textdetect import channels
 from retouchd.textdetect.db import Quad, quad_size
 from retouchd.typing import Mask, RGBImage
 
@@ -104,8 +105,10 @@ def add_shadow(rgb: RGBImage, quad: Quad, letters: Mask, out: Mask, halo: int = 
     change = _change(crop, zone)
     glyphs = ink & (change < -LIGHT_LETTERS)
     if int(glyphs.sum()) >= max(16, FIT_SHARE * int(ink.sum())):
-        zone = _grow(glyphs, reach) & inner
-        fitted = _unblendable(crop, zone, glyphs, line)
+        grown = _grow(glyphs, reach) & inner
+        # The same zone (the light glyphs are most of the letters) diffuses the same background: not redone.
+        fitted = _unblendable(crop, grown, glyphs, line, change if np.array_equal(grown, zone) else None)
+        zone = grown
         if fitted is not None:
             alpha = fitted
             keep = _grow(glyphs, GLYPH_RIM + halo)
@@ -135,14 +138,14 @@ def add_shadow(rgb: RGBImage, quad: Quad, letters: Mask, out: Mask, halo: int = 
 def _change(crop: RGBImage, zone: Mask) -> Floats:
     """How much darker than the photo diffused into `zone` from around it each pixel is (mean over channels)."""
     background = cv2.inpaint(crop, zone.astype(np.uint8), TELEA_RADIUS, cv2.INPAINT_TELEA)
-    return np.asarray(background.astype(np.float32).mean(axis=2) - crop.astype(np.float32).mean(axis=2), np.float32)
+    return np.asarray(channels.mean32(background) - channels.mean32(crop), np.float32)
 
 
-def _unblendable(crop: RGBImage, zone: Mask, glyphs: Mask, line: float) -> Floats | None:
+def _unblendable(crop: RGBImage, zone: Mask, glyphs: Mask, line: float, change: Floats | None = None) -> Floats | None:
     """The darkening of the glyphs' drop shadow, cast by the glyphs that have one (`_casting`), when they
     have one (`_offset`) that `_fit` fits; found in a zone grown from the glyphs alone (the letter mask can
-    take in dark photo)."""
-    change = _change(crop, zone)
+    take in dark photo). `change`: `_change(crop, zone)` when already known."""
+    change = _change(crop, zone) if change is None else change
     around = zone & ~_grow(glyphs, SKIP)
     if _offset(glyphs.astype(np.float32), (change > DARKER) & around, around, line) is None:
         return None
@@ -178,12 +181,37 @@ def _casting(glyphs: Mask, darkening: Floats, free: Mask, scale: float, params: 
 
 def _darkening(crop: RGBImage, change: Floats) -> Floats:
     """1 − I/B̂ per pixel (B̂: the photo diffused from around the zone)."""
-    estimate = np.maximum(crop.astype(np.float32).mean(axis=2) + change, 8.0)
+    estimate = np.maximum(channels.mean32(crop) + change, 8.0)
     return np.asarray(np.clip(change / estimate, -1.0, 1.0), np.float32)
 
 
 def _template(glyphs: Mask, dx: int, dy: int, sigma: float) -> Floats:
     return np.asarray(cv2.GaussianBlur(_shifted(glyphs.astype(np.float32), dx, dy), (0, 0), sigma), np.float32)
+
+
+class _Moved:
+    """`layer` moved by (dx, dy) and blurred by `sigma`, for many offsets: blurred once per `sigma` and moved.
+    The same values, bit for bit, as blurring each moved copy when the layer is empty within the kernel's
+    reach plus the move plus `SLACK` px of the window's sides (no reflected border reaches it, and the filter's
+    last, partial vector of a row sees zeros either way); otherwise each is blurred as before."""
+
+    SLACK = 32
+
+    def __init__(self, layer: Floats) -> None:
+        self.layer = layer
+        rows, cols = np.flatnonzero(layer.any(axis=1)), np.flatnonzero(layer.any(axis=0))
+        height, width = layer.shape
+        self.room = (min(int(rows[0]), height - 1 - int(rows[-1])), min(int(cols[0]), width - 1 - int(cols[-1]))) \
+            if rows.size else (height, width)
+        self.blurred: dict[float, Floats] = {}
+
+    def __call__(self, dx: int, dy: int, sigma: float) -> Floats:
+        reach = (round(sigma * 8 + 1) | 1) // 2 + self.SLACK  # OpenCV's kernel for float images: 8σ + 1
+        if self.room[0] < reach + abs(dy) or self.room[1] < reach + abs(dx):
+            return np.asarray(cv2.GaussianBlur(_shifted(self.layer, dx, dy), (0, 0), sigma), np.float32)
+        if sigma not in self.blurred:
+            self.blurred[sigma] = np.asarray(cv2.GaussianBlur(self.layer, (0, 0), sigma), np.float32)
+        return _shifted(self.blurred[sigma], dx, dy)
 
 
 def _shifted(layer: Floats, x: int, y: int) -> Floats:
@@ -205,13 +233,14 @@ def _fit(glyphs: Mask, crop: RGBImage, change: Floats, free: Mask,
     step = max(1, round(STEP * line))
     reach = max(1, round(OFFSET * line / step))
     best: tuple[float, float, tuple[int, int, float] | None] = (EXPLAINED * total, 0.0, None)
+    moved = _Moved(glyphs.astype(np.float32))
     for dy in range(reach + 1):
         for dx in range(reach + 1):
             if dx == 0 and dy == 0:
                 continue
             for sigma in SIGMAS:
                 params = (dx * step, dy * step, max(0.8, sigma * BLUR * line))
-                t = _template(glyphs, *params)[free]
+                t = moved(*params)[free]
                 t = t - float(t.mean())
                 energy = float((t * t).sum())
                 if energy < 1e-3:
@@ -243,9 +272,10 @@ def _offset(ink: Floats, darker: Mask, around: Mask, line: float) -> Floats | No
     step = max(1, round(STEP * line))
     reach = max(1, round(OFFSET * line / step))
     sigma = max(1.0, BLUR * line)
+    blurred = _Moved(ink)
 
     def moved(dx: int, dy: int) -> Floats:
-        return np.asarray(cv2.GaussianBlur(_shifted(ink, dx * step, dy * step), (0, 0), sigma), np.float32)
+        return blurred(dx * step, dy * step, sigma)
 
     best: tuple[float, Floats | None] = (LEAD, None)
     for dy in range(reach + 1):

@@ -44,6 +44,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from retouchd.textdetect import channels
 from retouchd.textdetect.db import Quad, quad_size
 from retouchd.typing import Mask, RGBImage
 
@@ -98,7 +99,7 @@ def _contrast(crop: RGBImage, unknown: Bools, scale: float = 1.0) -> npt.NDArray
         small_unknown = cv2.resize(unknown.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
         filled = cv2.inpaint(small, small_unknown, TELEA_RADIUS, cv2.INPAINT_TELEA)
         background = cv2.resize(filled, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_LINEAR)
-    return np.asarray(np.abs(crop.astype(np.int16) - background.astype(np.int16)).max(axis=2), np.int16)
+    return np.asarray(channels.largest(np.abs(crop.astype(np.int16) - background.astype(np.int16))), np.int16)
 
 
 def _colour_bins(crop: RGBImage) -> Bins:
@@ -108,12 +109,20 @@ def _colour_bins(crop: RGBImage) -> Bins:
 
 def _neighbourhood_counts(bins: Bins) -> npt.NDArray[np.float32]:
     """Per colour bin, how many of `bins` fall in it or in one of its 26 neighbours."""
-    grid = np.bincount(bins, minlength=_SIDE**3).astype(np.float32).reshape(_SIDE, _SIDE, _SIDE)
-    for axis in range(3):
-        padded = np.pad(grid, [(1, 1) if a == axis else (0, 0) for a in range(3)])
-        grid = padded.take(range(_SIDE), axis) + padded.take(range(1, _SIDE + 1), axis)
-        grid += padded.take(range(2, _SIDE + 2), axis)
-    return grid.reshape(-1)
+    # Box sums of whole counts, one axis after the other over a zero-padded grid (exact in any order).
+    grid = np.zeros((_SIDE + 2,) * 3, np.float32)
+    grid[1:-1, 1:-1, 1:-1] = np.bincount(bins, minlength=_SIDE**3).reshape(_SIDE, _SIDE, _SIDE)
+    grid = grid[:-2] + grid[1:-1] + grid[2:]
+    grid = grid[:, :-2] + grid[:, 1:-1] + grid[:, 2:]
+    return np.ascontiguousarray(grid[:, :, :-2] + grid[:, :, 1:-1] + grid[:, :, 2:]).reshape(-1)
+
+
+def _near_bin(peak: int) -> npt.NDArray[np.bool_]:
+    """The colour bins `peak` and its 26 neighbours fall in (`_neighbourhood_counts([peak]) > 0`)."""
+    near = np.zeros((_SIDE,) * 3, bool)
+    r, g, b = peak // (_SIDE * _SIDE), peak // _SIDE % _SIDE, peak % _SIDE
+    near[max(r - 1, 0) : r + 2, max(g - 1, 0) : g + 2, max(b - 1, 0) : b + 2] = True
+    return near.reshape(-1)
 
 
 def _ring_share(bins: Bins, ring: Bools, chunk: npt.NDArray[np.int32]) -> npt.NDArray[np.float32]:
@@ -155,7 +164,7 @@ def _text_colours(bins: Bins, seeds: Bools, chunk: npt.NDArray[np.int32], strong
         peak = int(remaining.argmax())
         if remaining[peak] < MODE_SHARE * total:
             break
-        near = _neighbourhood_counts(np.array([peak], np.int32)) > 0
+        near = _near_bin(peak)
         if _runs_on(near[bins] & strong, box, ends):
             passed |= near
             continue
