@@ -23,7 +23,8 @@ def test_a_dark_row_pair_over_a_bright_inside_is_no_band() -> None:
     y0, y1, x0, x1 = 40, 80, 20, 280
     image[y0 : y0 + 3, x0:x1] = (image[y0 : y0 + 3, x0:x1] * 0.29).astype(np.uint8)
     image[y1 - 3 : y1, x0:x1] = (image[y1 - 3 : y1, x0:x1] * 0.29).astype(np.uint8)
-    assert fit_band(image, (y0, y1, x0, x1), np.zeros(image.shape[:2], bool)) is None
+    assert fit_band(image, (y0, y1, x0, x1), np.zeros(image.shape[:2], bool)) is not None  # the slope alone
+    assert fit_band(image, (y0, y1, x0, x1), np.zeros(image.shape[:2], bool), in_range=True) is None
 
 
 def test_a_true_band_over_even_planks_is_unblended() -> None:
@@ -33,7 +34,7 @@ def test_a_true_band_over_even_planks_is_unblended() -> None:
     image = clean.copy()
     y0, y1, x0, x1 = 40, 80, 20, 280
     image[y0:y1, x0:x1] = np.round(clean[y0:y1, x0:x1] * 0.45).astype(np.uint8)
-    band = fit_band(image, (y0, y1, x0, x1), np.zeros(image.shape[:2], bool))
+    band = fit_band(image, (y0, y1, x0, x1), np.zeros(image.shape[:2], bool), in_range=True)
     assert band is not None
     assert np.allclose(band.gain, 0.45, atol=0.02)
     out, clipped = apply(image, [band])

@@ -5,7 +5,8 @@ across its edges: the row just outside and the row just inside see nearly the sa
 band and one with it. A least-squares line through those pairs (outliers past 2.5 MADs dropped, letters
 left out) gives gain and offset. When the photo along the edge is too uniform to fix the slope, the band's
 colour is taken as black or white (whichever side the step goes) and only α is fitted.
-A band whose inverse would clip more than `MAX_CLIPPED` of its pixels (letters aside) is no band.
+A band whose inverse would clip more than `MAX_CLIPPED` of its pixels (letters aside) is no band (checked on the
+band as finally fitted, `in_range`).
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ def _line(outside: Floats, inside: Floats, darker: bool) -> tuple[float, float] 
     return gain, (1 - gain) * colour
 
 
-def fit_band(rgb: RGBImage, rect: tuple[int, int, int, int], letters: Mask) -> Unblend | None:
-    """The blend of the band whose top row is y0 and whose last row is y1 − 1, from the rows across its edges."""
+def fit_band(rgb: RGBImage, rect: tuple[int, int, int, int], letters: Mask, *, in_range: bool = False
+             ) -> Unblend | None:
+    """The blend of the band whose top row is y0 and whose last row is y1 − 1, from the rows across its edges;
+    with `in_range`, None when un-blending it would clip more than `MAX_CLIPPED` of its pixels."""
     y0, y1, x0, x1 = rect
     height = rgb.shape[0]
     pairs = [(y0 - 1, y0), (y1, y1 - 1)]
@@ -89,9 +92,10 @@ def fit_band(rgb: RGBImage, rect: tuple[int, int, int, int], letters: Mask) -> U
         return None
     band = Unblend(rect, (gains[0], gains[1], gains[2]), (offsets[0], offsets[1], offsets[2]))
     free = ~letters[y0:y1, x0:x1]
-    if free.any() and float(apply(rgb[y0:y1, x0:x1], [replace(band, rect=(0, y1 - y0, 0, x1 - x0))])[1][free].mean()
-                        ) > MAX_CLIPPED:
-        return None
+    if in_range and free.any():
+        _, clipped = apply(rgb[y0:y1, x0:x1], [replace(band, rect=(0, y1 - y0, 0, x1 - x0))])
+        if float(clipped[free].mean()) > MAX_CLIPPED:
+            return None
     return band
 
 
