@@ -88,7 +88,9 @@ class RemoveTextStep(Step[RemoveTextOptions]):
             rgb, painted = pagefill.apply(rgb, list(found.pages))
             hole = hole & ~painted
         metrics["bands"] = len(found.bands)
-        rgb = inpaint(rgb, hole, engine=opts.engine, ctx=ctx)
+        from retouchd.textdetect.rim import take_rim
+
+        rgb = inpaint(rgb, take_rim(rgb, hole), engine=opts.engine, ctx=ctx)
         metrics["treated"] = True
         metrics["inpaint_seconds"] = round(time.perf_counter() - start, 3)
         return StepResult(Frame(rgb, frame.alpha), metrics)

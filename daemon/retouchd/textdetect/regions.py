@@ -273,7 +273,7 @@ def _band(rgb: RGBImage, quad: Quad, letters: Mask, line: float) -> Unblend | No
         x0, x1 = _run(_explained(rgb, first, y0, y1), int((qx0 + qx1) / 2), int(2 * line))
         if x1 - x0 < 0.9 * (xs.stop - xs.start):
             continue
-        return fit_band(rgb, (y0, y1, x0, x1), letters)
+        return fit_band(rgb, (y0, y1, x0, x1), letters, in_range=True)
     return None
 
 
