@@ -67,6 +67,12 @@ class Params:
     """Highest DCT order (u + v) kept for luma and for each chroma axis."""
     locality: float = 10.0
     """Distance added per squared pixel of copy offset: prefer sources near the target."""
+    ring_cost: float = 160.0
+    """Distance added per squared pixel a source lies beyond `ring_width` from the hole: prefer sources near the
+    hole itself, whatever the target. With the locality alone the fill drifted toward the mean of the whole crop."""
+    ring_width: float = 4.0
+    """Width (level pixels) of the ring around the hole whose sources pay no `ring_cost` (the nearest fully known
+    patches of a 7 px patch)."""
     seed: int = 0
     seam: bool = True
     """Cancel the fill's low-frequency mismatch with its surroundings (gradient-domain style)."""
@@ -117,6 +123,8 @@ class Level:
         self.hole_p = holef[0, 0] > 0.5
         touches = box_max(holef, params.patch, 0)[0, 0] > 0
         self.src_ok = ~touches
+        self._src_far: torch.Tensor | None = None
+        """Per position, the squared distance beyond the ring that `ring_cost` charges (None: no charge)."""
         self.n_sources = int(self.src_ok.sum())
         self.ty, self.tx = torch.nonzero(touches, as_tuple=True)
         self.sy, self.sx = self.ty, self.tx
@@ -142,6 +150,11 @@ class Level:
         self.src_desc = desc.reshape(self.h * self.w, -1)
         self.grid_y = torch.full((self.h, self.w), -1, dtype=torch.long, device=self.feat.device)
         self.grid_x = torch.full_like(self.grid_y, -1)
+        if self.p.ring_cost > 0:
+            # A periodic pattern copies whole periods away: its ring is at least a period wide.
+            width = max([self.p.ring_width] + [float(np.hypot(vy, vx)) for vy, vx in self.lattice])
+            away = _hole_distance(self.hole_p[self.r : self.r + self.h, self.r : self.r + self.w])
+            self._src_far = (away - width).clamp_min(0).square().reshape(-1)
 
     def target_descriptors(self) -> torch.Tensor:
         """Descriptors of the target patches, from the current estimate of the hole.
@@ -201,6 +214,8 @@ class Level:
         if self.p.locality > 0:
             far = (cy - self.ty[None]).square() + (cx - self.tx[None]).square()
             out += self.p.locality * far.float()
+        if self._src_far is not None:
+            out += self.p.ring_cost * self._src_far.index_select(0, (cy * self.w + cx).reshape(-1)).view(k, n)
         if self._phase_cost > 0:
             out += self._phase_cost * phase_error(self.lattice, cy - self.ty[None], cx - self.tx[None])
         return out
@@ -365,6 +380,13 @@ def _nearest_source_table(src_ok: torch.Tensor) -> torch.Tensor:
     lookup = np.zeros(int(labels.max()) + 1, dtype=np.int64)
     lookup[labels.ravel()[flat]] = flat
     return torch.from_numpy(lookup[labels.ravel()]).to(src_ok.device)
+
+
+def _hole_distance(hole: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance of each pixel to the nearest hole pixel (0 inside the hole)."""
+    known = np.where(hole.cpu().numpy(), 0, 255).astype(np.uint8)
+    away = cv2.distanceTransform(known, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return torch.from_numpy(away).to(hole.device)
 
 
 def _hole_depth(hole: torch.Tensor) -> torch.Tensor:
