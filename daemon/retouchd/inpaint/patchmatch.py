@@ -153,7 +153,7 @@ class Level:
         if self.p.ring_cost > 0:
             # A periodic pattern copies whole periods away: its ring is at least a period wide.
             width = max([self.p.ring_width] + [float(np.hypot(vy, vx)) for vy, vx in self.lattice])
-            away = _hole_distance(self.hole_p[self.r : self.r + self.h, self.r : self.r + self.w])
+            away = _hole_depth(~self.hole_p[self.r : self.r + self.h, self.r : self.r + self.w])  # from the hole
             self._src_far = (away - width).clamp_min(0).square().reshape(-1)
 
     def target_descriptors(self) -> torch.Tensor:
@@ -380,13 +380,6 @@ def _nearest_source_table(src_ok: torch.Tensor) -> torch.Tensor:
     lookup = np.zeros(int(labels.max()) + 1, dtype=np.int64)
     lookup[labels.ravel()[flat]] = flat
     return torch.from_numpy(lookup[labels.ravel()]).to(src_ok.device)
-
-
-def _hole_distance(hole: torch.Tensor) -> torch.Tensor:
-    """Euclidean distance of each pixel to the nearest hole pixel (0 inside the hole)."""
-    known = np.where(hole.cpu().numpy(), 0, 255).astype(np.uint8)
-    away = cv2.distanceTransform(known, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return torch.from_numpy(away).to(hole.device)
 
 
 def _hole_depth(hole: torch.Tensor) -> torch.Tensor:
