@@ -306,28 +306,3 @@ def test_half_mean_equals_the_ceil_mode_pool() -> None:
         x = torch.rand(shape, generator=gen) * 255
         x[..., ::3, ::5] = 0.0
         assert torch.equal(half_mean(x), F.avg_pool2d(x, 2, ceil_mode=True))
-
-
-def test_ring_cost_draws_sources_from_the_ring_around_the_hole() -> None:
-    """A crop of one noise texture: the plain search (no locality) copies from anywhere in it; with `ring_cost`
-    (the default), a source pays for how far beyond `ring_width` it lies from the hole, and the targets copy from
-    near the ring.
-    """
-    gen = torch.Generator().manual_seed(3)
-    feat = 100 + 30 * torch.rand(3, 128, 128, generator=gen)
-    hole = torch.zeros(128, 128, dtype=torch.bool)
-    hole[52:76, 52:76] = True
-    away = torch.from_numpy(
-        cv2.distanceTransform(np.where(hole.numpy(), 0, 255).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    )
-    medians = []
-    for params in (Params(locality=0.0, ring_cost=0.0), Params(locality=0.0)):
-        level = Level(feat.clone(), hole, params)
-        level.prepare_search()
-        level.set_field(level.ty, level.tx)
-        with single_thread():
-            level.search(4, torch.Generator().manual_seed(0))
-        inside = hole[level.ty, level.tx]
-        medians.append(float(away[level.sy, level.sx][inside].median()))
-    assert medians[0] > 18  # sources lie 4 to 52 px from the hole (22 here)
-    assert medians[1] < 6  # 4.0 here: the first fully known patches

@@ -69,12 +69,6 @@ class Params:
     """Highest DCT order (u + v) kept for luma and for each chroma axis."""
     locality: float = 10.0
     """Distance added per squared pixel of copy offset: prefer sources near the target."""
-    ring_cost: float = 160.0
-    """Distance added per squared pixel a source lies beyond `ring_width` from the hole: prefer sources near the
-    hole itself, whatever the target. With the locality alone the fill drifted toward the mean of the whole crop."""
-    ring_width: float = 4.0
-    """Width (level pixels) of the ring around the hole whose sources pay no `ring_cost` (the nearest fully known
-    patches of a 7 px patch)."""
     seed: int = 0
     seam: bool = True
     """Cancel the fill's low-frequency mismatch with its surroundings (gradient-domain style)."""
@@ -125,8 +119,6 @@ class Level:
         self.hole_p = holef[0, 0] > 0.5
         touches = box_max(holef, params.patch, 0)[0, 0] > 0
         self.src_ok = ~touches
-        self._src_far: torch.Tensor | None = None
-        """Per position, the squared distance beyond the ring that `ring_cost` charges (None: no charge)."""
         self.n_sources = int(self.src_ok.sum())
         self.ty, self.tx = torch.nonzero(touches, as_tuple=True)
         self.sy, self.sx = self.ty, self.tx
@@ -158,11 +150,6 @@ class Level:
         self.grid_x = torch.full_like(self.grid_y, -1)
         self._at = self.ty * self.w + self.tx
         self._neighbours: dict[int, tuple[torch.Tensor, ...]] = {}
-        if self.p.ring_cost > 0:
-            # A periodic pattern copies whole periods away: its ring is at least a period wide.
-            width = max([self.p.ring_width] + [float(np.hypot(vy, vx)) for vy, vx in self.lattice])
-            away = _hole_depth(~self.hole_p[self.r : self.r + self.h, self.r : self.r + self.w])  # from the hole
-            self._src_far = (away - width).clamp_min(0).square().reshape(-1)
 
     def target_descriptors(self) -> torch.Tensor:
         """Descriptors of the target patches, from the current estimate of the hole.
@@ -223,8 +210,6 @@ class Level:
         if self.p.locality > 0:
             far = (cy - self.ty[None]).square() + (cx - self.tx[None]).square()
             out += self.p.locality * far.float()
-        if self._src_far is not None:
-            out += self.p.ring_cost * self._src_far.index_select(0, (cy * self.w + cx).reshape(-1)).view(k, n)
         if self._phase_cost > 0:
             out += self._phase_cost * phase_error(self.lattice, cy - self.ty[None], cx - self.tx[None])
         return out
