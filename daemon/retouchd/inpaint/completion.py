@@ -27,10 +27,8 @@ def push_pull(feat: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         return feat
     if not bool(known.any()):
         return torch.full_like(feat, 128.0)
-    k = known[None, None].float()
-    num = half_mean(feat[None] * k)
-    den = half_mean(k)
-    coarse = push_pull((num / den.clamp_min(1e-8))[0], den[0, 0] > 0)
+    mean, share = known_half(feat, known)
+    coarse = push_pull(mean, share > 0)
     up = F.interpolate(coarse[None], size=feat.shape[1:], mode="bilinear", align_corners=False)[0]
     return torch.where(known[None], feat, up)
 
@@ -52,13 +50,19 @@ def half_mean(x: torch.Tensor) -> torch.Tensor:
     return total / count
 
 
+def known_half(feat: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Half size (C×H×W): each 2×2 window's mean over its `known` pixels (0 where none is), and the share of the
+    window that is known."""
+    k = known[None, None].float()
+    share = half_mean(k)
+    return (half_mean(feat[None] * k) / share.clamp_min(1e-8))[0], share[0, 0]
+
+
 def downsample(feat: torch.Tensor, hole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Half size; averages only known pixels, so nothing of the hole reaches a coarse known pixel."""
-    k = (~hole)[None, None].float()
-    num = half_mean(feat[None] * k)
-    den = half_mean(k)
-    coarse_hole = den[0, 0] < 0.5
-    return (num / den.clamp_min(1e-8))[0] * (~coarse_hole)[None], coarse_hole
+    mean, share = known_half(feat, ~hole)
+    coarse_hole = share < 0.5
+    return mean * (~coarse_hole)[None], coarse_hole
 
 
 def texture_features(rgb: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from retouchd.inpaint.completion import half_mean, push_pull
+from retouchd.inpaint.completion import known_half, push_pull
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +48,8 @@ def membrane(feat: torch.Tensor, known: torch.Tensor, iters: int) -> torch.Tenso
     if bool(known.all()) or not bool(known.any()):
         return push_pull(feat, known)
     if min(feat.shape[1:]) >= 4:
-        k = known[None, None].float()
-        num = half_mean(feat[None] * k)
-        den = half_mean(k)
-        coarse = membrane((num / den.clamp_min(1e-8))[0], den[0, 0] > 0, iters)
+        mean, share = known_half(feat, known)
+        coarse = membrane(mean, share > 0, iters)
         up = F.interpolate(coarse[None], size=feat.shape[1:], mode="bilinear", align_corners=False)[0]
     else:
         up = push_pull(feat, known)
