@@ -198,7 +198,7 @@ def table(rows: list[Row]) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", dest="subset", default="tune", choices=("tune", "holdout", "fresh"))
+    parser.add_argument("--set", dest="subset", default="tune", choices=("tune", "tune-extra", "holdout", "fresh"))
     parser.add_argument("--per-style", type=int, default=5)
     parser.add_argument("--engine", default="patch")
     parser.add_argument("--threads", type=int, default=2)

@@ -100,3 +100,35 @@ def test_flat_letters_among_crossing_stems_keep_their_colour() -> None:
     add_letters(image, quad, out)
     assert out[ink].mean() >= 0.99
     assert (out & ~near).sum() <= 0.05 * ink.sum()
+
+
+@pytest.mark.parametrize(("noise", "top", "bottom", "x0", "x1"), [(4, 88, 108, 150, 440), (3, 88, 108, 150, 440),
+                                                           (4, 88, 108, 140, 430)])
+def test_a_dark_shore_under_rendered_letters_is_no_text_colour(noise: float, top: int, bottom: int, x0: int,
+                                                               x1: int) -> None:
+    """Pink serif letters over a pink evening sky with a dark shore inside the line's rows, no longer than the
+    line (tune foliage summer_1am-1: the box reaches the image's side, so the shore cannot run on past both
+    ends). The shore's colour is novel to the ring above and below and holds enough seeds to be a third colour
+    peak: it was masked with the letters (~1 000 px outside the overlay; the fill painted pink streaks across
+    the shore). After a rendered colour (≥ 0.8 of its pixels in one colour bin) a peak that is not one, and does
+    not hug it (half of its pixels within 2 px), is photo."""
+    rng = np.random.default_rng(7)
+    rows = np.arange(200, dtype=np.float32)[:, None, None]
+    photo = np.array([200, 120, 170], np.float32) - 0.2 * rows + np.zeros((200, 640, 3), np.float32)
+    photo[top:bottom, x0:x1] = (52, 60, 100)
+    photo = cv2.GaussianBlur(photo, (0, 0), 1.5)
+    background = np.asarray(np.clip(photo + rng.normal(0, noise, photo.shape), 0, 255), np.uint8)
+    layer = overlays._blank(background)
+    font = overlays.face(overlays.NOTO / "NotoSerif-Bold.ttf", 36)
+    ImageDraw.Draw(layer).text((160, 70), "Spring garden", font=font, fill=(244, 84, 160, 255))
+    image = np.asarray(Image.alpha_composite(Image.fromarray(background).convert("RGBA"), layer).convert("RGB"))
+    footprint = np.asarray(layer)[..., 3] > 0
+    ys, xs = np.nonzero(footprint)
+    pad = 0.3 * (ys.max() - ys.min())
+    quad = np.array([[xs.min() - pad, ys.min() - pad], [xs.max() + pad, ys.min() - pad],
+                     [xs.max() + pad, ys.max() + pad], [xs.min() - pad, ys.max() + pad]], np.float32)
+    out = np.zeros(footprint.shape, bool)
+    add_letters(image, quad, out)
+    near = cv2.dilate(footprint.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert out[footprint].mean() >= 0.95
+    assert (out & ~near).sum() <= 0.02 * footprint.sum()

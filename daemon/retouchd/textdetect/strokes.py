@@ -21,7 +21,11 @@ along it (a lone "©" a space away from the words), the *ring* the band of 40 % 
    differ from the background by more than `EDGE`: this drops the texture step 2 let through. A colour
    peak whose pixels are as dense (over `RUNS_ON` of the density beside the box) past *both* ends of the box
    is photo running along the line (a pale streak of sky through a caption): it is no text colour, and
-   its seeds are neither counted nor kept when the lettering has no flat colours. A
+   its seeds are neither counted nor kept when the lettering has no flat colours. So is a peak that is not
+   one rendered colour (< `RENDERED` of its pixels in one bin) after one that is, unless at least `HUGS` of
+   its pixels lie within `HUG` px of the rendered colour's (an outline, an anti-aliased rim, a drop
+   shadow's core): a dark shore inside the line's rows under pink letters, no longer than the line (a box
+   at the image's side has no end to run on past). A
    semi-transparent lettering takes its colour from what lies beneath, which changes along the line; it
    keeps the seeds of step 2 (and the contrast pixels near them, as in step 2). Peaks that explain too
    few seeds (white letters among dune grass and their own shadow, all novel) are letters all the same
@@ -60,6 +64,9 @@ MODE_SHARE = 0.1
 MAX_MODES = 3
 RUNS_ON = 0.5
 EXACT = 0.5
+RENDERED = 0.8
+HUG = 2
+HUGS = 0.5
 MIN_ENDS = 64
 MODES_EXPLAIN = 0.25
 MODES_EVERYWHERE = 0.75
@@ -147,6 +154,14 @@ def _runs_on(pixels: Bools, box: Bools, ends: tuple[Bools, Bools]) -> bool:
     return all(float(pixels[end].mean()) > RUNS_ON * inside for end in ends)
 
 
+def _unlike_rendered(pixels: Bools, share: float, rendered: Bools | None) -> bool:
+    """True for a colour peak (`pixels`, `share` of them in its commonest bin) that is no rendered colour, after
+    one that is (`rendered`: its pixels), and that does not hug it (an outline, a rim, a shadow's core)."""
+    if rendered is None or not pixels.any() or share >= RENDERED:
+        return False
+    return float(_grow(rendered, HUG)[pixels].mean()) < HUGS
+
+
 def _text_colours(bins: Bins, seeds: Bools, chunk: npt.NDArray[np.int32], strong: Bools, box: Bools,
                   ends: tuple[Bools, Bools]) -> tuple[Bools | None, bool, Bools]:
     """(colour bins of the letters' peaks or None, whether they explain the seeds along the line, colour bins
@@ -159,6 +174,7 @@ def _text_colours(bins: Bins, seeds: Bools, chunk: npt.NDArray[np.int32], strong
     passed = np.zeros(_SIDE**3, bool)
     modes = 0
     exact = False
+    rendered: Bools | None = None
     while modes < MAX_MODES:
         remaining = np.where(chosen | passed, 0, counts)
         peak = int(remaining.argmax())
@@ -168,10 +184,18 @@ def _text_colours(bins: Bins, seeds: Bools, chunk: npt.NDArray[np.int32], strong
         if _runs_on(near[bins] & strong, box, ends):
             passed |= near
             continue
+        here = near[bins] & strong
+        pixels = bins[here]
+        share = float(np.bincount(pixels).max()) / pixels.size if pixels.size else 0.0
+        this_exact = share >= EXACT
+        if _unlike_rendered(here, share, rendered):
+            passed |= near
+            continue
         chosen |= near
         modes += 1
-        pixels = bins[near[bins] & strong]
-        exact = exact or (pixels.size > 0 and float(np.bincount(pixels).max()) >= EXACT * pixels.size)
+        exact = exact or this_exact
+        if share >= RENDERED:
+            rendered = here if rendered is None else rendered | here
     seeds = seeds & ~passed[bins]
     if not chosen.any() or not seeds.any():
         return None, False, passed
