@@ -47,6 +47,9 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
     from retouchd.logging import configure_logging
 
     prefer_passive_openmp()
+    from retouchd.heap import keep_freed_heap
+
+    keep_freed_heap()  # before the first job's arrays (retouchd.heap: ~420 page faults a small job without)
     from retouchd.pipeline import run_task
     from retouchd.steps.base import DictCache
 
