@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import platform
+import time
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +69,35 @@ def test_a_worker_keeps_a_small_jobs_heap_for_the_next(tmp_path: Path) -> None:
     finally:
         work.stop(timeout=60)
     assert sorted(faults[3:])[2] < 150, faults  # the median of the last five jobs, warm
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="threads read from /proc")
+def test_a_worker_runs_its_jobs_on_kept_threads(tmp_path: Path) -> None:
+    """A job runs on a thread kept from the job before (two at most), not on a new one per job: a thread's
+    first job pays for its stack, its malloc arena's cache and OpenCV's per-thread state."""
+    from retouchd.task import Task
+
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for i in range(2):
+        Image.new("RGB", (32, 24), (i, 2, 3)).save(inbox / f"{i}.png")
+    work = worker.Worker("cpu", "json", "warning")
+    work.start()
+    seen = []
+    try:
+        for i in range(2):
+            task = Task(rule="r", source=str(inbox / f"{i}.png"), output={}, work_dir=str(tmp_path),
+                        steps=[{"op": "upscale", "scale": 2, "model": "lanczos"}], inbox=str(inbox),
+                        fault_point="slow-after-encode")  # 3 s with the job's thread alive, after its work
+            work.submit(f"k{i}", task)
+            time.sleep(1.5)
+            assert work.pid is not None
+            seen.append({entry.name for entry in Path(f"/proc/{work.pid}/task").iterdir()})
+            events: list[worker.Event] = []
+            while not events:
+                events = work.pump(wait=0.2, timeout=120, on_message=lambda message: None,
+                                   tick=lambda key: None, tick_every=1000)
+            assert events[0].kind == "result" and events[0].result is not None and events[0].result.ok
+    finally:
+        work.stop(timeout=60)
+    assert seen[1] <= seen[0], seen  # no thread in the second job that the first did not have
