@@ -341,10 +341,10 @@ def test_an_idle_worker_releases_the_kept_pools() -> None:
     tiled_upscale(module, photo_like(20, 24), 4, tile=32, tile_pad=8)
     ours, theirs = multiprocessing.Pipe()
     theirs.send(("stop",))
-    _wait_for_message(ours, [], 0.01)
+    _wait_for_message(ours, lambda: False, 0.01)
     assert module._pool_pixels > 0
     ours.recv()
     busy = threading.Thread(target=threading.Event().wait, args=(0.3,))
     busy.start()
-    _wait_for_message(ours, [busy], 0.05)  # returns once the job ended and no message came
+    _wait_for_message(ours, busy.is_alive, 0.05)  # returns once the job ended and no message came
     assert not busy.is_alive() and module._pool_pixels == 0

@@ -64,15 +64,19 @@ def test_rules_check_imports_no_store_and_no_daemon(tmp_path: Path) -> None:
 
 
 def test_passive_openmp_is_a_default_not_an_override() -> None:
-    """Workers and `process` get OMP_WAIT_POLICY=PASSIVE unless the environment already says otherwise."""
+    """Workers and `process` get OMP_WAIT_POLICY=PASSIVE and OpenCV's pool without its busy wait unless the
+    environment already says otherwise."""
     code = (
         "import os\n"
         "from retouchd.devices import prefer_passive_openmp\n"
         "prefer_passive_openmp()\n"
-        "print(os.environ['OMP_WAIT_POLICY'])\n"
+        "print(os.environ['OMP_WAIT_POLICY'], os.environ['OPENCV_THREAD_POOL_ACTIVE_WAIT_WORKER'],\n"
+        "      os.environ['OPENCV_THREAD_POOL_ACTIVE_WAIT_MAIN'])\n"
     )
     base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)}
-    for env, expected in ((base, "PASSIVE"), ({**base, "OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE")):
+    chosen = {"OMP_WAIT_POLICY": "ACTIVE", "OPENCV_THREAD_POOL_ACTIVE_WAIT_WORKER": "2000",
+              "OPENCV_THREAD_POOL_ACTIVE_WAIT_MAIN": "10000"}
+    for env, expected in ((base, "PASSIVE 0 0"), ({**base, **chosen}, "ACTIVE 2000 10000")):
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                                 check=True, env=env)
         assert result.stdout.strip() == expected

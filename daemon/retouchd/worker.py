@@ -19,6 +19,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -47,6 +49,9 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
     from retouchd.logging import configure_logging
 
     prefer_passive_openmp()
+    from retouchd.heap import keep_freed_heap
+
+    keep_freed_heap()  # before the first job's arrays (retouchd.heap: ~420 page faults a small job without)
     from retouchd.pipeline import run_task
     from retouchd.steps.base import DictCache
 
@@ -59,39 +64,45 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
     protect_log_stream()
     cache = DictCache()
     sending, compute = threading.Lock(), threading.Lock()
-    jobs: list[threading.Thread] = []
+    # Two threads kept for the jobs (a child holds at most two), not one started per job: a thread's first
+    # job pays for its stack, its malloc arena's cache and OpenCV's per-thread state (~0.7 ms a small job).
+    runners = ThreadPoolExecutor(max_workers=2, thread_name_prefix="job")
+    jobs: list[Future[None]] = []
 
     def send(*message: Any) -> None:
         with sending, contextlib.suppress(OSError):  # the parent is gone: the main loop ends on its EOF
             conn.send(message)
 
     def job(key: str, task: Task) -> None:
-        result = run_task(task, models=cache, progress=lambda done, total: send("progress", key, done, total),
-                          on_step=lambda name: send("step", key, name), gate=compute,
-                          on_computed=lambda: send("computed", key))
-        send("result", key, result)
+        try:
+            result = run_task(task, models=cache, progress=lambda done, total: send("progress", key, done, total),
+                              on_step=lambda name: send("step", key, name), gate=compute,
+                              on_computed=lambda: send("computed", key))
+            send("result", key, result)
+        except BaseException:  # a future keeps its exception to itself: say it, as a dying thread did
+            log.exception("worker job thread failed", job=key)
+
+    def busy() -> bool:
+        return any(not running.done() for running in jobs)
 
     while True:
         try:
-            _wait_for_message(conn, jobs, IDLE_RELEASE_S)
+            _wait_for_message(conn, busy, IDLE_RELEASE_S)
             message = conn.recv()
-        except (EOFError, OSError):
-            return
-        if message[0] == "stop":
-            for thread in jobs:
-                thread.join()
+        except (EOFError, OSError):  # the daemon is gone: leave now, without waiting for a running job
             _exit_now()
-        jobs = [thread for thread in jobs if thread.is_alive()]
-        thread = threading.Thread(target=job, args=(message[1], message[2]), name=f"job-{message[1]}", daemon=True)
-        thread.start()
-        jobs.append(thread)
+        if message[0] == "stop":
+            futures.wait(jobs)
+            _exit_now()
+        jobs = [running for running in jobs if not running.done()]
+        jobs.append(runners.submit(job, message[1], message[2]))
 
 
-def _wait_for_message(conn: Connection, jobs: list[threading.Thread], idle: float) -> None:
+def _wait_for_message(conn: Connection, busy: Callable[[], bool], idle: float) -> None:
     """Return when a message can be read; once no job has run for `idle` seconds, first empty the ncnn pools
     kept for the next job (models/ncnnrun.py, NcnnModule.settle): an idle worker holds no tile's blocks."""
     while not conn.poll(idle):
-        if not any(thread.is_alive() for thread in jobs):
+        if not busy():
             ncnnrun = sys.modules.get("retouchd.models.ncnnrun")
             if ncnnrun is not None:
                 ncnnrun.release_held()

@@ -63,25 +63,18 @@ blocks never add up."""
 _pool_lock = threading.Lock()
 
 
-M_MMAP_THRESHOLD = -3
-"""glibc's mallopt() parameter: allocations at least this large get their own mapping, unmapped on free."""
-MMAP_THRESHOLD = 1 << 20
-
-
 @functools.cache
 def _large_blocks_unmapped() -> bool:
-    """Have glibc map every block of 1 MiB or more on its own, and unmap it when freed (once per process).
+    """Have glibc map every block of 1 MiB or more on its own, and unmap it when freed (once per process;
+    retouchd.heap, which a worker applies at its start).
 
     By default glibc raises that threshold to the size of each large block freed (up to 32 MiB), after
     which a tile's feature maps come from the heap, and with two threads' arenas the freed space fragments:
     a loop of tiles of a few different sizes reached 205 MB where its largest tile alone needs 138 MB. With
     the threshold fixed, the loop's peak is its worst tile's (measured 137 MB)."""
-    import ctypes
+    from retouchd.heap import large_blocks_unmapped
 
-    try:
-        return bool(ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-    except (OSError, AttributeError):  # not glibc: its allocator has its own policy
-        return False
+    return large_blocks_unmapped()
 
 
 def available() -> bool:
