@@ -95,7 +95,7 @@ def field_split(truth: np.ndarray, hole: np.ndarray) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", choices=("tune", "holdout", "fresh", "tune-extra"), default="tune")
+    parser.add_argument("--set", choices=("tune", "holdout", "fresh", "tune-extra", "tune-b"), default="tune")
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--shapes", default="blobs,person,edge")
     args = parser.parse_args()

@@ -14,7 +14,7 @@ A full holdout run (18 photos × 6 shapes) took 11.5 minutes on 2 cores shared a
 CPU time is a fraction of that); `--limit N` keeps N evenly spaced photos (a subsample) for quicker runs,
 e.g. `--limit 10` for tuning.
 
-Run: python bench/inpaint_quality.py [--set tune|tune-extra|holdout] [--limit N] [--shapes a,b] [--engine patch]
+Run: python bench/inpaint_quality.py [--set tune|tune-extra|tune-b|holdout] [--limit N] [--shapes a,b] [--engine patch]
 """
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ def timing_1mp(engine: str, subset: list[tuple[str, np.ndarray]], ctx: StepConte
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", choices=("tune", "holdout", "fresh", "tune-extra"), default="holdout")
+    parser.add_argument("--set", choices=("tune", "holdout", "fresh", "tune-extra", "tune-b"), default="holdout")
     parser.add_argument("--limit", type=int, default=0, help="N evenly spaced photos (0: all)")
     parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--engine", default="patch")

@@ -12,8 +12,13 @@ the busiest 768×512 window (median local contrast) at 1152 or 1728 px wide, awa
 foliage, moss and bark, where the `patch` fill darkened on held-out photos but hardly on the tune crops. It is
 for tuning beside tune; it shares sources with tune and none with holdout or fresh.
 
+A fifth set, **tune-b** (session 9, issue 17), is for tuning too but from another package, lxqt-themes: every
+photograph among its wallpapers (11; the drawn ones — origami, triangles, waves, logos — left out), two crops
+each by the tune rule (22 crops). It shares no package with the other sets, so a change that helps tune only
+because of those two packages' look shows up here as it would on fresh.
+
 Run: python bench/photoset.py [--dir DIR]   (default ~/.cache/retouchd/bench-photos; prints the counts)
-Other benchmarks call `photos("tune" | "holdout" | "fresh" | "tune-extra" | "all")` ("all" = tune + holdout).
+Other benchmarks call `photos("tune" | "holdout" | "fresh" | "tune-extra" | "tune-b" | "all")` ("all" = tune + holdout).
 """
 
 from __future__ import annotations
@@ -70,7 +75,16 @@ SOURCES: dict[str, str] = {
     "backgrounds/seeding_by_Clements_Engelhardt.jpg": "fresh",
     "backgrounds/sunset_by_Aitzol_Berasategi.jpg": "fresh",
 }
-SUBSETS = ("tune", "holdout", "fresh", "tune-extra")
+SUBSETS = ("tune", "holdout", "fresh", "tune-extra", "tune-b")
+TUNE_B = "tune-b"
+TUNE_B_PACKAGE = "lxqt-themes"
+TUNE_B_SOURCES = tuple(
+    f"lxqt/wallpapers/{name}"
+    for name in (
+        "Butterfly-Kenneth-Wimer.jpg", "Valendas.png", "after-the-rain.jpg", "appleflower.png", "beam.png",
+        "butterfly.png", "cloud.png", "drop.png", "flowers.png", "fog.jpg", "this-is-not-windows.jpg",
+    )
+)
 EXTRA = "tune-extra"
 EXTRA_WIDTHS = (1152, 1728)
 """Widths the tune sources are scaled to (at most their own) before the busiest window is chosen (1152: the tune
@@ -156,6 +170,22 @@ def build_extra(directory: Path = DEFAULT_DIR) -> Path:
     return directory
 
 
+def build_tune_b(directory: Path = DEFAULT_DIR) -> Path:
+    """The tune-b set: two crops of each photo in TUNE_B_SOURCES, cut like tune's."""
+    done = directory / ".complete-tune-b"
+    if done.exists():
+        return directory
+    (directory / TUNE_B).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        share = _unpack((TUNE_B_PACKAGE,), tmp)
+        for rel in TUNE_B_SOURCES:
+            with Image.open(share / rel) as im:
+                for i, crop in enumerate(_crops(im.convert("RGB"))):
+                    crop.save(directory / TUNE_B / f"{Path(rel).stem}-{i}.png")
+    done.write_text("ok\n")
+    return directory
+
+
 def build(directory: Path = DEFAULT_DIR) -> Path:
     """Fetch, unpack and crop the photos once; later calls reuse the folder."""
     done = directory / ".complete-fresh"  # renamed when the sources grew: older folders are rebuilt
@@ -175,9 +205,10 @@ def build(directory: Path = DEFAULT_DIR) -> Path:
 
 
 def photos(subset: str = "holdout", directory: Path = DEFAULT_DIR) -> list[tuple[str, np.ndarray]]:
-    """(name, RGB uint8 H×W×3) for every crop of `subset` ("tune", "holdout", "fresh", "tune-extra" or "all" =
-    tune + holdout), sorted by name."""
-    root = build_extra(directory) if subset == EXTRA else build(directory)
+    """(name, RGB uint8 H×W×3) for every crop of `subset` ("tune", "holdout", "fresh", "tune-extra", "tune-b" or
+    "all" = tune + holdout), sorted by name."""
+    builders = {EXTRA: build_extra, TUNE_B: build_tune_b}
+    root = builders.get(subset, build)(directory)
     folders = ["tune", "holdout"] if subset == "all" else [subset]
     out = []
     for folder in folders:
@@ -191,7 +222,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     args = parser.parse_args()
-    root = build_extra(build(args.dir))
+    root = build_tune_b(build_extra(build(args.dir)))
     for subset in SUBSETS:
         print(f"{subset}: {len(list((root / subset).glob('*.png')))} crops in {root / subset}")
 
