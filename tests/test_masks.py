@@ -140,3 +140,22 @@ def test_components_counts_parts() -> None:
     mask[7:9, 7:9] = True
     assert masks.components(mask) == 2
     assert masks.components(np.zeros((3, 3), dtype=bool)) == 0
+
+
+def test_box_around_is_the_bounding_box_grown_and_clipped() -> None:
+    mask = np.zeros((20, 30), bool)
+    mask[5, 7] = mask[9, 12] = True
+    assert masks.box_around(mask, 2) == (slice(3, 12), slice(5, 15))
+    # Clipped at the image's edges, never negative (a negative start would slice from the other end).
+    assert masks.box_around(mask, 8) == (slice(0, 18), slice(0, 21))
+    mask[19, 29] = True
+    assert masks.box_around(mask, 4) == (slice(1, 20), slice(3, 30))
+    assert masks.box_around(np.zeros((4, 4), bool), 3) is None
+
+
+def test_box_around_takes_a_torch_mask_alike() -> None:
+    torch = pytest.importorskip("torch")
+    mask = np.zeros((16, 16), bool)
+    mask[2:4, 10] = True
+    assert masks.box_around(torch.from_numpy(mask), 1) == masks.box_around(mask, 1) == (slice(1, 5), slice(9, 12))
+    assert masks.box_around(torch.zeros(3, 3, dtype=torch.bool), 1) is None

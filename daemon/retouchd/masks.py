@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -18,7 +19,10 @@ from retouchd.regions import Length, Region, parse_length, validate_region
 from retouchd.sidecars import SIDECAR_SUFFIXES, find_sidecar, is_sidecar
 from retouchd.typing import Mask
 
-__all__ = ["SIDECAR_SUFFIXES", "Length", "Region", "components", "dilate", "find_sidecar", "is_sidecar",
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["SIDECAR_SUFFIXES", "Length", "Region", "box_around", "components", "dilate", "find_sidecar", "is_sidecar",
            "load_sidecar", "parse_length", "region_box", "regions_mask", "validate_region"]
 
 
@@ -89,3 +93,19 @@ def components(mask: Mask) -> int:
 
     count, _ = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
     return int(count) - 1
+
+
+def box_around(mask: Mask | torch.Tensor, margin: int) -> tuple[slice, slice] | None:
+    """The rows and columns of `mask`'s bounding box grown by `margin` px on every side and clipped to the
+    image, as slices (a numpy mask or a torch one, on any device); None when nothing is set. Steps that work
+    near a hole crop to this instead of the whole image."""
+    height, width = mask.shape[:2]
+    rows, columns = (np.flatnonzero(_on_host(mask.any(axis))) for axis in (1, 0))
+    if rows.size == 0:
+        return None
+    return (slice(max(0, int(rows[0]) - margin), min(height, int(rows[-1]) + margin + 1)),
+            slice(max(0, int(columns[0]) - margin), min(width, int(columns[-1]) + margin + 1)))
+
+
+def _on_host(flags: object) -> Mask:
+    return np.asarray(flags.cpu() if hasattr(flags, "cpu") else flags, dtype=bool)

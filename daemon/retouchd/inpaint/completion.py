@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from retouchd.inpaint.patchmatch import Chord, Field, Level, Params, box_max
 from retouchd.inpaint.periodic import Lattice, PeriodParams, lattice_candidates, scaled
+from retouchd.masks import box_around
 
 GRAIN_RING = 16
 """Width (pixels) of the known ring around a hole whose median grain energy is the typical grain."""
@@ -228,11 +229,8 @@ def add_grain(rgb: torch.Tensor, hole: torch.Tensor, amount: float, gen: torch.G
         return rgb
     energy = _highpass_energy(rgb)
     # The ring's max pools reach GRAIN_RING px from the hole: the hole's box and that margin are enough.
-    ys, xs = torch.nonzero(hole, as_tuple=True)
-    near = (
-        slice(max(0, int(ys.min()) - GRAIN_RING), min(hole.shape[0], int(ys.max()) + GRAIN_RING + 1)),
-        slice(max(0, int(xs.min()) - GRAIN_RING), min(hole.shape[1], int(xs.max()) + GRAIN_RING + 1)),
-    )
+    near = box_around(hole, GRAIN_RING)
+    assert near is not None  # the hole is not empty
     near_hole = hole[None, None, near[0], near[1]].float()
     outside = torch.ones_like(hole)
     outside[near] = ~box_max(near_hole, 9, 4)[0, 0].bool()
@@ -251,9 +249,9 @@ def add_grain(rgb: torch.Tensor, hole: torch.Tensor, amount: float, gen: torch.G
     # surroundings: an exact copy of busy texture varies locally and must not get noise on top.
     noise = torch.randn(rgb.shape, generator=gen, device=gen.device).to(rgb.device)
     # The rest is local (a 15 px window at most) and only the hole changes: the hole's box is enough.
-    y0, y1 = max(0, int(ys.min()) - 7), min(hole.shape[0], int(ys.max()) + 8)
-    x0, x1 = max(0, int(xs.min()) - 7), min(hole.shape[1], int(xs.max()) + 8)
-    box = (slice(None), slice(y0, y1), slice(x0, x1))
+    rows, columns = box_around(hole, 7) or near
+    (y0, y1), (x0, x1) = (rows.start, rows.stop), (columns.start, columns.stop)
+    box = (slice(None), rows, columns)
     padded = F.pad(energy[None], (7, 7, 7, 7), mode="replicate")[:, :, y0 : y1 + 14, x0 : x1 + 14]
     wide = box_mean(padded, 15)[0]
     target, noise = target[box], noise[box]

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from retouchd.masks import box_around
 from retouchd.typing import Mask, RGBImage
 
 Lattice = tuple[tuple[float, float], ...]
@@ -51,26 +52,21 @@ def find_lattice(rgb: RGBImage, hole: Mask, params: PeriodParams) -> Lattice:
         return ()
     size = 2 * params.ring + 1
     # The disc reaches `ring` px past the hole: dilating the hole's box and that margin gives the same ring.
-    ys, xs = np.nonzero(hole)
-    near = (
-        slice(max(0, ys.min() - params.ring), ys.max() + params.ring + 1),
-        slice(max(0, xs.min() - params.ring), xs.max() + params.ring + 1),
-    )
+    near = box_around(hole, params.ring)
+    assert near is not None  # the hole is not empty
     ring = np.zeros_like(hole)
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
     ring[near] = (cv2.dilate(hole[near].astype(np.uint8), disc) > 0) & ~hole[near]
-    ys, xs = np.nonzero(ring)
-    if len(ys) < 256:
-        return ()
     edge = round(3 * params.band[1])  # how far the band-pass reaches: the crop takes that much more
-    y0, x0 = max(0, ys.min() - edge), max(0, xs.min() - edge)
-    y1, x1 = min(hole.shape[0], ys.max() + 1 + edge), min(hole.shape[1], xs.max() + 1 + edge)
-    gray = np.ascontiguousarray(rgb[y0:y1, x0:x1]).mean(axis=2).astype(np.uint8)
+    box = box_around(ring, edge)
+    if box is None or np.count_nonzero(ring) < 256:
+        return ()
+    gray = np.ascontiguousarray(rgb[box]).mean(axis=2).astype(np.uint8)
     # A smooth guess in the hole, so that its edge does not show as an edge of the pattern.
-    gray = cv2.inpaint(gray, hole[y0:y1, x0:x1].astype(np.uint8), 3, cv2.INPAINT_TELEA).astype(np.float32)
+    gray = cv2.inpaint(gray, hole[box].astype(np.uint8), 3, cv2.INPAINT_TELEA).astype(np.float32)
     fine, coarse = params.band
     g = cv2.GaussianBlur(gray, (0, 0), fine) - cv2.GaussianBlur(gray, (0, 0), coarse)
-    m = ring[y0:y1, x0:x1].astype(np.float32)
+    m = ring[box].astype(np.float32)
     # The mirrored border bends a ramp: leave out what it reaches.
     m[:edge] = m[-edge:] = 0
     m[:, :edge] = m[:, -edge:] = 0

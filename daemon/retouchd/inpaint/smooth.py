@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from retouchd.inpaint.completion import known_half, push_pull
+from retouchd.masks import box_around
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +56,12 @@ def membrane(feat: torch.Tensor, known: torch.Tensor, iters: int) -> torch.Tenso
         up = push_pull(feat, known)
     x = torch.where(known[None], feat, up)
     # Known pixels never change: the sweeps need only the unknown pixels' box and a 1 px ring (the same values).
-    ys, xs = torch.nonzero(~known, as_tuple=True)
-    y0, y1 = max(0, int(ys.min()) - 1), min(known.shape[0], int(ys.max()) + 2)
-    x0, x1 = max(0, int(xs.min()) - 1), min(known.shape[1], int(xs.max()) + 2)
-    box, fixed, value = x[:, y0:y1, x0:x1], known[None, y0:y1, x0:x1], feat[:, y0:y1, x0:x1]
+    rows, columns = box_around(~known, 1) or (slice(None), slice(None))
+    box, fixed, value = x[:, rows, columns], known[None, rows, columns], feat[:, rows, columns]
     for _ in range(iters):
         p = F.pad(box[None], (1, 1, 1, 1), mode="replicate")[0]
         box = torch.where(fixed, value, (p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:]) / 4)
-    x[:, y0:y1, x0:x1] = box
+    x[:, rows, columns] = box
     return x
 
 
@@ -106,10 +105,10 @@ def blend_smooth(rgb: torch.Tensor, hole: torch.Tensor, filled: torch.Tensor, pa
     where the hole's surroundings are smooth. Works on the hole's bounding box and a margin of 3·sigma."""
     if not bool(hole.any()) or bool(hole.all()) or (params.strength <= 0 and params.busy_share <= 0):
         return filled
-    ys, xs = torch.nonzero(hole, as_tuple=True)
     m = round(3 * max(params.sigma, params.busy_sigma if params.busy_share > 0 else 0.0)) + 8
-    y0, y1 = max(0, int(ys.min()) - m), min(hole.shape[0], int(ys.max()) + m + 1)
-    x0, x1 = max(0, int(xs.min()) - m), min(hole.shape[1], int(xs.max()) + m + 1)
+    near = box_around(hole, m)
+    assert near is not None  # the hole is not empty
+    (y0, y1), (x0, x1) = (near[0].start, near[0].stop), (near[1].start, near[1].stop)
     h = hole[y0:y1, x0:x1]
     box = filled[:, y0:y1, x0:x1]
     known = ~h

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from retouchd.masks import box_around
 from retouchd.typing import Mask, RGBImage
 
 MARGIN = 4
@@ -50,13 +51,11 @@ def apply(rgb: RGBImage, pages: list[Mask]) -> tuple[RGBImage, Mask]:
     """`rgb` with every page-backed line's hole painted with its page, and the pixels so filled."""
     out = rgb.copy()
     done = np.zeros(rgb.shape[:2], bool)
-    height, width = rgb.shape[:2]
     for hole in pages:
-        rows, columns = np.flatnonzero(hole.any(axis=1)), np.flatnonzero(hole.any(axis=0))
-        if rows.size == 0:
+        box = box_around(hole, MARGIN)
+        if box is None:
             continue
-        rect = (max(0, int(rows[0]) - MARGIN), min(height, int(rows[-1]) + MARGIN + 1),
-                max(0, int(columns[0]) - MARGIN), min(width, int(columns[-1]) + MARGIN + 1))
+        rect = (box[0].start, box[0].stop, box[1].start, box[1].stop)
         painted = _plane(rgb, hole, rect)
         if painted is None:
             continue

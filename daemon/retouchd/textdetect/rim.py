@@ -17,6 +17,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from retouchd.masks import box_around
 from retouchd.typing import Mask, RGBImage
 
 WIDTH = 1
@@ -29,13 +30,10 @@ TELEA_RADIUS = 3
 
 def take_rim(rgb: RGBImage, hole: Mask) -> Mask:
     """`hole` with the rim pixels that look like the overlay (see the module docstring) added."""
-    rows, columns = np.flatnonzero(hole.any(axis=1)), np.flatnonzero(hole.any(axis=0))
-    if rows.size == 0:
+    box = box_around(hole, MARGIN)
+    if box is None:
         return hole
-    height, width = hole.shape
-    y0, y1 = max(0, int(rows[0]) - MARGIN), min(height, int(rows[-1]) + MARGIN + 1)
-    x0, x1 = max(0, int(columns[0]) - MARGIN), min(width, int(columns[-1]) + MARGIN + 1)
-    crop, inside = np.ascontiguousarray(rgb[y0:y1, x0:x1]), hole[y0:y1, x0:x1]
+    crop, inside = np.ascontiguousarray(rgb[box]), hole[box]
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * WIDTH + 1, 2 * WIDTH + 1))
     grown = cv2.dilate(inside.astype(np.uint8), disk)
     rim = (grown > 0) & ~inside
@@ -55,5 +53,5 @@ def take_rim(rgb: RGBImage, hole: Mask) -> Mask:
     if not taken.any():
         return hole
     out = hole.copy()
-    out[y0:y1, x0:x1] |= taken
+    out[box] |= taken
     return out
