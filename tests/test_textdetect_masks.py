@@ -132,31 +132,3 @@ def test_a_dark_shore_under_rendered_letters_is_no_text_colour(noise: float, top
     near = cv2.dilate(footprint.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     assert out[footprint].mean() >= 0.95
     assert (out & ~near).sum() <= 0.02 * footprint.sum()
-
-
-def test_an_outline_whose_ink_the_photo_shades_too_is_masked_as_the_outline() -> None:
-    """Outlined lettering (a 2 px near-black stroke, the letters' insides showing the photo) over olive bokeh
-    with a pale blob in the line and dark specks of shade around it (tune outline LadyBird-1: the ink's colour
-    bin held 2 % of the ring, so the outline made no seeds; the pale blob did, and was masked instead). The ink
-    is one exact colour: its pixels join the seeds, and the letters are what hugs it, not the photo nearby."""
-    rng = np.random.default_rng(3)
-    photo = np.full((200, 480, 3), (96, 106, 44), np.float32)
-    photo += np.linspace(0, 30, 480, dtype=np.float32)[None, :, None]
-    cv2.circle(photo, (250, 100), 38, (185, 160, 170), -1)
-    photo = cv2.GaussianBlur(photo, (0, 0), 2.0)
-    photo[cv2.dilate((rng.random((200, 480)) < 0.006).astype(np.uint8), np.ones((2, 2), np.uint8)) > 0] = (28, 30, 22)
-    background = np.asarray(np.clip(photo + rng.normal(0, 2.0, photo.shape), 0, 255), np.uint8)
-    layer = overlays._blank(background)
-    font = overlays.face(overlays.NOTO / "NotoSans-Bold.ttf", 48)
-    ImageDraw.Draw(layer).text((120, 70), "LOGO", font=font, fill=(0, 0, 0, 0), stroke_width=2,
-                               stroke_fill=(20, 20, 20, 255))
-    image = np.asarray(Image.alpha_composite(Image.fromarray(background).convert("RGBA"), layer).convert("RGB"))
-    footprint = np.asarray(layer)[..., 3] > 0
-    ys, xs = np.nonzero(footprint)
-    quad = np.array([[xs.min() - 2, ys.min() - 2], [xs.max() + 2, ys.min() - 2], [xs.max() + 2, ys.max() + 2],
-                     [xs.min() - 2, ys.max() + 2]], np.float32)
-    out = np.zeros(footprint.shape, bool)
-    add_letters(image, quad, out)
-    near = cv2.dilate(footprint.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    assert out[footprint].mean() >= 0.9
-    assert (out & ~near).sum() <= 0.02 * footprint.sum()

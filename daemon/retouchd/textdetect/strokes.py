@@ -15,11 +15,6 @@ along it (a lone "©" a space away from the words), the *ring* the band of 40 % 
    or a neighbouring one (bins of 8 levels per channel). Contrast pixels within a tenth of the line height
    of a seed, whose colour is merely uncommon in the ring (< `SPREAD_NOVEL`), join the seeds: an outline
    whose black also occurs in a shadow nearby.
-   An outline whose colour bin the photo nearby has a little of (dark shade beside a thin black outline)
-   makes few seeds: when the uncommon contrast pixels hold one exact colour (≥ `INK_PIXELS` and `INK_SHARE`
-   of them: rendered ink; photographed paint carries noise), that colour is thin (≤ `THIN` of it lies
-   `THIN_RADIUS` px inside its edge), some of it made no seed and no second exact colour is there (a fill),
-   its pixels join the seeds and the letters are the text colours' pixels within `HUG` px of it (step 3).
 3. Text colours. Typeset letters are painted in one to three flat colours. When up to three colour peaks
    of the seeds (each holding ≥ 10 % of them) explain at least a quarter of the seeds in the stretches of
    line (one line height each) that hold 75 % of them, the letters are the pixels of those colours that
@@ -76,10 +71,6 @@ MIN_ENDS = 64
 MODES_EXPLAIN = 0.25
 MODES_EVERYWHERE = 0.75
 ROUGH_LINE = 16.0
-INK_PIXELS = 150
-INK_SHARE = 0.1
-THIN = 0.05
-THIN_RADIUS = 2
 TELEA_RADIUS = 3
 _BITS = 3
 _SIDE = 256 >> _BITS
@@ -268,10 +259,6 @@ def _letters(win: _Window, line: float) -> Bools:
     bins = _colour_bins(win.crop)
     ring_share = _ring_share(bins, inside & ~core, win.chunk)
     seeds = contrast & (ring_share < NOVEL)
-    ink = _exact_ink(win.crop, contrast & (ring_share < SPREAD_NOVEL))
-    outline = bool((ink & ~seeds).any()) and _thin(ink) and not _exact_ink(win.crop, contrast & ~ink).any()
-    if outline:
-        seeds |= ink
     strong = (difference > EDGE) & region
     box = core & ~win.ends
     middle = float(np.median(win.chunk[box])) if box.any() else 0.0
@@ -281,9 +268,7 @@ def _letters(win: _Window, line: float) -> Bools:
     if photo is not None:
         seeds &= ~photo[bins]
         contrast &= ~photo[bins]
-    if colours is not None and outline:
-        letters = colours[bins] & strong & _grow(ink, HUG)
-    elif colours is not None and flat:
+    if colours is not None and flat:
         letters = colours[bins] & strong
     else:
         base = seeds if colours is None else colours[bins] & strong
@@ -291,27 +276,6 @@ def _letters(win: _Window, line: float) -> Bools:
         letters = base | ((seeds | (contrast & (ring_share < SPREAD_NOVEL))) & near)
     letters = letters | ((difference > EDGE) & region & _grow(letters, 1 + round(line / 40)))
     return _detached(letters, win.ends)
-
-
-def _exact_ink(crop: RGBImage, uncommon: Bools) -> Bools:
-    """The `uncommon` pixels of their commonest exact colour when it holds at least `INK_PIXELS` of them and
-    `INK_SHARE`: a rendered ink (a thin outline) whose colour bin the photo around also has a little of
-    (dark shade beside black lettering); photographed paint carries noise and has no such colour."""
-    if int(uncommon.sum()) < INK_PIXELS:
-        return np.zeros_like(uncommon)
-    values, counts = np.unique(crop[uncommon].reshape(-1, 3), axis=0, return_counts=True)
-    top = int(counts.argmax())
-    if counts[top] < max(INK_PIXELS, INK_SHARE * int(uncommon.sum())):
-        return np.zeros_like(uncommon)
-    return np.asarray(uncommon & (crop == values[top]).all(axis=2), np.bool_)
-
-
-def _thin(ink: Bools) -> bool:
-    """True when the exact ink is an outline: at most `THIN` of it lies `THIN_RADIUS` px inside its edge."""
-    if not ink.any():
-        return False
-    inner = cv2.erode(ink.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * THIN_RADIUS + 1,) * 2))
-    return int(inner.sum()) <= THIN * int(ink.sum())
 
 
 def _detached(letters: Bools, ends: Bools) -> Bools:
