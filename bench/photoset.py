@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -152,38 +153,42 @@ def _source_image(share: Path, rel: str) -> tuple[str, Path]:
     return (Path(rel).stem.split("_by_")[0] if source.is_file() else Path(rel).name), path
 
 
-def build_extra(directory: Path = DEFAULT_DIR) -> Path:
-    """The tune-extra set: one busy crop per tune source (the two packages that hold them)."""
-    done = directory / ".complete-tune-extra"
+def _build_once(directory: Path, subset: str, packages: tuple[str, ...], cut: Callable[[Path, Path], None]) -> Path:
+    """Make `subset`'s folder once: `cut(share, folder)` writes its crops from the unpacked packages' share."""
+    done = directory / f".complete-{subset}"
     if done.exists():
         return directory
-    (directory / EXTRA).mkdir(parents=True, exist_ok=True)
+    (directory / subset).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        share = _unpack(PACKAGES[:2], tmp)
+        cut(_unpack(packages, tmp), directory / subset)
+    done.write_text("ok\n")
+    return directory
+
+
+def build_extra(directory: Path = DEFAULT_DIR) -> Path:
+    """The tune-extra set: one busy crop per tune source (the two packages that hold them)."""
+
+    def cut(share: Path, folder: Path) -> None:
         for rel, subset in SOURCES.items():
             if subset != "tune":
                 continue
             name, path = _source_image(share, rel)
             with Image.open(path) as im:
-                _busiest_crop(im.convert("RGB")).save(directory / EXTRA / f"{name}-x.png")
-    done.write_text("ok\n")
-    return directory
+                _busiest_crop(im.convert("RGB")).save(folder / f"{name}-x.png")
+
+    return _build_once(directory, EXTRA, PACKAGES[:2], cut)
 
 
 def build_tune_b(directory: Path = DEFAULT_DIR) -> Path:
     """The tune-b set: two crops of each photo in TUNE_B_SOURCES, cut like tune's."""
-    done = directory / ".complete-tune-b"
-    if done.exists():
-        return directory
-    (directory / TUNE_B).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        share = _unpack((TUNE_B_PACKAGE,), tmp)
+
+    def cut(share: Path, folder: Path) -> None:
         for rel in TUNE_B_SOURCES:
             with Image.open(share / rel) as im:
                 for i, crop in enumerate(_crops(im.convert("RGB"))):
-                    crop.save(directory / TUNE_B / f"{Path(rel).stem}-{i}.png")
-    done.write_text("ok\n")
-    return directory
+                    crop.save(folder / f"{Path(rel).stem}-{i}.png")
+
+    return _build_once(directory, TUNE_B, (TUNE_B_PACKAGE,), cut)
 
 
 def build(directory: Path = DEFAULT_DIR) -> Path:
