@@ -23,10 +23,15 @@ def _drawn(background: np.ndarray, text: str, font: object, xy: tuple[int, int],
     draw.text(xy, text, font=font, fill=(255, 255, 255, 255), stroke_width=stroke, stroke_fill=(0, 0, 0, 255))
     image = np.asarray(Image.alpha_composite(Image.fromarray(background).convert("RGBA"), layer).convert("RGB"))
     footprint = np.asarray(layer)[..., 3] > 0
+    return image, footprint, _quad(footprint)
+
+
+def _quad(footprint: np.ndarray) -> np.ndarray:
+    """The footprint's box grown like the detector's quad, by ~0.3 line heights on every side."""
     ys, xs = np.nonzero(footprint)
     pad = 0.3 * (ys.max() - ys.min())
     x0, x1, y0, y1 = xs.min() - pad, xs.max() + pad, ys.min() - pad, ys.max() + pad
-    return image, footprint, np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
 
 
 def test_a_streak_running_along_the_line_is_no_text_colour() -> None:
@@ -92,12 +97,8 @@ def test_flat_letters_among_crossing_stems_keep_their_colour() -> None:
     background = np.asarray(np.clip(photo, 0, 255), np.uint8)
     image, ink, _, footprint = overlays.white_with_shadow(background, "Lake Como, Italy", (100, 70), 40, 3, 2.8)
     near = cv2.dilate(footprint.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    ys, xs = np.nonzero(ink)
-    pad = 0.3 * (ys.max() - ys.min())
-    quad = np.array([[xs.min() - pad, ys.min() - pad], [xs.max() + pad, ys.min() - pad],
-                     [xs.max() + pad, ys.max() + pad], [xs.min() - pad, ys.max() + pad]], np.float32)
     out = np.zeros(ink.shape, bool)
-    add_letters(image, quad, out)
+    add_letters(image, _quad(ink), out)
     assert out[ink].mean() >= 0.99
     assert (out & ~near).sum() <= 0.05 * ink.sum()
 
@@ -123,12 +124,8 @@ def test_a_dark_shore_under_rendered_letters_is_no_text_colour(noise: float, top
     ImageDraw.Draw(layer).text((160, 70), "Spring garden", font=font, fill=(244, 84, 160, 255))
     image = np.asarray(Image.alpha_composite(Image.fromarray(background).convert("RGBA"), layer).convert("RGB"))
     footprint = np.asarray(layer)[..., 3] > 0
-    ys, xs = np.nonzero(footprint)
-    pad = 0.3 * (ys.max() - ys.min())
-    quad = np.array([[xs.min() - pad, ys.min() - pad], [xs.max() + pad, ys.min() - pad],
-                     [xs.max() + pad, ys.max() + pad], [xs.min() - pad, ys.max() + pad]], np.float32)
     out = np.zeros(footprint.shape, bool)
-    add_letters(image, quad, out)
+    add_letters(image, _quad(footprint), out)
     near = cv2.dilate(footprint.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     assert out[footprint].mean() >= 0.95
     assert (out & ~near).sum() <= 0.02 * footprint.sum()
