@@ -249,7 +249,9 @@ def add_grain(rgb: torch.Tensor, hole: torch.Tensor, amount: float, gen: torch.G
     # surroundings: an exact copy of busy texture varies locally and must not get noise on top.
     noise = torch.randn(rgb.shape, generator=gen, device=gen.device).to(rgb.device)
     # The rest is local (a 15 px window at most) and only the hole changes: the hole's box is enough.
-    rows, columns = box_around(hole, 7) or near
+    inner = box_around(hole, 7)
+    assert inner is not None  # the hole is not empty
+    rows, columns = inner
     (y0, y1), (x0, x1) = (rows.start, rows.stop), (columns.start, columns.stop)
     box = (slice(None), rows, columns)
     padded = F.pad(energy[None], (7, 7, 7, 7), mode="replicate")[:, :, y0 : y1 + 14, x0 : x1 + 14]

@@ -56,7 +56,9 @@ def membrane(feat: torch.Tensor, known: torch.Tensor, iters: int) -> torch.Tenso
         up = push_pull(feat, known)
     x = torch.where(known[None], feat, up)
     # Known pixels never change: the sweeps need only the unknown pixels' box and a 1 px ring (the same values).
-    rows, columns = box_around(~known, 1) or (slice(None), slice(None))
+    box_of_unknown = box_around(~known, 1)
+    assert box_of_unknown is not None  # some pixel is unknown (checked above)
+    rows, columns = box_of_unknown
     box, fixed, value = x[:, rows, columns], known[None, rows, columns], feat[:, rows, columns]
     for _ in range(iters):
         p = F.pad(box[None], (1, 1, 1, 1), mode="replicate")[0]
