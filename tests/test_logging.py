@@ -13,10 +13,12 @@ import pytest
 SCRIPT = """
 import multiprocessing, sys, threading
 from retouchd.logging import configure_logging
+from retouchd.pipesafe import protect_log_stream
 import structlog
 
 def work(who, count, size, go):
     configure_logging("json", "info")
+    protect_log_stream()  # as the daemon and its workers set it up
     log = structlog.get_logger(who)
     go.wait()
     for i in range(count):

@@ -21,30 +21,48 @@ _LOCK = threading.Lock()
 
 
 class OneWriteLogger:
-    """A structlog logger that hands each rendered record to the OS in a single write."""
+    """A structlog logger that hands each rendered record to the OS in a single write.
 
-    def __init__(self, file: TextIO) -> None:
+    `pipe_safe`: when the reader has gone (EPIPE: `retouchd run | tee` and Ctrl-C), stderr is pointed at
+    /dev/null and the record dropped instead of raising (retouchd.pipesafe)."""
+
+    def __init__(self, file: TextIO, pipe_safe: bool = False) -> None:
         self._file = file
+        self._pipe_safe = pipe_safe
 
     def msg(self, message: str) -> None:
         data = (message + "\n").encode("utf-8", "replace")
         with _LOCK:  # threads of one process: the rest of a short write must follow its start
             try:
-                fd = self._file.fileno()
-            except (AttributeError, OSError, ValueError):  # a stand-in for stderr (rich's progress, tests)
-                self._file.write(data.decode("utf-8"))
-                self._file.flush()
-                return
-            self._file.flush()  # anything print()ed earlier goes first
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+                self._write(data)
+            except OSError as exc:
+                from retouchd.pipesafe import reader_gone, silence
+
+                if not (self._pipe_safe and reader_gone(exc)):
+                    raise
+                silence(self._file)
+
+    def _write(self, data: bytes) -> None:
+        try:
+            fd = self._file.fileno()
+        except (AttributeError, OSError, ValueError):  # a stand-in for stderr (rich's progress, tests)
+            self._file.write(data.decode("utf-8"))
+            self._file.flush()
+            return
+        self._file.flush()  # anything print()ed earlier goes first
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
 
     log = debug = info = warn = warning = err = error = critical = exception = fatal = failure = msg
 
 
 def _factory(*_args: Any) -> OneWriteLogger:
     return OneWriteLogger(sys.stderr)
+
+
+def _pipe_safe_factory(*_args: Any) -> OneWriteLogger:
+    return OneWriteLogger(sys.stderr, pipe_safe=True)
 
 
 def configure_logging(fmt: str = "auto", level: str = "info") -> None:

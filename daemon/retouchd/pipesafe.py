@@ -12,51 +12,26 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import sys
 from typing import TextIO
 
 import structlog
 
 
-class PipeSafeStream:
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self.broken = False
+def reader_gone(exc: OSError) -> bool:
+    return isinstance(exc, BrokenPipeError) or exc.errno in (errno.EPIPE, errno.EBADF)
 
-    def _closed(self, exc: OSError) -> bool:
-        if not isinstance(exc, BrokenPipeError) and exc.errno not in (errno.EPIPE, errno.EBADF):
-            return False
-        self.broken = True
-        with contextlib.suppress(OSError, ValueError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self._stream.fileno())  # later writers (warnings, C libraries) see /dev/null too
-            os.close(devnull)
-        return True
 
-    def write(self, text: str) -> int:
-        if self.broken:
-            return len(text)
-        try:
-            return self._stream.write(text)
-        except OSError as exc:
-            if not self._closed(exc):
-                raise
-            return len(text)
-
-    def flush(self) -> None:
-        if self.broken:
-            return
-        try:
-            self._stream.flush()
-        except OSError as exc:
-            if not self._closed(exc):
-                raise
-
-    def isatty(self) -> bool:
-        return not self.broken and self._stream.isatty()
+def silence(stream: TextIO) -> None:
+    """Point the stream's descriptor at /dev/null: later writers (warnings, C libraries) see it too."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
 
 
 def protect_log_stream() -> None:
-    """Send structlog's output (configured for stderr) through a PipeSafeStream; the rest of the set-up
-    stays as `configure_logging` made it."""
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(PipeSafeStream(sys.stderr)))  # type: ignore[arg-type]
+    """Log records that meet a closed pipe are dropped; each record still reaches the stream in one write
+    (retouchd.logging.OneWriteLogger). The rest of the set-up stays as `configure_logging` made it."""
+    from retouchd.logging import _pipe_safe_factory
+
+    structlog.configure(logger_factory=_pipe_safe_factory)
