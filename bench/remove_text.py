@@ -22,7 +22,7 @@ pixels the detection takes in (masked, or in a band, a watermark or a drop shado
 of the image masked where the overlay layer is transparent (2 px around its footprint excepted); *masked* =
 masked pixels per overlay pixel (an overlay's own shadow or box counts as overlay).
 
-Run: PYTHONPATH=daemon python bench/remove_text.py [--set tune|holdout] [--per-style N] [--engine E]
+Run: PYTHONPATH=daemon python bench/remove_text.py [--set tune|tune-extra|tune-b|holdout] [--per-style N] [--engine E]
      [--threads N] [--out DIR] [--masks]   (DIR receives input | output strips; with --masks, input | mask)
 """
 
@@ -198,7 +198,8 @@ def table(rows: list[Row]) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", dest="subset", default="tune", choices=("tune", "tune-extra", "holdout", "fresh"))
+    parser.add_argument("--set", dest="subset", default="tune",
+                        choices=("tune", "tune-extra", "tune-b", "holdout", "fresh"))
     parser.add_argument("--per-style", type=int, default=5)
     parser.add_argument("--engine", default="patch")
     parser.add_argument("--threads", type=int, default=2)

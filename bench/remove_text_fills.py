@@ -17,9 +17,11 @@ alone can restore. *restored* = share of the overlay's visible pixels (moved ≥
 photo, as in `bench/remove_text.py`. Each visible pixel is binned by the hole's local half-width (the deepest
 point of the hole within 4 px of it: a stroke's half-width, or a merged blob's) and by the ring's texture (mean
 absolute luma detail, luma − its σ 2 blur, of the known pixels within 4 px of the hole, averaged over σ 6 px);
-visible pixels outside the hole are "missed" (the mask's loss, or un-blended: band, watermark, shadow).
+visible pixels outside the hole are "missed" (the mask's loss, or un-blended: band, watermark, shadow). Per
+style also the hole's area over the overlay's footprint (how much wider than the overlay it is; a drop shadow's
+footprint includes its whole blurred tail) and the share of visible overlay pixels it misses.
 
-Run: PYTHONPATH=daemon python bench/remove_text_fills.py [--set tune|tune-extra|holdout] [--per-style N]
+Run: PYTHONPATH=daemon python bench/remove_text_fills.py [--set tune|tune-extra|tune-b|holdout] [--per-style N]
      [--methods patch,thin,...] [--only cjk shadow ...] [--truth] [--seed N]
 """
 
@@ -125,6 +127,8 @@ class Tally:
         self.images: dict[tuple[str, str], list[float]] = {}
         self.pixels: dict[tuple[str, int, int], list[int]] = {}
         self.cpu: dict[str, float] = dict.fromkeys(methods, 0.0)
+        self.holes: dict[str, list[tuple[float, float]]] = {}
+        """Per style: (hole area / overlay footprint area, share of visible overlay pixels outside the hole)."""
 
     def add(self, method: str, style: str, ok: np.ndarray, width: np.ndarray, texture: np.ndarray) -> None:
         self.images.setdefault((method, style), []).append(float(ok.mean()) if ok.size else 1.0)
@@ -148,6 +152,9 @@ class Tally:
             values = [np.mean(self.images[(m, style)]) for m in self.methods]
             n = len(self.images[(self.methods[0], style)])
             print(f"{style:10s} {n:3d} " + " ".join(f"{v:8.3f}" for v in values))
+        print(f"\nhole against the overlay (mean over images)\n{'style':10s} {'hole/overlay':>12s} {'missed':>7s}")
+        for style, pairs in self.holes.items():
+            print(f"{style:10s} {np.mean([a for a, _ in pairs]):12.2f} {np.mean([m for _, m in pairs]):7.3f}")
         print("CPU s, all images: " + ", ".join(f"{m} {s:.1f}" for m, s in self.cpu.items()))
         print(f"\nrestored per hole half-width × ring texture (pixels pooled over styles)\n{'width':8s} {'ring':5s} "
               f"{'pixels':>7s} {head}")
@@ -180,7 +187,11 @@ def run(args: Any) -> Tally:
                 tally.cpu[method] += time.process_time() - cpu
                 error = np.abs(filled.astype(np.int16) - clean.astype(np.int16)).mean(axis=2)
                 tally.add(method, kind, error[visible] < bench.VISIBLE, width, texture)
-            print(kind, name, " ".join(f"{m}={tally.images[(m, kind)][-1]:.3f}" for m in args.methods), flush=True)
+            area = float(hole.sum()) / max(1, int(footprint.sum()))
+            missed = float((visible & ~hole).sum()) / max(1, int(visible.sum()))
+            tally.holes.setdefault(kind, []).append((area, missed))
+            print(kind, name, " ".join(f"{m}={tally.images[(m, kind)][-1]:.3f}" for m in args.methods),
+                  f"hole/overlay={area:.2f} missed={missed:.3f}", flush=True)
         return bench.Row(kind, name, False, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
 
     bench.evaluate(args.subset, args.per_style, None, None, [*STYLES], measure, args.seed)
@@ -189,7 +200,7 @@ def run(args: Any) -> Tally:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", dest="subset", default="tune", choices=("tune", "tune-extra", "holdout"))
+    parser.add_argument("--set", dest="subset", default="tune", choices=("tune", "tune-extra", "tune-b", "holdout"))
     parser.add_argument("--per-style", type=int, default=12)
     parser.add_argument("--methods", type=lambda s: s.split(","), default=list(METHODS))
     parser.add_argument("--only", nargs="*", help=f"styles (default: {' '.join(STYLES)})")
