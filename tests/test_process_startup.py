@@ -30,13 +30,13 @@ print(json.dumps({{"code": code, "loaded": sorted(m for m in {watched!r} if m in
 
 
 CODE = cli_code(("sqlalchemy", "alembic", "retouchd.store", "retouchd.pool", "torch", "watchdog", "retouchd.daemon",
-                 "rich"))
+                 "rich", "pillow_heif", "PIL.TiffImagePlugin"))
 
 
 @pytest.mark.parametrize("model", ["lanczos", "fast"])
 def test_process_imports_no_store_and_no_torch(tmp_path: Path, model: str) -> None:
-    """A lanczos and a `fast` (ncnn on the CPU) rule run with none of the heavy modules loaded, logging no
-    rich."""
+    """A lanczos and a `fast` (ncnn on the CPU) rule run with none of the heavy modules loaded; a PNG input
+    loads only Pillow's first plugins (not pillow_heif and the other formats'), logging no rich."""
     rules = tmp_path / "rules.toml"
     step = f'{{ op = "upscale", scale = 2, model = "{model}" }}'
     rules.write_text(f'[[rule]]\nname = "r"\ninbox = "r"\nsteps = [{step}]\n')
