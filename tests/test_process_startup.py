@@ -29,12 +29,14 @@ print(json.dumps({{"code": code, "loaded": sorted(m for m in {watched!r} if m in
 """
 
 
-CODE = cli_code(("sqlalchemy", "alembic", "retouchd.store", "retouchd.pool", "torch", "watchdog", "retouchd.daemon"))
+CODE = cli_code(("sqlalchemy", "alembic", "retouchd.store", "retouchd.pool", "torch", "watchdog", "retouchd.daemon",
+                 "rich", "pillow_heif", "PIL.TiffImagePlugin"))
 
 
 @pytest.mark.parametrize("model", ["lanczos", "fast"])
 def test_process_imports_no_store_and_no_torch(tmp_path: Path, model: str) -> None:
-    """A lanczos and a `fast` (ncnn on the CPU) rule run with none of the heavy modules loaded."""
+    """A lanczos and a `fast` (ncnn on the CPU) rule run with none of the heavy modules loaded; a PNG input
+    loads only Pillow's first plugins (not pillow_heif and the other formats'), logging no rich."""
     rules = tmp_path / "rules.toml"
     step = f'{{ op = "upscale", scale = 2, model = "{model}" }}'
     rules.write_text(f'[[rule]]\nname = "r"\ninbox = "r"\nsteps = [{step}]\n')
@@ -83,13 +85,13 @@ def test_passive_openmp_is_a_default_not_an_override() -> None:
 
 
 IMAGE_STACK = ("numpy", "PIL", "cv2", "torch", "onnxruntime", "retouchd.images", "retouchd.pipeline",
-               "retouchd.steps.upscale", "retouchd.steps.remove_text", "retouchd.steps.remove_objects")
+               "retouchd.steps.upscale", "retouchd.steps.remove_text", "retouchd.steps.remove_objects", "rich")
 RUN_CODE = cli_code(IMAGE_STACK)
 
 
 def test_run_once_parent_imports_no_image_stack(tmp_path: Path) -> None:
     """`run --once` on a lanczos rule processes the files while the daemon's own process imports neither
-    numpy, Pillow, OpenCV, torch nor a step module: those load in the worker only."""
+    numpy, Pillow, OpenCV, torch nor a step module: those load in the worker only. Nor rich (JSON logs)."""
     rules = tmp_path / "rules.toml"
     rules.write_text('[[rule]]\nname = "r"\ninbox = "r"\nsteps = [{ op = "upscale", scale = 2, model = "lanczos" }]\n')
     inbox = tmp_path / "root" / "inbox" / "r"
@@ -139,3 +141,21 @@ def test_rule_validation_imports_no_image_stack() -> None:
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["rules"] > 0 and report["bad"] is True and report["after"] is True
     assert report["loaded"] == []
+
+
+def test_structlog_loads_rich_only_for_a_console_renderer() -> None:
+    """JSON logging (the daemon, its workers) never imports rich; a console renderer still gets structlog's rich
+    tracebacks, as when structlog was imported with rich."""
+    code = (
+        "import sys\n"
+        "from retouchd.logging import configure_logging\n"
+        "import retouchd.daemon, retouchd.worker, retouchd.pipeline, structlog\n"
+        "configure_logging('json')\n"
+        "json_rich = 'rich' in sys.modules\n"
+        "configure_logging('console')\n"
+        "renderer = structlog.get_config()['processors'][-1]\n"
+        "print(json_rich, type(renderer._exception_formatter).__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)})
+    assert result.stdout.split() == ["False", "RichTracebackFormatter"]

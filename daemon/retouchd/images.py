@@ -245,6 +245,22 @@ def _input_formats() -> tuple[str, ...]:
     return tuple(f for f in INPUT_FORMATS if f in Image.OPEN)
 
 
+_PREINIT = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"))
+"""Formats of Pillow's first plugins (`Image.preinit`), by their signature. No other input format's plugin
+accepts these first bytes, so Pillow, given every input format, would open such a file with this plugin
+alone: opening it so spares a worker the import of every other plugin and of pillow_heif (~35 ms of CPU)."""
+
+
+def _open(data: bytes) -> Image.Image:
+    for magic, fmt in _PREINIT:
+        if data.startswith(magic):
+            try:
+                return Image.open(io.BytesIO(data), formats=(fmt,))
+            except UnidentifiedImageError:
+                break  # not readable as what it starts like: as every format would see it (same error)
+    return Image.open(io.BytesIO(data), formats=_input_formats())
+
+
 def _raise_pillow_backstop(max_pixels: int) -> None:
     # Our limit is checked first; Pillow's own check (error at 2x its limit, inside open and some seeks)
     # must not refuse images our limit allows, so its limit is raised to ours. It only ever grows.
@@ -279,7 +295,7 @@ def _check_size(width: int, height: int, max_pixels: int, max_dimension: int) ->
 
 def _decode(data: bytes, max_pixels: int, max_dimension: int, seen: dict[str, str]) -> Decoded:
     """Decode; `seen` learns the format as soon as Pillow names it, to word a later failure."""
-    with Image.open(io.BytesIO(data), formats=_input_formats()) as im:
+    with _open(data) as im:
         source_format, source_mode = str(im.format), im.mode
         seen["format"] = source_format
         _check_size(im.width, im.height, max_pixels, max_dimension)

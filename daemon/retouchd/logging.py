@@ -8,6 +8,8 @@ log shipper. On a pipe one write is indivisible up to PIPE_BUF (4 KiB) and on an
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -67,9 +69,12 @@ def _pipe_safe_factory(*_args: Any) -> OneWriteLogger:
 
 def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
+    renderer: structlog.types.Processor
+    if use_json:
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        _console_with_rich()
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -85,6 +90,13 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     # Libraries that log through the standard library (watchdog, alembic) print through structlog too;
     # their chatter below warning stays quiet.
     logging.basicConfig(handlers=[StdlibToStructlog()], level=max(LEVELS[level], logging.WARNING), force=True)
+
+
+def _console_with_rich() -> None:
+    """structlog was imported without rich (retouchd/__init__.py: JSON logging never needs it); a console
+    renderer gets rich's tracebacks as before, by loading structlog's dev module again now that rich may load."""
+    if getattr(structlog.dev, "rich", None) is None and importlib.util.find_spec("rich") is not None:
+        importlib.reload(structlog.dev)
 
 
 class StdlibToStructlog(logging.Handler):
