@@ -281,3 +281,37 @@ def test_screenshot_text_is_filled_with_its_page() -> None:
     assert metrics["treated"] is True and metrics["boxes"] >= 6
     assert restored(out, clean, image) >= 0.99
     assert np.abs(out.astype(int) - clean).max() <= 20
+
+
+CORNER_SHAPE = (512, 768)
+
+
+def _warm_corner(seed: int, left: int, top: int) -> np.ndarray:
+    """A dark photo with a smooth warm patch in the bottom right corner from (`left`, `top`), its top sloping up
+    to the right, cut by the image's bottom and right sides."""
+    rng = np.random.default_rng(seed)
+    h, w = CORNER_SHAPE
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    dark = np.stack([40 + 10 * xx / w, 48 + 10 * yy / h, np.full_like(xx, 36)], axis=-1)
+    patch = cv2.GaussianBlur(((xx >= left) & (yy >= top - 0.12 * (xx - left))).astype(np.float32), (0, 0), 2)
+    image = dark * (1 - patch[..., None]) + np.array([92, 80, 66], np.float32) * patch[..., None]
+    image += cv2.GaussianBlur(rng.normal(0, 1.0, (h, w, 3)).astype(np.float32), (0, 0), 1)
+    return np.asarray(np.clip(image, 0, 255), np.uint8)
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_a_date_stamp_on_a_patch_the_corner_cuts_is_removed(seed: int) -> None:
+    """A date stamp on a smooth patch of photo that the image's corner cuts: the patch's flat colour, its top
+    sloping and its height cut by the image's bottom, passed for a plate seen in perspective, and the stamp for
+    scene text (score 0.30, untouched). Cut by the image, the patch shows not its own height: no perspective is
+    judged, and the stamp is treated and filled."""
+    assert not overlays.missing_fonts()
+    _, footprint = overlays.date_style(np.zeros((*CORNER_SHAPE, 3), np.uint8),
+                                       np.random.default_rng(seed))
+    ys, xs = np.nonzero(footprint)
+    clean = _warm_corner(seed, int(xs.min()) - 12, int(ys.min()) - 8)
+    image, _ = overlays.date_style(clean, np.random.default_rng(seed))
+    out, metrics = run(image, when="auto", threshold=0.6)
+    assert metrics["treated"] is True and metrics["overlay_score"] >= 0.9
+    assert restored(out, clean, image) >= 0.95
+    assert np.array_equal(out[: int(ys.min()) - 30], image[: int(ys.min()) - 30])

@@ -11,7 +11,8 @@ only: boxes and bands are typeset with the image's axes):
   The box, holes filled, grown by the anti-aliased rim, joins the mask (it is opaque: there is nothing to
   keep beneath it). A box reaching the image's side may be a translucent band cut short where the photo
   beneath turns lighter: the band is looked for first there. A plate whose two ends differ in height or
-  whose top is not level is a sign seen in perspective: the line is scene text (`Backing.scene`).
+  whose top is not level is a sign seen in perspective: the line is scene text (`Backing.scene`); not when the
+  image's top or bottom cuts it (the smooth photo around a date stamp in the corner): its height is not its own.
 - **Band**: a straight horizontal step above the line and the opposite step below it, each along at least
   `BAND_CONSISTENT` of the line's length, within `BAND_REACH` line heights. The band is taken to be
   `αC + (1 − α)B` and is un-blended (`unblend`), not painted over.
@@ -171,11 +172,14 @@ def _box_at(flat: Mask, rect: tuple[int, int, int, int], quad: Quad, letters: Ma
     filled = _fill_holes(shape_mask)
     points = cv2.findNonZero(filled.astype(np.uint8))
     (_, _), (w, h), _ = cv2.minAreaRect(points)
+    # Cut by the image's top or bottom, a shape shows not its own height: no perspective to judge (the smooth
+    # photo around a date stamp in the corner, cut there, is no sign seen turned away).
+    cut = bool((filled[0].any() and wy0 == 0) or (filled[-1].any() and wy1 == shape[0]))
     if filled.sum() < BOXY * w * h:
         # Not a rectangle; a smooth plate that is a convex quadrilateral (a sign turned away) is scene text.
-        return SCENE if plate and _trapezoid(filled) and _in_perspective(filled) else None
+        return SCENE if plate and not cut and _trapezoid(filled) and _in_perspective(filled) else None
     if _in_perspective(filled):
-        return SCENE
+        return None if cut else SCENE
     out = np.zeros(shape, bool)
     out[wy0:wy1, wx0:wx1] = _grow(filled, BOX_RIM)
     return out if out.mean() <= MAX_SHARE else None
