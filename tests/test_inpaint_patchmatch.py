@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from retouchd.inpaint import thin
 from retouchd.inpaint.base import single_thread
 from retouchd.inpaint.descriptors import dct_basis
-from retouchd.inpaint.patchmatch import Level, Params, box_max
+from retouchd.inpaint.grids import box_max
+from retouchd.inpaint.patchmatch import Level, Params
 
 
 def test_box_max_equals_the_2d_max_pool() -> None:
