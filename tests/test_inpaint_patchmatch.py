@@ -10,8 +10,7 @@ import torch.nn.functional as F
 from retouchd.inpaint import thin
 from retouchd.inpaint.base import single_thread
 from retouchd.inpaint.descriptors import dct_basis
-from retouchd.inpaint.grids import box_max
-from retouchd.inpaint.patchmatch import Level, Params
+from retouchd.inpaint.patchmatch import Level, Params, box_max
 
 
 def test_box_max_equals_the_2d_max_pool() -> None:

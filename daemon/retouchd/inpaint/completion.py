@@ -12,10 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from retouchd.inpaint.grids import box_max
-from retouchd.inpaint.patchmatch import Chord, Field, Level, Params
+from retouchd.inpaint.patchmatch import Chord, Field, Level, Params, box_max
 from retouchd.inpaint.periodic import Lattice, PeriodParams, lattice_candidates, scaled
-from retouchd.inpaint.seams import stitch
 from retouchd.masks import box_around
 
 GRAIN_RING = 16
@@ -181,22 +179,13 @@ def complete(
         for i in range(rounds):
             level.search(params.pm_iters + (2 if previous is None and i == 0 else 0), gen)
             level.vote()
-        if depth == 0:
-            _close_seams(level, params)
+        if depth == 0 and params.seam:
+            level.remove_seam(push_pull)
         result, previous = level.unpadded(), level.field()
     assert result is not None
     if params.grain > 0:
         return add_grain(result[:3], hole, params.grain, gen), previous
     return result[:3], previous
-
-
-def _close_seams(level: Level, params: Params) -> None:
-    """After the last vote: the fill's mismatch with the ring spread over it, then the seams between copies
-    re-integrated (`seams`)."""
-    if params.seam:
-        level.remove_seam(push_pull)
-    if params.stitch_tolerance > 0:
-        stitch(level)
 
 
 def _nearest_in_phase(level: Level) -> tuple[torch.Tensor, torch.Tensor]:
@@ -287,7 +276,8 @@ def vote_upscaled(rgb: torch.Tensor, hole: torch.Tensor, coarse: Field, params: 
         return level.unpadded()
     level.sy, level.sx = level.snap(*scaled_guess(coarse, level))
     level.vote()
-    _close_seams(level, params)
+    if params.seam:
+        level.remove_seam(push_pull)
     if params.grain > 0:
         gen = torch.Generator(device=rgb.device).manual_seed(params.seed)
         return add_grain(level.unpadded(), hole, params.grain, gen)

@@ -68,8 +68,8 @@ class PatchEngine(InpaintEngine):
         field: Field | None
         with single_thread(device), torch.inference_mode():
             small_t, small_hole_t = _to_tensor(small, device), torch.from_numpy(small_hole).to(device)
-            # Only the field is kept: the seam steps and the grain of the small fill would be thrown away.
-            search_only = dataclasses.replace(self.params, seam=False, stitch_tolerance=0.0, grain=0.0)
+            # Only the field is kept: the seam step and the grain of the small fill would be thrown away.
+            search_only = dataclasses.replace(self.params, seam=False, grain=0.0)
             guided = self._guides(small, small_hole, device)
             _, field = complete(small_t, small_hole_t, search_only, *guided, *self._lattice(small, small_hole))
             if field is not None:
