@@ -12,7 +12,6 @@ import torch
 from retouchd.inpaint import inpaint
 from retouchd.inpaint.patch import PatchEngine
 from retouchd.inpaint.periodic import PeriodParams, find_lattice
-from retouchd.inpaint.structure import StructureParams
 from retouchd.inpaint.thin import ThinFill, ThinParams, sparse_fill, thin_components
 from retouchd.steps.base import StepContext
 from retouchd.typing import Mask, RGBImage
@@ -178,36 +177,6 @@ def test_thin_line_is_drawn_across_a_wide_hole(ctx: StepContext, slope: float, r
     assert (dark & on_line).sum() >= 0.9 * on_line.sum()
     assert float(np.abs(across[dark]).mean()) < 1.5
     assert psnr(out, truth, hole) > 27
-
-
-def test_curved_stroke_is_continued_along_its_curve(ctx: StepContext, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A dark stroke bending ~45° across a hole over light grain: its two ends do not line up straight, so
-    only the curve through them (leaving and arriving along each end's direction) continues it; the fill's
-    stroke stays within 2 px of the true curve across the hole. Without curves the stroke stops at the
-    hole's edge and the middle of the fill has no stroke at all."""
-    h, w, k = 160, 200, 0.004
-    yy, xx = np.mgrid[:h, :w]
-    centre = 70 + k * (xx - 100.0) ** 2
-    across = (yy - centre) / np.sqrt(1 + (2 * k * (xx - 100.0)) ** 2)
-    grain = cv2.GaussianBlur(np.random.default_rng(1).normal(0, 25, (h, w)).astype(np.float32), (0, 0), 1.2)
-    value = 165 + grain - 100 * (np.abs(across) < 1.6)
-    truth = np.clip(np.repeat(value[..., None], 3, axis=2), 0, 255).astype(np.uint8)
-    hole = disc(h, w, 72, 100, 34)
-
-    def offsets() -> list[float]:
-        out = inpaint(grey_hole(truth, hole), hole, engine="patch", ctx=ctx).mean(axis=2)
-        found = []
-        for x in range(70, 131, 4):
-            rows = np.nonzero(hole[:, x])[0]
-            dark = rows[out[rows, x] < 110]
-            found.append(float(np.median(dark)) - float(centre[0, x]) if len(dark) else np.inf)
-        return found
-
-    errors = np.abs(offsets())
-    assert float(errors.max()) <= 2.0
-    assert float(errors[-4:].max()) <= 1.5  # the far side
-    monkeypatch.setattr(PatchEngine, "structure", StructureParams(curves=False))
-    assert np.isinf(offsets()[len(errors) // 2])
 
 
 def gradient_energy(image: RGBImage) -> np.ndarray:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from retouchd.inpaint.curves import Curve, curve_guide, pair_curves
 from retouchd.typing import Mask, RGBImage
 
 _END_GAP = 12.0
@@ -58,8 +57,6 @@ class StructureParams:
     """Beyond `band`, the guide falls back to zero over about this many pixels."""
     weight: float = 150
     """Guide value at saturation, against colour on the 0–255 scale."""
-    curves: bool = True
-    """Also join entering ends that do not line up straight by a smooth curve (`curves`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +69,6 @@ class Line:
     dx: float
     t0: float
     t1: float
-    curve: Curve | None = None
-    """A curved edge: its samples (the line is then the straight chord through its two ends)."""
 
 
 def find_lines(rgb: RGBImage, hole: Mask, params: StructureParams) -> list[Line]:
@@ -94,22 +89,12 @@ def find_lines(rgb: RGBImage, hole: Mask, params: StructureParams) -> list[Line]
     gy = cv2.Sobel(gray.astype(np.float32), cv2.CV_32F, 0, 1, ksize=3)
     near_edge = cv2.dilate(edges, np.ones((3, 3), np.uint8)) > 0
     found: list[tuple[float, Line]] = []
-    candidates, ends = _candidates(segments.astype(np.float64), hole, params)
-    for line in candidates:
+    for line in _candidates(segments.astype(np.float64), hole, params):
         if any(_same(line, other) for _, other in found):
             continue
         paired = _paired(line, rgb, near_edge, gy, gx, hole, params)
         if paired is not None and not any(_same(paired[1], other) for _, other in found):
             found.append(paired)
-    if params.curves:
-        p = params
-        joined = pair_curves(ends, rgb, near_edge, gy, gx, hole, p.reach, p.support, p.colour_match)
-        for score, curve, (ea, eb) in joined:
-            span = float(np.linalg.norm(eb - ea))
-            chord = _crossing(float(ea[0]), float(ea[1]), (eb[0] - ea[0]) / span, (eb[1] - ea[1]) / span, hole)
-            if chord is None or any(_near(chord, other) for _, other in found):
-                continue
-            found.append((score, Line(chord.py, chord.px, chord.dy, chord.dx, chord.t0, chord.t1, curve)))
     found.sort(key=lambda item: -item[0])
     return [line for _, line in found[: params.max_lines]]
 
@@ -120,9 +105,6 @@ def guides(shape: tuple[int, int], lines: list[Line], params: StructureParams) -
     yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
     out = np.zeros((2 * len(lines), *shape), dtype=np.float32)
     for k, line in enumerate(lines):
-        if line.curve is not None:
-            out[2 * k : 2 * k + 2] = curve_guide(shape, line.curve, params.band, params.fade, params.weight)
-            continue
         signed = (yy - line.py) * line.dx - (xx - line.px) * line.dy
         level = np.clip(signed / params.band, -1.0, 1.0)
         fall = np.exp(-np.square(np.maximum(np.abs(signed) - params.band, 0.0) / params.fade))
@@ -131,9 +113,7 @@ def guides(shape: tuple[int, int], lines: list[Line], params: StructureParams) -
     return out
 
 
-def _candidates(
-    segments: np.ndarray, hole: Mask, p: StructureParams
-) -> tuple[list[Line], list[tuple[np.ndarray, np.ndarray]]]:
+def _candidates(segments: np.ndarray, hole: Mask, p: StructureParams) -> list[Line]:
     """Lines to test: long segments extended through the hole, then pairs of segment ends that point at
     each other across it (an edge that bends a little is seen straight near the hole on both sides)."""
     lines: list[Line] = []
@@ -166,7 +146,7 @@ def _candidates(
                 line = _crossing(float(ea[0]), float(ea[1]), float(c[0]), float(c[1]), hole)
                 if line is not None and 0 <= ea[0] < h and 0 <= ea[1] < w:
                     lines.append(line)
-    return lines, ends
+    return lines
 
 
 def _crossing(py: float, px: float, dy: float, dx: float, hole: Mask) -> Line | None:
@@ -191,15 +171,6 @@ def _same(a: Line, b: Line) -> bool:
     tm = (a.t0 + a.t1) / 2
     cy, cx = a.py + tm * a.dy, a.px + tm * a.dx
     return abs((cy - b.py) * b.dx - (cx - b.px) * b.dy) < 2.0
-
-
-def _near(a: Line, b: Line) -> bool:
-    """A curve's chord that an edge already found covers: nearly parallel, within 4 px at the chord's centre."""
-    if abs(a.dy * b.dx - a.dx * b.dy) > 0.2:
-        return False
-    tm = (a.t0 + a.t1) / 2
-    cy, cx = a.py + tm * a.dy, a.px + tm * a.dx
-    return abs((cy - b.py) * b.dx - (cx - b.px) * b.dy) < 4.0
 
 
 def _paired(
