@@ -1,0 +1,233 @@
+"""One large translucent word across a photo ("SAMPLE", "PREVIEW"): found by its blend, un-blended, not painted.
+
+A stock-preview mark composited as `I = αC + (1 − α)B` moves every pixel beneath it by the same blend. Seen
+from the mark's colour, `|C − I| = (1 − α)|C − B|`: in `log|C − I|` the whole word is one constant step
+`log(1 − α)` in all three channels, whatever the photo does beneath it. So, for a white and a black mark:
+
+1. Candidates (`_candidates`, at half size): the pixels whose `log|C − I|` (mean of the channels) lies at least
+   `t` below its local median (`BACKGROUND` px), for a few steps `t`; the large components that survive an
+   opening, of letter height, make one candidate word.
+2. The blend (`_fit`): the photo beneath the letters is guessed from the pixels around them (`blendfit.guess`);
+   on the letters' inner rim, `I = (1 − α)B̂ + αC` is fitted over all channels (one α, one grey C). A mark
+   explains most of the step there (`MIN_EXPLAINED`), with α in `ALPHA` and C in range; photo edges do not.
+3. The shape (`_shape`): each pixel's own share of the mark, `(I − B̂)·(C − B̂) / (α|C − B̂|²)`, decides the
+   letters' outline (font outlines are sharp: the rim is one anti-aliased pixel).
+4. Reading (`_reads`): the shape itself, drawn dark on white, must read as a word to the recogniser
+   (`MIN_READ`, at least `MIN_CHARS` characters): a bright patch of sky or a pale petal does not.
+
+The result is a `watermark.TileBlend` (the opacity map and colour): the step un-blends it (`watermark.apply`)
+and fills only the pixels it clips.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from retouchd.textdetect.db import Quad, candidates, probability_map, quad_size
+from retouchd.textdetect.recognize import read_lines
+from retouchd.textdetect.runtime import OcrModels
+from retouchd.textdetect.watermark import TileBlend
+from retouchd.typing import Mask, RGBImage
+
+BACKGROUND = 51
+"""Window (px at half size) of the local median the steps are measured from."""
+STEPS = (0.15, 0.3)
+"""Candidate steps in `log|C − I|` (α ≈ 0.11, 0.18, 0.26, 0.36 at the threshold)."""
+MIN_HEIGHT = 0.06
+"""A letter is at least this share of the image's short side tall."""
+MIN_AREA = 0.012
+MAX_AREA = 0.3
+ALPHA = (0.12, 0.7)
+MIN_EXPLAINED = 0.6
+MIN_SPREAD = 12.0
+GREY_PENALTY = 0.05
+"""A grey mark's fit (two free numbers) must explain this much more than the white or black one."""
+MIN_READ = 0.75
+MIN_CHARS = 3
+RIM = 3
+GROW = 1.25
+"""The line box the letters are looked for in, grown about its centre (a last letter the candidate missed)."""
+LETTER_SHARE = 0.3
+SURROUND = 6.0
+"""Reach (px, Gaussian sigma) of the photo around a pixel that its step is measured from."""
+
+Floats = npt.NDArray[np.float32]
+
+
+def _log_distance(image: Floats, level: float) -> Floats:
+    return np.asarray(np.log(np.abs(level - image) + 2.0).mean(axis=2), np.float32)
+
+
+def _candidates(image: Floats, level: float) -> list[Mask]:
+    """Candidate words (full-size masks) for a mark of colour `level`, from the largest step down."""
+    height, width = image.shape[:2]
+    small = cv2.resize(_log_distance(image, level), (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+    quantised = np.clip(small * 40, 0, 255).astype(np.uint8)
+    background = cv2.medianBlur(quantised, BACKGROUND).astype(np.float32) / 40
+    step = cv2.GaussianBlur(small - background, (0, 0), 1.0)
+    short = min(height, width) / 2
+    out = []
+    for t in STEPS:
+        below = cv2.morphologyEx((step < -t).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(below, connectivity=8)
+        keep = np.zeros(count, bool)
+        for i in range(1, count):
+            _, _, w, h, area = stats[i]
+            keep[i] = max(w, h) >= MIN_HEIGHT * short and area >= 0.2 * MIN_HEIGHT * short * MIN_HEIGHT * short
+        word = keep[labels]
+        share = float(word.mean())
+        if MIN_AREA <= share <= MAX_AREA:
+            out.append(cv2.resize(word.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0)
+    return out
+
+
+def _around(values: Floats, hole: Mask, sigma: float = 2.0) -> Floats:
+    """`values` beneath `hole` from the pixels around it (normalised convolution); the rest as they are."""
+    keep = (~hole).astype(np.float32)
+    if values.ndim == 3:
+        total = cv2.GaussianBlur(values * keep[..., None], (0, 0), sigma)
+        weight = cv2.GaussianBlur(keep, (0, 0), sigma)[..., None]
+        return np.asarray(np.where(hole[..., None], total / np.maximum(weight, 1e-6), values), np.float32)
+    total = cv2.GaussianBlur(values * keep, (0, 0), sigma)
+    weight = cv2.GaussianBlur(keep, (0, 0), sigma)
+    return np.asarray(np.where(hole, total / np.maximum(weight, 1e-6), values), np.float32)
+
+
+def _fit(image: Floats, word: Mask, level: float) -> tuple[float, float, float] | None:
+    """(α, C, share of the step explained) on the word's inner rim against the photo just outside it, or None:
+    C is the candidate's level (white, black) unless a grey fits clearly better."""
+    kernel = np.ones((3, 3), np.uint8)
+    beneath = _around(image, cv2.dilate(word.astype(np.uint8), kernel) > 0, 2.5)
+    inner = (cv2.erode(word.astype(np.uint8), kernel, iterations=1) > 0) & ~(
+        cv2.erode(word.astype(np.uint8), kernel, iterations=RIM) > 0)
+    if int(inner.sum()) < 200:
+        return None
+    b = beneath[inner].reshape(-1).astype(np.float64)
+    i = image[inner].reshape(-1).astype(np.float64)
+    step = i - b
+    fits = []
+    far = np.abs(level - b) >= 30
+    if far.sum() >= 100:
+        alpha = float(np.median(step[far] / (level - b[far])))
+        fits.append((alpha, level))
+    if float(b.std()) >= MIN_SPREAD:
+        slope, intercept = np.polyfit(b, i, 1)
+        kept = np.abs(i - (slope * b + intercept)) <= np.quantile(np.abs(i - (slope * b + intercept)), 0.8)
+        slope, intercept = np.polyfit(b[kept], i[kept], 1)
+        if 1.0 - slope > 0.05:
+            fits.append((1.0 - float(slope), float(intercept) / (1.0 - float(slope))))
+    best = None
+    for alpha, colour in fits:
+        if not ALPHA[0] <= alpha <= ALPHA[1] or not -10 <= colour <= 265:
+            continue
+        residual = np.abs(i - (alpha * colour + (1 - alpha) * b))
+        # Blades and grain crossing the letters are no part of the blend: judged on the best 80 %.
+        kept = residual <= np.quantile(residual, 0.8)
+        explained = 1.0 - float((residual[kept] ** 2).sum()) / max(float((step[kept] ** 2).sum()), 1e-6)
+        if colour != level:
+            explained -= GREY_PENALTY
+        if best is None or explained > best[2]:
+            best = (alpha, float(np.clip(colour, 0, 255)), explained)
+    return best
+
+
+def _shape(image: Floats, word: Mask, box: Mask, alpha: float, colour: float) -> Floats:
+    """Each pixel's share of the mark in the word's box: a pixel is a letter's when its distance from the
+    mark's colour is (1 − α) times the photo's around it, in log units nearer that than 1 (twice over, the
+    letters found the first time kept out of the surroundings the second)."""
+    kernel = np.ones((3, 3), np.uint8)
+    distance = _log_distance(image, colour)
+    step = float(np.log(1.0 - alpha))
+    letters = word
+    for _ in range(2):
+        keep = (cv2.dilate(letters.astype(np.uint8), kernel) == 0).astype(np.float32)
+        around = cv2.GaussianBlur(distance * keep, (0, 0), SURROUND) / np.maximum(
+            cv2.GaussianBlur(keep, (0, 0), SURROUND), 1e-6)
+        letters = box & (distance - around < step / 2)
+        letters = cv2.morphologyEx(letters.astype(np.uint8), cv2.MORPH_OPEN, kernel) > 0
+        letters = cv2.morphologyEx(letters.astype(np.uint8), cv2.MORPH_CLOSE, kernel) > 0
+        seed = (letters & word).astype(np.uint8)
+        # Only what joins the word: a pale blade beside the letters is the photo's.
+        count, labels = cv2.connectedComponents(letters.astype(np.uint8), connectivity=8)
+        touched = np.zeros(count, bool)
+        touched[np.unique(labels[seed > 0])] = True
+        sizes = np.bincount(labels.reshape(-1), minlength=count)
+        if touched[1:].any():  # ...or is as large as a letter of it (one the candidate missed)
+            touched |= sizes >= LETTER_SHARE * float(np.median(sizes[1:][touched[1:]]))
+        touched[0] = False
+        letters = touched[labels]
+    soft = cv2.GaussianBlur(letters.astype(np.float32), (0, 0), 0.6)
+    return np.asarray(soft, np.float32)
+
+
+def _quad(word: Mask) -> Quad | None:
+    """The word's line box, turned along its long axis (top-left, top-right, bottom-right, bottom-left)."""
+    ys, xs = np.nonzero(word)
+    if len(xs) < 50:
+        return None
+    points = np.column_stack([xs, ys]).astype(np.float64)
+    centre = points.mean(0)
+    _, vectors = np.linalg.eigh(np.cov((points - centre).T))
+    u = vectors[:, 1]
+    if u[0] < 0:
+        u = -u
+    v = np.array([-u[1], u[0]])
+    run, across = (points - centre) @ u, (points - centre) @ v
+    pad = 0.15 * float(across.max() - across.min())
+    corners = [(run.min() - pad, across.min() - pad), (run.max() + pad, across.min() - pad),
+               (run.max() + pad, across.max() + pad), (run.min() - pad, across.max() + pad)]
+    return np.array([centre + a * u + b * v for a, b in corners], np.float32)
+
+
+def _reads(models: OcrModels, word: Mask) -> bool:
+    quad = _quad(word)
+    if quad is None:
+        return False
+    drawn = np.where(word[..., None], 40, 235).astype(np.uint8).repeat(3, axis=2)
+    reading = read_lines(models, drawn, [quad])[0]
+    letters = sum(ch.isalnum() for ch in reading.text)
+    return reading.confidence >= MIN_READ and letters >= MIN_CHARS
+
+
+def _words(models: OcrModels, candidate: Mask) -> list[tuple[Quad, Mask]]:
+    """The lines of text the detector finds in the candidate drawn dark on white (the photo's own clutter of
+    blades and grain is no line), each with the candidate's pixels inside it."""
+    height, width = candidate.shape
+    drawn = np.where(candidate[..., None], 40, 235).astype(np.uint8).repeat(3, axis=2)
+    size = (max(32, round(height / 2 / 32) * 32), max(32, round(width / 2 / 32) * 32))
+    out = []
+    for found in candidates(probability_map(models, drawn, size), (height, width)):
+        if quad_size(found.quad)[1] < MIN_HEIGHT * min(height, width):
+            continue
+        inside = np.zeros((height, width), np.uint8)
+        cv2.fillPoly(inside, [np.round(found.quad).astype(np.int32)], 1)
+        word = candidate & (inside > 0)
+        if float(word.mean()) >= MIN_AREA:
+            out.append((found.quad, word))
+    return out
+
+
+def find(models: OcrModels, rgb: RGBImage) -> TileBlend | None:
+    """The large translucent word over `rgb` as an opacity map and colour, or None."""
+    image = rgb.astype(np.float32)
+    best: tuple[float, float, float, Mask, Mask] | None = None
+    for level in (255.0, 0.0):
+        for candidate in _candidates(image, level):
+            for quad, word in _words(models, candidate):
+                fitted = _fit(image, word, level)
+                if fitted is None or fitted[2] < MIN_EXPLAINED:
+                    continue
+                if best is None or fitted[2] > best[2]:
+                    grown = np.zeros(word.shape, np.uint8)
+                    centre = quad.mean(0)
+                    cv2.fillPoly(grown, [np.round(centre + GROW * (quad - centre)).astype(np.int32)], 1)
+                    best = (*fitted, word, grown > 0)
+    if best is None:
+        return None
+    alpha, colour, _, word, box = best
+    soft = _shape(image, word, box, alpha, colour)
+    if not (_reads(models, word) or _reads(models, soft > 0.5)):
+        return None
+    return TileBlend(np.asarray(soft * alpha, np.float32), (colour, colour, colour), 1)
