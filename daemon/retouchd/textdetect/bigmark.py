@@ -34,6 +34,13 @@ from retouchd.typing import Mask, RGBImage
 BACKGROUND = 51
 """Window (px at half size) of the local median the steps are measured from."""
 STEPS = (0.15, 0.3)
+LEVELS = (255.0, 0.0, 128.0)
+"""The mark's colours looked for (white, black, mid grey; a grey it is fitted to)."""
+CONTRAST = 300.0
+COLOURS = (255.0, 200.0, 128.0, 0.0)
+"""The colours a mark is fitted with first (white, light grey, mid grey, black); another must fit clearly better."""
+SAME_ALPHA = 0.06
+SAME_COLOUR = 30.0
 """Candidate steps in `log|C − I|` (α ≈ 0.11, 0.18, 0.26, 0.36 at the threshold)."""
 MIN_HEIGHT = 0.06
 """A letter is at least this share of the image's short side tall."""
@@ -60,25 +67,43 @@ def _log_distance(image: Floats, level: float) -> Floats:
     return np.asarray(np.log(np.abs(level - image) + 2.0).mean(axis=2), np.float32)
 
 
-def _candidates(image: Floats, level: float) -> list[Mask]:
-    """Candidate words (full-size masks) for a mark of colour `level`, from the largest step down."""
+def _step(image: Floats, level: float) -> Floats:
+    """`log|C − I|` (mean of the channels, at half size) less its local median: a mark of colour C is one
+    constant step `log(1 − α)` below zero over its letters."""
     height, width = image.shape[:2]
     small = cv2.resize(_log_distance(image, level), (width // 2, height // 2), interpolation=cv2.INTER_AREA)
     quantised = np.clip(small * 40, 0, 255).astype(np.uint8)
     background = cv2.medianBlur(quantised, BACKGROUND).astype(np.float32) / 40
-    step = cv2.GaussianBlur(small - background, (0, 0), 1.0)
+    return np.asarray(cv2.GaussianBlur(small - background, (0, 0), 1.0), np.float32)
+
+
+def _lines(models: OcrModels, step: Floats, shape: tuple[int, int]) -> list[Quad]:
+    """The text lines the detector sees in the step map drawn grey (mid grey where the photo is even, the steps
+    `CONTRAST` times darker or lighter): lines of letter height, in full-size pixels."""
+    drawn = np.clip(128 + CONTRAST * step, 0, 255).astype(np.uint8)
+    drawn = np.repeat(drawn[..., None], 3, axis=2)
+    size = (max(32, round(step.shape[0] / 32) * 32), max(32, round(step.shape[1] / 32) * 32))
+    return [c.quad for c in candidates(probability_map(models, drawn, size), shape)
+            if quad_size(c.quad)[1] >= MIN_HEIGHT * min(shape)]
+
+
+def _words(step: Floats, quad: Quad, shape: tuple[int, int]) -> list[Mask]:
+    """Candidate letters (full-size masks) inside the line `quad`: its pixels `t` below the photo around them,
+    for each step `t`, in components of letter size."""
+    height, width = shape
+    box = np.zeros(step.shape, np.uint8)
+    cv2.fillPoly(box, [np.round(quad / 2).astype(np.int32)], 1)
     short = min(height, width) / 2
     out = []
     for t in STEPS:
-        below = cv2.morphologyEx((step < -t).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        below = cv2.morphologyEx(((step < -t) & (box > 0)).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
         count, labels, stats, _ = cv2.connectedComponentsWithStats(below, connectivity=8)
         keep = np.zeros(count, bool)
         for i in range(1, count):
             _, _, w, h, area = stats[i]
-            keep[i] = max(w, h) >= MIN_HEIGHT * short and area >= 0.2 * MIN_HEIGHT * short * MIN_HEIGHT * short
+            keep[i] = max(w, h) >= 0.3 * MIN_HEIGHT * short and area >= 0.02 * (MIN_HEIGHT * short) ** 2
         word = keep[labels]
-        share = float(word.mean())
-        if MIN_AREA <= share <= MAX_AREA:
+        if MIN_AREA <= float(word.mean()) <= MAX_AREA:
             out.append(cv2.resize(word.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0)
     return out
 
@@ -97,7 +122,7 @@ def _around(values: Floats, hole: Mask, sigma: float = 2.0) -> Floats:
 
 def _fit(image: Floats, word: Mask, level: float) -> tuple[float, float, float] | None:
     """(α, C, share of the step explained) on the word's inner rim against the photo just outside it, or None:
-    C is the candidate's level (white, black) unless a grey fits clearly better."""
+    C is one of `COLOURS` unless another fits clearly better."""
     kernel = np.ones((3, 3), np.uint8)
     beneath = _around(image, cv2.dilate(word.astype(np.uint8), kernel) > 0, 2.5)
     inner = (cv2.erode(word.astype(np.uint8), kernel, iterations=1) > 0) & ~(
@@ -108,10 +133,10 @@ def _fit(image: Floats, word: Mask, level: float) -> tuple[float, float, float] 
     i = image[inner].reshape(-1).astype(np.float64)
     step = i - b
     fits = []
-    far = np.abs(level - b) >= 30
-    if far.sum() >= 100:
-        alpha = float(np.median(step[far] / (level - b[far])))
-        fits.append((alpha, level))
+    for colour in COLOURS:
+        far = np.abs(colour - b) >= 30
+        if far.sum() >= 100:
+            fits.append((float(np.median(step[far] / (colour - b[far]))), colour))
     if float(b.std()) >= MIN_SPREAD:
         slope, intercept = np.polyfit(b, i, 1)
         kept = np.abs(i - (slope * b + intercept)) <= np.quantile(np.abs(i - (slope * b + intercept)), 0.8)
@@ -126,7 +151,7 @@ def _fit(image: Floats, word: Mask, level: float) -> tuple[float, float, float] 
         # Blades and grain crossing the letters are no part of the blend: judged on the best 80 %.
         kept = residual <= np.quantile(residual, 0.8)
         explained = 1.0 - float((residual[kept] ** 2).sum()) / max(float((step[kept] ** 2).sum()), 1e-6)
-        if colour != level:
+        if colour not in COLOURS:
             explained -= GREY_PENALTY
         if best is None or explained > best[2]:
             best = (alpha, float(np.clip(colour, 0, 255)), explained)
@@ -191,42 +216,39 @@ def _reads(models: OcrModels, word: Mask) -> bool:
     return reading.confidence >= MIN_READ and letters >= MIN_CHARS
 
 
-def _words(models: OcrModels, candidate: Mask) -> list[tuple[Quad, Mask]]:
-    """The lines of text the detector finds in the candidate drawn dark on white (the photo's own clutter of
-    blades and grain is no line), each with the candidate's pixels inside it."""
-    height, width = candidate.shape
-    drawn = np.where(candidate[..., None], 40, 235).astype(np.uint8).repeat(3, axis=2)
-    size = (max(32, round(height / 2 / 32) * 32), max(32, round(width / 2 / 32) * 32))
-    out = []
-    for found in candidates(probability_map(models, drawn, size), (height, width)):
-        if quad_size(found.quad)[1] < MIN_HEIGHT * min(height, width):
-            continue
-        inside = np.zeros((height, width), np.uint8)
-        cv2.fillPoly(inside, [np.round(found.quad).astype(np.int32)], 1)
-        word = candidate & (inside > 0)
-        if float(word.mean()) >= MIN_AREA:
-            out.append((found.quad, word))
-    return out
+def _grown(quad: Quad, shape: tuple[int, int]) -> Mask:
+    grown = np.zeros(shape, np.uint8)
+    centre = quad.mean(0)
+    cv2.fillPoly(grown, [np.round(centre + GROW * (quad - centre)).astype(np.int32)], 1)
+    return grown > 0
 
 
 def find(models: OcrModels, rgb: RGBImage) -> TileBlend | None:
-    """The large translucent word over `rgb` as an opacity map and colour, or None."""
+    """The large translucent word over `rgb` as an opacity map and colour, or None. Every line whose blend is
+    the best line's (`SAME_ALPHA`, `SAME_COLOUR`: the second word of "STOCK PHOTO") joins it."""
     image = rgb.astype(np.float32)
-    best: tuple[float, float, float, Mask, Mask] | None = None
-    for level in (255.0, 0.0):
-        for candidate in _candidates(image, level):
-            for quad, word in _words(models, candidate):
+    shape = (rgb.shape[0], rgb.shape[1])
+    steps = {level: _step(image, level) for level in COLOURS}
+    quads = [quad for level in LEVELS for quad in _lines(models, steps[level], shape)]
+    fits: list[tuple[float, float, float, Mask, Quad]] = []
+    for quad in quads:
+        best: tuple[float, float, float, Mask, Quad] | None = None
+        for level in COLOURS:
+            for word in _words(steps[level], quad, shape):
                 fitted = _fit(image, word, level)
-                if fitted is None or fitted[2] < MIN_EXPLAINED:
-                    continue
-                if best is None or fitted[2] > best[2]:
-                    grown = np.zeros(word.shape, np.uint8)
-                    centre = quad.mean(0)
-                    cv2.fillPoly(grown, [np.round(centre + GROW * (quad - centre)).astype(np.int32)], 1)
-                    best = (*fitted, word, grown > 0)
-    if best is None:
+                if fitted is not None and fitted[2] >= MIN_EXPLAINED and (best is None or fitted[2] > best[2]):
+                    best = (*fitted, word, quad)
+        if best is not None:
+            fits.append(best)
+    if not fits:
         return None
-    alpha, colour, _, word, box = best
+    alpha, colour, _, word, quad = max(fits, key=lambda f: f[2])
+    box = _grown(quad, shape)
+    word = word.copy()
+    for other in fits:
+        if abs(other[0] - alpha) <= SAME_ALPHA and abs(other[1] - colour) <= SAME_COLOUR:
+            word |= other[3]
+            box |= _grown(other[4], shape)
     soft = _shape(image, word, box, alpha, colour)
     if not (_reads(models, word) or _reads(models, soft > 0.5)):
         return None
