@@ -32,26 +32,34 @@ from retouchd.textdetect.watermark import TileBlend
 from retouchd.typing import Mask, RGBImage
 
 BACKGROUND = 51
-"""Window (px at half size) of the local median the steps are measured from."""
+"""Window (px at half size) of the local median the steps are measured from..."""
+NEAR_BACKGROUND = 31
+"""...and a nearer one the detector looks for lines in too (a photo busy at the larger scale)."""
 STEPS = (0.15, 0.3)
 LEVELS = (255.0, 0.0, 128.0)
 """The mark's colours looked for (white, black, mid grey; a grey it is fitted to)."""
 CONTRAST = 300.0
 COLOURS = (255.0, 200.0, 128.0, 0.0)
 """The colours a mark is fitted with first (white, light grey, mid grey, black); another must fit clearly better."""
+CHANNEL_SPREAD = 0.12
+MIN_TEXTURE = 1.5
+"""Detail (median |I − blur|, levels) of the photo around the letters below which their own is not judged."""
+TEXTURE_KEPT = 0.4
+"""Share of the photo's detail, times (1 − α), the letters must keep (a fill or plate keeps almost none)."""
+TEXTURE_ADDED = 2.5
 SAME_ALPHA = 0.06
 SAME_COLOUR = 30.0
 """Candidate steps in `log|C − I|` (α ≈ 0.11, 0.18, 0.26, 0.36 at the threshold)."""
-MIN_HEIGHT = 0.06
+MIN_HEIGHT = 0.1
 """A letter is at least this share of the image's short side tall."""
 MIN_AREA = 0.012
 MAX_AREA = 0.3
-ALPHA = (0.12, 0.7)
+ALPHA = (0.12, 0.6)
 MIN_EXPLAINED = 0.6
 MIN_SPREAD = 12.0
 GREY_PENALTY = 0.05
 """A grey mark's fit (two free numbers) must explain this much more than the white or black one."""
-MIN_READ = 0.75
+MIN_READ = 0.7
 MIN_CHARS = 3
 RIM = 3
 GROW = 1.25
@@ -67,13 +75,13 @@ def _log_distance(image: Floats, level: float) -> Floats:
     return np.asarray(np.log(np.abs(level - image) + 2.0).mean(axis=2), np.float32)
 
 
-def _step(image: Floats, level: float) -> Floats:
+def _step(image: Floats, level: float, window: int = BACKGROUND) -> Floats:
     """`log|C − I|` (mean of the channels, at half size) less its local median: a mark of colour C is one
     constant step `log(1 − α)` below zero over its letters."""
     height, width = image.shape[:2]
     small = cv2.resize(_log_distance(image, level), (width // 2, height // 2), interpolation=cv2.INTER_AREA)
     quantised = np.clip(small * 40, 0, 255).astype(np.uint8)
-    background = cv2.medianBlur(quantised, BACKGROUND).astype(np.float32) / 40
+    background = cv2.medianBlur(quantised, window).astype(np.float32) / 40
     return np.asarray(cv2.GaussianBlur(small - background, (0, 0), 1.0), np.float32)
 
 
@@ -155,7 +163,40 @@ def _fit(image: Floats, word: Mask, level: float) -> tuple[float, float, float] 
             explained -= GREY_PENALTY
         if best is None or explained > best[2]:
             best = (alpha, float(np.clip(colour, 0, 255)), explained)
+    if best is None or not _channels_agree(image[inner], beneath[inner], best[0], best[1]):
+        return None
+    if not _texture_kept(image, word, best[0]):
+        return None
     return best
+
+
+def _channels_agree(inside: Floats, beneath: Floats, alpha: float, colour: float) -> bool:
+    """True when each channel on its own steps by the same α (a coloured plate darkens its blue less than its
+    red; a translucent mark steps every channel by the same share of its distance from C)."""
+    shares = []
+    for channel in range(3):
+        b, i = beneath[:, channel].astype(np.float64), inside[:, channel].astype(np.float64)
+        far = np.abs(colour - b) >= 30
+        if far.sum() >= 100:
+            shares.append(float(np.median((i[far] - b[far]) / (colour - b[far]))))
+    return len(shares) < 2 or max(abs(a - alpha) for a in shares) <= CHANNEL_SPREAD
+
+
+def _texture_kept(image: Floats, word: Mask, alpha: float) -> bool:
+    """True when the letters keep the photo's texture, scaled by (1 − α): an opaque plate or box is flat where
+    the photo around it is not, and a plate with letters on it has edges of its own the photo lacks."""
+    kernel = np.ones((3, 3), np.uint8)
+    lum = image.mean(axis=2)
+    detail = np.abs(lum - cv2.GaussianBlur(lum, (0, 0), 2.0))
+    inside = cv2.erode(word.astype(np.uint8), kernel, iterations=2) > 0
+    ring = (cv2.dilate(word.astype(np.uint8), kernel, iterations=6) > 0) & ~(
+        cv2.dilate(word.astype(np.uint8), kernel, iterations=2) > 0)
+    if int(inside.sum()) < 100 or int(ring.sum()) < 100:
+        return True
+    outside, own = float(np.median(detail[ring])), float(np.median(detail[inside]))
+    if own > TEXTURE_ADDED * outside + MIN_TEXTURE:  # edges of its own inside: a plate and its letters
+        return False
+    return outside < MIN_TEXTURE or own >= TEXTURE_KEPT * (1 - alpha) * outside
 
 
 def _shape(image: Floats, word: Mask, box: Mask, alpha: float, colour: float) -> Floats:
@@ -230,6 +271,7 @@ def find(models: OcrModels, rgb: RGBImage) -> TileBlend | None:
     shape = (rgb.shape[0], rgb.shape[1])
     steps = {level: _step(image, level) for level in COLOURS}
     quads = [quad for level in LEVELS for quad in _lines(models, steps[level], shape)]
+    quads += [quad for level in LEVELS for quad in _lines(models, _step(image, level, NEAR_BACKGROUND), shape)]
     fits: list[tuple[float, float, float, Mask, Quad]] = []
     for quad in quads:
         best: tuple[float, float, float, Mask, Quad] | None = None
