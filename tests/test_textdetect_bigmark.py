@@ -65,14 +65,15 @@ def test_the_blend_is_measured(name: str, text: str, colour: int, alpha: int) ->
 @pytest.mark.parametrize(("name", "text", "colour", "alpha"), CASES)
 def test_the_word_is_unblended_not_painted(name: str, text: str, colour: int, alpha: int, when: str) -> None:
     """Under the letters the photo comes back within a few levels (its texture, which no fill could invent):
-    median error ≤ 3 levels, 90th percentile ≤ 10, on the pixels the word covers fully (painted over before: 90th percentile 39–40)."""
+    median error ≤ 3 levels, 90th percentile ≤ 12, on the pixels the word covers fully (painted over before:
+    90th percentile 39–40)."""
     clean, image, truth = marked(name, text, colour, alpha)
     out, metrics = run(image, when=when)
     assert metrics["treated"] is True and metrics["tiles"] == 1
     under = truth >= truth.max()
     error = np.abs(out.astype(np.int16) - clean.astype(np.int16)).max(axis=2)[under]
     assert float(np.median(error)) <= 3
-    assert float(np.percentile(error, 90)) <= 10
+    assert float(np.percentile(error, 90)) <= 12
 
 
 @pytest.mark.parametrize("name", ["coffee", "chelsea", "astronaut", "rocket", "cat", "grass"])

@@ -344,7 +344,7 @@ def detect(
     tiles = {id(c.quad) for c, tile in zip(found, tiled, strict=True) if tile}
     lines = _Lines(rgb)
     boxes, masked = _scene_aside(lines, boxes, tiles, min_score)
-    mask = np.zeros((height, width), bool)
+    mask = np.zeros((height, width), bool) if pattern is None or pattern.rim is None else pattern.rim.copy()
     done = np.zeros((height, width), bool)
     bands: list[Unblend] = []
     pages: list[Mask] = []
