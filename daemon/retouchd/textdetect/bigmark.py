@@ -34,6 +34,8 @@ from retouchd.typing import Mask, RGBImage
 
 BACKGROUND = 51
 """Window (px at half size) of the local median the steps are measured from..."""
+WORK_SIDE = 384
+"""...the long side of that half size at most (a large photo is looked at smaller: the detector's cost bounded)."""
 NEAR_BACKGROUND = 31
 """...and a nearer one the detector looks for lines in too (a photo busy at the larger scale)."""
 STEPS = (0.15, 0.3)
@@ -77,8 +79,8 @@ def _log_distance(image: Floats, level: float) -> Floats:
 
 
 def _step(half: Floats, level: float, window: int = BACKGROUND) -> Floats:
-    """`log|C − I|` (mean of the channels) of the half-size image less its local median: a mark of colour C is
-    one constant step `log(1 − α)` below zero over its letters."""
+    """`log|C − I|` (mean of the channels) of the image at half size (or less, `WORK_SIDE`) less its local
+    median: a mark of colour C is one constant step `log(1 − α)` below zero over its letters."""
     small = _log_distance(half, level)
     quantised = np.clip(small * 40, 0, 255).astype(np.uint8)
     background = cv2.medianBlur(quantised, window).astype(np.float32) / 40
@@ -100,8 +102,8 @@ def _words(step: Floats, quad: Quad, shape: tuple[int, int]) -> list[Mask]:
     for each step `t`, in components of letter size."""
     height, width = shape
     box = np.zeros(step.shape, np.uint8)
-    cv2.fillPoly(box, [np.round(quad / 2).astype(np.int32)], 1)
-    short = min(height, width) / 2
+    cv2.fillPoly(box, [np.round(quad * step.shape[1] / width).astype(np.int32)], 1)
+    short = min(step.shape)
     out = []
     for t in STEPS:
         below = cv2.morphologyEx(((step < -t) & (box > 0)).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
@@ -194,7 +196,7 @@ def _texture_kept(image: Floats, word: Mask, alpha: float) -> bool:
     if int(inside.sum()) < 100 or int(ring.sum()) < 100:
         return True
     outside, own = float(np.median(detail[ring])), float(np.median(detail[inside]))
-    if own > TEXTURE_ADDED * outside + MIN_TEXTURE:  # edges of its own inside: a plate and its letters
+    if own > TEXTURE_ADDED * (1 - alpha) * outside + MIN_TEXTURE:  # edges of its own: a plate and its letters
         return False
     return outside < MIN_TEXTURE or own >= TEXTURE_KEPT * (1 - alpha) * outside
 
@@ -269,7 +271,9 @@ def find(models: OcrModels, rgb: RGBImage) -> TileBlend | None:
     the best line's (`SAME_ALPHA`, `SAME_COLOUR`: the second word of "STOCK PHOTO") joins it."""
     image = rgb.astype(np.float32)
     shape = (rgb.shape[0], rgb.shape[1])
-    half = np.asarray(cv2.resize(image, (shape[1] // 2, shape[0] // 2), interpolation=cv2.INTER_AREA), np.float32)
+    scale = min(0.5, WORK_SIDE / max(shape))
+    small = (max(1, round(shape[1] * scale)), max(1, round(shape[0] * scale)))
+    half = np.asarray(cv2.resize(image, small, interpolation=cv2.INTER_AREA), np.float32)
     steps = {level: _step(half, level) for level in COLOURS}
     quads = [quad for level in LEVELS for quad in _lines(models, steps[level], shape)]
     quads += [quad for level in LEVELS for quad in _lines(models, _step(half, level, NEAR_BACKGROUND), shape)]
