@@ -2,18 +2,24 @@
 
 A stock-preview mark composited as `I = αC + (1 − α)B` moves every pixel beneath it by the same blend. Seen
 from the mark's colour, `|C − I| = (1 − α)|C − B|`: in `log|C − I|` the whole word is one constant step
-`log(1 − α)` in all three channels, whatever the photo does beneath it. So, for a white and a black mark:
+`log(1 − α)` in all three channels, whatever the photo does beneath it. So, for the colours in `COLOURS`:
 
-1. Candidates (`_candidates`, at half size): the pixels whose `log|C − I|` (mean of the channels) lies at least
-   `t` below its local median (`BACKGROUND` px), for a few steps `t`; the large components that survive an
-   opening, of letter height, make one candidate word.
-2. The blend (`_fit`): the photo beneath the letters is guessed from the pixels around them (`blendfit.guess`);
-   on the letters' inner rim, `I = (1 − α)B̂ + αC` is fitted over all channels (one α, one grey C). A mark
-   explains most of the step there (`MIN_EXPLAINED`), with α in `ALPHA` and C in range; photo edges do not.
-3. The shape (`_shape`): each pixel's own share of the mark, `(I − B̂)·(C − B̂) / (α|C − B̂|²)`, decides the
-   letters' outline (font outlines are sharp: the rim is one anti-aliased pixel).
-4. Reading (`_reads`): the shape itself, drawn dark on white, must read as a word to the recogniser
-   (`MIN_READ`, at least `MIN_CHARS` characters): a bright patch of sky or a pale petal does not.
+1. Lines (`_step`, `_lines`): `log|C − I|` (mean of the channels, at half size) less its local median
+   (`BACKGROUND` px, and `NEAR_BACKGROUND`) is drawn grey and given to the text detector; lines of letter
+   height (`MIN_HEIGHT`) are where a word may be (the photo's own steps are no line of text).
+2. Letters (`_words`): inside a line, the pixels `t` below the photo around them, for each step `t` in `STEPS`,
+   in components of letter size.
+3. The blend (`_fit`): the photo beneath is guessed from the pixels just outside the letters; on their inner
+   rim, one α is fitted per colour in `COLOURS` (and a free grey, which must fit clearly better). A mark
+   explains most of the step there (`MIN_EXPLAINED`) with α in `ALPHA`; each channel on its own gives the same
+   α (`_channels_agree`: a coloured plate does not), and the letters keep the photo's texture times (1 − α),
+   neither flat nor busier (`_texture_kept`: an opaque box, or a plate with letters on it, fails).
+4. The shape (`_shape`): with α known, a pixel in the line (grown by `GROW`) is a letter's when its
+   `log|C − I|` lies more than half the step below the photo around it, and it joins the letters found; the
+   blend is fitted again on that shape (α came out low where the letters were missed) and the shape grown.
+   Lines whose blend is the best one's join it (the second word of "STOCK PHOTO").
+5. Reading (`_reads`): the letters, drawn dark on white, must read as text to the recogniser (`MIN_READ`, at
+   least `MIN_CHARS` characters): a bright patch of sky or a pale petal does not.
 
 The result is a `watermark.TileBlend` (the opacity map and colour): the step un-blends it (`watermark.apply`)
 and fills only the pixels it clips and the letters' outline, 3 px wide (`rim`: part letter, part photo, where
