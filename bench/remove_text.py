@@ -4,7 +4,8 @@ Photos: `bench/photoset.py` (Debian wallpapers, 768×512; `--set tune|holdout`).
 `tests_support.overlays.STYLES` is composited on `--per-style` photos (a different slice of the set per
 style): a caption on a dark translucent band, a price in a coloured rounded box, a tiled diagonal
 semi-transparent watermark, outlined logo lettering, a CJK caption, white text with a soft drop shadow,
-coloured text over foliage, a Cyrillic caption, a small orange date stamp. Clean photos: as many plain ones
+coloured text over foliage, a Cyrillic caption, a small orange date stamp, one or two large translucent words
+("SAMPLE", "PREVIEW": `mark`, measured last). Clean photos: as many plain ones
 and as many with natural scene text (a sign in perspective, lit, blurred and noisy like the photo), as many
 repeating surfaces filling the frame (`tests_support.periodic`: wall tiles, bricks, a facade's windows), plus
 synthetic shop screenshots (flat and gradient backgrounds; the truth is the page without its text).
@@ -149,13 +150,18 @@ def evaluate(subset: str, per_style: int, runner: Any, out: Path | None, only: l
     pool = photos(subset)
     rng = np.random.default_rng(seed if seed is not None else 14 if subset == "tune" else 41)
     rows: list[Row] = []
-    kinds = (*overlays.STYLES, "clean", "scene", "periodic")
+    # The large translucent word ("mark", issue 14, session 10) comes last, drawn from its own generator: every
+    # earlier style, clean photo and screenshot stays the one earlier runs measured.
+    kinds = (*overlays.STYLES, "clean", "scene", "periodic", "mark")
     surfaces = np.random.default_rng(140 if subset == "tune" else 410)
+    marks = np.random.default_rng(1400 if subset == "tune" else 4100 if seed is None else seed + 1)
     for k, kind in enumerate(kinds):
         for i in range(per_style):
             name, clean = pool[(k * per_style + i) * 7 % len(pool)]
             if only and kind not in only:
-                if kind in overlays.MAKERS:  # drawn all the same: `--only` sees the full run's overlays
+                if kind == "mark":
+                    overlays.MAKERS[kind](clean, marks)
+                elif kind in overlays.MAKERS:  # drawn all the same: `--only` sees the full run's overlays
                     overlays.MAKERS[kind](clean, rng)
                 elif kind == "scene":
                     overlays.scene_sign(clean, rng)
@@ -169,7 +175,7 @@ def evaluate(subset: str, per_style: int, runner: Any, out: Path | None, only: l
                 scene = overlays.scene_sign(clean, rng)
                 rows.append(measure(kind, name, runner, scene, scene, np.zeros(clean.shape[:2], bool), out))
             else:
-                image, footprint = overlays.MAKERS[kind](clean, rng)
+                image, footprint = overlays.MAKERS[kind](clean, marks if kind == "mark" else rng)
                 rows.append(measure(kind, name, runner, clean, image, footprint, out))
     for i in range(max(1, per_style // 2) if not only or "screenshot" in only else 0):
         clean, image, footprint = overlays.screenshot(rng)

@@ -79,12 +79,14 @@ def test_orange_date_stamp(models: textdetect.OcrModels) -> None:
 
 @pytest.mark.parametrize("name", ["rocket", "camera"])
 def test_semi_transparent_watermark(models: textdetect.OcrModels, name: str) -> None:
-    """50 %-alpha white lettering is found and covered although its colour follows the background."""
+    """50 %-alpha white lettering is found and covered although its colour follows the background: masked, or
+    (a word this large, `bigmark`) un-blended with its outline masked."""
     clean = overlays.photo(name)
     image = overlays.watermark(clean)
     found = textdetect.detect(models, image)
     assert found.score >= 0.8
-    assert found.mask[overlays.overlay_pixels(image, clean)].mean() >= 0.9
+    taken = found.mask | (found.tiles.alpha > 0) if found.tiles is not None else found.mask
+    assert taken[overlays.overlay_pixels(image, clean)].mean() >= 0.9
 
 
 @pytest.mark.parametrize("name", ["chelsea", "camera"])
@@ -145,7 +147,8 @@ def test_large_image_is_detected_smaller_and_mapped_back(
 
     monkeypatch.setattr(type(models), "run_det", spy)
     found = textdetect.detect(models, image, max_side=768)
-    assert seen == [(1, 3, 512, 768)]
+    # The caption's look, and `bigmark`'s (a large translucent word) on its step maps, smaller still.
+    assert seen.count((1, 3, 512, 768)) == 1 and all(shape[2] <= 512 and shape[3] <= 768 for shape in seen)
     assert found.mask.shape == (1024, 1536)
     assert found.score >= 0.8
     assert found.mask[overlays.overlay_pixels(image, clean)].mean() >= 0.95

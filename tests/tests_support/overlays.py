@@ -325,8 +325,55 @@ def date_style(clean: np.ndarray, rng: np.random.Generator) -> Layer:
     return _layered(clean, layer.filter(ImageFilter.GaussianBlur(0.6)))
 
 
+MARK_FONTS = (NOTO / "NotoSans-Bold.ttf", NOTO / "NotoSans-Regular.ttf", NOTO / "NotoSerif-Bold.ttf",
+              LIBERATION / "LiberationSans-Bold.ttf", LIBERATION / "LiberationSerif-Bold.ttf")
+
+
+def big_mark(clean: np.ndarray, rng: np.random.Generator) -> Layer:
+    """A stock-preview mark: one or two large words (100–200 px tall) across the photo, white, black or grey at
+    alpha 0.2–0.5, upright or turned up to ±35°, covering 4–12 % of the image; sometimes a thin outline."""
+    h, w = clean.shape[:2]
+    text = _pick(rng, ("SAMPLE", "PREVIEW", "PROOF", "DRAFT", "Sample", "Preview", "COPY", "STOCK PHOTO"))
+    path = MARK_FONTS[int(rng.integers(0, len(MARK_FONTS)))]
+    colour = ((255, 255, 255), (0, 0, 0), (128, 128, 128), (200, 200, 200))[int(rng.integers(0, 4))]
+    alpha = round(255 * float(rng.uniform(0.2, 0.5)))
+    angle = float(rng.uniform(-35, 35)) if rng.random() < 0.5 else 0.0
+    outline = int(rng.integers(1, 3)) if rng.random() < 0.25 else 0
+    share = rng.uniform(0.04, 0.12)
+    size = int(rng.uniform(100, 200) * h / 512)
+    for _ in range(12):  # the size whose letters cover about `share` of the image (letters, not their box)
+        glyphs = face(path, size)
+        tile = Image.new("L", (w * 2, h), 0)
+        ImageDraw.Draw(tile).text((0, 0), text, font=glyphs, fill=255)
+        covered = float((np.asarray(tile) > 127).mean()) * 2 * w * h / (w * h)
+        box = tile.getbbox() or (0, 0, 1, 1)
+        if abs(covered - share) < 0.01 or not 60 * h / 512 < size < 260 * h / 512:
+            break
+        if box[2] - box[0] > 0.95 * w and covered < share:
+            break
+        size = int(size * float(np.clip(np.sqrt(share / max(covered, 1e-3)), 0.8, 1.25)))
+    rim = (255 - colour[0], 255 - colour[1], 255 - colour[2]) if colour[0] != 128 else (255, 255, 255)
+    while True:  # smaller until the word, turned, fits the image
+        glyphs = face(path, size)
+        probe = ImageDraw.Draw(_blank(clean)).textbbox((0, 0), text, font=glyphs, stroke_width=outline)
+        word = Image.new("RGBA", (probe[2] - probe[0] + 8, probe[3] - probe[1] + 8), (0, 0, 0, 0))
+        ImageDraw.Draw(word).text((4 - probe[0], 4 - probe[1]), text, font=glyphs, fill=(*colour, alpha),
+                                  stroke_width=outline, stroke_fill=(*rim, alpha))
+        if angle:
+            word = word.rotate(angle, expand=True, resample=Image.Resampling.BICUBIC)
+        if (word.width <= 0.95 * w and word.height <= 0.95 * h) or size < 40:
+            break
+        size = int(size * 0.92)
+    layer = _blank(clean)
+    x = int(rng.uniform(0.0, 1.0) * max(1, w - word.width))
+    y = int(rng.uniform(0.0, 1.0) * max(1, h - word.height))
+    layer.alpha_composite(word, (x, y))
+    return _layered(clean, layer)
+
+
 MAKERS = {"band": band, "price": price_tag, "tiled": tiled_watermark, "outline": outlined, "cjk": cjk,
-          "shadow": shadowed, "foliage": coloured, "cyrillic": cyrillic, "date": date_style}
+          "shadow": shadowed, "foliage": coloured, "cyrillic": cyrillic, "date": date_style,
+          "mark": big_mark}
 
 
 def scene_sign(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:

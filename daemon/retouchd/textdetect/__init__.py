@@ -26,7 +26,8 @@ For one RGB image:
    image is found as a repeated pattern (no reading), its opacity voted from its copies and returned to be
    un-blended everywhere (only its clipped pixels are filled); steps 1–6 run on the image un-blended.
    Failing that, lines that read alike at least `MIN_COPIES` times are copies of one watermark (`tiles`,
-   `watermark`): its opacity is voted from them and placed on their lattice.
+   `watermark`): its opacity is voted from them and placed on their lattice. Failing both, one large
+   translucent word across the photo (`bigmark`) is found by its blend and un-blended the same way.
 
 `regions` limits where text is looked for: a box counts only when at least half of it lies inside them.
 """
@@ -39,7 +40,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from retouchd.textdetect import repeats, watermark
+from retouchd.textdetect import bigmark, repeats, watermark
 from retouchd.textdetect.db import MAX_SIDE, Quad, candidates, detection_size, probability_map, quad_size, quad_tilt
 from retouchd.textdetect.evidence import TILT_FLOOR, Evidence, repeated, weigh
 from retouchd.textdetect.glyphs import GLYPH_READ, MIN_GLYPHS, glyph_row
@@ -276,10 +277,14 @@ def _scene_aside(lines: _Lines, boxes: list[TextBox], tiles: set[int], min_score
     return boxes, masked
 
 
-def _untiled(rgb: RGBImage, regions: Sequence[Region] | None) -> tuple[RGBImage, TileBlend | None]:
+def _untiled(models: OcrModels, rgb: RGBImage, regions: Sequence[Region] | None) -> tuple[RGBImage,
+                                                                                         TileBlend | None]:
     """(the image, un-blended, and the watermark tiled over it) when one is found by its repeats (no reading:
-    the text is then looked for in what it leaves); only when the whole image is searched."""
+    the text is then looked for in what it leaves), or else one large translucent word (`bigmark`); only when
+    the whole image is searched."""
     pattern = repeats.find(rgb) if regions is None else None
+    if pattern is None and regions is None:
+        pattern = bigmark.find(models, rgb)
     return (rgb, None) if pattern is None else (watermark.apply(rgb, pattern)[0], pattern)
 
 
@@ -312,7 +317,7 @@ def detect(
 ) -> TextDetection:
     """Find overlaid text in `rgb` (H×W×3 uint8): its pixel mask, the scored boxes and the overlay score."""
     height, width = rgb.shape[:2]
-    rgb, pattern = _untiled(rgb, regions)
+    rgb, pattern = _untiled(models, rgb, regions)
     size = detection_size(height, width, max_side=max_side)
     found = candidates(probability_map(models, rgb, size), (height, width))
     if regions is not None:
@@ -339,7 +344,7 @@ def detect(
     tiles = {id(c.quad) for c, tile in zip(found, tiled, strict=True) if tile}
     lines = _Lines(rgb)
     boxes, masked = _scene_aside(lines, boxes, tiles, min_score)
-    mask = np.zeros((height, width), bool)
+    mask = np.zeros((height, width), bool) if pattern is None or pattern.rim is None else pattern.rim.copy()
     done = np.zeros((height, width), bool)
     bands: list[Unblend] = []
     pages: list[Mask] = []

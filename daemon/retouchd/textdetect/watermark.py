@@ -51,6 +51,8 @@ class TileBlend:
     colour: tuple[float, float, float]
     copies: int
     """How many copies were un-blended (found and placed on the lattice)."""
+    rim: Mask | None = None
+    """Pixels to fill once un-blended: a single large mark's outline (`bigmark`), part letter, part photo."""
 
 
 def _crop(image: Floats, origin: npt.NDArray[np.float64], half: int) -> tuple[Floats, Mask]:
