@@ -80,3 +80,20 @@ def test_the_word_is_unblended_not_painted(name: str, text: str, colour: int, al
 def test_no_word_in_a_clean_photo(name: str) -> None:
     """A clean photo has no large translucent word: nothing to un-blend."""
     assert bigmark.find(MODELS, overlays.photo(name, 640, 400)) is None
+
+
+@pytest.mark.parametrize("name", ["grass", "coffee"])
+def test_a_photo_without_a_line_stops_at_the_detector(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A textured clean photo in which the detector sees no line of letter height: `log|C − I|` is computed
+    once per colour the detector looks in (white, black, mid grey: both windows share it), and the light grey
+    looked for only inside lines is never computed (7 computations before, 3 now)."""
+    levels: list[float] = []
+    distance = bigmark._log_distance
+
+    def counted(image: np.ndarray, level: float) -> np.ndarray:
+        levels.append(level)
+        return distance(image, level)
+
+    monkeypatch.setattr(bigmark, "_log_distance", counted)
+    assert bigmark.find(MODELS, overlays.photo(name, 640, 400)) is None
+    assert sorted(levels) == sorted(bigmark.LEVELS)

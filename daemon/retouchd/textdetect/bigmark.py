@@ -86,11 +86,17 @@ def _log_distance(image: Floats, level: float) -> Floats:
     return np.asarray(np.log(np.abs(level - image) + 2.0).mean(axis=2), np.float32)
 
 
-def _step(half: Floats, level: float, window: int = BACKGROUND) -> Floats:
-    """`log|C − I|` (mean of the channels) of the image at half size (or less, `WORK_SIDE`) less its local
-    median: a mark of colour C is one constant step `log(1 − α)` below zero over its letters."""
+def _quantised(half: Floats, level: float) -> tuple[Floats, npt.NDArray[np.uint8]]:
+    """`log|C − I|` (mean of the channels) of the image at half size (or less, `WORK_SIDE`), and its 1/40
+    steps as bytes (the median filter's input): computed once per colour, shared by both windows."""
     small = _log_distance(half, level)
-    quantised = np.clip(small * 40, 0, 255).astype(np.uint8)
+    return small, np.clip(small * 40, 0, 255).astype(np.uint8)
+
+
+def _step(distance: tuple[Floats, npt.NDArray[np.uint8]], window: int = BACKGROUND) -> Floats:
+    """`log|C − I|` less its local median (`_quantised`'s pair): a mark of colour C is one constant step
+    `log(1 − α)` below zero over its letters."""
+    small, quantised = distance
     background = cv2.medianBlur(quantised, window).astype(np.float32) / 40
     return np.asarray(cv2.GaussianBlur(small - background, (0, 0), 1.0), np.float32)
 
@@ -282,9 +288,13 @@ def find(models: OcrModels, rgb: RGBImage) -> TileBlend | None:
     scale = min(0.5, WORK_SIDE / max(shape))
     small = (max(1, round(shape[1] * scale)), max(1, round(shape[0] * scale)))
     half = np.asarray(cv2.resize(image, small, interpolation=cv2.INTER_AREA), np.float32)
-    steps = {level: _step(half, level) for level in COLOURS}
+    distances = {level: _quantised(half, level) for level in LEVELS}
+    steps = {level: _step(distances[level]) for level in LEVELS}
     quads = [quad for level in LEVELS for quad in _lines(models, steps[level], shape)]
-    quads += [quad for level in LEVELS for quad in _lines(models, _step(half, level, NEAR_BACKGROUND), shape)]
+    quads += [quad for level in LEVELS for quad in _lines(models, _step(distances[level], NEAR_BACKGROUND), shape)]
+    if not quads:  # no line of letter height (most photos): the colours looked for in lines only are not needed
+        return None
+    steps.update({level: _step(_quantised(half, level)) for level in COLOURS if level not in steps})
     fits: list[tuple[float, float, float, Mask, Quad]] = []
     for quad in quads:
         best: tuple[float, float, float, Mask, Quad] | None = None
