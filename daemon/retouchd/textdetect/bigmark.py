@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from retouchd.textdetect.blendfit import guess
 from retouchd.textdetect.db import Quad, candidates, probability_map, quad_size
 from retouchd.textdetect.recognize import read_lines
 from retouchd.textdetect.runtime import OcrModels
@@ -132,23 +133,11 @@ def _words(step: Floats, quad: Quad, shape: tuple[int, int]) -> list[Mask]:
     return out
 
 
-def _around(values: Floats, hole: Mask, sigma: float = 2.0) -> Floats:
-    """`values` beneath `hole` from the pixels around it (normalised convolution); the rest as they are."""
-    keep = (~hole).astype(np.float32)
-    if values.ndim == 3:
-        total = cv2.GaussianBlur(values * keep[..., None], (0, 0), sigma)
-        weight = cv2.GaussianBlur(keep, (0, 0), sigma)[..., None]
-        return np.asarray(np.where(hole[..., None], total / np.maximum(weight, 1e-6), values), np.float32)
-    total = cv2.GaussianBlur(values * keep, (0, 0), sigma)
-    weight = cv2.GaussianBlur(keep, (0, 0), sigma)
-    return np.asarray(np.where(hole, total / np.maximum(weight, 1e-6), values), np.float32)
-
-
 def _fit(image: Floats, word: Mask, level: float) -> tuple[float, float, float] | None:
     """(α, C, share of the step explained) on the word's inner rim against the photo just outside it, or None:
     C is one of `COLOURS` unless another fits clearly better."""
     kernel = np.ones((3, 3), np.uint8)
-    beneath = _around(image, cv2.dilate(word.astype(np.uint8), kernel) > 0, 2.5)
+    beneath = guess(image, cv2.dilate(word.astype(np.uint8), kernel) > 0, 2.5)
     inner = (cv2.erode(word.astype(np.uint8), kernel, iterations=1) > 0) & ~(
         cv2.erode(word.astype(np.uint8), kernel, iterations=RIM) > 0)
     if int(inner.sum()) < 200:

@@ -46,11 +46,11 @@ EVEN_SPREAD = 0.1
 Floats = npt.NDArray[np.float32]
 
 
-def guess(image: Floats, hole: Mask) -> Floats:
-    """The photo beneath `hole`, from the pixels around it (normalised convolution)."""
+def guess(image: Floats, hole: Mask, sigma: float = GUESS_SIGMA) -> Floats:
+    """The photo beneath `hole`, from the pixels around it (normalised convolution, reach `sigma` px)."""
     keep = (~hole).astype(np.float32)
-    total = cv2.GaussianBlur(image * keep[..., None], (0, 0), GUESS_SIGMA)
-    weight = cv2.GaussianBlur(keep, (0, 0), GUESS_SIGMA)[..., None]
+    total = cv2.GaussianBlur(image * keep[..., None], (0, 0), sigma)
+    weight = cv2.GaussianBlur(keep, (0, 0), sigma)[..., None]
     return np.asarray(np.where(hole[..., None], total / np.maximum(weight, 1e-6), image), np.float32)
 
 
