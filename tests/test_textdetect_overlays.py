@@ -41,17 +41,26 @@ def _texture(seed: int) -> np.ndarray:
     return np.asarray(np.clip(120 + noise * 2.5, 0, 255), np.uint8)
 
 
+LINE = np.array([[95, 95], [400, 95], [400, 150], [95, 150]], np.float32)
+"""The detector's box around `_letters_and_shadow`'s line."""
+
+
+def _unshadowed(background: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(image, ink, shadow footprint, pixels left to fill, image un-shadowed) for shadowed letters on
+    `background`: the shadow must be found."""
+    image, ink, dark = _letters_and_shadow(background, 200)
+    out = np.zeros(ink.shape, bool)
+    shadow = add_shadow(image, LINE, ink, out)
+    assert shadow is not None
+    return image, ink, dark, out, unshadow(image, [shadow])
+
+
 def test_a_soft_drop_shadow_is_found_by_its_shape_and_un_blended() -> None:
     """The letters moved down-right and blurred, where a textured photo is darker on that side only: the
     shadow is semi-transparent black, so most of it is divided out (the texture comes back within 30 levels)
     and only its deepest core is filled (was: all of it masked and painted over, a pale ghost on wood)."""
     background = _texture(0)
-    image, ink, dark = _letters_and_shadow(background, 200)
-    out = np.zeros(ink.shape, bool)
-    quad = np.array([[95, 95], [400, 95], [400, 150], [95, 150]], np.float32)
-    shadow = add_shadow(image, quad, ink, out)
-    assert shadow is not None
-    restored = unshadow(image, [shadow])
+    image, ink, dark, out, restored = _unshadowed(background)
     error = np.abs(restored.astype(int) - background.astype(int)).max(axis=2)
     unblended = dark & ~out
     assert unblended.mean() >= 0.6 * dark.mean()
@@ -72,8 +81,7 @@ def test_a_light_streak_casts_no_shadow() -> None:
     streak &= ~cv2.dilate(ink.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
     letters = ink | streak
     out = letters.copy()
-    quad = np.array([[95, 95], [400, 95], [400, 150], [95, 150]], np.float32)
-    shadow = add_shadow(image, quad, letters, out)
+    shadow = add_shadow(image, LINE, letters, out)
     assert shadow is not None
     assert out[ink].mean() >= 0.95
     restored = unshadow(image, [shadow])
@@ -121,19 +129,14 @@ def test_a_soft_shadow_over_busy_streaks_is_un_blended_not_filled(seed: int) -> 
     filled whole (the letters and their shadow one wide blob: tune FallenLeaf-0 0.89 restored, 0.99 now).
     The same streaks without a shadow still get none."""
     background = _streaks(seed)
-    image, ink, dark = _letters_and_shadow(background, 200)
-    quad = np.array([[95, 95], [400, 95], [400, 150], [95, 150]], np.float32)
-    out = np.zeros(ink.shape, bool)
-    shadow = add_shadow(image, quad, ink, out)
-    assert shadow is not None
-    restored = unshadow(image, [shadow])
+    _, _, dark, out, restored = _unshadowed(background)
     error = np.abs(restored.astype(int) - background.astype(int)).max(axis=2)
     unblended = dark & ~out
     assert unblended.mean() >= 0.6 * dark.mean()
     assert (error[unblended] <= 30).mean() >= 0.9
     plain, ink, _ = _letters_and_shadow(background, 0)
     out = np.zeros(ink.shape, bool)
-    assert add_shadow(plain, quad, ink, out) is None
+    assert add_shadow(plain, LINE, ink, out) is None
     assert not out.any()
 
 
@@ -141,8 +144,7 @@ def test_texture_alone_is_no_shadow() -> None:
     """The same letters without a shadow on the same texture: nothing is added."""
     image, ink, _ = _letters_and_shadow(_texture(0), 0)
     out = np.zeros(ink.shape, bool)
-    quad = np.array([[95, 95], [400, 95], [400, 150], [95, 150]], np.float32)
-    add_shadow(image, quad, ink, out)
+    add_shadow(image, LINE, ink, out)
     assert not out.any()
 
 
