@@ -13,7 +13,7 @@ import pytest
 SCRIPT = """
 import multiprocessing, sys, threading
 from retouchd.logging import configure_logging
-from retouchd.pipesafe import protect_log_stream
+from retouchd.logging import protect_log_stream
 import structlog
 
 def work(who, count, size, go):

@@ -23,10 +23,10 @@ from retouchd.fsops import ensure_dir
 from retouchd.handover import Handover
 from retouchd.instancelock import file_identity, sqlite_file
 from retouchd.intake import Intake, IntakeThread
+from retouchd.logging import protect_log_stream
 from retouchd.monitor import Monitor
 from retouchd.mounts import ensure_inbox_dir, missing_share
 from retouchd.notify import Notifier
-from retouchd.pipesafe import protect_log_stream
 from retouchd.pool import Identity, Pool, slot_devices
 from retouchd.recovery import Recovery
 from retouchd.rules import RuleFolders, RuleSet, load_rules, rule_folders

@@ -18,6 +18,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from retouchd.pipesafe import reader_gone, silence
+
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _LOCK = threading.Lock()
 
@@ -38,8 +40,6 @@ class OneWriteLogger:
             try:
                 self._write(data)
             except OSError as exc:
-                from retouchd.pipesafe import reader_gone, silence
-
                 if not (self._pipe_safe and reader_gone(exc)):
                     raise
                 silence(self._file)
@@ -65,6 +65,12 @@ def _factory(*_args: Any) -> OneWriteLogger:
 
 def _pipe_safe_factory(*_args: Any) -> OneWriteLogger:
     return OneWriteLogger(sys.stderr, pipe_safe=True)
+
+
+def protect_log_stream() -> None:
+    """Log records that meet a closed pipe are dropped (retouchd.pipesafe); each record still reaches the
+    stream in one write. The rest of the set-up stays as `configure_logging` made it."""
+    structlog.configure(logger_factory=_pipe_safe_factory)
 
 
 def configure_logging(fmt: str = "auto", level: str = "info") -> None:

@@ -14,8 +14,6 @@ import errno
 import os
 from typing import TextIO
 
-import structlog
-
 
 def reader_gone(exc: OSError) -> bool:
     return isinstance(exc, BrokenPipeError) or exc.errno in (errno.EPIPE, errno.EBADF)
@@ -27,11 +25,3 @@ def silence(stream: TextIO) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, stream.fileno())
         os.close(devnull)
-
-
-def protect_log_stream() -> None:
-    """Log records that meet a closed pipe are dropped; each record still reaches the stream in one write
-    (retouchd.logging.OneWriteLogger). The rest of the set-up stays as `configure_logging` made it."""
-    from retouchd.logging import _pipe_safe_factory
-
-    structlog.configure(logger_factory=_pipe_safe_factory)

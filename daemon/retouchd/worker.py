@@ -46,7 +46,7 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     unbound = _die_with_parent()
     from retouchd.devices import prefer_passive_openmp
-    from retouchd.logging import configure_logging
+    from retouchd.logging import configure_logging, protect_log_stream
 
     prefer_passive_openmp()
     from retouchd.heap import keep_freed_heap
@@ -59,8 +59,6 @@ def child_main(conn: Connection, device: str, log_format: str, log_level: str) -
     if unbound is not None:
         log.warning("worker not tied to the daemon (prctl failed): if the daemon is killed, kill this worker too",
                     pid=os.getpid(), error=unbound)
-    from retouchd.pipesafe import protect_log_stream
-
     protect_log_stream()
     cache = DictCache()
     sending, compute = threading.Lock(), threading.Lock()
