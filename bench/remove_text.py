@@ -158,11 +158,10 @@ def evaluate(subset: str, per_style: int, runner: Any, out: Path | None, only: l
     for k, kind in enumerate(kinds):
         for i in range(per_style):
             name, clean = pool[(k * per_style + i) * 7 % len(pool)]
+            draws = marks if kind == "mark" else rng
             if only and kind not in only:
-                if kind == "mark":
-                    overlays.MAKERS[kind](clean, marks)
-                elif kind in overlays.MAKERS:  # drawn all the same: `--only` sees the full run's overlays
-                    overlays.MAKERS[kind](clean, rng)
+                if kind in overlays.MAKERS:  # drawn all the same: `--only` sees the full run's overlays
+                    overlays.MAKERS[kind](clean, draws)
                 elif kind == "scene":
                     overlays.scene_sign(clean, rng)
                 continue
@@ -175,7 +174,7 @@ def evaluate(subset: str, per_style: int, runner: Any, out: Path | None, only: l
                 scene = overlays.scene_sign(clean, rng)
                 rows.append(measure(kind, name, runner, scene, scene, np.zeros(clean.shape[:2], bool), out))
             else:
-                image, footprint = overlays.MAKERS[kind](clean, marks if kind == "mark" else rng)
+                image, footprint = overlays.MAKERS[kind](clean, draws)
                 rows.append(measure(kind, name, runner, clean, image, footprint, out))
     for i in range(max(1, per_style // 2) if not only or "screenshot" in only else 0):
         clean, image, footprint = overlays.screenshot(rng)
